@@ -1,0 +1,171 @@
+"""A small simulated spot-exchange admin API: the demo target and the tests' target.
+
+It keeps symbol modes, a global mode and the withdrawals state in memory, honours
+``Idempotency-Key`` (a repeated key replays the first answer and changes nothing), and
+exposes ``/_sim/*`` endpoints so tests can read the calls it saw and inject faults.
+
+Run: ``python -m examples.exchange --listen 127.0.0.1:9096 --token TOKEN``
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import hmac
+import json
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiohttp import web
+
+SYMBOL_MODES = ("NORMAL", "CANCEL_ONLY", "SOFT_HALT", "HARD_HALT")
+WITHDRAWAL_STATES = ("OPEN", "HALTED")
+
+
+@dataclass
+class Call:
+    method: str
+    path: str
+    body: Any
+    idempotency_key: str | None
+    applied: bool
+    status: int
+    at: float
+
+
+@dataclass
+class Faults:
+    """Injected behaviour: fail the next N calls with a status, or delay every call."""
+
+    fail_next: int = 0
+    fail_status: int = 503
+    delay_s: float = 0.0
+
+
+@dataclass
+class ExchangeState:
+    token: str
+    symbols: dict[str, str] = field(default_factory=dict)
+    global_mode: str = "NORMAL"
+    withdrawals: str = "OPEN"
+    calls: list[Call] = field(default_factory=list)
+    replies: dict[str, tuple[int, dict[str, Any]]] = field(default_factory=dict)
+    faults: Faults = field(default_factory=Faults)
+
+
+STATE = web.AppKey("state", ExchangeState)
+
+
+def _authorised(request: web.Request, state: ExchangeState) -> bool:
+    given = request.headers.get("Authorization", "")
+    return hmac.compare_digest(given.encode(), f"Bearer {state.token}".encode())
+
+
+async def _apply(request: web.Request, field_name: str, allowed: tuple[str, ...],
+                 setter: str) -> web.Response:
+    state = request.app[STATE]
+    if not _authorised(request, state):
+        return web.json_response({"error": "unauthorized"}, status=401)
+    if state.faults.delay_s:
+        await asyncio.sleep(state.faults.delay_s)
+    key = request.headers.get("Idempotency-Key")
+    try:
+        body = await request.json()
+    except json.JSONDecodeError:
+        body = None
+    if key is not None and key in state.replies:
+        status, reply = state.replies[key]
+        state.calls.append(Call(request.method, request.path, body, key, False, status,
+                                time.time()))
+        return web.json_response({**reply, "replayed": True}, status=status)
+    if state.faults.fail_next > 0:
+        state.faults.fail_next -= 1
+        status = state.faults.fail_status
+        state.calls.append(Call(request.method, request.path, body, key, False, status,
+                                time.time()))
+        return web.json_response({"error": "injected fault"}, status=status)
+    value = body.get(field_name) if isinstance(body, dict) else None
+    if value not in allowed:
+        state.calls.append(Call(request.method, request.path, body, key, False, 400, time.time()))
+        return web.json_response({"error": f"{field_name} must be one of {allowed}"}, status=400)
+    if setter == "symbol":
+        state.symbols[request.match_info["symbol"]] = value
+    elif setter == "global":
+        state.global_mode = value
+    else:
+        state.withdrawals = value
+    reply = {field_name: value}
+    if key is not None:
+        state.replies[key] = (200, reply)
+    state.calls.append(Call(request.method, request.path, body, key, True, 200, time.time()))
+    return web.json_response(reply)
+
+
+async def put_symbol(request: web.Request) -> web.Response:
+    return await _apply(request, "mode", SYMBOL_MODES, "symbol")
+
+
+async def put_global(request: web.Request) -> web.Response:
+    return await _apply(request, "mode", SYMBOL_MODES, "global")
+
+
+async def put_withdrawals(request: web.Request) -> web.Response:
+    return await _apply(request, "state", WITHDRAWAL_STATES, "withdrawals")
+
+
+async def get_symbol(request: web.Request) -> web.Response:
+    state = request.app[STATE]
+    return web.json_response({"mode": state.symbols.get(request.match_info["symbol"], "NORMAL")})
+
+
+async def get_global(request: web.Request) -> web.Response:
+    return web.json_response({"mode": request.app[STATE].global_mode})
+
+
+async def get_withdrawals(request: web.Request) -> web.Response:
+    return web.json_response({"state": request.app[STATE].withdrawals})
+
+
+async def sim_calls(request: web.Request) -> web.Response:
+    state = request.app[STATE]
+    return web.json_response({
+        "calls": [c.__dict__ for c in state.calls],
+        "symbols": state.symbols,
+        "global_mode": state.global_mode,
+        "withdrawals": state.withdrawals,
+    })
+
+
+async def sim_faults(request: web.Request) -> web.Response:
+    body = await request.json()
+    request.app[STATE].faults = Faults(**body)
+    return web.json_response({"ok": True})
+
+
+def make_app(token: str) -> web.Application:
+    """The exchange admin API as an aiohttp application."""
+    app = web.Application()
+    app[STATE] = ExchangeState(token=token)
+    app.router.add_put("/admin/symbols/{symbol}/mode", put_symbol)
+    app.router.add_get("/admin/symbols/{symbol}/mode", get_symbol)
+    app.router.add_put("/admin/global/mode", put_global)
+    app.router.add_get("/admin/global/mode", get_global)
+    app.router.add_put("/admin/withdrawals", put_withdrawals)
+    app.router.add_get("/admin/withdrawals", get_withdrawals)
+    app.router.add_get("/_sim/state", sim_calls)
+    app.router.add_post("/_sim/faults", sim_faults)
+    return app
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--listen", default="127.0.0.1:9096")
+    parser.add_argument("--token", required=True)
+    args = parser.parse_args()
+    host, _, port = args.listen.rpartition(":")
+    web.run_app(make_app(args.token), host=host, port=int(port), print=None)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Actions: how a control level is applied on a target."""

@@ -1,0 +1,143 @@
+"""Apply a control level through a target's HTTP admin API, with bounded, idempotent retries."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import aiohttp
+from tenacity import (
+    AsyncRetrying,
+    RetryError,
+    retry_if_exception_type,
+    stop_after_delay,
+    wait_exponential_jitter,
+)
+
+from responder import __version__
+from responder.errors import ActionError, ActionPermanentError, ActionTransientError
+from responder.metrics import Metrics
+from responder.redaction import Redactor
+from responder.rules.table import Control
+
+MAX_BODY_KEPT = 2048
+
+
+@dataclass
+class Attempt:
+    status: int | None
+    error: str | None
+    latency_ms: float
+
+
+@dataclass
+class CallRecord:
+    """What was sent and what came back, redacted, for the action log and evidence."""
+
+    method: str
+    url: str
+    body: Any
+    attempts: list[Attempt] = field(default_factory=list)
+    response_status: int | None = None
+    response_body: str = ""
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "method": self.method,
+            "url": self.url,
+            "body": self.body,
+            "attempts": [a.__dict__ for a in self.attempts],
+            "response": {"status": self.response_status, "body": self.response_body},
+        }
+
+
+class CallFailed(ActionError):
+    """Raised after retries are exhausted, carrying the record of every attempt."""
+
+    def __init__(self, cause: ActionError, record: CallRecord) -> None:
+        self.cause = cause
+        self.record = record
+        super().__init__(str(cause))
+
+
+class AdminClient:
+    """One HTTP session for every target; safe to share across tasks."""
+
+    def __init__(self, metrics: Metrics, redactor: Redactor) -> None:
+        self._metrics = metrics
+        self._redactor = redactor
+        self._session: aiohttp.ClientSession | None = None
+
+    async def start(self) -> None:
+        self._session = aiohttp.ClientSession(
+            headers={"User-Agent": f"responder/{__version__}"},
+            connector=aiohttp.TCPConnector(limit=100),
+        )
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+
+    async def apply(self, control: Control, key: str, level: str, idempotency_key: str,
+                    deadline_s: float) -> CallRecord:
+        """Apply the level; retry transient failures until the deadline; raise CallFailed."""
+        assert self._session is not None, "start() first"
+        path, body = control.render(key, level)
+        target = control.target
+        url = target.base_url + path
+        record = CallRecord(control.method, url, self._redactor.value(body))
+        headers = {"Idempotency-Key": idempotency_key, "Content-Type": "application/json"}
+        if target.token is not None:
+            headers["Authorization"] = f"Bearer {target.token.get_secret_value()}"
+        payload = json.dumps(body).encode() if body is not None else None
+        started = time.monotonic()
+        try:
+            async for attempt in AsyncRetrying(
+                stop=stop_after_delay(deadline_s),
+                wait=wait_exponential_jitter(initial=0.1, max=2.0),
+                retry=retry_if_exception_type(ActionTransientError),
+                reraise=True,
+            ):
+                with attempt:
+                    remaining = deadline_s - (time.monotonic() - started)
+                    timeout = max(0.05, min(target.timeout_s, remaining))
+                    await self._once(control, url, headers, payload, timeout, record)
+        except ActionError as e:
+            raise CallFailed(e, record) from e
+        except RetryError as e:  # pragma: no cover - reraise=True re-raises the last error
+            raise CallFailed(ActionTransientError(str(e)), record) from e
+        return record
+
+    async def _once(self, control: Control, url: str, headers: dict[str, str],
+                    payload: bytes | None, timeout_s: float, record: CallRecord) -> None:
+        assert self._session is not None
+        t0 = time.monotonic()
+        status: int | None = None
+        try:
+            async with self._session.request(
+                control.method, url, data=payload, headers=headers,
+                timeout=aiohttp.ClientTimeout(total=timeout_s), allow_redirects=False,
+            ) as resp:
+                status = resp.status
+                text = (await resp.content.read(MAX_BODY_KEPT)).decode("utf-8", "replace")
+        except (aiohttp.ClientError, asyncio.TimeoutError) as e:
+            latency = (time.monotonic() - t0) * 1000
+            reason = f"{type(e).__name__}: {e}" if str(e) else type(e).__name__
+            record.attempts.append(Attempt(None, self._redactor.text(reason), latency))
+            raise ActionTransientError(f"{control.target.name}: {reason}") from e
+        finally:
+            self._metrics.admin_seconds.labels(control.target.name).observe(
+                time.monotonic() - t0)
+        latency = (time.monotonic() - t0) * 1000
+        record.attempts.append(Attempt(status, None, latency))
+        record.response_status = status
+        record.response_body = self._redactor.text(text)
+        if 200 <= status < 300:
+            return
+        message = f"{control.target.name} answered {status} to {control.method} {url}"
+        if status >= 500 or status in (408, 429):
+            raise ActionTransientError(message)
+        raise ActionPermanentError(message)

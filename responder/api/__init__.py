@@ -1,0 +1,1 @@
+"""Operator-facing HTTP API: health, metrics and the action log."""

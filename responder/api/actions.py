@@ -1,0 +1,90 @@
+"""``GET /v1/actions`` and ``GET /v1/incidents/{id}``: the action log, for viewers."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Awaitable, Callable
+from datetime import datetime
+from typing import Any
+
+from aiohttp import web
+
+from responder.state import STATE
+from responder.store import queries
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def viewer_only(handler: Handler) -> Handler:
+    async def guarded(request: web.Request) -> web.StreamResponse:
+        state = request.app[STATE]
+        reason = state.viewer_tokens.check(request.headers.get("Authorization"))
+        if reason is not None:
+            state.metrics.rejected.labels("api", reason).inc()
+            return web.json_response({"error": reason}, status=401)
+        return await handler(request)
+
+    return guarded
+
+
+def _bad(message: str) -> web.Response:
+    return web.json_response({"error": "invalid_query", "message": message}, status=400)
+
+
+def _time(value: str | None, name: str) -> datetime | None:
+    if value is None:
+        return None
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError as e:
+        raise ValueError(f"{name}: expected an ISO 8601 time") from e
+    if parsed.tzinfo is None:
+        raise ValueError(f"{name}: the time needs a UTC offset")
+    return parsed
+
+
+def _int(value: str | None, name: str, default: int, maximum: int) -> int:
+    if value is None:
+        return default
+    if not value.isdigit() or not 0 <= int(value) <= maximum:
+        raise ValueError(f"{name}: expected an integer from 0 to {maximum}")
+    return int(value)
+
+
+@viewer_only
+async def list_actions(request: web.Request) -> web.StreamResponse:
+    q = request.query
+    try:
+        incident = q.get("incident")
+        filters = queries.ActionFilter(
+            rule_id=q.get("rule"),
+            control=q.get("control"),
+            incident_id=_int(incident, "incident", 0, 2**62) if incident else None,
+            kind=q.get("kind"),
+            since=_time(q.get("since"), "since"),
+            until=_time(q.get("until"), "until"),
+            after=_int(q.get("after"), "after", 0, 2**62),
+            limit=_int(q.get("limit"), "limit", 100, 1000) or 100,
+        )
+    except ValueError as e:
+        return _bad(str(e))
+    async with request.app[STATE].pool.acquire() as conn:
+        records = await queries.list_actions(conn, filters)
+    next_after = records[-1]["seq"] if len(records) == filters.limit else None
+    return _json({"records": records, "next_after": next_after})
+
+
+@viewer_only
+async def get_incident(request: web.Request) -> web.StreamResponse:
+    raw = request.match_info["incident_id"]
+    if not raw.isdigit():
+        return _bad("incident id must be an integer")
+    async with request.app[STATE].pool.acquire() as conn:
+        incident = await queries.incident_timeline(conn, int(raw))
+    if incident is None:
+        return web.json_response({"error": "not_found"}, status=404)
+    return _json(incident)
+
+
+def _json(data: Any) -> web.Response:
+    return web.json_response(data, dumps=lambda d: json.dumps(d, default=str))

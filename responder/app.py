@@ -1,0 +1,39 @@
+"""The aiohttp application: routes, request metrics and body limits."""
+
+from __future__ import annotations
+
+import structlog
+from aiohttp import web
+
+from responder.api import actions, health
+from responder.intake.webhook import alertmanager_webhook
+from responder.state import STATE, DaemonState
+
+log = structlog.get_logger("responder.http")
+
+
+@web.middleware
+async def count_requests(request: web.Request, handler: actions.Handler) -> web.StreamResponse:
+    route = request.match_info.route.resource
+    name = route.canonical if route is not None else "unmatched"
+    metrics = request.app[STATE].metrics
+    try:
+        response = await handler(request)
+    except web.HTTPException as e:
+        metrics.requests.labels(name, str(e.status)).inc()
+        raise
+    metrics.requests.labels(name, str(response.status)).inc()
+    return response
+
+
+def build_app(state: DaemonState) -> web.Application:
+    app = web.Application(client_max_size=state.settings.max_body_bytes,
+                          middlewares=[count_requests])
+    app[STATE] = state
+    app.router.add_post("/webhooks/alertmanager", alertmanager_webhook)
+    app.router.add_get("/healthz", health.healthz)
+    app.router.add_get("/readyz", health.readyz)
+    app.router.add_get("/metrics", health.metrics)
+    app.router.add_get("/v1/actions", actions.list_actions)
+    app.router.add_get("/v1/incidents/{incident_id}", actions.get_incident)
+    return app

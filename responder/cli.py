@@ -1,0 +1,157 @@
+"""The ``responder`` command: run, check-rules, audit verify, actions."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from responder import __version__
+from responder.config import Settings, load_settings
+from responder.errors import AuditChainError, ConfigError, ResponderError, RuleError
+from responder.logging import configure_logging
+from responder.redaction import Redactor
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="responder", description="Automatic first response.")
+    p.add_argument("--version", action="version", version=f"responder {__version__}")
+    p.add_argument("--config", type=Path, help="TOML settings file (or RESPONDER_CONFIG_FILE)")
+    sub = p.add_subparsers(dest="command", required=True)
+    sub.add_parser("run", help="start the daemon")
+    check = sub.add_parser("check-rules", help="validate a rules directory")
+    check.add_argument("rules_dir", nargs="?", type=Path)
+    check.add_argument("--skip-secrets", action="store_true",
+                       help="do not require target tokens to be present")
+    audit = sub.add_parser("audit", help="action log integrity")
+    audit_sub = audit.add_subparsers(dest="audit_command", required=True)
+    audit_sub.add_parser("verify", help="walk the hash chain and name the first bad record")
+    actions = sub.add_parser("actions", help="show the action log")
+    actions.add_argument("--rule")
+    actions.add_argument("--control")
+    actions.add_argument("--incident", type=int)
+    actions.add_argument("--kind")
+    actions.add_argument("--limit", type=int, default=50)
+    actions.add_argument("--json", action="store_true", help="one JSON record per line")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        if args.command == "check-rules":
+            return _check_rules(args)
+        settings = load_settings(args.config)
+        if args.command == "run":
+            return _run(settings)
+        if args.command == "audit":
+            return asyncio.run(_audit_verify(settings))
+        return asyncio.run(_actions(settings, args))
+    except ConfigError as e:
+        print(f"responder: invalid setting: {e}", file=sys.stderr)
+        return 2
+    except RuleError as e:
+        print("responder: invalid rules:", file=sys.stderr)
+        for problem in e.problems:
+            print(f"  {problem}", file=sys.stderr)
+        return 2
+    except ResponderError as e:
+        print(f"responder: {e}", file=sys.stderr)
+        return 1
+
+
+def _run(settings: Settings) -> int:
+    from responder.daemon import Daemon
+
+    configure_logging(Redactor(settings.secret_values()), settings.log_level)
+    daemon = Daemon(settings)
+    configure_logging(daemon.redactor, settings.log_level)
+    asyncio.run(daemon.run())
+    return 0
+
+
+def _check_rules(args: argparse.Namespace) -> int:
+    from responder.rules.loader import load_rules
+
+    rules_dir = args.rules_dir
+    if rules_dir is None:
+        rules_dir = load_settings(args.config).rules_dir
+    table = load_rules(rules_dir, resolve_secrets=not args.skip_secrets)
+    print(f"{rules_dir}: {len(table.rules)} rules, {len(table.controls)} controls,"
+          f" {len(table.targets)} targets; bundle {table.bundle_hash}")
+    return 0
+
+
+async def _connect(settings: Settings) -> Any:
+    import asyncpg
+
+    from responder.daemon import resolve_dsn
+    from responder.store.db import store_errors
+
+    async with store_errors():
+        return await asyncpg.connect(await resolve_dsn(settings))
+
+
+async def _audit_verify(settings: Settings) -> int:
+    from responder.store.actionlog import verify_chain
+
+    conn = await _connect(settings)
+    try:
+        report = await verify_chain(conn)
+    except AuditChainError as e:
+        print(f"action log BROKEN: {e}", file=sys.stderr)
+        return 1
+    finally:
+        await conn.close()
+    print(f"action log OK: {report.records} records, head {report.head_hash}")
+    return 0
+
+
+def _summary(record: dict[str, Any]) -> str:
+    d = record.get("detail", {})
+    kind = record["kind"]
+    if kind in ("intent", "outcome"):
+        status = d.get("status", "planned")
+        return f"{d.get('kind', '')} -> {d.get('level', '')} [{status}]"
+    if kind == "alert_received":
+        alert = d.get("alert", {})
+        name = alert.get("labels", {}).get("alertname", "?")
+        return f"{name} {alert.get('status', '')} matched={','.join(d.get('matched_rules', []))}"
+    if kind == "already_contained":
+        return f"requested {d.get('requested')} held {d.get('held')}"
+    for field in ("reason", "note", "scope", "value"):
+        if field in d:
+            return f"{field}: {d[field]}"
+    return ""
+
+
+async def _actions(settings: Settings, args: argparse.Namespace) -> int:
+    from responder.store import queries
+
+    conn = await _connect(settings)
+    try:
+        total = await conn.fetchval("SELECT coalesce(max(seq), 0) FROM action_log")
+        f = queries.ActionFilter(rule_id=args.rule, control=args.control,
+                                 incident_id=args.incident, kind=args.kind,
+                                 after=max(0, total - args.limit) if not any(
+                                     (args.rule, args.control, args.incident, args.kind))
+                                 else 0, limit=args.limit)
+        records = await queries.list_actions(conn, f)
+    finally:
+        await conn.close()
+    if args.json:
+        for r in records:
+            print(json.dumps(r, default=str))
+        return 0
+    header = f"{'SEQ':>5}  {'TIME (UTC)':19}  {'KIND':18} {'INC':>4}  {'RULE':26} {'CONTROL[KEY]':24} DETAIL"
+    print(header)
+    for r in records:
+        target = f"{r.get('control') or ''}" + (f"[{r['key']}]" if r.get("key") else "")
+        print(f"{r['seq']:>5}  {r['at'][:19].replace('T', ' '):19}  {r['kind']:18} "
+              f"{r.get('incident_id') or '':>4}  {(r.get('rule_id') or '')[:26]:26} "
+              f"{target[:24]:24} {_summary(r)}")
+    return 0

@@ -1,0 +1,146 @@
+"""Settings: one frozen object, parsed once in main() and passed in.
+
+Sources, highest priority first: environment (prefix ``RESPONDER_``), the optional TOML
+config file, then defaults. Token lists come from the environment (comma-separated), the
+config file, or a file with one token per line.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_settings import (
+    BaseSettings,
+    NoDecode,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+from responder.errors import ConfigError
+
+DEMO_TOKEN_PREFIX = "demo-"
+"""Tokens in the shipped demo settings start with this; production refuses them."""
+
+TokenList = Annotated[list[SecretStr], NoDecode]
+
+
+def _split_tokens(value: Any) -> Any:
+    if isinstance(value, str):
+        return [t.strip() for t in value.split(",") if t.strip()]
+    return value
+
+
+def _read_token_file(path: Path | None, setting: str) -> list[SecretStr]:
+    if path is None:
+        return []
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except OSError as e:
+        raise ValueError(f"cannot read {setting} {path}: {e.strerror}") from e
+    return [SecretStr(line.strip()) for line in lines if line.strip() and not line.startswith("#")]
+
+
+class Settings(BaseSettings):
+    """Everything the daemon can be told, validated at start."""
+
+    model_config = SettingsConfigDict(env_prefix="RESPONDER_", frozen=True, extra="forbid")
+
+    env: Literal["development", "production"] = "development"
+    listen: str = "127.0.0.1:9095"
+    database_url: SecretStr | None = None
+    data_dir: Path = Path(".responder")
+    rules_dir: Path = Path("rules")
+    webhook_tokens: TokenList = Field(default_factory=list)
+    webhook_tokens_file: Path | None = None
+    viewer_tokens: TokenList = Field(default_factory=list)
+    viewer_tokens_file: Path | None = None
+    max_body_bytes: int = Field(default=1_048_576, gt=0, le=64 * 1_048_576)
+    step_deadline_s: float = Field(default=30.0, gt=0)
+    shutdown_deadline_s: float = Field(default=10.0, gt=0)
+    intake_queue_max: int = Field(default=10_000, gt=0)
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (init_settings, env_settings, TomlConfigSettingsSource(settings_cls))
+
+    _split_webhook = field_validator("webhook_tokens", "viewer_tokens", mode="before")(
+        _split_tokens
+    )
+
+    @field_validator("listen")
+    @classmethod
+    def _check_listen(cls, value: str) -> str:
+        host, sep, port = value.rpartition(":")
+        if not sep or not host or not port.isdigit() or not 0 <= int(port) < 65536:
+            raise ValueError("expected HOST:PORT, for example 127.0.0.1:9095")
+        return value
+
+    @model_validator(mode="after")
+    def _merge_token_files(self) -> Settings:
+        merged = {
+            "webhook_tokens": self.webhook_tokens
+            + _read_token_file(self.webhook_tokens_file, "webhook_tokens_file"),
+            "viewer_tokens": self.viewer_tokens
+            + _read_token_file(self.viewer_tokens_file, "viewer_tokens_file"),
+        }
+        for name, tokens in merged.items():
+            object.__setattr__(self, name, tokens)
+            if self.env == "production" and any(
+                t.get_secret_value().startswith(DEMO_TOKEN_PREFIX) for t in tokens
+            ):
+                raise ValueError(f"{name}: demo tokens are refused when env is production")
+        return self
+
+    @property
+    def host(self) -> str:
+        return self.listen.rpartition(":")[0]
+
+    @property
+    def port(self) -> int:
+        return int(self.listen.rpartition(":")[2])
+
+    def secret_values(self) -> list[str]:
+        """Every configured secret, so the log redactor can mask it wherever it appears."""
+        secrets = [t.get_secret_value() for t in (*self.webhook_tokens, *self.viewer_tokens)]
+        if self.database_url is not None:
+            secrets.append(self.database_url.get_secret_value())
+        return [s for s in secrets if s]
+
+
+def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings:
+    """Parse settings, turning any validation failure into one line that names the setting."""
+    config_file = config_file or _env_path("RESPONDER_CONFIG_FILE")
+    settings_cls: type[Settings] = Settings
+    if config_file is not None:
+        if not config_file.is_file():
+            raise ConfigError(f"RESPONDER_CONFIG_FILE: no such file {config_file}")
+
+        class FileSettings(Settings):
+            model_config = SettingsConfigDict(toml_file=config_file)
+
+        settings_cls = FileSettings
+    try:
+        return settings_cls(**overrides)
+    except ValidationError as e:
+        err = e.errors()[0]
+        loc = ".".join(str(p) for p in err["loc"])
+        name = f"RESPONDER_{loc.upper()}" if loc else "settings"
+        msg = err["msg"].removeprefix("Value error, ")
+        raise ConfigError(f"{name}: {msg}") from e
+
+
+def _env_path(name: str) -> Path | None:
+    value = os.environ.get(name)
+    return Path(value) if value else None

@@ -1,0 +1,143 @@
+"""The daemon's lifecycle: start, serve until told to stop, shut down in order."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+
+import asyncpg
+import structlog
+from aiohttp import web
+from prometheus_client import CollectorRegistry
+
+from responder import __version__
+from responder.actions.admin_http import AdminClient
+from responder.app import build_app
+from responder.auth import TokenSet
+from responder.config import Settings
+from responder.engine.executor import Executor
+from responder.metrics import Metrics
+from responder.redaction import Redactor
+from responder.rules.loader import load_rules
+from responder.rules.table import RuleTable
+from responder.state import DaemonState
+from responder.store.db import create_pool, migrate
+from responder.store.embedded import start_embedded
+from responder.store.writer import Writer
+
+log = structlog.get_logger("responder")
+
+
+async def resolve_dsn(settings: Settings) -> str:
+    """The configured database, or the embedded one under the data directory."""
+    if settings.database_url is not None:
+        return settings.database_url.get_secret_value()
+    return await start_embedded(settings.data_dir)
+
+
+class Daemon:
+    """One responder process. Settings are data; this is the behaviour."""
+
+    def __init__(self, settings: Settings, *, registry: CollectorRegistry | None = None,
+                 redactor: Redactor | None = None) -> None:
+        self.settings = settings
+        self.metrics = Metrics(registry)
+        self.redactor = redactor or Redactor(settings.secret_values())
+        self.should_exit = asyncio.Event()
+        self.state: DaemonState | None = None
+        self.port: int | None = None
+        self._stack = contextlib.AsyncExitStack()
+        self._writer_task: asyncio.Task[None] | None = None
+        self._runner: web.AppRunner | None = None
+
+    async def run(self) -> None:
+        """Start, serve until a signal, shut down."""
+        await self.start()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self.handle_exit, sig)
+        try:
+            await self.should_exit.wait()
+        finally:
+            await self.shutdown()
+
+    def handle_exit(self, sig: int) -> None:
+        """Signal handler: only changes state. A second signal forces exit."""
+        if self.should_exit.is_set():
+            log.warning("second signal: forcing exit", signal=signal.Signals(sig).name)
+            os._exit(1)
+        log.info("stopping", signal=signal.Signals(sig).name)
+        self.should_exit.set()
+
+    async def start(self) -> None:
+        s = self.settings
+        rules = load_rules(s.rules_dir)
+        self.redactor.add_secrets(t.token.get_secret_value()
+                                  for t in rules.targets.values() if t.token is not None)
+        self.metrics.rules_loaded.set(len(rules.rules))
+        pool: asyncpg.Pool = await create_pool(await resolve_dsn(s))
+        self._stack.push_async_callback(pool.close)
+        applied = await migrate(pool)
+        if applied:
+            log.info("migrations applied", versions=applied)
+
+        writer = Writer(pool, lambda: self._rules_hash(), max_pending=s.intake_queue_max)
+        self._writer_task = asyncio.create_task(writer.run(), name="writer")
+        self._stack.push_async_callback(self._stop_writer, writer)
+
+        client = AdminClient(self.metrics, self.redactor)
+        await client.start()
+        self._stack.push_async_callback(client.close)
+
+        executor = Executor(pool, writer, lambda: self._rules(), client, self.metrics,
+                            deadline_s=s.step_deadline_s)
+        self.state = DaemonState(
+            settings=s, metrics=self.metrics, redactor=self.redactor,
+            webhook_tokens=TokenSet(s.webhook_tokens), viewer_tokens=TokenSet(s.viewer_tokens),
+            rules=rules, pool=pool, writer=writer, executor=executor,
+        )
+        self._runner = web.AppRunner(build_app(self.state), handle_signals=False,
+                                     access_log=None)
+        await self._runner.setup()
+        self._stack.push_async_callback(self._runner.cleanup)
+        site = web.TCPSite(self._runner, s.host, s.port)
+        await site.start()
+        self.port = self._runner.addresses[0][1]
+        resumed = await executor.recover()
+        if not s.webhook_tokens:
+            log.warning("no webhook tokens configured: every webhook will be refused")
+        log.info("listening", version=__version__, address=f"{s.host}:{self.port}",
+                 rules=len(rules.rules), rules_hash=rules.bundle_hash, resumed=resumed)
+
+    def _rules(self) -> RuleTable:
+        assert self.state is not None
+        return self.state.rules
+
+    def _rules_hash(self) -> str:
+        assert self.state is not None
+        return self.state.rules.bundle_hash
+
+    async def shutdown(self) -> None:
+        """Stop in order, under the shutdown deadline."""
+        state = self.state
+        if state is not None:
+            # 1. Stop intake: webhooks answer 503 from now on.
+            state.is_draining = True
+            self.metrics.draining.set(1)
+            # 2. Let in-flight containment finish within the deadline.
+            # 3. Cancel the rest; they stay pending in the store and resume at next start.
+            cancelled = await state.executor.drain(self.settings.shutdown_deadline_s)
+            if cancelled:
+                log.warning("shutdown deadline passed; cancelled, will resume at next start",
+                            tasks=cancelled)
+        # 4. No offsets to commit yet (Kafka intake is not here).
+        # 5. Flush queued writes, close the HTTP site, then the pool (reverse of start).
+        await self._stack.aclose()
+        log.info("stopped")
+
+    async def _stop_writer(self, writer: Writer) -> None:
+        writer.stop()
+        if self._writer_task is not None:
+            await asyncio.wait_for(self._writer_task, timeout=self.settings.shutdown_deadline_s)

@@ -1,0 +1,68 @@
+"""Every error responder raises descends from one root.
+
+    ResponderError
+    ├── ConfigError            a setting is invalid (names the setting)
+    ├── RuleError              the rule table is invalid (carries file:line problems)
+    ├── StoreError             the store cannot be reached or refused a write
+    │   └── StoreUnavailable   transient: answer 503, retry later
+    ├── ActionError            an admin call did not confirm the level
+    │   ├── ActionTransientError   connection error, timeout, 5xx: retried
+    │   └── ActionPermanentError   4xx or a malformed answer: not retried
+    └── AuditChainError        the action log does not verify
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+class ResponderError(Exception):
+    """Root of every error responder raises on purpose."""
+
+
+class ConfigError(ResponderError):
+    """A setting is invalid; the message names it."""
+
+
+@dataclass(frozen=True)
+class RuleProblem:
+    """One problem in the rule table, located by file and line."""
+
+    file: str
+    line: int
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.file}:{self.line}: {self.message}"
+
+
+class RuleError(ResponderError):
+    """The rule table is invalid."""
+
+    def __init__(self, problems: list[RuleProblem]) -> None:
+        self.problems = problems
+        super().__init__("; ".join(str(p) for p in problems))
+
+
+class StoreError(ResponderError):
+    """The store refused or failed an operation."""
+
+
+class StoreUnavailable(StoreError):
+    """The store cannot be reached right now; the caller should retry later."""
+
+
+class ActionError(ResponderError):
+    """An admin call did not confirm the requested level."""
+
+
+class ActionTransientError(ActionError):
+    """A failure worth retrying: connection error, timeout or 5xx."""
+
+
+class ActionPermanentError(ActionError):
+    """A failure that a retry will not fix: 4xx or a malformed answer."""
+
+
+class AuditChainError(ResponderError):
+    """The action log hash chain is broken at a named record."""

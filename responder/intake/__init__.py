@@ -1,0 +1,1 @@
+"""Intake: where alerts enter responder and are durably recorded before anyone is answered."""

@@ -1,0 +1,47 @@
+"""responder's own Prometheus metrics, on a registry the daemon owns (tests get a fresh one)."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+
+class Metrics:
+    """Every metric responder exports, registered on one registry."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry or CollectorRegistry()
+        r = self.registry
+        self.requests = Counter("responder_http_requests", "HTTP requests by route and status",
+                                ["route", "code"], registry=r)
+        self.rejected = Counter("responder_intake_rejected",
+                                "Webhook requests refused, by reason", ["source", "reason"],
+                                registry=r)
+        self.alerts = Counter("responder_alerts_received", "Alerts newly recorded",
+                              ["source", "status"], registry=r)
+        self.redeliveries = Counter("responder_alert_redeliveries",
+                                    "Alerts received again (repeat, retry, HA twin); no action",
+                                    ["source"], registry=r)
+        self.truncated = Counter("responder_truncated_payloads",
+                                 "Payloads with truncatedAlerts > 0: scope unknown",
+                                 ["source"], registry=r)
+        self.intake_seconds = Histogram(
+            "responder_intake_seconds", "Webhook receipt to durable record",
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
+            registry=r)
+        self.actions = Counter("responder_actions", "Containment step outcomes",
+                               ["control", "outcome"], registry=r)
+        self.admin_seconds = Histogram(
+            "responder_admin_call_seconds", "Admin API call latency, per attempt",
+            ["target"], registry=r)
+        self.key_rejected = Counter("responder_key_rejected",
+                                    "Label values refused by a control's key pattern",
+                                    ["rule", "control"], registry=r)
+        self.containment_failed = Counter("responder_containment_failed",
+                                          "Steps whose escalation failed too", ["rule"],
+                                          registry=r)
+        self.steps_inflight = Gauge("responder_steps_inflight", "Steps being executed",
+                                    registry=r)
+        self.write_backlog = Gauge("responder_write_backlog", "Units waiting for group commit",
+                                   registry=r)
+        self.rules_loaded = Gauge("responder_rules_loaded", "Rules in force", registry=r)
+        self.draining = Gauge("responder_draining", "1 while shutting down", registry=r)

@@ -1,0 +1,46 @@
+"""The alert as responder sees it, whatever it came through."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+Status = Literal["firing", "resolved"]
+
+
+@dataclass(frozen=True)
+class Alert:
+    """One alert. Timestamps stay the raw strings the source sent (they carry nanoseconds)."""
+
+    source: str
+    fingerprint: str
+    status: Status
+    labels: dict[str, str]
+    annotations: dict[str, str]
+    starts_at: str
+    ends_at: str = ""
+    generator_url: str = ""
+    group_key: str = ""
+    truncated_alerts: int = 0
+    receiver: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def dedup_key(self) -> str:
+        """Re-deliveries (repeats, retries, HA twins) of one alert share this key."""
+        return f"{self.source}|{self.fingerprint}|{self.starts_at}|{self.status}"
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "source": self.source,
+            "fingerprint": self.fingerprint,
+            "status": self.status,
+            "labels": self.labels,
+            "annotations": self.annotations,
+            "startsAt": self.starts_at,
+            "endsAt": self.ends_at,
+            "generatorURL": self.generator_url,
+            "groupKey": self.group_key,
+            "truncatedAlerts": self.truncated_alerts,
+            "receiver": self.receiver,
+        }

@@ -1,0 +1,47 @@
+"""One redaction rule set, shared by the log processor and everything that records requests."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+REDACTED = "[REDACTED]"
+
+SECRET_KEY_PATTERN = re.compile(
+    r"(authorization|cookie|token|secret|password|passwd|api[-_]?key|signature)", re.IGNORECASE
+)
+TOKEN_SHAPED = re.compile(r"\b(Bearer|Basic)\s+[A-Za-z0-9._~+/=-]+", re.IGNORECASE)
+
+
+class Redactor:
+    """Masks secret-named keys, token-shaped values and every configured secret value."""
+
+    def __init__(self, secrets: Iterable[str] = ()) -> None:
+        self._secrets = sorted({s for s in secrets if len(s) >= 4}, key=len, reverse=True)
+
+    def add_secrets(self, secrets: Iterable[str]) -> None:
+        self._secrets = sorted(
+            {*self._secrets, *(s for s in secrets if len(s) >= 4)}, key=len, reverse=True
+        )
+
+    def text(self, value: str) -> str:
+        for secret in self._secrets:
+            if secret in value:
+                value = value.replace(secret, REDACTED)
+        return TOKEN_SHAPED.sub(lambda m: f"{m.group(1)} {REDACTED}", value)
+
+    def value(self, value: Any) -> Any:
+        if isinstance(value, str):
+            return self.text(value)
+        if isinstance(value, Mapping):
+            return self.mapping(value)
+        if isinstance(value, list | tuple):
+            return [self.value(v) for v in value]
+        return value
+
+    def mapping(self, data: Mapping[str, Any]) -> dict[str, Any]:
+        return {
+            k: (REDACTED if SECRET_KEY_PATTERN.search(str(k)) else self.value(v))
+            for k, v in data.items()
+        }

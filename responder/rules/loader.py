@@ -1,0 +1,288 @@
+"""Load a rules directory into a RuleTable, reporting every problem with its file and line."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pydantic import SecretStr, ValidationError
+from ruamel.yaml import YAML
+from ruamel.yaml.error import MarkedYAMLError
+
+from responder.errors import RuleError, RuleProblem
+from responder.rules.matchers import Matcher, MatcherSyntaxError, parse_matchers
+from responder.rules.schema import ControlSpec, RuleFileSpec, RuleSpec, StepSpec, TargetSpec
+from responder.rules.table import FIELDS, PLACEHOLDER, Control, Rule, RuleTable, Step, Target
+
+Loc = tuple[str | int, ...]
+SKIPPED_DIRS = frozenset({"fixtures", "tests"})
+
+
+@dataclass
+class _Source:
+    path: str
+    raw: Any
+    spec: RuleFileSpec | None
+
+
+def rule_files(rules_dir: Path) -> list[Path]:
+    """YAML files under the directory, in a stable order; fixture folders are not rules."""
+    found = [
+        p
+        for p in rules_dir.rglob("*")
+        if p.suffix in (".yaml", ".yml")
+        and p.is_file()
+        and not SKIPPED_DIRS.intersection(p.relative_to(rules_dir).parts[:-1])
+    ]
+    return sorted(found)
+
+
+def bundle_hash(rules_dir: Path, files: Sequence[Path]) -> str:
+    """SHA-256 over every rule file's relative name and content: the table's identity."""
+    digest = hashlib.sha256()
+    for path in files:
+        digest.update(path.relative_to(rules_dir).as_posix().encode() + b"\0")
+        digest.update(hashlib.sha256(path.read_bytes()).digest())
+    return digest.hexdigest()
+
+
+def load_rules(
+    rules_dir: Path,
+    *,
+    env: Mapping[str, str] | None = None,
+    resolve_secrets: bool = True,
+) -> RuleTable:
+    """Parse, validate and compile the table, or raise RuleError with every problem found."""
+    env = os.environ if env is None else env
+    if not rules_dir.is_dir():
+        raise RuleError([RuleProblem(str(rules_dir), 0, "rules directory does not exist")])
+    files = rule_files(rules_dir)
+    if not files:
+        raise RuleError([RuleProblem(str(rules_dir), 0, "no rule files (*.yaml) found")])
+    problems: list[RuleProblem] = []
+    sources = [_parse_file(path, problems) for path in files]
+    if problems:
+        raise RuleError(problems)
+    table = _Compiler(sources, env, resolve_secrets, problems).compile(
+        bundle_hash(rules_dir, files), tuple(str(f) for f in files)
+    )
+    if problems or table is None:
+        raise RuleError(problems)
+    return table
+
+
+def _parse_file(path: Path, problems: list[RuleProblem]) -> _Source:
+    yaml = YAML(typ="rt")
+    try:
+        raw = yaml.load(path.read_text(encoding="utf-8"))
+    except MarkedYAMLError as e:
+        mark = e.problem_mark or e.context_mark
+        line = mark.line + 1 if mark is not None else 0
+        problems.append(RuleProblem(str(path), line, f"YAML: {e.problem or e.context}"))
+        return _Source(str(path), None, None)
+    except (OSError, UnicodeDecodeError) as e:
+        problems.append(RuleProblem(str(path), 0, f"cannot read: {e}"))
+        return _Source(str(path), None, None)
+    if raw is None:
+        raw = {}
+    try:
+        spec = RuleFileSpec.model_validate(raw)
+    except ValidationError as e:
+        for err in e.errors():
+            loc = tuple(err["loc"])
+            where = ".".join(str(p) for p in loc)
+            problems.append(
+                RuleProblem(str(path), line_of(raw, loc), f"{where}: {err['msg']}")
+            )
+        return _Source(str(path), raw, None)
+    return _Source(str(path), raw, spec)
+
+
+def line_of(node: Any, loc: Loc) -> int:
+    """1-based line of the deepest node along loc that ruamel knows a position for."""
+    line = 1
+    for part in loc:
+        lc = getattr(node, "lc", None)
+        try:
+            if lc is not None and isinstance(part, str) and isinstance(node, Mapping):
+                if part in node:
+                    line = lc.key(part)[0] + 1
+            elif lc is not None and isinstance(part, int) and isinstance(node, list):
+                line = lc.item(part)[0] + 1
+            node = node[part]
+        except (KeyError, IndexError, TypeError):
+            break
+    return line
+
+
+class _Compiler:
+    def __init__(
+        self,
+        sources: list[_Source],
+        env: Mapping[str, str],
+        resolve_secrets: bool,
+        problems: list[RuleProblem],
+    ) -> None:
+        self.sources = sources
+        self.env = env
+        self.resolve_secrets = resolve_secrets
+        self.problems = problems
+
+    def problem(self, src: _Source, loc: Loc, message: str) -> None:
+        self.problems.append(RuleProblem(src.path, line_of(src.raw, loc), message))
+
+    def compile(self, digest: str, files: tuple[str, ...]) -> RuleTable | None:
+        targets = {
+            name: t
+            for src, name, spec in self._each("targets")
+            if (t := self._target(src, name, spec)) is not None
+        }
+        controls = {
+            name: c
+            for src, name, spec in self._each("controls")
+            if (c := self._control(src, name, spec, targets)) is not None
+        }
+        rules: list[Rule] = []
+        seen: set[str] = set()
+        for src in self.sources:
+            assert src.spec is not None
+            for i, spec in enumerate(src.spec.rules):
+                if spec.id in seen:
+                    self.problem(src, ("rules", i, "id"), f"duplicate rule id {spec.id!r}")
+                seen.add(spec.id)
+                rule = self._rule(src, i, spec, controls)
+                if rule is not None:
+                    rules.append(rule)
+        if self.problems:
+            return None
+        return RuleTable(targets, controls, tuple(rules), digest, files)
+
+    def _each(self, section: str) -> Iterator[tuple[_Source, str, Any]]:
+        first_seen: dict[str, str] = {}
+        for src in self.sources:
+            assert src.spec is not None
+            for name, spec in getattr(src.spec, section).items():
+                if name in first_seen:
+                    self.problem(
+                        src, (section, name), f"{section}.{name} also defined in {first_seen[name]}"
+                    )
+                    continue
+                first_seen[name] = src.path
+                yield src, name, spec
+
+    def _target(self, src: _Source, name: str, spec: TargetSpec) -> Target | None:
+        base_url = spec.base_url
+        if spec.base_url_env and self.env.get(spec.base_url_env):
+            base_url = self.env[spec.base_url_env]
+        token: SecretStr | None = None
+        if spec.auth is not None and self.resolve_secrets:
+            token = self._token(src, ("targets", name, "auth"), spec.auth.bearer_token_env,
+                                spec.auth.bearer_token_file)
+        return Target(name, base_url.rstrip("/"), token, spec.timeout_s)
+
+    def _token(
+        self, src: _Source, loc: Loc, env_name: str | None, file_name: str | None
+    ) -> SecretStr | None:
+        if env_name is not None:
+            value = self.env.get(env_name, "")
+            if not value:
+                self.problem(src, loc, f"environment variable {env_name} is not set")
+            return SecretStr(value)
+        assert file_name is not None
+        try:
+            return SecretStr(Path(file_name).read_text(encoding="utf-8").strip())
+        except OSError as e:
+            self.problem(src, loc, f"cannot read token file {file_name}: {e.strerror}")
+            return None
+
+    def _control(
+        self, src: _Source, name: str, spec: ControlSpec, targets: Mapping[str, Target]
+    ) -> Control | None:
+        loc: Loc = ("controls", name)
+        ok = True
+        if spec.target not in targets:
+            self.problem(src, (*loc, "target"), f"unknown target {spec.target!r}")
+            ok = False
+        if len(set(spec.levels)) != len(spec.levels):
+            self.problem(src, (*loc, "levels"), "levels must be unique")
+            ok = False
+        try:
+            pattern = re.compile(spec.key_pattern)
+        except re.error as e:
+            self.problem(src, (*loc, "key_pattern"), f"invalid regex: {e}")
+            ok = False
+        for where, text in _strings(spec.apply.path, spec.apply.body, ("apply",)):
+            for field in PLACEHOLDER.findall(text):
+                if field not in FIELDS:
+                    self.problem(src, (*loc, *where),
+                                 f"unknown field {{{field}}}: only {{key}}, {{level}}, "
+                                 "{control} may be substituted")
+                    ok = False
+                elif field == "key" and spec.key_label is None:
+                    self.problem(src, (*loc, *where), "{key} used but the control has no key_label")
+                    ok = False
+        if not ok:
+            return None
+        return Control(name, targets[spec.target], tuple(spec.levels), spec.key_label, pattern,
+                       spec.apply.method, spec.apply.path, spec.apply.body)
+
+    def _rule(
+        self, src: _Source, index: int, spec: RuleSpec, controls: Mapping[str, Control]
+    ) -> Rule | None:
+        loc: Loc = ("rules", index)
+        matchers: list[Matcher] = []
+        for j, text in enumerate(spec.match):
+            try:
+                matchers.extend(parse_matchers(text))
+            except MatcherSyntaxError as e:
+                self.problem(src, (*loc, "match", j), str(e))
+        steps = [self._step(src, (*loc, "steps", j), s, controls) for j, s in
+                 enumerate(spec.steps)]
+        on_failure = (self._step(src, (*loc, "on_failure"), spec.on_failure, controls)
+                      if spec.on_failure else None)
+        on_unknown = (self._step(src, (*loc, "on_unknown_scope"), spec.on_unknown_scope, controls)
+                      if spec.on_unknown_scope else None)
+        if spec.steps and spec.on_failure is None:
+            self.problem(src, (*loc, "id"),
+                         f"rule {spec.id!r} has steps but no on_failure escalation (fail-closed)")
+        if any(s is None for s in steps) or (spec.on_failure and on_failure is None) or (
+            spec.on_unknown_scope and on_unknown is None
+        ):
+            return None
+        return Rule(spec.id, spec.description, spec.severity, tuple(matchers),
+                    tuple(s for s in steps if s is not None), on_failure,
+                    on_unknown or on_failure, src.path, line_of(src.raw, loc))
+
+    def _step(
+        self, src: _Source, loc: Loc, spec: StepSpec, controls: Mapping[str, Control]
+    ) -> Step | None:
+        control = controls.get(spec.control)
+        if control is None:
+            self.problem(src, (*loc, "control"), f"unknown control {spec.control!r}")
+            return None
+        if spec.level not in control.levels:
+            self.problem(src, (*loc, "level"),
+                         f"level {spec.level!r} is not one of {', '.join(control.levels)}")
+            return None
+        if spec.key_from and not control.is_keyed:
+            self.problem(src, (*loc, "key_from"), f"control {control.name!r} is not keyed")
+            return None
+        return Step(control, spec.level, spec.key_from or control.key_label)
+
+
+def _strings(path: str, body: Any, loc: Loc) -> Iterator[tuple[Loc, str]]:
+    yield (*loc, "path"), path
+    stack: list[tuple[Loc, Any]] = [((*loc, "body"), body)]
+    while stack:
+        where, value = stack.pop()
+        if isinstance(value, str):
+            yield where, value
+        elif isinstance(value, Mapping):
+            stack.extend(((*where, k), v) for k, v in value.items())
+        elif isinstance(value, list):
+            stack.extend(((*where, i), v) for i, v in enumerate(value))

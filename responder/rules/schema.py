@@ -1,0 +1,71 @@
+"""The YAML shape of rule files, as pydantic models; cross-references are checked in loader."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+DEFAULT_KEY_PATTERN = r"^[A-Za-z0-9._:-]{1,64}$"
+NAME = r"^[a-z0-9][a-z0-9_-]{0,62}$"
+LABEL = r"^[a-zA-Z_][a-zA-Z0-9_]*$"
+
+
+class _Spec(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class AuthSpec(_Spec):
+    """Bearer token for the admin API, read from an environment variable or a file."""
+
+    bearer_token_env: str | None = None
+    bearer_token_file: str | None = None
+
+    @model_validator(mode="after")
+    def _one_source(self) -> AuthSpec:
+        if (self.bearer_token_env is None) == (self.bearer_token_file is None):
+            raise ValueError("give exactly one of bearer_token_env or bearer_token_file")
+        return self
+
+
+class TargetSpec(_Spec):
+    base_url: str = Field(pattern=r"^https?://[^\s/]+(/.*)?$")
+    base_url_env: str | None = None
+    auth: AuthSpec | None = None
+    timeout_s: float = Field(default=5.0, gt=0, le=120)
+
+
+class ApplySpec(_Spec):
+    method: Literal["POST", "PUT", "PATCH"] = "PUT"
+    path: str = Field(pattern=r"^/")
+    body: dict[str, Any] | None = None
+
+
+class ControlSpec(_Spec):
+    target: str
+    levels: list[str] = Field(min_length=2)
+    key_label: str | None = Field(default=None, pattern=LABEL)
+    key_pattern: str = DEFAULT_KEY_PATTERN
+    apply: ApplySpec
+
+
+class StepSpec(_Spec):
+    control: str
+    level: str
+    key_from: str | None = Field(default=None, pattern=LABEL)
+
+
+class RuleSpec(_Spec):
+    id: str = Field(pattern=NAME)
+    description: str = ""
+    severity: str = Field(pattern=r"^[a-z0-9]+$")
+    match: list[str] = Field(min_length=1)
+    steps: list[StepSpec] = Field(default_factory=list)
+    on_failure: StepSpec | None = None
+    on_unknown_scope: StepSpec | None = None
+
+
+class RuleFileSpec(_Spec):
+    targets: dict[str, TargetSpec] = Field(default_factory=dict)
+    controls: dict[str, ControlSpec] = Field(default_factory=dict)
+    rules: list[RuleSpec] = Field(default_factory=list)

@@ -1,0 +1,121 @@
+"""The compiled rule table the engine works from: immutable, hashed, cheap to match."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import quote
+
+from pydantic import SecretStr
+
+from responder.rules.matchers import Matcher
+
+PLACEHOLDER = re.compile(r"\{([^{}]*)\}")
+FIELDS = frozenset({"key", "level", "control"})
+
+
+@dataclass(frozen=True)
+class Target:
+    """An admin API that applies control levels."""
+
+    name: str
+    base_url: str
+    token: SecretStr | None
+    timeout_s: float
+
+
+@dataclass(frozen=True)
+class Control:
+    """A named thing with ordered levels, optionally keyed, applied through a target."""
+
+    name: str
+    target: Target
+    levels: tuple[str, ...]
+    key_label: str | None
+    key_pattern: re.Pattern[str]
+    method: str
+    path: str
+    body: Mapping[str, Any] | None
+
+    @property
+    def is_keyed(self) -> bool:
+        return self.key_label is not None
+
+    def rank(self, level: str) -> int:
+        """Position of a level: higher is safer. Raises ValueError for an unknown level."""
+        return self.levels.index(level)
+
+    def render(self, key: str, level: str) -> tuple[str, Mapping[str, Any] | None]:
+        """Substitute the named fields into path and body; the key is URL-quoted in the path."""
+        values = {"key": key, "level": level, "control": self.name}
+        path = PLACEHOLDER.sub(lambda m: quote(values[m.group(1)], safe=""), self.path)
+        body = _substitute(self.body, values) if self.body is not None else None
+        return path, body
+
+
+def _substitute(value: Any, values: Mapping[str, str]) -> Any:
+    if isinstance(value, str):
+        return PLACEHOLDER.sub(lambda m: values[m.group(1)], value)
+    if isinstance(value, Mapping):
+        return {k: _substitute(v, values) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_substitute(v, values) for v in value]
+    return value
+
+
+@dataclass(frozen=True)
+class Step:
+    """Raise one control (keyed by a label, if the control is keyed) to a level."""
+
+    control: Control
+    level: str
+    key_label: str | None
+
+    def key_for(self, labels: Mapping[str, str]) -> str:
+        """The control key this step acts on for these labels ("" for an unkeyed control)."""
+        return labels.get(self.key_label, "") if self.key_label else ""
+
+    def describe(self) -> str:
+        key = f"[{self.key_label}]" if self.key_label else ""
+        return f"{self.control.name}{key} -> {self.level}"
+
+
+@dataclass(frozen=True)
+class Rule:
+    """Matchers plus the ordered containment steps and the escalation for failure."""
+
+    id: str
+    description: str
+    severity: str
+    matchers: tuple[Matcher, ...]
+    steps: tuple[Step, ...]
+    on_failure: Step | None
+    on_unknown_scope: Step | None
+    file: str
+    line: int
+
+    def matches(self, labels: Mapping[str, str]) -> bool:
+        return all(m.matches(labels) for m in self.matchers)
+
+    def scope_labels(self) -> tuple[str, ...]:
+        """Labels that key this rule's steps; together they name one incident."""
+        return tuple(sorted({s.key_label for s in self.steps if s.key_label}))
+
+
+@dataclass(frozen=True)
+class RuleTable:
+    """The whole rule table in force, with the hash that every record carries."""
+
+    targets: Mapping[str, Target]
+    controls: Mapping[str, Control]
+    rules: tuple[Rule, ...]
+    bundle_hash: str
+    files: tuple[str, ...]
+
+    def match(self, labels: Mapping[str, str]) -> list[Rule]:
+        return [r for r in self.rules if r.matches(labels)]
+
+    def rule(self, rule_id: str) -> Rule | None:
+        return next((r for r in self.rules if r.id == rule_id), None)

@@ -1,0 +1,45 @@
+"""The running daemon's shared objects, handed to request handlers under one typed AppKey."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import asyncpg
+from aiohttp import web
+
+from responder.auth import TokenSet
+from responder.config import Settings
+from responder.engine.executor import Executor
+from responder.engine.recorder import Recorded, record_alerts
+from responder.metrics import Metrics
+from responder.model import Alert
+from responder.redaction import Redactor
+from responder.rules.table import RuleTable
+from responder.store.writer import Writer
+
+
+@dataclass
+class DaemonState:
+    """Everything a handler needs; built by the daemon's start phase."""
+
+    settings: Settings
+    metrics: Metrics
+    redactor: Redactor
+    webhook_tokens: TokenSet
+    viewer_tokens: TokenSet
+    rules: RuleTable
+    pool: asyncpg.Pool
+    writer: Writer
+    executor: Executor
+    is_draining: bool = False
+
+    async def record(self, alerts: Sequence[Alert]) -> Recorded:
+        """Durably record alerts and their plan; only then start executing."""
+        recorded = await self.writer.submit(
+            record_alerts(alerts, self.rules, self.metrics, self.redactor))
+        self.executor.wake(recorded.incidents)
+        return recorded
+
+
+STATE = web.AppKey("state", DaemonState)

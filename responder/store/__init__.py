@@ -1,0 +1,1 @@
+"""PostgreSQL persistence: inbox, incidents, steps, control levels and the action log."""

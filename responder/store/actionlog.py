@@ -1,0 +1,133 @@
+"""The append-only action log: canonical records, each carrying the hash of the one before."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import asyncpg
+
+from responder.errors import AuditChainError
+
+CHAIN_LOCK = 0x7265_7371  # advisory lock id serialising appends across replicas
+GENESIS = "0" * 64
+INDEXED = ("incident_id", "rule_id", "control", "key", "step_id")
+
+
+def canonical(data: Mapping[str, Any]) -> str:
+    """The one JSON spelling of a record that its hash covers."""
+    return json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False,
+                      default=str)
+
+
+def chain_hash(prev_hash: str, body: str) -> str:
+    return hashlib.sha256(f"{prev_hash}\n{body}".encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class Entry:
+    """A record to append; fields beyond the indexed ones go in ``detail``."""
+
+    kind: str
+    incident_id: int | None = None
+    rule_id: str | None = None
+    control: str | None = None
+    key: str | None = None
+    step_id: int | None = None
+    detail: Mapping[str, Any] | None = None
+
+
+class ChainAppender:
+    """Appends entries inside the caller's transaction, holding the chain lock until commit."""
+
+    def __init__(self, conn: asyncpg.Connection, rules_hash: str) -> None:
+        self.conn = conn
+        self.rules_hash = rules_hash
+        self._head: tuple[int, str] | None = None
+
+    async def _lock_head(self) -> tuple[int, str]:
+        if self._head is None:
+            await self.conn.execute("SELECT pg_advisory_xact_lock($1)", CHAIN_LOCK)
+            row = await self.conn.fetchrow(
+                "SELECT seq, hash FROM action_log ORDER BY seq DESC LIMIT 1"
+            )
+            self._head = (row["seq"], row["hash"]) if row else (0, GENESIS)
+        return self._head
+
+    async def append(self, entry: Entry) -> int:
+        seq, prev_hash = await self._lock_head()
+        seq += 1
+        at = datetime.now(UTC)
+        record = {
+            "seq": seq,
+            "at": at.isoformat(),
+            "kind": entry.kind,
+            "rules_hash": self.rules_hash,
+            **{f: getattr(entry, f) for f in INDEXED},
+            "detail": dict(entry.detail or {}),
+        }
+        body = canonical(record)
+        digest = chain_hash(prev_hash, body)
+        await self.conn.execute(
+            "INSERT INTO action_log (seq, at, kind, incident_id, rule_id, control, key, step_id,"
+            " body, prev_hash, hash) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11)",
+            seq, at, entry.kind, entry.incident_id, entry.rule_id, entry.control, entry.key,
+            entry.step_id, body, prev_hash, digest,
+        )
+        self._head = (seq, digest)
+        return seq
+
+    def rollback_to(self, head: tuple[int, str] | None) -> None:
+        """Forget appends undone by a rolled-back savepoint."""
+        self._head = head
+
+    @property
+    def head(self) -> tuple[int, str] | None:
+        return self._head
+
+
+@dataclass(frozen=True)
+class VerifyReport:
+    records: int
+    head_hash: str
+
+
+async def _rows(conn: asyncpg.Connection, batch: int = 1000) -> AsyncIterator[asyncpg.Record]:
+    after = 0
+    while True:
+        rows = await conn.fetch(
+            "SELECT seq, kind, incident_id, rule_id, control, key, step_id, body, prev_hash,"
+            " hash FROM action_log WHERE seq > $1 ORDER BY seq LIMIT $2", after, batch,
+        )
+        if not rows:
+            return
+        for row in rows:
+            yield row
+        after = rows[-1]["seq"]
+
+
+async def verify_chain(conn: asyncpg.Connection) -> VerifyReport:
+    """Walk the whole chain; raise AuditChainError naming the first record that is wrong."""
+    expected_seq, prev = 1, GENESIS
+    async for row in _rows(conn):
+        seq = row["seq"]
+        if seq != expected_seq:
+            raise AuditChainError(f"record {expected_seq} is missing (next is {seq})")
+        if row["prev_hash"] != prev:
+            raise AuditChainError(f"record {seq}: prev_hash does not match record {seq - 1}")
+        if chain_hash(prev, row["body"]) != row["hash"]:
+            raise AuditChainError(f"record {seq}: hash does not match its body")
+        try:
+            body = json.loads(row["body"])
+        except json.JSONDecodeError as e:
+            raise AuditChainError(f"record {seq}: body is not JSON") from e
+        if body.get("seq") != seq or body.get("kind") != row["kind"] or any(
+            body.get(f) != row[f] for f in INDEXED
+        ):
+            raise AuditChainError(f"record {seq}: columns differ from the hashed body")
+        prev, expected_seq = row["hash"], seq + 1
+    return VerifyReport(expected_seq - 1, prev)

