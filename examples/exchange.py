@@ -52,6 +52,10 @@ class ExchangeState:
     calls: list[Call] = field(default_factory=list)
     replies: dict[str, tuple[int, dict[str, Any]]] = field(default_factory=dict)
     faults: Faults = field(default_factory=Faults)
+    inflight: dict[str, int] = field(default_factory=dict)
+    max_inflight: dict[str, int] = field(default_factory=dict)
+    total_inflight: int = 0
+    max_total_inflight: int = 0
 
 
 STATE = web.AppKey("state", ExchangeState)
@@ -67,13 +71,30 @@ async def _apply(request: web.Request, field_name: str, allowed: tuple[str, ...]
     state = request.app[STATE]
     if not _authorised(request, state):
         return web.json_response({"error": "unauthorized"}, status=401)
-    if state.faults.delay_s:
-        await asyncio.sleep(state.faults.delay_s)
-    key = request.headers.get("Idempotency-Key")
+    path = request.path
+    state.inflight[path] = state.inflight.get(path, 0) + 1
+    state.max_inflight[path] = max(state.max_inflight.get(path, 0), state.inflight[path])
+    # Concurrency high-water marks let tests see serialisation without timing anything.
+    state.total_inflight += 1
+    state.max_total_inflight = max(state.max_total_inflight, state.total_inflight)
     try:
-        body = await request.json()
-    except json.JSONDecodeError:
-        body = None
+        try:
+            body = await request.json()
+        except json.JSONDecodeError:
+            body = None
+        # The delay models slow processing after the request arrived: a caller that dies
+        # meanwhile still gets its change applied, as on a real server.
+        if state.faults.delay_s:
+            await asyncio.sleep(state.faults.delay_s)
+        return _apply_now(request, state, body, field_name, allowed, setter)
+    finally:
+        state.inflight[path] -= 1
+        state.total_inflight -= 1
+
+
+def _apply_now(request: web.Request, state: ExchangeState, body: Any, field_name: str,
+               allowed: tuple[str, ...], setter: str) -> web.Response:
+    key = request.headers.get("Idempotency-Key")
     if key is not None and key in state.replies:
         status, reply = state.replies[key]
         state.calls.append(Call(request.method, request.path, body, key, False, status,

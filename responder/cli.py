@@ -147,7 +147,8 @@ async def _actions(settings: Settings, args: argparse.Namespace) -> int:
         for r in records:
             print(json.dumps(r, default=str))
         return 0
-    header = f"{'SEQ':>5}  {'TIME (UTC)':19}  {'KIND':18} {'INC':>4}  {'RULE':26} {'CONTROL[KEY]':24} DETAIL"
+    header = (f"{'SEQ':>5}  {'TIME (UTC)':19}  {'KIND':18} {'INC':>4}  {'RULE':26} "
+              f"{'CONTROL[KEY]':24} DETAIL")
     print(header)
     for r in records:
         target = f"{r.get('control') or ''}" + (f"[{r['key']}]" if r.get("key") else "")

@@ -22,7 +22,7 @@ from pydantic_settings import (
 
 from responder.errors import ConfigError
 
-DEMO_TOKEN_PREFIX = "demo-"
+DEMO_TOKEN_PREFIX = "demo-"  # noqa: S105 - a prefix to refuse, not a secret
 """Tokens in the shipped demo settings start with this; production refuses them."""
 
 TokenList = Annotated[list[SecretStr], NoDecode]
@@ -40,7 +40,7 @@ def _read_token_file(path: Path | None, setting: str) -> list[SecretStr]:
     try:
         lines = path.read_text(encoding="utf-8").splitlines()
     except OSError as e:
-        raise ValueError(f"cannot read {setting} {path}: {e.strerror}") from e
+        raise ValueError(f"RESPONDER_{setting.upper()}: cannot read {path}: {e.strerror}") from e
     return [SecretStr(line.strip()) for line in lines if line.strip() and not line.startswith("#")]
 
 
@@ -61,6 +61,7 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(default=1_048_576, gt=0, le=64 * 1_048_576)
     step_deadline_s: float = Field(default=30.0, gt=0)
     shutdown_deadline_s: float = Field(default=10.0, gt=0)
+    sweep_interval_s: float = Field(default=5.0, gt=0)
     intake_queue_max: int = Field(default=10_000, gt=0)
     log_level: Literal["debug", "info", "warning", "error"] = "info"
 
@@ -78,6 +79,11 @@ class Settings(BaseSettings):
     _split_webhook = field_validator("webhook_tokens", "viewer_tokens", mode="before")(
         _split_tokens
     )
+
+    @field_validator("database_url", "webhook_tokens_file", "viewer_tokens_file", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: Any) -> Any:
+        return None if value == "" else value
 
     @field_validator("listen")
     @classmethod
@@ -100,7 +106,8 @@ class Settings(BaseSettings):
             if self.env == "production" and any(
                 t.get_secret_value().startswith(DEMO_TOKEN_PREFIX) for t in tokens
             ):
-                raise ValueError(f"{name}: demo tokens are refused when env is production")
+                raise ValueError(f"RESPONDER_{name.upper()}: demo tokens (demo-*) are refused"
+                                 " when RESPONDER_ENV=production")
         return self
 
     @property
@@ -136,9 +143,8 @@ def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings
     except ValidationError as e:
         err = e.errors()[0]
         loc = ".".join(str(p) for p in err["loc"])
-        name = f"RESPONDER_{loc.upper()}" if loc else "settings"
         msg = err["msg"].removeprefix("Value error, ")
-        raise ConfigError(f"{name}: {msg}") from e
+        raise ConfigError(f"RESPONDER_{loc.upper()}: {msg}" if loc else msg) from e
 
 
 def _env_path(name: str) -> Path | None:

@@ -51,6 +51,7 @@ class Daemon:
         self._stack = contextlib.AsyncExitStack()
         self._writer_task: asyncio.Task[None] | None = None
         self._runner: web.AppRunner | None = None
+        self._sweeper: asyncio.Task[None] | None = None
 
     async def run(self) -> None:
         """Start, serve until a signal, shut down."""
@@ -83,7 +84,7 @@ class Daemon:
         if applied:
             log.info("migrations applied", versions=applied)
 
-        writer = Writer(pool, lambda: self._rules_hash(), max_pending=s.intake_queue_max)
+        writer = Writer(pool, self._rules_hash, max_pending=s.intake_queue_max)
         self._writer_task = asyncio.create_task(writer.run(), name="writer")
         self._stack.push_async_callback(self._stop_writer, writer)
 
@@ -91,7 +92,7 @@ class Daemon:
         await client.start()
         self._stack.push_async_callback(client.close)
 
-        executor = Executor(pool, writer, lambda: self._rules(), client, self.metrics,
+        executor = Executor(pool, writer, self._rules, client, self.metrics,
                             deadline_s=s.step_deadline_s)
         self.state = DaemonState(
             settings=s, metrics=self.metrics, redactor=self.redactor,
@@ -106,6 +107,8 @@ class Daemon:
         await site.start()
         self.port = self._runner.addresses[0][1]
         resumed = await executor.recover()
+        self._sweeper = asyncio.create_task(executor.sweep(s.sweep_interval_s), name="sweeper")
+        self._stack.push_async_callback(self._stop_task, self._sweeper)
         if not s.webhook_tokens:
             log.warning("no webhook tokens configured: every webhook will be refused")
         log.info("listening", version=__version__, address=f"{s.host}:{self.port}",
@@ -136,6 +139,12 @@ class Daemon:
         # 5. Flush queued writes, close the HTTP site, then the pool (reverse of start).
         await self._stack.aclose()
         log.info("stopped")
+
+    @staticmethod
+    async def _stop_task(task: asyncio.Task[None]) -> None:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
 
     async def _stop_writer(self, writer: Writer) -> None:
         writer.stop()

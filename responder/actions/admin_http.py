@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import time
 from dataclasses import dataclass, field
@@ -97,7 +96,7 @@ class AdminClient:
         try:
             async for attempt in AsyncRetrying(
                 stop=stop_after_delay(deadline_s),
-                wait=wait_exponential_jitter(initial=0.1, max=2.0),
+                wait=wait_exponential_jitter(multiplier=0.1, max=2.0, jitter=0.1),
                 retry=retry_if_exception_type(ActionTransientError),
                 reraise=True,
             ):
@@ -123,7 +122,7 @@ class AdminClient:
             ) as resp:
                 status = resp.status
                 text = (await resp.content.read(MAX_BODY_KEPT)).decode("utf-8", "replace")
-        except (aiohttp.ClientError, asyncio.TimeoutError) as e:
+        except (aiohttp.ClientError, TimeoutError) as e:
             latency = (time.monotonic() - t0) * 1000
             reason = f"{type(e).__name__}: {e}" if str(e) else type(e).__name__
             record.attempts.append(Attempt(None, self._redactor.text(reason), latency))

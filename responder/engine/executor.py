@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 import asyncpg
@@ -21,8 +21,9 @@ from responder.engine.planner import PlannedStep
 from responder.engine.recorder import plan_step, record_containment_failed
 from responder.errors import ActionPermanentError, StoreError
 from responder.metrics import Metrics
-from responder.rules.table import RuleTable, Step
+from responder.rules.table import Control, RuleTable, Step
 from responder.store.actionlog import ChainAppender, Entry
+from responder.store.db import Conn
 from responder.store.writer import Unit, Writer
 
 log = structlog.get_logger("responder.engine")
@@ -92,7 +93,11 @@ class Executor:
         if task.cancelled():
             return
         if (error := task.exception()) is not None:
-            log.error("incident task crashed", incident=incident_id, error=repr(error))
+            # Never leave an incident stuck: its steps stay pending and the sweeper retries.
+            log.error("incident task crashed; will retry", incident=incident_id,
+                      error=repr(error))
+            self._dirty.discard(incident_id)
+            return
         if incident_id in self._dirty:
             self._dirty.discard(incident_id)
             self.wake([incident_id])
@@ -106,11 +111,20 @@ class Executor:
         async with self._pool.acquire() as conn:
             rows = await conn.fetch("SELECT DISTINCT incident_id FROM steps"
                                     " WHERE status = 'pending'")
-        ids = [r["incident_id"] for r in rows]
+        ids = [r["incident_id"] for r in rows if r["incident_id"] not in self._tasks]
         if ids:
             log.info("resuming pending steps", incidents=len(ids))
         self.wake(ids)
         return len(ids)
+
+    async def sweep(self, interval_s: float) -> None:
+        """Periodically pick up pending steps no task is working on (after a crashed task)."""
+        while not self._closing:
+            await asyncio.sleep(interval_s)
+            try:
+                await self.recover()
+            except (StoreError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as e:
+                log.warning("sweep skipped: store unavailable", error=str(e))
 
     async def drain(self, timeout_s: float) -> list[str]:
         """Wait for running work up to the deadline, then cancel the rest; return its names."""
@@ -167,11 +181,8 @@ class Executor:
             await self._record(_finish(step, "already_contained", {"held": held["level"]}))
             return
         table = self._rules()
-        control = table.controls.get(step.control)
         try:
-            if control is None:
-                raise ActionPermanentError(f"control {step.control!r} is not in the rule table")
-            call = await self._client.apply(control, step.key, step.level,
+            call = await self._client.apply(self._control(table, step), step.key, step.level,
                                             step.idempotency_key, self._deadline_s)
         except (CallFailed, ActionPermanentError) as e:
             record = e.record if isinstance(e, CallFailed) else None
@@ -185,6 +196,13 @@ class Executor:
         log.info("step applied", step=step.id, control=step.control, key=step.key,
                  to_level=step.level)
         await self._record(_finish(step, "applied", {"call": call.to_json()}))
+
+    @staticmethod
+    def _control(table: RuleTable, step: StepRow) -> Control:
+        control = table.controls.get(step.control)
+        if control is None:
+            raise ActionPermanentError(f"control {step.control!r} is not in the rule table")
+        return control
 
     async def _record(self, unit: Unit[None]) -> None:
         # Shielded: a step's outcome must be written even if shutdown cancels the task.
@@ -201,7 +219,7 @@ class Executor:
                 escalation = PlannedStep("escalation", -1, esc, step.escalate_key or "", None)
         metrics = self._metrics
 
-        async def unit(conn: asyncpg.Connection, chain: ChainAppender) -> None:
+        async def unit(conn: Conn, chain: ChainAppender) -> None:
             await _close_step(conn, chain, step, "failed", detail)
             if escalation is not None:
                 await chain.append(Entry("escalation", incident_id=step.incident_id,
@@ -219,8 +237,8 @@ class Executor:
         return unit
 
 
-def _finish(step: StepRow, outcome: str, detail: dict[str, object]) -> Unit[None]:
-    async def unit(conn: asyncpg.Connection, chain: ChainAppender) -> None:
+def _finish(step: StepRow, outcome: str, detail: Mapping[str, object]) -> Unit[None]:
+    async def unit(conn: Conn, chain: ChainAppender) -> None:
         await _close_step(conn, chain, step, outcome, detail)
         if outcome == "applied":
             await conn.execute(
@@ -235,8 +253,8 @@ def _finish(step: StepRow, outcome: str, detail: dict[str, object]) -> Unit[None
     return unit
 
 
-async def _close_step(conn: asyncpg.Connection, chain: ChainAppender, step: StepRow,
-                      outcome: str, detail: dict[str, object]) -> None:
+async def _close_step(conn: Conn, chain: ChainAppender, step: StepRow,
+                      outcome: str, detail: Mapping[str, object]) -> None:
     status = "failed" if outcome == "failed" else "done"
     updated = await conn.fetchval(
         "UPDATE steps SET status = $2, updated_at = now() WHERE id = $1 AND status = 'pending'"

@@ -7,7 +7,6 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-import asyncpg
 import structlog
 
 from responder.engine.planner import Decision, PlannedStep, decide
@@ -16,6 +15,7 @@ from responder.model import Alert
 from responder.redaction import Redactor
 from responder.rules.table import RuleTable
 from responder.store.actionlog import ChainAppender, Entry
+from responder.store.db import Conn
 from responder.store.writer import Unit
 
 log = structlog.get_logger("responder.engine")
@@ -34,7 +34,7 @@ def record_alerts(alerts: Sequence[Alert], table: RuleTable, metrics: Metrics,
                   redactor: Redactor) -> Unit[Recorded]:
     """A writer unit that durably records the alerts and plans their containment."""
 
-    async def unit(conn: asyncpg.Connection, chain: ChainAppender) -> Recorded:
+    async def unit(conn: Conn, chain: ChainAppender) -> Recorded:
         result = Recorded()
         for alert in alerts:
             row = await conn.fetchrow(
@@ -45,6 +45,7 @@ def record_alerts(alerts: Sequence[Alert], table: RuleTable, metrics: Metrics,
                 alert.dedup_key, alert.source, alert.fingerprint, alert.status, alert.starts_at,
                 json.dumps(alert.to_json()), alert.group_key, alert.truncated_alerts,
             )
+            assert row is not None  # INSERT ... RETURNING always yields the row
             if row["deliveries"] > 1:
                 result.redelivered += 1
                 continue
@@ -65,7 +66,7 @@ def record_alerts(alerts: Sequence[Alert], table: RuleTable, metrics: Metrics,
     return unit
 
 
-async def _open_incident(conn: asyncpg.Connection, chain: ChainAppender,
+async def _open_incident(conn: Conn, chain: ChainAppender,
                          decision: Decision) -> int:
     rule = decision.rule
     incident_id: int | None = await conn.fetchval(
@@ -86,7 +87,7 @@ async def _open_incident(conn: asyncpg.Connection, chain: ChainAppender,
     return existing
 
 
-async def _apply(conn: asyncpg.Connection, chain: ChainAppender, alert: Alert,
+async def _apply(conn: Conn, chain: ChainAppender, alert: Alert,
                  decision: Decision, metrics: Metrics, inbox_id: int,
                  redactor: Redactor) -> int | None:
     rule = decision.rule
@@ -125,7 +126,7 @@ async def _apply(conn: asyncpg.Connection, chain: ChainAppender, alert: Alert,
     return incident_id
 
 
-async def _resolve(conn: asyncpg.Connection, chain: ChainAppender, alert: Alert,
+async def _resolve(conn: Conn, chain: ChainAppender, alert: Alert,
                    decision: Decision) -> None:
     incident_id = await conn.fetchval(
         "UPDATE incidents SET status = 'resolved', resolved_at = now()"
@@ -139,7 +140,7 @@ async def _resolve(conn: asyncpg.Connection, chain: ChainAppender, alert: Alert,
                              detail={"fingerprint": alert.fingerprint, "note": note}))
 
 
-async def plan_step(conn: asyncpg.Connection, chain: ChainAppender, incident_id: int,
+async def plan_step(conn: Conn, chain: ChainAppender, incident_id: int,
                     rule_id: str, planned: PlannedStep) -> int | None:
     """Write a step and its intent, unless the level is already held or already planned."""
     control, key, level = planned.step.control.name, planned.key, planned.step.level

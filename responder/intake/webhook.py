@@ -42,7 +42,7 @@ async def alertmanager_webhook(request: web.Request) -> web.Response:
     try:
         recorded = await state.record(alerts)
     except Exception as e:  # anything that stops the durable write means "not recorded, retry"
-        log.error("alerts not recorded; answering 503", error=f"{type(e).__name__}: {e}")
+        log.exception("alerts not recorded; answering 503", error=f"{type(e).__name__}: {e}")
         state.metrics.rejected.labels(SOURCE, "store_unavailable").inc()
         return web.json_response({"error": "store_unavailable",
                                   "message": "not recorded; retry"}, status=503)

@@ -92,7 +92,9 @@ def parse_matchers(text: str) -> list[Matcher]:
 
 
 def _split_commas(body: str) -> list[str]:
-    parts, current, in_quotes, escaped = [], [], False, False
+    parts: list[str] = []
+    current: list[str] = []
+    in_quotes = escaped = False
     for ch in body:
         if escaped:
             escaped = False

@@ -45,7 +45,10 @@ class Control:
 
     def rank(self, level: str) -> int:
         """Position of a level: higher is safer. Raises ValueError for an unknown level."""
-        return self.levels.index(level)
+        try:
+            return self.levels.index(level)
+        except ValueError:
+            raise ValueError(f"{self.name}: unknown level {level!r}") from None
 
     def render(self, key: str, level: str) -> tuple[str, Mapping[str, Any] | None]:
         """Substitute the named fields into path and body; the key is URL-quoted in the path."""

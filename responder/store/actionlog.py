@@ -12,6 +12,7 @@ from typing import Any
 import asyncpg
 
 from responder.errors import AuditChainError
+from responder.store.db import Conn
 
 CHAIN_LOCK = 0x7265_7371  # advisory lock id serialising appends across replicas
 GENESIS = "0" * 64
@@ -44,7 +45,7 @@ class Entry:
 class ChainAppender:
     """Appends entries inside the caller's transaction, holding the chain lock until commit."""
 
-    def __init__(self, conn: asyncpg.Connection, rules_hash: str) -> None:
+    def __init__(self, conn: Conn, rules_hash: str) -> None:
         self.conn = conn
         self.rules_hash = rules_hash
         self._head: tuple[int, str] | None = None
@@ -96,7 +97,7 @@ class VerifyReport:
     head_hash: str
 
 
-async def _rows(conn: asyncpg.Connection, batch: int = 1000) -> AsyncIterator[asyncpg.Record]:
+async def _rows(conn: Conn, batch: int = 1000) -> AsyncIterator[asyncpg.Record]:
     after = 0
     while True:
         rows = await conn.fetch(
@@ -110,7 +111,7 @@ async def _rows(conn: asyncpg.Connection, batch: int = 1000) -> AsyncIterator[as
         after = rows[-1]["seq"]
 
 
-async def verify_chain(conn: asyncpg.Connection) -> VerifyReport:
+async def verify_chain(conn: Conn) -> VerifyReport:
     """Walk the whole chain; raise AuditChainError naming the first record that is wrong."""
     expected_seq, prev = 1, GENESIS
     async for row in _rows(conn):

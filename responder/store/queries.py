@@ -9,6 +9,8 @@ from typing import Any
 
 import asyncpg
 
+from responder.store.db import Conn
+
 
 @dataclass(frozen=True)
 class ActionFilter:
@@ -29,9 +31,10 @@ def _record(row: asyncpg.Record) -> dict[str, Any]:
     return body
 
 
-async def list_actions(conn: asyncpg.Connection, f: ActionFilter) -> list[dict[str, Any]]:
+async def list_actions(conn: Conn, f: ActionFilter) -> list[dict[str, Any]]:
     """Records in sequence order, filtered, starting after a sequence number."""
-    clauses, args = ["seq > $1"], [f.after]
+    clauses: list[str] = ["seq > $1"]
+    args: list[object] = [f.after]
     for column, value in (("rule_id", f.rule_id), ("control", f.control),
                           ("incident_id", f.incident_id), ("kind", f.kind)):
         if value is not None:
@@ -49,7 +52,7 @@ async def list_actions(conn: asyncpg.Connection, f: ActionFilter) -> list[dict[s
     return [_record(r) for r in await conn.fetch(sql, *args)]
 
 
-async def incident_timeline(conn: asyncpg.Connection, incident_id: int) -> dict[str, Any] | None:
+async def incident_timeline(conn: Conn, incident_id: int) -> dict[str, Any] | None:
     """The incident, its steps and every action record that names it, in order."""
     incident = await conn.fetchrow("SELECT * FROM incidents WHERE id = $1", incident_id)
     if incident is None:

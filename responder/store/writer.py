@@ -18,10 +18,10 @@ import structlog
 
 from responder.errors import StoreUnavailable
 from responder.store.actionlog import ChainAppender
-from responder.store.db import UNAVAILABLE, store_errors
+from responder.store.db import UNAVAILABLE, Conn, store_errors
 
 T = TypeVar("T")
-Unit = Callable[[asyncpg.Connection, ChainAppender], Awaitable[T]]
+Unit = Callable[[Conn, ChainAppender], Awaitable[T]]
 _Item = tuple[Unit[Any], "asyncio.Future[Any]"]
 
 log = structlog.get_logger("responder.store")
@@ -75,11 +75,12 @@ class Writer:
         while True:
             try:
                 self._queue.put_nowait(None)
-                return
             except asyncio.QueueFull:
-                unit, fut = self._queue.get_nowait() or (None, None)
-                if fut is not None and not fut.done():
-                    fut.set_exception(StoreUnavailable("shutting down"))
+                dropped = self._queue.get_nowait()
+                if dropped is not None and not dropped[1].done():
+                    dropped[1].set_exception(StoreUnavailable("shutting down"))
+            else:
+                return
 
     async def _commit(self, batch: list[_Item]) -> None:
         outcomes: list[tuple[asyncio.Future[Any], Any, BaseException | None]] = []
@@ -95,15 +96,15 @@ class Writer:
                         raise
                     except Exception as e:  # one unit's failure must not fail the batch
                         appender.rollback_to(head)
-                        log.error("write unit failed", error=f"{type(e).__name__}: {e}")
+                        log.exception("write unit failed", error=f"{type(e).__name__}: {e}")
                         outcomes.append((fut, None, e))
                     else:
                         outcomes.append((fut, result, None))
             self.batches += 1
         except Exception as e:
             log.warning("write batch failed", error=str(e), units=len(batch))
-            error = e if isinstance(e, StoreUnavailable) else StoreUnavailable(str(e))
-            outcomes = [(fut, None, error) for _, fut in batch]
+            failure = e if isinstance(e, StoreUnavailable) else StoreUnavailable(str(e))
+            outcomes = [(fut, None, failure) for _, fut in batch]
         for fut, result, error in outcomes:
             if fut.done():
                 continue

@@ -1,0 +1,510 @@
+"""Drive Alertmanager webhooks at responder and at the floor; compare throughput and latency.
+
+For each system and concurrency level: a fresh database, a fresh server subprocess, a short
+warm-up, then N webhooks of one unique alert each from C senders. Latency runs from sending
+a webhook to its admin call arriving at the in-process receiver, matched by symbol.
+
+Run from the repository root: ``.venv/bin/python bench/run.py [--n 2000]`` (``make bench``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import math
+import os
+import platform
+import shlex
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections import Counter
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+import aiohttp
+import asyncpg
+from aiohttp import web
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "bench" / "results.md"
+SYSTEMS = ("responder", "floor")
+WEBHOOK_TOKEN = "bench-webhook-token"
+EXCHANGE_TOKEN = "bench-exchange-token"
+STARTS_AT = "2026-11-23T05:32:58.043380198Z"
+READY_TIMEOUT_S = 30.0
+STOP_TIMEOUT_S = 15.0
+REQUEST_TIMEOUT_S = 30.0
+
+
+class BenchError(Exception):
+    """The benchmark could not run: a server did not start, a database could not be made."""
+
+
+# --- The admin-call receiver: answers 200 to any PUT /admin/..., notes when symbols arrive.
+
+
+@dataclass
+class Receiver:
+    arrivals_ns: dict[str, int] = field(default_factory=dict)
+    repeats: int = 0
+    other_calls: int = 0
+    _pending: set[str] = field(default_factory=set)
+    _all_arrived: asyncio.Event = field(default_factory=asyncio.Event)
+
+    async def symbol_mode(self, request: web.Request) -> web.Response:
+        at_ns = time.monotonic_ns()
+        symbol = request.match_info["symbol"]
+        await request.read()
+        if symbol in self.arrivals_ns:
+            self.repeats += 1
+        else:
+            self.arrivals_ns[symbol] = at_ns
+            self._pending.discard(symbol)
+            if not self._pending:
+                self._all_arrived.set()
+        return web.json_response({"mode": "CANCEL_ONLY"})
+
+    async def other(self, request: web.Request) -> web.Response:
+        await request.read()
+        self.other_calls += 1
+        return web.json_response({})
+
+    async def wait_for(self, symbols: list[str], timeout_s: float) -> None:
+        """Return once every symbol has had its call, or when the timeout passes."""
+        self._pending = {s for s in symbols if s not in self.arrivals_ns}
+        self._all_arrived.clear()
+        if not self._pending:
+            return
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._all_arrived.wait(), timeout_s)
+
+
+@contextlib.asynccontextmanager
+async def serve_receiver(receiver: Receiver) -> AsyncIterator[str]:
+    app = web.Application()
+    app.router.add_put("/admin/symbols/{symbol}/mode", receiver.symbol_mode)
+    app.router.add_put("/admin/{tail:.*}", receiver.other)
+    runner = web.AppRunner(app, handle_signals=False, access_log=None)
+    await runner.setup()
+    try:
+        await web.TCPSite(runner, "127.0.0.1", 0).start()
+        yield f"http://127.0.0.1:{runner.addresses[0][1]}"
+    finally:
+        await runner.cleanup()
+
+
+# --- Databases and server processes.
+
+
+@contextlib.asynccontextmanager
+async def fresh_database(admin_dsn: str) -> AsyncIterator[str]:
+    """A new, empty database, dropped afterwards."""
+    name = f"bench_{uuid.uuid4().hex[:12]}"
+    admin = await asyncpg.connect(admin_dsn)
+    try:
+        await admin.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await admin.close()
+    try:
+        yield f"{admin_dsn.rpartition('/')[0]}/{name}"
+    finally:
+        admin = await asyncpg.connect(admin_dsn)
+        try:
+            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        finally:
+            await admin.close()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+@dataclass
+class Server:
+    url: str
+    proc: asyncio.subprocess.Process
+    log: Path
+
+
+def _command(system: str, listen: str, dsn: str, exchange_url: str) -> tuple[list[str], str]:
+    """The server's command line and its readiness path."""
+    if system == "responder":
+        return [sys.executable, "-m", "responder", "run"], "/readyz"
+    return [sys.executable, "-m", "bench.floor", "--listen", listen, "--dsn", dsn,
+            "--exchange-url", exchange_url, "--exchange-token", EXCHANGE_TOKEN], "/healthz"
+
+
+def _environment(listen: str, dsn: str, exchange_url: str) -> dict[str, str]:
+    # Inherited RESPONDER_* settings (a config file, say) would change what is measured.
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RESPONDER_")}
+    env.update(RESPONDER_LISTEN=listen, RESPONDER_DATABASE_URL=dsn,
+               RESPONDER_RULES_DIR=str(ROOT / "rules"), RESPONDER_WEBHOOK_TOKENS=WEBHOOK_TOKEN,
+               RESPONDER_LOG_LEVEL="warning", RESPONDER_EXCHANGE_URL=exchange_url,
+               RESPONDER_EXCHANGE_TOKEN=EXCHANGE_TOKEN)
+    return env
+
+
+def log_tail(path: Path, lines: int = 15) -> str:
+    text = path.read_text(encoding="utf-8", errors="replace") if path.exists() else ""
+    return "\n".join(text.splitlines()[-lines:])
+
+
+@contextlib.asynccontextmanager
+async def start_server(system: str, dsn: str, exchange_url: str,
+                       log: Path) -> AsyncIterator[Server]:
+    """Start the server as a subprocess; it is always stopped, killed if need be."""
+    listen = f"127.0.0.1:{free_port()}"
+    cmd, ready_path = _command(system, listen, dsn, exchange_url)
+    with log.open("wb") as out:
+        proc = await asyncio.create_subprocess_exec(
+            *cmd, cwd=ROOT, env=_environment(listen, dsn, exchange_url),
+            stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT)
+    server = Server(f"http://{listen}", proc, log)
+    try:
+        await wait_ready(server, ready_path)
+        yield server
+    finally:
+        await stop(proc)
+
+
+async def wait_ready(server: Server, path: str) -> None:
+    deadline = time.monotonic() + READY_TIMEOUT_S
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=1)) as session:
+        while time.monotonic() < deadline:
+            if server.proc.returncode is not None:
+                raise BenchError(f"server exited with {server.proc.returncode}:\n"
+                                 f"{log_tail(server.log)}")
+            with contextlib.suppress(aiohttp.ClientError, TimeoutError):
+                async with session.get(server.url + path) as resp:
+                    if resp.status == 200:
+                        return
+            await asyncio.sleep(0.1)
+    raise BenchError(f"server not ready after {READY_TIMEOUT_S:.0f}s:\n{log_tail(server.log)}")
+
+
+async def stop(proc: asyncio.subprocess.Process) -> None:
+    if proc.returncode is None:
+        with contextlib.suppress(ProcessLookupError):
+            proc.terminate()
+        try:
+            await asyncio.wait_for(proc.wait(), STOP_TIMEOUT_S)
+        except TimeoutError:
+            with contextlib.suppress(ProcessLookupError):
+                proc.kill()
+            await proc.wait()
+
+
+def peak_rss_mib(pid: int) -> float | None:
+    """VmHWM of one process (not its children, not PostgreSQL)."""
+    with contextlib.suppress(OSError):
+        for line in Path(f"/proc/{pid}/status").read_text(encoding="utf-8").splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    return None
+
+
+# --- Payloads and the driver.
+
+
+def _base36(n: int) -> str:
+    digits = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+    out = ""
+    while True:
+        n, r = divmod(n, 36)
+        out = digits[r] + out
+        if n == 0:
+            return out
+
+
+def payloads(numbers: range) -> list[tuple[str, bytes]]:
+    """One webhook per number, each with one alert with its own symbol and fingerprint."""
+    out = []
+    for n in numbers:
+        symbol = f"S{_base36(n)}-USD"
+        labels = {"alertname": "LedgerInvariantViolation", "severity": "sev1", "symbol": symbol}
+        alert = {"status": "firing", "labels": labels, "annotations": {"summary": "bench"},
+                 "startsAt": STARTS_AT, "endsAt": "0001-01-01T00:00:00Z",
+                 "generatorURL": "", "fingerprint": f"bench{n:011x}"}
+        body = {"receiver": "responder", "status": "firing", "alerts": [alert],
+                "groupLabels": {"alertname": labels["alertname"]}, "commonLabels": labels,
+                "commonAnnotations": alert["annotations"], "externalURL": "http://bench",
+                "version": "4", "groupKey": f'{{}}:{{symbol="{symbol}"}}',
+                "truncatedAlerts": 0}
+        out.append((symbol, json.dumps(body).encode()))
+    return out
+
+
+@dataclass
+class Sent:
+    """What one send phase did."""
+
+    sent_ns: dict[str, int] = field(default_factory=dict)
+    acked: list[str] = field(default_factory=list)
+    failures: Counter[str] = field(default_factory=Counter)
+    started_ns: int = 0
+    wall_s: float = 0.0
+    timed_out: bool = False
+
+
+async def send(server: Server, items: list[tuple[str, bytes]], concurrency: int,
+               timeout_s: float) -> Sent:
+    """POST every payload from ``concurrency`` senders over kept-alive connections."""
+    result = Sent()
+    queue: Iterator[tuple[str, bytes]] = iter(items)
+    url = server.url + "/webhooks/alertmanager"
+
+    async def sender(session: aiohttp.ClientSession) -> None:
+        for symbol, body in queue:
+            result.sent_ns[symbol] = time.monotonic_ns()
+            try:
+                async with session.post(url, data=body) as resp:
+                    await resp.read()
+                    status = resp.status
+            except (aiohttp.ClientError, TimeoutError) as e:
+                result.failures[type(e).__name__] += 1
+                continue
+            if 200 <= status < 300:
+                result.acked.append(symbol)
+            else:
+                result.failures[f"HTTP {status}"] += 1
+
+    headers = {"Authorization": f"Bearer {WEBHOOK_TOKEN}", "Content-Type": "application/json"}
+    async with aiohttp.ClientSession(
+        headers=headers, connector=aiohttp.TCPConnector(limit=concurrency),
+        timeout=aiohttp.ClientTimeout(total=REQUEST_TIMEOUT_S),
+    ) as session:
+        result.started_ns = time.monotonic_ns()
+        try:
+            async with asyncio.timeout(timeout_s), asyncio.TaskGroup() as tg:
+                for _ in range(concurrency):
+                    tg.create_task(sender(session))
+        except TimeoutError:
+            result.timed_out = True
+        result.wall_s = (time.monotonic_ns() - result.started_ns) / 1e9
+    return result
+
+
+# --- One measured level, and the report.
+
+
+@dataclass
+class Level:
+    system: str
+    concurrency: int
+    sent: Sent
+    latencies_ms: list[float]
+    arrived: int
+    calls_per_s: float
+    peak_rss_mib: float | None
+    notes: list[str]
+
+    @property
+    def alerts_per_s(self) -> float:
+        return len(self.sent.acked) / self.sent.wall_s if self.sent.wall_s else 0.0
+
+
+def percentile(values: list[float], p: float) -> float | None:
+    """Nearest-rank percentile of already sorted values."""
+    if not values:
+        return None
+    return values[max(0, math.ceil(p / 100 * len(values)) - 1)]
+
+
+async def measure(system: str, concurrency: int, *, args: argparse.Namespace,
+                  receiver: Receiver, exchange_url: str, first: int, log: Path) -> Level:
+    """One level: fresh database and server, warm-up, then the measured webhooks."""
+    warmup = payloads(range(first, first + args.warmup))
+    items = payloads(range(first + args.warmup, first + args.warmup + args.n))
+    others_before, repeats_before = receiver.other_calls, receiver.repeats
+    async with fresh_database(args.admin_dsn) as dsn, \
+            start_server(system, dsn, exchange_url, log) as server:
+        if warmup:
+            done = await send(server, warmup, concurrency, args.level_timeout_s)
+            await receiver.wait_for(done.acked, args.calls_timeout_s)
+        sent = await send(server, items, concurrency, args.level_timeout_s)
+        await receiver.wait_for(sent.acked, args.calls_timeout_s)
+        rss = peak_rss_mib(server.proc.pid)
+    arrivals = [(s, receiver.arrivals_ns[s]) for s in sent.sent_ns if s in receiver.arrivals_ns]
+    latencies = sorted((at - sent.sent_ns[s]) / 1e6 for s, at in arrivals)
+    last_ns = max((at for _, at in arrivals), default=sent.started_ns)
+    span_s = (last_ns - sent.started_ns) / 1e9
+    notes = [f"{count} x {what}" for what, count in sent.failures.most_common()]
+    # responder halts withdrawals once per fresh database; the floor makes no other call.
+    expected_others = 1 if system == "responder" else 0
+    if (others := receiver.other_calls - others_before) != expected_others:
+        notes.append(f"{others} admin calls other than symbol mode (expected {expected_others})")
+    if repeats := receiver.repeats - repeats_before:
+        notes.append(f"{repeats} symbol-mode calls repeated for a symbol already called")
+    if sent.timed_out:
+        notes.append(f"send phase stopped at --level-timeout-s {args.level_timeout_s}")
+    if tail := log_tail(log, 5):
+        notes.append("server output (last lines):\n" + tail)
+    return Level(system, concurrency, sent, latencies, len(arrivals),
+                 len(arrivals) / span_s if span_s > 0 else 0.0, rss, notes)
+
+
+def _ms(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.1f}"
+
+
+def table(levels: list[Level]) -> str:
+    rows = ["| system | concurrency | alerts/s | p50 ms | p99 ms | peak RSS MiB"
+            " | calls arrived/sent | admin calls/s |",
+            "|---|--:|--:|--:|--:|--:|--:|--:|"]
+    for lv in sorted(levels, key=lambda lv: (lv.concurrency, SYSTEMS.index(lv.system))):
+        rss = "n/a" if lv.peak_rss_mib is None else f"{lv.peak_rss_mib:.0f}"
+        rows.append(f"| {lv.system} | {lv.concurrency} | {lv.alerts_per_s:.0f}"
+                    f" | {_ms(percentile(lv.latencies_ms, 50))}"
+                    f" | {_ms(percentile(lv.latencies_ms, 99))} | {rss}"
+                    f" | {lv.arrived}/{len(lv.sent.sent_ns)} | {lv.calls_per_s:.0f} |")
+    return "\n".join(rows)
+
+
+def targets(levels: list[Level]) -> list[str]:
+    """The README's targets, where both systems were measured at the level they name."""
+    by = {(lv.system, lv.concurrency): lv for lv in levels}
+    out = []
+    if (r8 := by.get(("responder", 8))) and (f8 := by.get(("floor", 8))):
+        met = "met" if r8.alerts_per_s >= f8.alerts_per_s else "MISSED"
+        out.append(f"- throughput at concurrency 8 >= floor: {r8.alerts_per_s:.0f} vs"
+                   f" {f8.alerts_per_s:.0f} alerts/s: {met}")
+    r1, f1 = by.get(("responder", 1)), by.get(("floor", 1))
+    if r1 and f1:
+        rp, fp = percentile(r1.latencies_ms, 50), percentile(f1.latencies_ms, 50)
+        if rp is not None and fp is not None and fp > 0:
+            met = "met" if rp <= 1.5 * fp else "MISSED"
+            out.append(f"- p50 at concurrency 1 <= 1.5x floor: {rp:.1f} vs {fp:.1f} ms"
+                       f" ({rp / fp:.2f}x): {met}")
+    return out
+
+
+def report(levels: list[Level], args: argparse.Namespace, pg_version: str) -> str:
+    cpu = next((line.split(":", 1)[1].strip() for line in
+                Path("/proc/cpuinfo").read_text(encoding="utf-8").splitlines()
+                if line.startswith("model name")), platform.machine())
+    command = shlex.join([os.path.relpath(sys.executable, ROOT), *sys.argv])
+    parts = [
+        "# Benchmark results",
+        "",
+        f"- date: {datetime.now(UTC):%Y-%m-%d %H:%M:%S} UTC",
+        f"- machine: nproc {os.cpu_count()}, {cpu}, Python {platform.python_version()},"
+        f" {platform.system()} {platform.release()}, PostgreSQL {pg_version}",
+        f"- command: `{command}`",
+        f"- per level: {args.n} webhooks of one alert each, after {args.warmup} warm-up;"
+        " fresh database and server process per level",
+        "",
+        table(levels),
+        "",
+        "alerts/s: webhooks answered 2xx per second of the send phase. p50/p99: send to"
+        " admin-call arrival. admin calls/s: calls arrived per second from the first send"
+        " to the last arrival. Peak RSS: VmHWM of the server process only (for responder,"
+        " the daemon, not PostgreSQL).",
+    ]
+    if met := targets(levels):
+        parts += ["", "## Targets", "", *met]
+    noted = [lv for lv in levels if lv.notes]
+    if noted:
+        parts += ["", "## Notes"]
+        for lv in noted:
+            parts += ["", f"{lv.system} at concurrency {lv.concurrency}:", "", "```",
+                      *lv.notes, "```"]
+    return "\n".join(parts) + "\n"
+
+
+async def postgres_version(admin_dsn: str) -> str:
+    try:
+        conn = await asyncpg.connect(admin_dsn, timeout=10)
+    except (OSError, asyncpg.PostgresError) as e:
+        raise BenchError(f"cannot reach PostgreSQL at --admin-dsn: {e}") from e
+    try:
+        version: str = await conn.fetchval("SHOW server_version")
+        return version
+    finally:
+        await conn.close()
+
+
+async def run(args: argparse.Namespace) -> str:
+    # SIGTERM cancels the run, so the finally blocks stop every server and drop every database.
+    task = asyncio.current_task()
+    assert task is not None
+    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, task.cancel)
+    pg_version = await postgres_version(args.admin_dsn)
+    systems = [args.only] if args.only else list(SYSTEMS)
+    first = 1  # alert numbers run on across levels, so no symbol is ever reused
+    levels = []
+    receiver = Receiver()
+    with tempfile.TemporaryDirectory(prefix="bench-logs-") as logs:
+        async with serve_receiver(receiver) as exchange_url:
+            for system in systems:
+                for c in args.concurrency:
+                    print(f"{system} at concurrency {c} ...", file=sys.stderr, flush=True)
+                    log = Path(logs) / f"{system}-{c}.log"
+                    levels.append(await measure(system, c, args=args, receiver=receiver,
+                                                exchange_url=exchange_url, first=first,
+                                                log=log))
+                    first += args.warmup + args.n
+    return report(levels, args, pg_version)
+
+
+def _concurrency(value: str) -> list[int]:
+    try:
+        levels = [int(v) for v in value.split(",") if v.strip()]
+    except ValueError as e:
+        raise argparse.ArgumentTypeError("expected integers like 1,8,32") from e
+    if not levels or any(c < 1 or c > 1024 for c in levels):
+        raise argparse.ArgumentTypeError("each concurrency must be 1..1024")
+    return levels
+
+
+def _count(value: str) -> int:
+    n = int(value)
+    if not 0 <= n <= 1_000_000:
+        raise argparse.ArgumentTypeError("must be 0..1000000")
+    return n
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--n", type=_count, default=2000, help="webhooks per level (default 2000)")
+    p.add_argument("--warmup", type=_count, default=100, help="warm-up webhooks per level")
+    p.add_argument("--concurrency", type=_concurrency, default=[1, 8, 32],
+                   help="comma-separated sender counts (default 1,8,32)")
+    p.add_argument("--only", choices=SYSTEMS, help="measure one system")
+    p.add_argument("--admin-dsn", default="postgresql://postgres@127.0.0.1:5432/postgres",
+                   help="where to create and drop the per-level databases")
+    p.add_argument("--level-timeout-s", type=float, default=120.0,
+                   help="cap on each level's send phase")
+    p.add_argument("--calls-timeout-s", type=float, default=30.0,
+                   help="cap on waiting for admin calls after the last send")
+    p.add_argument("--no-results-file", action="store_true", help=f"do not write {RESULTS}")
+    args = p.parse_args()
+    try:
+        text = asyncio.run(run(args))
+    except BenchError as e:
+        print(f"bench: {e}", file=sys.stderr)
+        return 1
+    except (KeyboardInterrupt, asyncio.CancelledError):
+        print("bench: interrupted; servers stopped, databases dropped", file=sys.stderr)
+        return 130
+    print(text)
+    if not args.no_results_file:
+        RESULTS.write_text(text, encoding="utf-8")
+        print(f"written to {os.path.relpath(RESULTS)}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,188 @@
+"""Containment semantics: levels only rise, retries, escalation, fail-closed, concurrency."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import aiohttp
+import asyncpg
+from structlog.testing import capture_logs
+
+from examples.exchange import Faults
+from tests.conftest import (
+    DaemonFactory,
+    Exchange,
+    fixture_bytes,
+    idle,
+    log_kinds,
+    post_alerts,
+    wait_for,
+)
+
+
+def alert(name: str, symbol: str | None = None, status: str = "firing",
+          fingerprint: str | None = None, starts_at: str = "2026-11-23T05:32:58.1Z",
+          **labels: str) -> dict[str, Any]:
+    all_labels = {"alertname": name, "severity": "sev1", **labels}
+    if symbol is not None:
+        all_labels["symbol"] = symbol
+    return {
+        "status": status, "labels": all_labels, "annotations": {},
+        "startsAt": starts_at,
+        "endsAt": "0001-01-01T00:00:00Z" if status == "firing" else "2026-11-23T06:00:00Z",
+        "generatorURL": "", "fingerprint": fingerprint or f"{name}-{symbol}"[:64],
+    }
+
+
+def payload(*alerts: dict[str, Any], status: str = "firing") -> bytes:
+    return json.dumps({"version": "4", "status": status, "receiver": "responder",
+                       "groupKey": "{}", "truncatedAlerts": 0, "alerts": list(alerts)}).encode()
+
+
+async def outcomes(dsn: str) -> list[tuple[str, str, str]]:
+    conn = await asyncpg.connect(dsn)
+    try:
+        rows = await conn.fetch("SELECT control, key, body FROM action_log"
+                                " WHERE kind = 'outcome' ORDER BY seq")
+    finally:
+        await conn.close()
+    return [(r["control"], r["key"], json.loads(r["body"])["detail"]["status"]) for r in rows]
+
+
+async def test_levels_only_rise(make_daemon: DaemonFactory, exchange: Exchange,
+                                http: aiohttp.ClientSession, database: str) -> None:
+    """After HARD_HALT, a rule asking CANCEL_ONLY for the same symbol records already contained."""
+    daemon = await make_daemon()
+    await post_alerts(http, daemon, payload(alert("SplitBrainSuspected", "BTC-USD")))
+    await idle(daemon)
+    calls = len(exchange.state.calls)
+    await post_alerts(http, daemon, payload(alert("LedgerInvariantViolation", "BTC-USD")))
+    await idle(daemon)
+    assert exchange.state.symbols == {"BTC-USD": "HARD_HALT"}
+    assert [c.path for c in exchange.state.calls[calls:]] == ["/admin/withdrawals"]
+    assert "already_contained" in await log_kinds(database)
+
+
+async def test_resolved_alert_never_lowers(make_daemon: DaemonFactory, exchange: Exchange,
+                                           http: aiohttp.ClientSession, database: str) -> None:
+    """A resolved alert marks the incident resolved, containment held, and calls nothing."""
+    daemon = await make_daemon()
+    await post_alerts(http, daemon, fixture_bytes("firing-single.json"))
+    await idle(daemon)
+    calls = len(exchange.state.calls)
+    status, _ = await post_alerts(http, daemon, fixture_bytes("resolved-single.json"))
+    assert status == 200
+    await idle(daemon)
+    assert len(exchange.state.calls) == calls
+    assert exchange.state.symbols == {"BTC-USD": "CANCEL_ONLY"}
+    conn = await asyncpg.connect(database)
+    try:
+        incident = await conn.fetchrow("SELECT status FROM incidents")
+        note = await conn.fetchval("SELECT body FROM action_log WHERE kind = 'alert_resolved'")
+    finally:
+        await conn.close()
+    assert incident is not None
+    assert incident["status"] == "resolved"
+    assert "containment held" in note
+
+
+async def test_resolved_before_firing_opens_nothing(make_daemon: DaemonFactory,
+                                                    exchange: Exchange,
+                                                    http: aiohttp.ClientSession,
+                                                    database: str) -> None:
+    """A resolved alert with no open incident is recorded and opens no incident."""
+    daemon = await make_daemon()
+    await post_alerts(http, daemon, fixture_bytes("resolved-single.json"))
+    await idle(daemon)
+    conn = await asyncpg.connect(database)
+    try:
+        assert await conn.fetchval("SELECT count(*) FROM incidents") == 0
+    finally:
+        await conn.close()
+    assert exchange.state.calls == []
+    assert await log_kinds(database) == ["alert_received", "alert_resolved"]
+
+
+async def test_transient_failures_are_retried_with_one_key(
+    make_daemon: DaemonFactory, exchange: Exchange, http: aiohttp.ClientSession, database: str,
+) -> None:
+    """503s are retried under the deadline, every attempt with the same Idempotency-Key."""
+    exchange.state.faults = Faults(fail_next=2, fail_status=503)
+    daemon = await make_daemon()
+    await post_alerts(http, daemon, payload(alert("SplitBrainSuspected", "ETH-USD")))
+    await idle(daemon)
+    assert exchange.state.symbols == {"ETH-USD": "HARD_HALT"}
+    assert [c.status for c in exchange.state.calls] == [503, 503, 200]
+    assert len({c.idempotency_key for c in exchange.state.calls}) == 1
+    assert await outcomes(database) == [("symbol-mode", "ETH-USD", "applied")]
+
+
+async def test_failed_step_escalates(make_daemon: DaemonFactory, exchange: Exchange,
+                                     http: aiohttp.ClientSession, database: str) -> None:
+    """A step refused with a 4xx is not retried; the rule's on_failure step runs instead."""
+    exchange.state.faults = Faults(fail_next=1, fail_status=409)
+    daemon = await make_daemon()
+    await post_alerts(http, daemon, payload(alert("SplitBrainSuspected", "SOL-USD")))
+    await idle(daemon)
+    assert [c.status for c in exchange.state.calls] == [409, 200]
+    assert exchange.state.global_mode == "SOFT_HALT"
+    assert await outcomes(database) == [("symbol-mode", "SOL-USD", "failed"),
+                                        ("global-mode", "", "applied")]
+    assert "escalation" in await log_kinds(database)
+
+
+async def test_unreachable_target_fails_closed(make_daemon: DaemonFactory, exchange: Exchange,
+                                               http: aiohttp.ClientSession,
+                                               database: str) -> None:
+    """When the escalation fails too: containment_failed, an error log and a metric."""
+    exchange.state.faults = Faults(fail_next=10_000, fail_status=503)
+    daemon = await make_daemon(step_deadline_s=0.5)
+    with capture_logs() as logs:
+        await post_alerts(http, daemon, payload(alert("SplitBrainSuspected", "ADA-USD")))
+        await idle(daemon)
+    assert await outcomes(database) == [("symbol-mode", "ADA-USD", "failed"),
+                                        ("global-mode", "", "failed")]
+    assert (await log_kinds(database))[-1] == "containment_failed"
+    assert any(e["event"] == "containment failed" and e["log_level"] == "error" for e in logs)
+    assert daemon.metrics.containment_failed.labels("split-brain")._value.get() == 1
+
+
+async def test_one_key_at_a_time_different_keys_in_parallel(
+    make_daemon: DaemonFactory, exchange: Exchange, http: aiohttp.ClientSession,
+) -> None:
+    """Work on one control key is serialised while different keys proceed together."""
+    exchange.state.faults = Faults(delay_s=0.3)
+    btc = "/admin/symbols/BTC-USD/mode"
+    daemon = await make_daemon()
+    await post_alerts(http, daemon, payload(alert("LedgerInvariantViolation", "BTC-USD")))
+    await wait_for(lambda: exchange.state.inflight.get(btc, 0) == 1, what="BTC call in flight")
+    others = [alert("SplitBrainSuspected", f"X{i}-USD") for i in range(4)]
+    await post_alerts(http, daemon, payload(alert("SplitBrainSuspected", "BTC-USD"), *others))
+    await idle(daemon)
+    btc_calls = [c.body["mode"] for c in exchange.state.calls if c.path == btc]
+    assert btc_calls == ["CANCEL_ONLY", "HARD_HALT"]
+    assert exchange.state.max_inflight[btc] == 1
+    assert exchange.state.max_total_inflight >= 3
+
+
+async def test_notify_only_rule_records_and_calls_nothing(
+    make_daemon: DaemonFactory, exchange: Exchange, http: aiohttp.ClientSession, database: str,
+) -> None:
+    """KafkaOutage opens an incident and is recorded, with no admin call."""
+    daemon = await make_daemon()
+    await post_alerts(http, daemon, payload(alert("KafkaOutage", severity="sev2")))
+    await idle(daemon)
+    assert exchange.state.calls == []
+    assert "notify_only" in await log_kinds(database)
+
+
+async def test_unmatched_alert_is_recorded_only(make_daemon: DaemonFactory, exchange: Exchange,
+                                                http: aiohttp.ClientSession,
+                                                database: str) -> None:
+    """An alert no rule matches is still recorded in the action log."""
+    daemon = await make_daemon()
+    await post_alerts(http, daemon, payload(alert("DiskFilling", "BTC-USD")))
+    await idle(daemon)
+    assert exchange.state.calls == []
+    assert await log_kinds(database) == ["alert_received"]
