@@ -38,7 +38,7 @@ class DaemonState:
         """Durably record alerts and their plan; only then start executing."""
         recorded = await self.writer.submit(
             record_alerts(alerts, self.rules, self.metrics, self.redactor))
-        self.executor.wake(recorded.incidents)
+        self.executor.submit(recorded.steps)
         return recorded
 
 

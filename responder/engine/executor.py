@@ -10,51 +10,33 @@ from __future__ import annotations
 
 import asyncio
 import weakref
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from collections import deque
+from collections.abc import Callable, Iterable, Mapping
+from typing import TypeVar
 
 import asyncpg
 import structlog
 
 from responder.actions.admin_http import AdminClient, CallFailed, CallRecord
 from responder.engine.planner import PlannedStep
-from responder.engine.recorder import plan_step, record_containment_failed
+from responder.engine.recorder import containment_failed, new_step, step_entry
 from responder.errors import ActionPermanentError, StoreError
 from responder.metrics import Metrics
 from responder.rules.table import Control, RuleTable, Step
 from responder.store.actionlog import ChainAppender, Entry
 from responder.store.db import Conn
+from responder.store.steps import StepRow, close_step, insert_steps, pending_steps
 from responder.store.writer import Unit, Writer
 
 log = structlog.get_logger("responder.engine")
 
-
-@dataclass(frozen=True)
-class StepRow:
-    id: int
-    incident_id: int
-    rule_id: str
-    kind: str
-    control: str
-    key: str
-    level: str
-    rank: int
-    escalate_control: str | None
-    escalate_key: str | None
-    escalate_level: str | None
-    idempotency_key: str
-
-
-PENDING = """
-SELECT s.id, s.incident_id, i.rule_id, s.kind, s.control, s.key, s.level, s.rank,
-       s.escalate_control, s.escalate_key, s.escalate_level, s.idempotency_key
-FROM steps s JOIN incidents i ON i.id = s.incident_id
-WHERE s.incident_id = $1 AND s.status = 'pending' ORDER BY s.id
-"""
+STORE_ERRORS = (StoreError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError)
+KeyId = tuple[str, str]
+T = TypeVar("T")
 
 
 class Executor:
-    """Runs pending steps: incidents in parallel, each incident's steps in order."""
+    """Runs steps: incidents in parallel, each incident's steps in order, one key at a time."""
 
     def __init__(self, pool: asyncpg.Pool, writer: Writer, rules: Callable[[], RuleTable],
                  client: AdminClient, metrics: Metrics, *, deadline_s: float,
@@ -67,63 +49,62 @@ class Executor:
         self._deadline_s = deadline_s
         self._store_retry_s = store_retry_s
         self._slots = asyncio.Semaphore(max_concurrency)
+        self._queues: dict[int, deque[StepRow]] = {}
+        self._known: set[int] = set()
         # Keep strong references so running tasks are not garbage-collected.
         self._tasks: dict[int, asyncio.Task[None]] = {}
-        self._dirty: set[int] = set()
-        self._locks: weakref.WeakValueDictionary[tuple[str, str], asyncio.Lock] = (
+        self._locks: weakref.WeakValueDictionary[KeyId, asyncio.Lock] = (
             weakref.WeakValueDictionary())
+        # Levels this process has confirmed; steps planned here were checked against the
+        # store in their own transaction, so only raises made since then can make them moot.
+        self._confirmed: dict[KeyId, tuple[int, str]] = {}
         self._closing = False
-
-    def wake(self, incident_ids: set[int] | list[int]) -> None:
-        """Make sure each incident's pending steps get executed."""
-        if self._closing:
-            return
-        for incident_id in incident_ids:
-            if incident_id in self._tasks:
-                self._dirty.add(incident_id)
-                continue
-            task = asyncio.create_task(self._run_incident(incident_id),
-                                       name=f"incident-{incident_id}")
-            self._tasks[incident_id] = task
-            task.add_done_callback(self._finished)
-
-    def _finished(self, task: asyncio.Task[None]) -> None:
-        incident_id = int(task.get_name().removeprefix("incident-"))
-        self._tasks.pop(incident_id, None)
-        if task.cancelled():
-            return
-        if (error := task.exception()) is not None:
-            # Never leave an incident stuck: its steps stay pending and the sweeper retries.
-            log.error("incident task crashed; will retry", incident=incident_id,
-                      error=repr(error))
-            self._dirty.discard(incident_id)
-            return
-        if incident_id in self._dirty:
-            self._dirty.discard(incident_id)
-            self.wake([incident_id])
 
     @property
     def inflight(self) -> int:
         return len(self._tasks)
 
+    def submit(self, steps: Iterable[StepRow]) -> None:
+        """Queue steps for execution; each incident's steps run in the order given."""
+        if self._closing:
+            return
+        for step in steps:
+            if step.id in self._known:
+                continue
+            self._known.add(step.id)
+            self._queues.setdefault(step.incident_id, deque()).append(step)
+            if step.incident_id not in self._tasks:
+                task = asyncio.create_task(self._run_incident(step.incident_id),
+                                           name=f"incident-{step.incident_id}")
+                self._tasks[step.incident_id] = task
+                task.add_done_callback(self._finished)
+
+    def _finished(self, task: asyncio.Task[None]) -> None:
+        incident_id = int(task.get_name().removeprefix("incident-"))
+        self._tasks.pop(incident_id, None)
+        for step in self._queues.pop(incident_id, ()):
+            self._known.discard(step.id)
+        if not task.cancelled() and (error := task.exception()) is not None:
+            # Never leave an incident stuck: its steps stay pending and the sweeper retries.
+            log.error("incident task crashed; the sweeper will retry", incident=incident_id,
+                      error=repr(error))
+
     async def recover(self) -> int:
-        """Wake every incident left with pending steps by an earlier run."""
+        """Queue every pending step that no task here is working on."""
         async with self._pool.acquire() as conn:
-            rows = await conn.fetch("SELECT DISTINCT incident_id FROM steps"
-                                    " WHERE status = 'pending'")
-        ids = [r["incident_id"] for r in rows if r["incident_id"] not in self._tasks]
-        if ids:
-            log.info("resuming pending steps", incidents=len(ids))
-        self.wake(ids)
-        return len(ids)
+            steps = [s for s in await pending_steps(conn) if s.id not in self._known]
+        if steps:
+            log.info("resuming pending steps", steps=len(steps))
+        self.submit(steps)
+        return len(steps)
 
     async def sweep(self, interval_s: float) -> None:
-        """Periodically pick up pending steps no task is working on (after a crashed task)."""
+        """Periodically pick up pending steps nobody is working on (after a crashed task)."""
         while not self._closing:
             await asyncio.sleep(interval_s)
             try:
                 await self.recover()
-            except (StoreError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as e:
+            except STORE_ERRORS as e:
                 log.warning("sweep skipped: store unavailable", error=str(e))
 
     async def drain(self, timeout_s: float) -> list[str]:
@@ -140,128 +121,123 @@ class Executor:
         return sorted(t.get_name() for t in pending)
 
     async def _run_incident(self, incident_id: int) -> None:
-        while True:
-            self._dirty.discard(incident_id)
+        queue = self._queues[incident_id]
+        while queue:
+            step = queue[0]
             try:
-                async with self._pool.acquire() as conn:
-                    rows = await conn.fetch(PENDING, incident_id)
-                for row in rows:
-                    await self._execute(StepRow(**dict(row)))
-            except (StoreError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as e:
-                log.warning("store unavailable while executing; will retry",
-                            incident=incident_id, error=str(e))
+                await self._execute(step)
+            except STORE_ERRORS as e:
                 if self._closing:
                     return
+                log.warning("store unavailable while executing; will retry", step=step.id,
+                            error=str(e))
                 await asyncio.sleep(self._store_retry_s)
-                self._dirty.add(incident_id)
-            if incident_id not in self._dirty or self._closing:
-                return
+                continue
+            queue.popleft()
+            self._known.discard(step.id)
 
-    def _lock(self, control: str, key: str) -> asyncio.Lock:
-        lock = self._locks.get((control, key))
+    def _lock(self, key: KeyId) -> asyncio.Lock:
+        lock = self._locks.get(key)
         if lock is None:
             lock = asyncio.Lock()
-            self._locks[(control, key)] = lock
+            self._locks[key] = lock
         return lock
 
     async def _execute(self, step: StepRow) -> None:
-        async with self._slots, self._lock(step.control, step.key):
+        key = (step.control, step.key)
+        async with self._slots, self._lock(key):
             self._metrics.steps_inflight.inc()
             try:
-                await self._execute_locked(step)
+                await self._execute_locked(step, key)
             finally:
                 self._metrics.steps_inflight.dec()
 
-    async def _execute_locked(self, step: StepRow) -> None:
+    async def _held_rank(self, step: StepRow, key: KeyId) -> tuple[int, str] | None:
+        if key in self._confirmed:
+            return self._confirmed[key]
         async with self._pool.acquire() as conn:
-            held = await conn.fetchrow("SELECT level, rank FROM control_levels"
-                                       " WHERE control = $1 AND key = $2",
-                                       step.control, step.key)
-        if held is not None and held["rank"] >= step.rank:
-            await self._record(_finish(step, "already_contained", {"held": held["level"]}))
+            row = await conn.fetchrow("SELECT level, rank FROM control_levels"
+                                      " WHERE control = $1 AND key = $2", *key)
+        return (row["rank"], row["level"]) if row is not None else None
+
+    async def _execute_locked(self, step: StepRow, key: KeyId) -> None:
+        held = await self._held_rank(step, key)
+        if held is not None and held[0] >= step.rank:
+            await self._record(_finish(step, "already_contained", {"held": held[1]}))
             return
         table = self._rules()
         try:
-            call = await self._client.apply(self._control(table, step), step.key, step.level,
+            call = await self._client.apply(_control(table, step), step.key, step.level,
                                             step.idempotency_key, self._deadline_s)
         except (CallFailed, ActionPermanentError) as e:
             record = e.record if isinstance(e, CallFailed) else None
             log.warning("step failed", step=step.id, control=step.control, key=step.key,
                         to_level=step.level, error=str(e))
             self._metrics.actions.labels(step.control, "failed").inc()
-            await self._record(self._fail(step, str(e), record, table))
-            self._dirty.add(step.incident_id)  # an escalation step may now be pending
+            escalation = await self._record(self._fail(step, str(e), record, table))
+            if escalation is not None:
+                self._queues[step.incident_id].append(escalation)
+                self._known.add(escalation.id)
             return
         self._metrics.actions.labels(step.control, "applied").inc()
         log.info("step applied", step=step.id, control=step.control, key=step.key,
                  to_level=step.level)
         await self._record(_finish(step, "applied", {"call": call.to_json()}))
+        if step.rank > self._confirmed.get(key, (-1, ""))[0]:
+            self._confirmed[key] = (step.rank, step.level)
 
-    @staticmethod
-    def _control(table: RuleTable, step: StepRow) -> Control:
-        control = table.controls.get(step.control)
-        if control is None:
-            raise ActionPermanentError(f"control {step.control!r} is not in the rule table")
-        return control
-
-    async def _record(self, unit: Unit[None]) -> None:
+    async def _record(self, unit: Unit[T]) -> T:
         # Shielded: a step's outcome must be written even if shutdown cancels the task.
-        await asyncio.shield(self._writer.submit(unit))
+        return await asyncio.shield(self._writer.submit(unit))
 
     def _fail(self, step: StepRow, reason: str, call: CallRecord | None,
-              table: RuleTable) -> Unit[None]:
+              table: RuleTable) -> Unit[StepRow | None]:
         detail = {"error": reason, "call": call.to_json() if call else None}
-        escalation = None
-        if step.kind == "step" and step.escalate_control and step.escalate_level:
-            control = table.controls.get(step.escalate_control)
-            if control is not None and step.escalate_level in control.levels:
-                esc = Step(control, step.escalate_level, control.key_label)
-                escalation = PlannedStep("escalation", -1, esc, step.escalate_key or "", None)
+        escalation = _escalation_for(step, table)
         metrics = self._metrics
 
-        async def unit(conn: Conn, chain: ChainAppender) -> None:
-            await _close_step(conn, chain, step, "failed", detail)
-            if escalation is not None:
-                await chain.append(Entry("escalation", incident_id=step.incident_id,
-                                         rule_id=step.rule_id, control=step.escalate_control,
-                                         key=step.escalate_key,
-                                         detail={"after_step": step.id,
-                                                 "level": step.escalate_level}))
-                await plan_step(conn, chain, step.incident_id, step.rule_id, escalation)
-            else:
+        async def unit(conn: Conn, chain: ChainAppender) -> StepRow | None:
+            if not await close_step(conn, chain, step, "failed", detail):
+                return None
+            if escalation is None:
                 what = "escalation failed" if step.kind == "escalation" else "no escalation"
-                await record_containment_failed(
-                    chain, step.incident_id, step.rule_id,
-                    f"{what}: {step.control}[{step.key}] -> {step.level}: {reason}", metrics)
+                await chain.append(containment_failed(
+                    step.incident_id, step.rule_id,
+                    f"{what}: {step.control}[{step.key}] -> {step.level}: {reason}", metrics))
+                return None
+            await chain.append(Entry("escalation", incident_id=step.incident_id,
+                                     rule_id=step.rule_id, control=step.escalate_control,
+                                     key=step.escalate_key,
+                                     detail={"after_step": step.id,
+                                             "level": step.escalate_level}))
+            [ins] = await insert_steps(conn, [new_step(step.incident_id, step.rule_id,
+                                                       escalation)])
+            if (entry := step_entry(escalation, ins)) is not None:
+                await chain.append(entry)
+            return ins.row
 
         return unit
 
 
+def _control(table: RuleTable, step: StepRow) -> Control:
+    control = table.controls.get(step.control)
+    if control is None:
+        raise ActionPermanentError(f"control {step.control!r} is not in the rule table")
+    return control
+
+
+def _escalation_for(step: StepRow, table: RuleTable) -> PlannedStep | None:
+    if step.kind != "step" or not step.escalate_control or not step.escalate_level:
+        return None
+    control = table.controls.get(step.escalate_control)
+    if control is None or step.escalate_level not in control.levels:
+        return None
+    esc = Step(control, step.escalate_level, control.key_label)
+    return PlannedStep("escalation", -1, esc, step.escalate_key or "", None)
+
+
 def _finish(step: StepRow, outcome: str, detail: Mapping[str, object]) -> Unit[None]:
     async def unit(conn: Conn, chain: ChainAppender) -> None:
-        await _close_step(conn, chain, step, outcome, detail)
-        if outcome == "applied":
-            await conn.execute(
-                "INSERT INTO control_levels (control, key, level, rank, incident_id)"
-                " VALUES ($1, $2, $3, $4, $5) ON CONFLICT (control, key) DO UPDATE SET"
-                " level = EXCLUDED.level, rank = EXCLUDED.rank,"
-                " incident_id = EXCLUDED.incident_id, updated_at = now()"
-                " WHERE control_levels.rank < EXCLUDED.rank",
-                step.control, step.key, step.level, step.rank, step.incident_id,
-            )
+        await close_step(conn, chain, step, outcome, detail)
 
     return unit
-
-
-async def _close_step(conn: Conn, chain: ChainAppender, step: StepRow,
-                      outcome: str, detail: Mapping[str, object]) -> None:
-    status = "failed" if outcome == "failed" else "done"
-    updated = await conn.fetchval(
-        "UPDATE steps SET status = $2, updated_at = now() WHERE id = $1 AND status = 'pending'"
-        " RETURNING id", step.id, status)
-    if updated is None:
-        return  # already closed by an earlier attempt
-    await chain.append(Entry("outcome", incident_id=step.incident_id, rule_id=step.rule_id,
-                             control=step.control, key=step.key, step_id=step.id,
-                             detail={"status": outcome, "kind": step.kind, "level": step.level,
-                                     "idempotency_key": step.idempotency_key, **detail}))

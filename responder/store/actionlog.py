@@ -14,7 +14,6 @@ import asyncpg
 from responder.errors import AuditChainError
 from responder.store.db import Conn
 
-CHAIN_LOCK = 0x7265_7371  # advisory lock id serialising appends across replicas
 GENESIS = "0" * 64
 INDEXED = ("incident_id", "rule_id", "control", "key", "step_id")
 
@@ -42,53 +41,65 @@ class Entry:
     detail: Mapping[str, Any] | None = None
 
 
-class ChainAppender:
-    """Appends entries inside the caller's transaction, holding the chain lock until commit."""
+HEAD_SQL = "SELECT seq, hash FROM action_log ORDER BY seq DESC LIMIT 1"
 
-    def __init__(self, conn: Conn, rules_hash: str) -> None:
+APPEND_SQL = """
+INSERT INTO action_log (seq, at, kind, incident_id, rule_id, control, key, step_id, body,
+                        prev_hash, hash)
+SELECT * FROM unnest($1::bigint[], $2::timestamptz[], $3::text[], $4::bigint[], $5::text[],
+                     $6::text[], $7::text[], $8::bigint[], $9::text[], $10::text[], $11::text[])
+"""
+
+
+async def read_head(conn: Conn) -> tuple[int, str]:
+    row = await conn.fetchrow(HEAD_SQL)
+    return (row["seq"], row["hash"]) if row else (0, GENESIS)
+
+
+class ChainAppender:
+    """Appends entries inside the caller's transaction, one statement per call.
+
+    The head it starts from is a guess (the writer's last commit). Sequence numbers are the
+    primary key, so if anyone else appended meanwhile the insert fails on a unique
+    violation and the writer retries from the real head: optimistic, with no lock held.
+    """
+
+    def __init__(self, conn: Conn, rules_hash: str, head: tuple[int, str]) -> None:
         self.conn = conn
         self.rules_hash = rules_hash
-        self._head: tuple[int, str] | None = None
-
-    async def _lock_head(self) -> tuple[int, str]:
-        if self._head is None:
-            await self.conn.execute("SELECT pg_advisory_xact_lock($1)", CHAIN_LOCK)
-            row = await self.conn.fetchrow(
-                "SELECT seq, hash FROM action_log ORDER BY seq DESC LIMIT 1"
-            )
-            self._head = (row["seq"], row["hash"]) if row else (0, GENESIS)
-        return self._head
+        self.head = head
 
     async def append(self, entry: Entry) -> int:
-        seq, prev_hash = await self._lock_head()
-        seq += 1
+        return (await self.append_many([entry]))[0]
+
+    async def append_many(self, entries: list[Entry]) -> list[int]:
+        if not entries:
+            return []
+        seq, prev_hash = self.head
         at = datetime.now(UTC)
-        record = {
-            "seq": seq,
-            "at": at.isoformat(),
-            "kind": entry.kind,
-            "rules_hash": self.rules_hash,
-            **{f: getattr(entry, f) for f in INDEXED},
-            "detail": dict(entry.detail or {}),
-        }
-        body = canonical(record)
-        digest = chain_hash(prev_hash, body)
-        await self.conn.execute(
-            "INSERT INTO action_log (seq, at, kind, incident_id, rule_id, control, key, step_id,"
-            " body, prev_hash, hash) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11)",
-            seq, at, entry.kind, entry.incident_id, entry.rule_id, entry.control, entry.key,
-            entry.step_id, body, prev_hash, digest,
-        )
-        self._head = (seq, digest)
-        return seq
-
-    def rollback_to(self, head: tuple[int, str] | None) -> None:
-        """Forget appends undone by a rolled-back savepoint."""
-        self._head = head
-
-    @property
-    def head(self) -> tuple[int, str] | None:
-        return self._head
+        columns: list[list[Any]] = [[] for _ in range(11)]
+        seqs = []
+        for entry in entries:
+            seq += 1
+            record = {
+                "seq": seq,
+                "at": at.isoformat(),
+                "kind": entry.kind,
+                "rules_hash": self.rules_hash,
+                **{f: getattr(entry, f) for f in INDEXED},
+                "detail": dict(entry.detail or {}),
+            }
+            body = canonical(record)
+            digest = chain_hash(prev_hash, body)
+            row = (seq, at, entry.kind, entry.incident_id, entry.rule_id, entry.control,
+                   entry.key, entry.step_id, body, prev_hash, digest)
+            for column, value in zip(columns, row, strict=True):
+                column.append(value)
+            seqs.append(seq)
+            prev_hash = digest
+        await self.conn.execute(APPEND_SQL, *columns)
+        self.head = (seq, prev_hash)
+        return seqs
 
 
 @dataclass(frozen=True)

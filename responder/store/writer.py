@@ -2,9 +2,9 @@
 
 Callers submit a unit (an async function of a connection and the chain appender) and wait
 for its result, which is only delivered after the transaction holding it has committed.
-Batching turns many small durable writes into one fsync, and a single writer keeps the
-action log's hash chain uncontended inside this process. Each unit runs in a savepoint,
-so one failing unit does not take its neighbours down with it.
+Batching turns many small durable writes into one commit, and a single writer keeps the
+action log's chain head in memory. A batch that fails for any reason other than the store
+being unreachable is retried unit by unit, so one poisonous unit fails alone.
 """
 
 from __future__ import annotations
@@ -17,14 +17,21 @@ import asyncpg
 import structlog
 
 from responder.errors import StoreUnavailable
-from responder.store.actionlog import ChainAppender
-from responder.store.db import UNAVAILABLE, Conn, store_errors
+from responder.store.actionlog import ChainAppender, read_head
+from responder.store.db import UNAVAILABLE, Conn
 
 T = TypeVar("T")
 Unit = Callable[[Conn, ChainAppender], Awaitable[T]]
 _Item = tuple[Unit[Any], "asyncio.Future[Any]"]
+_Outcome = tuple["asyncio.Future[Any]", Any, BaseException | None]
+
+CHAIN_CONFLICT_RETRIES = 5
 
 log = structlog.get_logger("responder.store")
+
+
+class _ChainMoved(Exception):
+    """Another writer appended to the action log since our head was read."""
 
 
 class Writer:
@@ -36,6 +43,7 @@ class Writer:
         self._rules_hash = rules_hash
         self._queue: asyncio.Queue[_Item | None] = asyncio.Queue(maxsize=max_pending)
         self._max_batch = max_batch
+        self._head: tuple[int, str] | None = None
         self.batches = 0
 
     async def submit(self, unit: Unit[T]) -> T:
@@ -65,7 +73,7 @@ class Writer:
                     stop_after = True
                     break
                 batch.append(item)
-            await self._commit(batch)
+            await self._write(batch)
             if stop_after:
                 return
 
@@ -82,29 +90,20 @@ class Writer:
             else:
                 return
 
-    async def _commit(self, batch: list[_Item]) -> None:
-        outcomes: list[tuple[asyncio.Future[Any], Any, BaseException | None]] = []
+    async def _write(self, batch: list[_Item]) -> None:
         try:
-            async with store_errors(), self._pool.acquire() as conn, conn.transaction():
-                appender = ChainAppender(conn, self._rules_hash())
-                for unit, fut in batch:
-                    head = appender.head
-                    try:
-                        async with conn.transaction():
-                            result = await unit(conn, appender)
-                    except UNAVAILABLE:
-                        raise
-                    except Exception as e:  # one unit's failure must not fail the batch
-                        appender.rollback_to(head)
-                        log.exception("write unit failed", error=f"{type(e).__name__}: {e}")
-                        outcomes.append((fut, None, e))
-                    else:
-                        outcomes.append((fut, result, None))
-            self.batches += 1
+            outcomes = await self._commit_retrying(batch)
+        except StoreUnavailable as e:
+            log.warning("write batch failed: store unavailable", error=str(e), units=len(batch))
+            outcomes = [(fut, None, e) for _, fut in batch]
         except Exception as e:
-            log.warning("write batch failed", error=str(e), units=len(batch))
-            failure = e if isinstance(e, StoreUnavailable) else StoreUnavailable(str(e))
-            outcomes = [(fut, None, failure) for _, fut in batch]
+            if len(batch) == 1:
+                log.exception("write unit failed", error=f"{type(e).__name__}: {e}")
+                outcomes = [(batch[0][1], None, e)]
+            else:
+                for item in batch:  # find the poisonous unit; the others still commit
+                    await self._write([item])
+                return
         for fut, result, error in outcomes:
             if fut.done():
                 continue
@@ -112,3 +111,36 @@ class Writer:
                 fut.set_exception(error)
             else:
                 fut.set_result(result)
+
+    async def _commit_retrying(self, batch: list[_Item]) -> list[_Outcome]:
+        for _ in range(CHAIN_CONFLICT_RETRIES):
+            try:
+                return await self._commit(batch)
+            except _ChainMoved:
+                continue
+        raise StoreUnavailable("action log head kept moving; retry later")
+
+    async def _commit(self, batch: list[_Item]) -> list[_Outcome]:
+        results: list[_Outcome] = []
+        try:
+            async with self._pool.acquire() as conn:
+                if self._head is None:
+                    self._head = await read_head(conn)
+                async with conn.transaction():
+                    chain = ChainAppender(conn, self._rules_hash(), self._head)
+                    for unit, fut in batch:
+                        results.append((fut, await unit(conn, chain), None))
+                self._head = chain.head
+        except asyncpg.UniqueViolationError as e:
+            self._head = None
+            if e.constraint_name in ("action_log_pkey", "action_log_hash_key"):
+                raise _ChainMoved from e
+            raise
+        except UNAVAILABLE as e:
+            self._head = None
+            raise StoreUnavailable(f"store unavailable: {type(e).__name__}: {e}") from e
+        except BaseException:
+            self._head = None  # the commit may or may not have happened: re-read next time
+            raise
+        self.batches += 1
+        return results

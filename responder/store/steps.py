@@ -1,0 +1,171 @@
+"""Step rows: containment work written with its intent and closed with its outcome."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+from responder.store.actionlog import ChainAppender, Entry
+from responder.store.db import Conn
+
+
+@dataclass(frozen=True)
+class StepRow:
+    """A step as stored: what to apply, where, and the Idempotency-Key every call carries."""
+
+    id: int
+    incident_id: int
+    rule_id: str
+    kind: str
+    control: str
+    key: str
+    level: str
+    rank: int
+    escalate_control: str | None
+    escalate_key: str | None
+    escalate_level: str | None
+    idempotency_key: str
+
+
+@dataclass(frozen=True)
+class NewStep:
+    """A step the engine wants; it becomes a StepRow unless held or already asked for."""
+
+    incident_id: int
+    rule_id: str
+    kind: str
+    position: int
+    control: str
+    key: str
+    level: str
+    rank: int
+    escalate_control: str | None = None
+    escalate_key: str | None = None
+    escalate_level: str | None = None
+
+    @property
+    def natural_key(self) -> tuple[int, str, str, str, str]:
+        return (self.incident_id, self.kind, self.control, self.key, self.level)
+
+
+@dataclass(frozen=True)
+class Inserted:
+    """What became of a NewStep: a row to execute, or the level already held."""
+
+    step: NewStep
+    row: StepRow | None
+    held_level: str | None
+
+
+INSERT_SQL = """
+WITH wanted AS (
+    SELECT * FROM unnest($1::bigint[], $2::text[], $3::int[], $4::text[], $5::text[],
+                         $6::text[], $7::int[], $8::text[], $9::text[], $10::text[], $11::text[])
+        WITH ORDINALITY AS w(incident_id, kind, position, control, key, level, rank,
+                             escalate_control, escalate_key, escalate_level, idempotency_key,
+                             ord)
+), held AS (
+    SELECT w.ord, c.level, c.rank FROM wanted w
+    JOIN control_levels c ON c.control = w.control AND c.key = w.key
+), inserted AS (
+    INSERT INTO steps (incident_id, kind, position, control, key, level, rank,
+                       escalate_control, escalate_key, escalate_level, idempotency_key)
+    SELECT w.incident_id, w.kind, w.position, w.control, w.key, w.level, w.rank,
+           w.escalate_control, w.escalate_key, w.escalate_level, w.idempotency_key
+    FROM wanted w LEFT JOIN held h ON h.ord = w.ord
+    WHERE h.rank IS NULL OR h.rank < w.rank
+    ON CONFLICT (incident_id, kind, control, key, level) DO NOTHING
+    RETURNING id, idempotency_key
+)
+SELECT w.ord, h.level AS held_level, h.rank AS held_rank, i.id
+FROM wanted w LEFT JOIN held h ON h.ord = w.ord
+LEFT JOIN inserted i ON i.idempotency_key = w.idempotency_key
+ORDER BY w.ord
+"""
+
+
+async def insert_steps(conn: Conn, wanted: Sequence[NewStep]) -> list[Inserted]:
+    """Insert steps above the held level in one statement; duplicates are dropped first."""
+    unique: dict[tuple[int, str, str, str, str], NewStep] = {}
+    for step in wanted:
+        unique.setdefault(step.natural_key, step)
+    steps = list(unique.values())
+    if not steps:
+        return []
+    keys = [f"responder-{uuid.uuid4()}" for _ in steps]
+    columns = [[getattr(s, f) for s in steps] for f in (
+        "incident_id", "kind", "position", "control", "key", "level", "rank",
+        "escalate_control", "escalate_key", "escalate_level")]
+    rows = await conn.fetch(INSERT_SQL, *columns, keys)
+    out = []
+    for step, key, row in zip(steps, keys, rows, strict=True):
+        held = row["held_level"] if row["held_rank"] is not None and row["held_rank"] >= step.rank \
+            else None
+        step_row = None
+        if row["id"] is not None:
+            step_row = StepRow(row["id"], step.incident_id, step.rule_id, step.kind, step.control,
+                               step.key, step.level, step.rank, step.escalate_control,
+                               step.escalate_key, step.escalate_level, key)
+        out.append(Inserted(step, step_row, held))
+    return out
+
+
+def intent_entry(row: StepRow, method: str, target: str, path: str) -> Entry:
+    return Entry("intent", incident_id=row.incident_id, rule_id=row.rule_id,
+                 control=row.control, key=row.key, step_id=row.id,
+                 detail={"kind": row.kind, "level": row.level,
+                         "idempotency_key": row.idempotency_key,
+                         "request": {"method": method, "target": target, "path": path}})
+
+
+def held_entry(step: NewStep, held_level: str) -> Entry:
+    return Entry("already_contained", incident_id=step.incident_id, rule_id=step.rule_id,
+                 control=step.control, key=step.key,
+                 detail={"requested": step.level, "held": held_level})
+
+
+PENDING_SQL = """
+SELECT s.id, s.incident_id, i.rule_id, s.kind, s.control, s.key, s.level, s.rank,
+       s.escalate_control, s.escalate_key, s.escalate_level, s.idempotency_key
+FROM steps s JOIN incidents i ON i.id = s.incident_id
+WHERE s.status = 'pending' ORDER BY s.id
+"""
+
+
+async def pending_steps(conn: Conn) -> list[StepRow]:
+    return [StepRow(**dict(r)) for r in await conn.fetch(PENDING_SQL)]
+
+
+CLOSE_SQL = """
+WITH closed AS (
+    UPDATE steps SET status = $2, updated_at = now()
+    WHERE id = $1 AND status = 'pending' RETURNING id
+), raised AS (
+    INSERT INTO control_levels (control, key, level, rank, incident_id)
+    SELECT $3, $4, $5, $6, $7 WHERE $8 AND EXISTS (SELECT 1 FROM closed)
+    ON CONFLICT (control, key) DO UPDATE SET level = EXCLUDED.level, rank = EXCLUDED.rank,
+        incident_id = EXCLUDED.incident_id, updated_at = now()
+    WHERE control_levels.rank < EXCLUDED.rank
+    RETURNING 1
+)
+SELECT count(*) FROM closed
+"""
+
+
+async def close_step(conn: Conn, chain: ChainAppender, step: StepRow, outcome: str,
+                     detail: Mapping[str, object]) -> bool:
+    """Mark the step done or failed, raise the held level if applied, append the outcome.
+
+    Returns False (and records nothing) if an earlier attempt already closed it.
+    """
+    closed = await conn.fetchval(
+        CLOSE_SQL, step.id, "failed" if outcome == "failed" else "done", step.control,
+        step.key, step.level, step.rank, step.incident_id, outcome == "applied")
+    if not closed:
+        return False
+    await chain.append(Entry("outcome", incident_id=step.incident_id, rule_id=step.rule_id,
+                             control=step.control, key=step.key, step_id=step.id,
+                             detail={"status": outcome, "kind": step.kind, "level": step.level,
+                                     "idempotency_key": step.idempotency_key, **detail}))
+    return True
