@@ -11,7 +11,7 @@ from aiohttp import web
 from responder.auth import TokenSet
 from responder.config import Settings
 from responder.engine.executor import Executor
-from responder.engine.recorder import Recorded, record_alerts
+from responder.engine.recorder import RecordAlerts, Recorded
 from responder.metrics import Metrics
 from responder.model import Alert
 from responder.redaction import Redactor
@@ -37,7 +37,7 @@ class DaemonState:
     async def record(self, alerts: Sequence[Alert]) -> Recorded:
         """Durably record alerts and their plan; only then start executing."""
         recorded = await self.writer.submit(
-            record_alerts(alerts, self.rules, self.metrics, self.redactor))
+            RecordAlerts(alerts, self.rules, self.metrics, self.redactor))
         self.executor.submit(recorded.steps)
         return recorded
 

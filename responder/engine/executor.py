@@ -25,7 +25,7 @@ from responder.metrics import Metrics
 from responder.rules.table import Control, RuleTable, Step
 from responder.store.actionlog import ChainAppender, Entry
 from responder.store.db import Conn
-from responder.store.steps import StepRow, close_step, insert_steps, pending_steps
+from responder.store.steps import CloseStep, CloseSteps, StepRow, insert_steps, pending_steps
 from responder.store.writer import Unit, Writer
 
 log = structlog.get_logger("responder.engine")
@@ -40,7 +40,8 @@ class Executor:
 
     def __init__(self, pool: asyncpg.Pool, writer: Writer, rules: Callable[[], RuleTable],
                  client: AdminClient, metrics: Metrics, *, deadline_s: float,
-                 max_concurrency: int = 64, store_retry_s: float = 1.0) -> None:
+                 max_concurrency: int = 64, store_retry_s: float = 1.0,
+                 close_linger_s: float = 0.02) -> None:
         self._pool = pool
         self._writer = writer
         self._rules = rules
@@ -59,6 +60,12 @@ class Executor:
         # store in their own transaction, so only raises made since then can make them moot.
         self._confirmed: dict[KeyId, tuple[int, str]] = {}
         self._closing = False
+        # Outcomes of applied steps are written in small groups a few ms later: the call is
+        # done and its level confirmed here, and until the outcome commits the step stays
+        # pending in the store, so a crash meanwhile only repeats an idempotent call.
+        self._close_linger_s = close_linger_s
+        self._lazy_closes: list[CloseStep] = []
+        self._flushes: set[asyncio.Task[None]] = set()
 
     @property
     def inflight(self) -> int:
@@ -108,16 +115,21 @@ class Executor:
                 log.warning("sweep skipped: store unavailable", error=str(e))
 
     async def drain(self, timeout_s: float) -> list[str]:
-        """Wait for running work up to the deadline, then cancel the rest; return its names."""
+        """Wait for running work up to the deadline, then cancel the rest; return its names.
+
+        Outcomes still waiting to be written are written before this returns.
+        """
         self._closing = True
         tasks = list(self._tasks.values())
-        if not tasks:
-            return []
-        _, pending = await asyncio.wait(tasks, timeout=timeout_s)
-        for task in pending:
-            task.cancel()
-        if pending:
-            await asyncio.wait(pending, timeout=5)
+        pending: set[asyncio.Task[None]] = set()
+        if tasks:
+            _, pending = await asyncio.wait(tasks, timeout=timeout_s)
+            for task in pending:
+                task.cancel()
+            if pending:
+                await asyncio.wait(pending, timeout=5)
+        self._start_flush()
+        await asyncio.wait(set(self._flushes), timeout=timeout_s)
         return sorted(t.get_name() for t in pending)
 
     async def _run_incident(self, incident_id: int) -> None:
@@ -134,7 +146,8 @@ class Executor:
                 await asyncio.sleep(self._store_retry_s)
                 continue
             queue.popleft()
-            self._known.discard(step.id)
+            if not any(c.step.id == step.id for c in self._lazy_closes):
+                self._known.discard(step.id)
 
     def _lock(self, key: KeyId) -> asyncio.Lock:
         lock = self._locks.get(key)
@@ -182,9 +195,32 @@ class Executor:
         self._metrics.actions.labels(step.control, "applied").inc()
         log.info("step applied", step=step.id, control=step.control, key=step.key,
                  to_level=step.level)
-        await self._record(_finish(step, "applied", {"call": call.to_json()}))
         if step.rank > self._confirmed.get(key, (-1, ""))[0]:
             self._confirmed[key] = (step.rank, step.level)
+        self._close_later(CloseStep(step, "applied", {"call": call.to_json()}))
+
+    def _close_later(self, close: CloseStep) -> None:
+        if not self._lazy_closes:
+            asyncio.get_running_loop().call_later(self._close_linger_s, self._start_flush)
+        self._lazy_closes.append(close)
+
+    def _start_flush(self) -> None:
+        task = asyncio.create_task(self._flush_closes(), name="flush-outcomes")
+        self._flushes.add(task)
+        task.add_done_callback(self._flushes.discard)
+
+    async def _flush_closes(self) -> None:
+        closes, self._lazy_closes = self._lazy_closes, []
+        if not closes:
+            return
+        try:
+            await self._writer.submit(CloseSteps(closes))
+        except STORE_ERRORS as e:
+            # The steps stay pending in the store; the sweeper will run them again.
+            log.warning("outcomes not recorded yet; will retry", steps=len(closes), error=str(e))
+        finally:
+            for close in closes:
+                self._known.discard(close.step.id)
 
     async def _record(self, unit: Unit[T]) -> T:
         # Shielded: a step's outcome must be written even if shutdown cancels the task.
@@ -197,15 +233,15 @@ class Executor:
         metrics = self._metrics
 
         async def unit(conn: Conn, chain: ChainAppender) -> StepRow | None:
-            if not await close_step(conn, chain, step, "failed", detail):
+            if not await CloseStep(step, "failed", detail)(conn, chain):
                 return None
             if escalation is None:
                 what = "escalation failed" if step.kind == "escalation" else "no escalation"
-                await chain.append(containment_failed(
+                chain.add(containment_failed(
                     step.incident_id, step.rule_id,
                     f"{what}: {step.control}[{step.key}] -> {step.level}: {reason}", metrics))
                 return None
-            await chain.append(Entry("escalation", incident_id=step.incident_id,
+            chain.add(Entry("escalation", incident_id=step.incident_id,
                                      rule_id=step.rule_id, control=step.escalate_control,
                                      key=step.escalate_key,
                                      detail={"after_step": step.id,
@@ -213,7 +249,7 @@ class Executor:
             [ins] = await insert_steps(conn, [new_step(step.incident_id, step.rule_id,
                                                        escalation)])
             if (entry := step_entry(escalation, ins)) is not None:
-                await chain.append(entry)
+                chain.add(entry)
             return ins.row
 
         return unit
@@ -236,8 +272,5 @@ def _escalation_for(step: StepRow, table: RuleTable) -> PlannedStep | None:
     return PlannedStep("escalation", -1, esc, step.escalate_key or "", None)
 
 
-def _finish(step: StepRow, outcome: str, detail: Mapping[str, object]) -> Unit[None]:
-    async def unit(conn: Conn, chain: ChainAppender) -> None:
-        await close_step(conn, chain, step, outcome, detail)
-
-    return unit
+def _finish(step: StepRow, outcome: str, detail: Mapping[str, object]) -> Unit[bool]:
+    return CloseStep(step, outcome, detail)

@@ -1,15 +1,17 @@
 """Record alerts and the engine's decisions in one transaction: inbox, incidents, intents.
 
-A unit issues a fixed handful of set-based statements however many alerts it carries:
-inbox upsert, incident open/resolve, step insert, action-log append.
+However many alerts and webhooks a batch carries, recording it costs two statements: the
+plan (inbox, incidents, steps) and the action-log append.
 """
 
 from __future__ import annotations
 
 import json
+import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+import asyncpg
 import structlog
 
 from responder.engine.planner import Decision, PlannedStep, decide
@@ -19,52 +21,10 @@ from responder.redaction import Redactor
 from responder.rules.table import RuleTable
 from responder.store.actionlog import ChainAppender, Entry
 from responder.store.db import Conn
-from responder.store.steps import (
-    Inserted,
-    NewStep,
-    StepRow,
-    held_entry,
-    insert_steps,
-    intent_entry,
-)
-from responder.store.writer import Unit
+from responder.store.intake_sql import RECORD_SQL
+from responder.store.steps import Inserted, NewStep, StepRow, held_entry, intent_entry
 
 log = structlog.get_logger("responder.engine")
-
-Scope = tuple[str, str]  # (rule id, scope)
-
-INBOX_SQL = """
-INSERT INTO inbox (dedup_key, source, fingerprint, status, starts_at, alert, group_key,
-                   truncated_alerts)
-SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::jsonb[],
-                     $7::text[], $8::int[])
-ON CONFLICT (dedup_key) DO UPDATE SET deliveries = inbox.deliveries + 1,
-                                      last_delivery_at = now()
-RETURNING dedup_key, id, deliveries
-"""
-
-OPEN_SQL = """
-WITH wanted AS (
-    SELECT * FROM unnest($1::text[], $2::text[], $3::text[]) AS w(rule_id, scope, severity)
-), opened AS (
-    INSERT INTO incidents (rule_id, scope, severity, status, rules_hash)
-    SELECT rule_id, scope, severity, 'open', $4 FROM wanted
-    ON CONFLICT (rule_id, scope) WHERE status = 'open' DO NOTHING
-    RETURNING id, rule_id, scope
-)
-SELECT id, rule_id, scope, true AS is_new FROM opened
-UNION ALL
-SELECT i.id, i.rule_id, i.scope, false FROM incidents i
-JOIN wanted w ON w.rule_id = i.rule_id AND w.scope = i.scope WHERE i.status = 'open'
-"""
-
-RESOLVE_SQL = """
-UPDATE incidents i SET status = 'resolved', resolved_at = now()
-FROM unnest($1::text[], $2::text[]) AS w(rule_id, scope)
-WHERE i.rule_id = w.rule_id AND i.scope = w.scope AND i.status = 'open'
-RETURNING i.id, i.rule_id, i.scope
-"""
-
 
 @dataclass
 class Recorded:
@@ -76,38 +36,186 @@ class Recorded:
     steps: list[StepRow] = field(default_factory=list)
 
 
-def record_alerts(alerts: Sequence[Alert], table: RuleTable, metrics: Metrics,
-                  redactor: Redactor) -> Unit[Recorded]:
-    """A writer unit that durably records the alerts and plans their containment."""
+@dataclass(frozen=True)
+class RecordAlerts:
+    """A writer unit that durably records alerts and plans their containment.
 
-    async def unit(conn: Conn, chain: ChainAppender) -> Recorded:
-        unique: dict[str, Alert] = {}
-        for alert in alerts:
-            unique.setdefault(alert.dedup_key, alert)
-        result = Recorded(redelivered=len(alerts) - len(unique))
-        rows = await conn.fetch(INBOX_SQL, *_inbox_columns(list(unique.values())))
-        fresh: list[tuple[Alert, int, list[Decision]]] = []
-        for row in rows:
-            if row["deliveries"] > 1:
-                result.redelivered += 1
+    Units that arrive together are merged by ``run_many`` into one statement, which is
+    what lets concurrent webhooks share a round trip and a commit.
+    """
+
+    alerts: Sequence[Alert]
+    table: RuleTable
+    metrics: Metrics
+    redactor: Redactor
+
+    async def __call__(self, conn: Conn, chain: ChainAppender) -> Recorded:
+        return (await self.run_many(conn, chain, [self]))[0]
+
+    @staticmethod
+    async def run_many(conn: Conn, chain: ChainAppender,
+                       jobs: Sequence[RecordAlerts]) -> list[Recorded]:
+        results = [Recorded() for _ in jobs]
+        owners: dict[str, tuple[int, Alert]] = {}
+        for j, job in enumerate(jobs):
+            for alert in job.alerts:
+                if alert.dedup_key in owners:  # the same alert twice in this batch
+                    results[j].redelivered += 1
+                else:
+                    owners[alert.dedup_key] = (j, alert)
+        plan = _Plan(owners, jobs)
+        row = await conn.fetchrow(RECORD_SQL, *plan.arguments(chain.rules_hash))
+        assert row is not None
+        outcome = _Outcome(row, plan)
+        entries: list[Entry] = []
+        for key, (j, alert) in owners.items():
+            inbox_id, deliveries = outcome.inbox[key]
+            if deliveries > 1:
+                results[j].redelivered += 1
                 continue
-            alert = unique[row["dedup_key"]]
-            fresh.append((alert, row["id"], decide(alert, table)))
-        result.new = len(fresh)
-        if fresh:
-            await _Recording(conn, chain, metrics, redactor, result).run(fresh)
-        return result
-
-    return unit
+            results[j].new += 1
+            entries.extend(outcome.entries_for(alert, inbox_id, plan.decisions[key], results[j],
+                                               jobs[j]))
+        chain.add(*entries)
+        return results
 
 
-def _inbox_columns(alerts: list[Alert]) -> list[list[object]]:
-    return [
-        [a.dedup_key for a in alerts], [a.source for a in alerts],
-        [a.fingerprint for a in alerts], [a.status for a in alerts],
-        [a.starts_at for a in alerts], [json.dumps(a.to_json()) for a in alerts],
-        [a.group_key for a in alerts], [a.truncated_alerts for a in alerts],
-    ]
+class _Plan:
+    """The decisions for every alert of a batch, flattened into the statement's arrays."""
+
+    def __init__(self, owners: dict[str, tuple[int, Alert]],
+                 jobs: Sequence[RecordAlerts]) -> None:
+        self.alerts = [a for _, a in owners.values()]
+        self.decisions = {key: decide(a, jobs[j].table) for key, (j, a) in owners.items()}
+        self.steps: list[tuple[str, Decision, PlannedStep, str]] = []
+        self.step_index: dict[tuple[str, int], int] = {}  # (dedup key, id(planned)) -> ord
+        seen: dict[tuple[str, str, str, str, str, str], int] = {}
+        for key, decisions in self.decisions.items():
+            for d in decisions:
+                if d.action != "contain":
+                    continue
+                for p in d.steps:
+                    natural = (d.rule.id, d.scope, p.kind, p.step.control.name, p.key,
+                               p.step.level)
+                    if natural in seen:
+                        continue  # asked for already by another alert of this batch
+                    seen[natural] = len(self.steps)
+                    self.step_index[(key, id(p))] = len(self.steps)
+                    self.steps.append((key, d, p, f"responder-{uuid.uuid4()}"))
+
+    def arguments(self, rules_hash: str) -> list[object]:
+        a = self.alerts
+        dec = [(key, d) for key, ds in self.decisions.items() for d in ds]
+        steps = [(key, d, new_step(0, d.rule.id, p), idem) for key, d, p, idem in self.steps]
+        return [
+            [x.dedup_key for x in a], [x.source for x in a], [x.fingerprint for x in a],
+            [x.status for x in a], [x.starts_at for x in a],
+            [json.dumps(x.to_json()) for x in a], [x.group_key for x in a],
+            [x.truncated_alerts for x in a],
+            [k for k, _ in dec], [d.rule.id for _, d in dec], [d.scope for _, d in dec],
+            [d.rule.severity for _, d in dec], [d.action for _, d in dec],
+            [k for k, _, _, _ in steps], [d.rule.id for _, d, _, _ in steps],
+            [d.scope for _, d, _, _ in steps], [s.kind for _, _, s, _ in steps],
+            [s.position for _, _, s, _ in steps], [s.control for _, _, s, _ in steps],
+            [s.key for _, _, s, _ in steps], [s.level for _, _, s, _ in steps],
+            [s.rank for _, _, s, _ in steps], [s.escalate_control for _, _, s, _ in steps],
+            [s.escalate_key for _, _, s, _ in steps], [s.escalate_level for _, _, s, _ in steps],
+            [i for _, _, _, i in steps],
+            rules_hash,
+        ]
+
+
+class IncidentRace(Exception):
+    """Another replica opened an incident after our snapshot; the batch is retried."""
+
+
+class _Outcome:
+    """The statement's answer, and the action-log entries it implies, in alert order."""
+
+    def __init__(self, row: asyncpg.Record, plan: _Plan) -> None:
+        self.plan = plan
+        self.inbox = {k: (i, n) for k, i, n in json.loads(row["inbox"])}
+        self.incidents = {(r, s): (i, new) for r, s, i, new in json.loads(row["incidents"])}
+        self.resolved = {(r, s): i for r, s, i in json.loads(row["resolved"])}
+        self.steps = {ord_ - 1: (inc, held, rank, sid)
+                      for ord_, inc, held, rank, sid in json.loads(row["steps"])}
+        self.announced: set[int] = set()
+
+    def entries_for(self, alert: Alert, inbox_id: int, decisions: list[Decision],
+                    result: Recorded, job: RecordAlerts) -> list[Entry]:
+        entries = [Entry("alert_received", detail={
+            "inbox_id": inbox_id,
+            "alert": job.redactor.value(alert.to_json()),
+            "matched_rules": [d.rule.id for d in decisions],
+        })]
+        for d in decisions:
+            if d.action == "resolve":
+                entries.append(_resolved_entry(alert, d, self.resolved.get((d.rule.id, d.scope))))
+                continue
+            if (d.rule.id, d.scope) not in self.incidents:
+                raise IncidentRace(f"incident {d.rule.id} {d.scope} opened concurrently")
+            incident_id, is_new = self.incidents[(d.rule.id, d.scope)]
+            if is_new and incident_id not in self.announced:
+                self.announced.add(incident_id)
+                entries.append(Entry("incident_opened", incident_id=incident_id,
+                                     rule_id=d.rule.id,
+                                     detail={"scope": d.scope, "severity": d.rule.severity,
+                                             "description": d.rule.description}))
+            entries.append(Entry("alert_matched", incident_id=incident_id, rule_id=d.rule.id,
+                                 detail={"inbox_id": inbox_id, "fingerprint": alert.fingerprint,
+                                         "starts_at": alert.starts_at,
+                                         "labels": job.redactor.value(alert.labels)}))
+            if d.action == "notify":
+                entries.append(Entry("notify_only", incident_id=incident_id, rule_id=d.rule.id,
+                                     detail={"fingerprint": alert.fingerprint}))
+                continue
+            result.incidents.add(incident_id)
+            entries.extend(_warnings(alert, d, incident_id, job.metrics))
+            for p in d.steps:
+                entry = self._step_entry(alert.dedup_key, d, p, incident_id, result)
+                if entry is not None:
+                    entries.append(entry)
+        return entries
+
+    def _step_entry(self, dedup_key: str, d: Decision, p: PlannedStep, incident_id: int,
+                    result: Recorded) -> Entry | None:
+        index = self.plan.step_index.get((dedup_key, id(p)))
+        if index is None or index not in self.steps:
+            return None
+        _, held_level, held_rank, step_id = self.steps[index]
+        _, _, _, idem = self.plan.steps[index]
+        wanted = new_step(incident_id, d.rule.id, p)
+        row = None
+        if step_id is not None:
+            row = StepRow(step_id, incident_id, d.rule.id, wanted.kind, wanted.control,
+                          wanted.key, wanted.level, wanted.rank, wanted.escalate_control,
+                          wanted.escalate_key, wanted.escalate_level, idem)
+            result.steps.append(row)
+        held = held_level if held_rank is not None and held_rank >= wanted.rank else None
+        return step_entry(p, Inserted(wanted, row, held))
+
+
+def _warnings(alert: Alert, d: Decision, incident_id: int, metrics: Metrics) -> list[Entry]:
+    rule = d.rule
+    entries = []
+    for rejected in d.rejected:
+        metrics.key_rejected.labels(rule.id, rejected.control).inc()
+        log.warning("label value refused by key pattern", rule=rule.id,
+                    control=rejected.control, label=rejected.label, value=rejected.preview)
+        entries.append(Entry("key_rejected", incident_id=incident_id, rule_id=rule.id,
+                             control=rejected.control,
+                             detail={"label": rejected.label, "value": rejected.preview}))
+    if d.scope_unknown:
+        metrics.truncated.labels(alert.source).inc()
+        log.warning("truncated alert group: scope unknown, escalating; raise max_alerts on"
+                    " the Alertmanager receiver", rule=rule.id, group_key=alert.group_key,
+                    truncated_alerts=alert.truncated_alerts)
+        entries.append(Entry("scope_unknown", incident_id=incident_id, rule_id=rule.id,
+                             detail={"group_key": alert.group_key,
+                                     "truncated_alerts": alert.truncated_alerts}))
+    if d.rejected and not any(s.kind == "escalation" for s in d.steps):
+        entries.append(containment_failed(incident_id, rule.id, "no usable escalation", metrics))
+    return entries
 
 
 def new_step(incident_id: int, rule_id: str, planned: PlannedStep) -> NewStep:
@@ -129,117 +237,6 @@ def step_entry(planned: PlannedStep, ins: Inserted) -> Entry | None:
     if ins.held_level is not None:
         return held_entry(ins.step, ins.held_level)
     return None
-
-
-class _Recording:
-    """One unit's worth of decisions turned into rows and records, in a few statements."""
-
-    def __init__(self, conn: Conn, chain: ChainAppender, metrics: Metrics, redactor: Redactor,
-                 result: Recorded) -> None:
-        self.conn = conn
-        self.chain = chain
-        self.metrics = metrics
-        self.redactor = redactor
-        self.result = result
-
-    async def run(self, fresh: list[tuple[Alert, int, list[Decision]]]) -> None:
-        decisions = [(a, i, d) for a, i, ds in fresh for d in ds]
-        incidents = await self._open([d for _, _, d in decisions if d.action != "resolve"])
-        resolved = await self._resolve([d for _, _, d in decisions if d.action == "resolve"])
-        planned: list[tuple[int, PlannedStep, Decision]] = [
-            (incidents[(d.rule.id, d.scope)][0], p, d)
-            for _, _, d in decisions if d.action == "contain" for p in d.steps]
-        wanted = [new_step(inc, d.rule.id, p) for inc, p, d in planned]
-        by_key = {ins.step.natural_key: ins for ins in await insert_steps(self.conn, wanted)}
-        entries: list[Entry] = []
-        announced: set[int] = set()
-        cursor = 0
-        for alert, inbox_id, alert_decisions in fresh:
-            entries.append(Entry("alert_received", detail={
-                "inbox_id": inbox_id,
-                "alert": self.redactor.value(alert.to_json()),
-                "matched_rules": [d.rule.id for d in alert_decisions],
-            }))
-            for d in alert_decisions:
-                if d.action == "resolve":
-                    entries.append(_resolved_entry(alert, d, resolved.get((d.rule.id, d.scope))))
-                    continue
-                incident_id, is_new = incidents[(d.rule.id, d.scope)]
-                if is_new and incident_id not in announced:
-                    announced.add(incident_id)
-                    entries.append(Entry("incident_opened", incident_id=incident_id,
-                                         rule_id=d.rule.id,
-                                         detail={"scope": d.scope, "severity": d.rule.severity,
-                                                 "description": d.rule.description}))
-                entries.append(Entry("alert_matched", incident_id=incident_id, rule_id=d.rule.id,
-                                     detail={"inbox_id": inbox_id,
-                                             "fingerprint": alert.fingerprint,
-                                             "starts_at": alert.starts_at,
-                                             "labels": self.redactor.value(alert.labels)}))
-                if d.action == "notify":
-                    entries.append(Entry("notify_only", incident_id=incident_id,
-                                         rule_id=d.rule.id,
-                                         detail={"fingerprint": alert.fingerprint}))
-                    continue
-                self.result.incidents.add(incident_id)
-                entries.extend(self._warnings(alert, d, incident_id))
-                for planned_step in d.steps:
-                    wanted_step = wanted[cursor]
-                    cursor += 1
-                    ins = by_key[wanted_step.natural_key]
-                    if ins.step is not wanted_step:
-                        continue  # a duplicate of a step asked for earlier in this unit
-                    if (entry := step_entry(planned_step, ins)) is not None:
-                        entries.append(entry)
-                    if ins.row is not None:
-                        self.result.steps.append(ins.row)
-        await self.chain.append_many(entries)
-
-    async def _open(self, decisions: list[Decision]) -> dict[Scope, tuple[int, bool]]:
-        wanted = {(d.rule.id, d.scope): d.rule.severity for d in decisions}
-        if not wanted:
-            return {}
-        keys = list(wanted)
-        rows = await self.conn.fetch(OPEN_SQL, [k[0] for k in keys], [k[1] for k in keys],
-                                     list(wanted.values()), self.chain.rules_hash)
-        found = {(r["rule_id"], r["scope"]): (r["id"], r["is_new"]) for r in rows}
-        for key in keys:
-            if key not in found:  # opened by another replica after our snapshot
-                incident_id = await self.conn.fetchval(
-                    "SELECT id FROM incidents WHERE rule_id = $1 AND scope = $2"
-                    " AND status = 'open'", *key)
-                found[key] = (incident_id, False)
-        return found
-
-    async def _resolve(self, decisions: list[Decision]) -> dict[Scope, int]:
-        if not decisions:
-            return {}
-        rows = await self.conn.fetch(RESOLVE_SQL, [d.rule.id for d in decisions],
-                                     [d.scope for d in decisions])
-        return {(r["rule_id"], r["scope"]): r["id"] for r in rows}
-
-    def _warnings(self, alert: Alert, d: Decision, incident_id: int) -> list[Entry]:
-        rule = d.rule
-        entries = []
-        for rejected in d.rejected:
-            self.metrics.key_rejected.labels(rule.id, rejected.control).inc()
-            log.warning("label value refused by key pattern", rule=rule.id,
-                        control=rejected.control, label=rejected.label, value=rejected.preview)
-            entries.append(Entry("key_rejected", incident_id=incident_id, rule_id=rule.id,
-                                 control=rejected.control,
-                                 detail={"label": rejected.label, "value": rejected.preview}))
-        if d.scope_unknown:
-            self.metrics.truncated.labels(alert.source).inc()
-            log.warning("truncated alert group: scope unknown, escalating; raise max_alerts on"
-                        " the Alertmanager receiver", rule=rule.id, group_key=alert.group_key,
-                        truncated_alerts=alert.truncated_alerts)
-            entries.append(Entry("scope_unknown", incident_id=incident_id, rule_id=rule.id,
-                                 detail={"group_key": alert.group_key,
-                                         "truncated_alerts": alert.truncated_alerts}))
-        if d.rejected and not any(s.kind == "escalation" for s in d.steps):
-            entries.append(containment_failed(incident_id, rule.id, "no usable escalation",
-                                              self.metrics))
-        return entries
 
 
 def _resolved_entry(alert: Alert, d: Decision, incident_id: int | None) -> Entry:

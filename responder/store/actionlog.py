@@ -57,7 +57,7 @@ async def read_head(conn: Conn) -> tuple[int, str]:
 
 
 class ChainAppender:
-    """Appends entries inside the caller's transaction, one statement per call.
+    """Collects entries for the caller's transaction and writes them in one statement.
 
     The head it starts from is a guess (the writer's last commit). Sequence numbers are the
     primary key, so if anyone else appended meanwhile the insert fails on a unique
@@ -68,17 +68,12 @@ class ChainAppender:
         self.conn = conn
         self.rules_hash = rules_hash
         self.head = head
+        self._rows: list[tuple[Any, ...]] = []
 
-    async def append(self, entry: Entry) -> int:
-        return (await self.append_many([entry]))[0]
-
-    async def append_many(self, entries: list[Entry]) -> list[int]:
-        if not entries:
-            return []
+    def add(self, *entries: Entry) -> None:
+        """Chain entries now; they reach the table at flush(), before the commit."""
         seq, prev_hash = self.head
         at = datetime.now(UTC)
-        columns: list[list[Any]] = [[] for _ in range(11)]
-        seqs = []
         for entry in entries:
             seq += 1
             record = {
@@ -91,15 +86,17 @@ class ChainAppender:
             }
             body = canonical(record)
             digest = chain_hash(prev_hash, body)
-            row = (seq, at, entry.kind, entry.incident_id, entry.rule_id, entry.control,
-                   entry.key, entry.step_id, body, prev_hash, digest)
-            for column, value in zip(columns, row, strict=True):
-                column.append(value)
-            seqs.append(seq)
+            self._rows.append((seq, at, entry.kind, entry.incident_id, entry.rule_id,
+                               entry.control, entry.key, entry.step_id, body, prev_hash,
+                               digest))
             prev_hash = digest
-        await self.conn.execute(APPEND_SQL, *columns)
         self.head = (seq, prev_hash)
-        return seqs
+
+    async def flush(self) -> None:
+        if self._rows:
+            columns = [list(column) for column in zip(*self._rows, strict=True)]
+            self._rows = []
+            await self.conn.execute(APPEND_SQL, *columns)
 
 
 @dataclass(frozen=True)

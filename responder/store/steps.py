@@ -138,34 +138,65 @@ async def pending_steps(conn: Conn) -> list[StepRow]:
 
 
 CLOSE_SQL = """
-WITH closed AS (
-    UPDATE steps SET status = $2, updated_at = now()
-    WHERE id = $1 AND status = 'pending' RETURNING id
+WITH c AS (
+    SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[], $5::text[],
+                         $6::int[], $7::bigint[], $8::bool[])
+        AS c(id, status, control, key, level, rank, incident_id, raises)
+), closed AS (
+    UPDATE steps s SET status = c.status, updated_at = now() FROM c
+    WHERE s.id = c.id AND s.status = 'pending' RETURNING s.id
 ), raised AS (
     INSERT INTO control_levels (control, key, level, rank, incident_id)
-    SELECT $3, $4, $5, $6, $7 WHERE $8 AND EXISTS (SELECT 1 FROM closed)
+    SELECT DISTINCT ON (c.control, c.key) c.control, c.key, c.level, c.rank, c.incident_id
+    FROM c JOIN closed ON closed.id = c.id WHERE c.raises
+    ORDER BY c.control, c.key, c.rank DESC
     ON CONFLICT (control, key) DO UPDATE SET level = EXCLUDED.level, rank = EXCLUDED.rank,
         incident_id = EXCLUDED.incident_id, updated_at = now()
     WHERE control_levels.rank < EXCLUDED.rank
     RETURNING 1
 )
-SELECT count(*) FROM closed
+SELECT coalesce(array_agg(id), '{}') FROM closed
 """
 
 
-async def close_step(conn: Conn, chain: ChainAppender, step: StepRow, outcome: str,
-                     detail: Mapping[str, object]) -> bool:
-    """Mark the step done or failed, raise the held level if applied, append the outcome.
+@dataclass(frozen=True)
+class CloseStep:
+    """A writer unit: mark a step done or failed, raise the held level if it was applied,
+    and append its outcome. Concurrent closes merge into one statement."""
 
-    Returns False (and records nothing) if an earlier attempt already closed it.
-    """
-    closed = await conn.fetchval(
-        CLOSE_SQL, step.id, "failed" if outcome == "failed" else "done", step.control,
-        step.key, step.level, step.rank, step.incident_id, outcome == "applied")
-    if not closed:
-        return False
-    await chain.append(Entry("outcome", incident_id=step.incident_id, rule_id=step.rule_id,
-                             control=step.control, key=step.key, step_id=step.id,
-                             detail={"status": outcome, "kind": step.kind, "level": step.level,
-                                     "idempotency_key": step.idempotency_key, **detail}))
-    return True
+    step: StepRow
+    outcome: str
+    detail: Mapping[str, object]
+
+    async def __call__(self, conn: Conn, chain: ChainAppender) -> bool:
+        return (await self.run_many(conn, chain, [self]))[0]
+
+    @staticmethod
+    async def run_many(conn: Conn, chain: ChainAppender,
+                       closes: Sequence[CloseStep]) -> list[bool]:
+        """True for each step closed now; False if an earlier attempt had closed it."""
+        steps = [c.step for c in closes]
+        closed = set(await conn.fetchval(
+            CLOSE_SQL, [s.id for s in steps],
+            ["failed" if c.outcome == "failed" else "done" for c in closes],
+            [s.control for s in steps], [s.key for s in steps], [s.level for s in steps],
+            [s.rank for s in steps], [s.incident_id for s in steps],
+            [c.outcome == "applied" for c in closes]))
+        for c in closes:
+            if c.step.id in closed:
+                s = c.step
+                chain.add(Entry("outcome", incident_id=s.incident_id, rule_id=s.rule_id,
+                                control=s.control, key=s.key, step_id=s.id,
+                                detail={"status": c.outcome, "kind": s.kind, "level": s.level,
+                                        "idempotency_key": s.idempotency_key, **c.detail}))
+        return [c.step.id in closed for c in closes]
+
+
+@dataclass(frozen=True)
+class CloseSteps:
+    """A writer unit closing several steps at once (outcomes collected for a few ms)."""
+
+    closes: Sequence[CloseStep]
+
+    async def __call__(self, conn: Conn, chain: ChainAppender) -> list[bool]:
+        return await CloseStep.run_many(conn, chain, self.closes)

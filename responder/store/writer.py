@@ -2,9 +2,11 @@
 
 Callers submit a unit (an async function of a connection and the chain appender) and wait
 for its result, which is only delivered after the transaction holding it has committed.
-Batching turns many small durable writes into one commit, and a single writer keeps the
-action log's chain head in memory. A batch that fails for any reason other than the store
-being unreachable is retried unit by unit, so one poisonous unit fails alone.
+Batching turns many small durable writes into one commit; units of a type that offers
+``run_many`` are merged so that a batch costs a few statements, not a few per unit. The
+writer keeps one connection and the action log's chain head. A batch that fails for any
+reason other than the store being unreachable is retried unit by unit, so one poisonous
+unit fails alone.
 """
 
 from __future__ import annotations
@@ -44,6 +46,7 @@ class Writer:
         self._queue: asyncio.Queue[_Item | None] = asyncio.Queue(maxsize=max_pending)
         self._max_batch = max_batch
         self._head: tuple[int, str] | None = None
+        self._conn: asyncpg.pool.PoolConnectionProxy | None = None
         self.batches = 0
 
     async def submit(self, unit: Unit[T]) -> T:
@@ -61,21 +64,26 @@ class Writer:
 
     async def run(self) -> None:
         """Write batches until stop() has been called and the queue is drained."""
-        while True:
-            first = await self._queue.get()
-            if first is None:
-                return
-            batch = [first]
-            stop_after = False
-            while len(batch) < self._max_batch and not self._queue.empty():
-                item = self._queue.get_nowait()
-                if item is None:
-                    stop_after = True
-                    break
-                batch.append(item)
-            await self._write(batch)
-            if stop_after:
-                return
+        try:
+            while await self._next_batch():
+                pass
+        finally:
+            await self._drop_connection()
+
+    async def _next_batch(self) -> bool:
+        first = await self._queue.get()
+        if first is None:
+            return False
+        batch = [first]
+        more = True
+        while len(batch) < self._max_batch and not self._queue.empty():
+            item = self._queue.get_nowait()
+            if item is None:
+                more = False
+                break
+            batch.append(item)
+        await self._write(batch)
+        return more
 
     def stop(self) -> None:
         """Ask run() to finish once what is already queued has been written."""
@@ -120,17 +128,41 @@ class Writer:
                 continue
         raise StoreUnavailable("action log head kept moving; retry later")
 
+    async def _connection(self) -> Conn:
+        if self._conn is None:
+            self._conn = await self._pool.acquire()
+            # The writer runs a few statements over and over: plan them once.
+            await self._conn.execute("SET plan_cache_mode = force_generic_plan")
+            self._head = None
+        return self._conn
+
+    async def _drop_connection(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            try:
+                await self._pool.release(conn, timeout=5)
+            except (*UNAVAILABLE, asyncpg.PostgresError):
+                log.warning("writer connection could not be released cleanly")
+
     async def _commit(self, batch: list[_Item]) -> list[_Outcome]:
         results: list[_Outcome] = []
         try:
-            async with self._pool.acquire() as conn:
-                if self._head is None:
-                    self._head = await read_head(conn)
-                async with conn.transaction():
-                    chain = ChainAppender(conn, self._rules_hash(), self._head)
-                    for unit, fut in batch:
-                        results.append((fut, await unit(conn, chain), None))
-                self._head = chain.head
+            conn = await self._connection()
+            if self._head is None:
+                self._head = await read_head(conn)
+            async with conn.transaction():
+                chain = ChainAppender(conn, self._rules_hash(), self._head)
+                for group in _groups(batch):
+                    units = [unit for unit, _ in group]
+                    run_many = getattr(type(units[0]), "run_many", None)
+                    if run_many is not None and len(units) > 1:
+                        values = await run_many(conn, chain, units)
+                    else:
+                        values = [await unit(conn, chain) for unit in units]
+                    results.extend((fut, v, None) for (_, fut), v in zip(group, values,
+                                                                          strict=True))
+                await chain.flush()
+            self._head = chain.head
         except asyncpg.UniqueViolationError as e:
             self._head = None
             if e.constraint_name in ("action_log_pkey", "action_log_hash_key"):
@@ -138,9 +170,21 @@ class Writer:
             raise
         except UNAVAILABLE as e:
             self._head = None
+            await self._drop_connection()
             raise StoreUnavailable(f"store unavailable: {type(e).__name__}: {e}") from e
         except BaseException:
             self._head = None  # the commit may or may not have happened: re-read next time
             raise
         self.batches += 1
         return results
+
+
+def _groups(batch: list[_Item]) -> list[list[_Item]]:
+    """Consecutive items whose units share a type, so mergeable ones run together."""
+    groups: list[list[_Item]] = []
+    for item in batch:
+        if groups and type(groups[-1][0][0]) is type(item[0]):
+            groups[-1].append(item)
+        else:
+            groups.append([item])
+    return groups

@@ -1,0 +1,74 @@
+"""The one statement that records a batch of alerts and the engine's plan for them.
+
+Inbox upsert, incident open and resolve, and step insert (with the held-level check) run
+as data-modifying CTEs, so the whole plan costs one round trip. Only alerts that are new
+(first delivery) open incidents or add steps. Results come back as four JSON arrays.
+"""
+
+RECORD_SQL = """
+WITH inb AS (
+    INSERT INTO inbox (dedup_key, source, fingerprint, status, starts_at, alert, group_key,
+                       truncated_alerts)
+    SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[],
+                         $6::jsonb[], $7::text[], $8::int[])
+    ON CONFLICT (dedup_key) DO UPDATE SET deliveries = inbox.deliveries + 1,
+                                          last_delivery_at = now()
+    RETURNING dedup_key, id, deliveries
+), fresh AS (
+    SELECT dedup_key FROM inb WHERE deliveries = 1
+), dec AS (
+    SELECT d.* FROM unnest($9::text[], $10::text[], $11::text[], $12::text[], $13::text[])
+        AS d(dedup_key, rule_id, scope, severity, action)
+    WHERE d.dedup_key IN (SELECT dedup_key FROM fresh)
+), want AS (
+    SELECT DISTINCT rule_id, scope, severity FROM dec WHERE action <> 'resolve'
+), opened AS (
+    INSERT INTO incidents (rule_id, scope, severity, status, rules_hash)
+    SELECT rule_id, scope, severity, 'open', $27 FROM want
+    ON CONFLICT (rule_id, scope) WHERE status = 'open' DO NOTHING
+    RETURNING id, rule_id, scope
+), inc AS (
+    SELECT id, rule_id, scope, true AS is_new FROM opened
+    UNION ALL
+    SELECT i.id, i.rule_id, i.scope, false FROM incidents i
+    JOIN want w ON w.rule_id = i.rule_id AND w.scope = i.scope WHERE i.status = 'open'
+), resolved AS (
+    UPDATE incidents i SET status = 'resolved', resolved_at = now()
+    FROM (SELECT DISTINCT rule_id, scope FROM dec WHERE action = 'resolve') r
+    WHERE i.rule_id = r.rule_id AND i.scope = r.scope AND i.status = 'open'
+    RETURNING i.id, i.rule_id, i.scope
+), st AS (
+    SELECT s.*, inc.id AS incident_id
+    FROM unnest($14::text[], $15::text[], $16::text[], $17::text[], $18::int[], $19::text[],
+                $20::text[], $21::text[], $22::int[], $23::text[], $24::text[], $25::text[],
+                $26::text[])
+        WITH ORDINALITY AS s(dedup_key, rule_id, scope, kind, position, control, key, level,
+                             rank, escalate_control, escalate_key, escalate_level,
+                             idempotency_key, ord)
+    JOIN fresh f ON f.dedup_key = s.dedup_key
+    JOIN inc ON inc.rule_id = s.rule_id AND inc.scope = s.scope
+), held AS (
+    SELECT st.ord, c.level, c.rank FROM st
+    JOIN control_levels c ON c.control = st.control AND c.key = st.key
+), ins AS (
+    INSERT INTO steps (incident_id, kind, position, control, key, level, rank,
+                       escalate_control, escalate_key, escalate_level, idempotency_key)
+    SELECT st.incident_id, st.kind, st.position, st.control, st.key, st.level, st.rank,
+           st.escalate_control, st.escalate_key, st.escalate_level, st.idempotency_key
+    FROM st LEFT JOIN held h ON h.ord = st.ord
+    WHERE h.rank IS NULL OR h.rank < st.rank
+    ON CONFLICT (incident_id, kind, control, key, level) DO NOTHING
+    RETURNING id, idempotency_key
+)
+SELECT
+    (SELECT coalesce(jsonb_agg(jsonb_build_array(dedup_key, id, deliveries)), '[]')
+     FROM inb) AS inbox,
+    (SELECT coalesce(jsonb_agg(jsonb_build_array(rule_id, scope, id, is_new)), '[]')
+     FROM inc) AS incidents,
+    (SELECT coalesce(jsonb_agg(jsonb_build_array(rule_id, scope, id)), '[]')
+     FROM resolved) AS resolved,
+    (SELECT coalesce(jsonb_agg(jsonb_build_array(st.ord, st.incident_id, h.level, h.rank,
+                                                 ins.id)), '[]')
+     FROM st LEFT JOIN held h ON h.ord = st.ord
+     LEFT JOIN ins ON ins.idempotency_key = st.idempotency_key) AS steps
+"""
