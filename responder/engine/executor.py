@@ -52,6 +52,7 @@ class Executor:
         self._slots = asyncio.Semaphore(max_concurrency)
         self._queues: dict[int, deque[StepRow]] = {}
         self._known: set[int] = set()
+        self._unchecked: set[int] = set()
         # Keep strong references so running tasks are not garbage-collected.
         self._tasks: dict[int, asyncio.Task[None]] = {}
         self._locks: weakref.WeakValueDictionary[KeyId, asyncio.Lock] = (
@@ -71,14 +72,20 @@ class Executor:
     def inflight(self) -> int:
         return len(self._tasks)
 
-    def submit(self, steps: Iterable[StepRow]) -> None:
-        """Queue steps for execution; each incident's steps run in the order given."""
+    def submit(self, steps: Iterable[StepRow], *, checked: bool = True) -> None:
+        """Queue steps for execution; each incident's steps run in the order given.
+
+        ``checked`` steps were planned against the store's held levels in the transaction
+        that wrote them; others (found pending at start) are checked against the store.
+        """
         if self._closing:
             return
         for step in steps:
             if step.id in self._known:
                 continue
             self._known.add(step.id)
+            if not checked:
+                self._unchecked.add(step.id)
             self._queues.setdefault(step.incident_id, deque()).append(step)
             if step.incident_id not in self._tasks:
                 task = asyncio.create_task(self._run_incident(step.incident_id),
@@ -91,6 +98,7 @@ class Executor:
         self._tasks.pop(incident_id, None)
         for step in self._queues.pop(incident_id, ()):
             self._known.discard(step.id)
+            self._unchecked.discard(step.id)
         if not task.cancelled() and (error := task.exception()) is not None:
             # Never leave an incident stuck: its steps stay pending and the sweeper retries.
             log.error("incident task crashed; the sweeper will retry", incident=incident_id,
@@ -102,7 +110,7 @@ class Executor:
             steps = [s for s in await pending_steps(conn) if s.id not in self._known]
         if steps:
             log.info("resuming pending steps", steps=len(steps))
-        self.submit(steps)
+        self.submit(steps, checked=False)
         return len(steps)
 
     async def sweep(self, interval_s: float) -> None:
@@ -168,6 +176,9 @@ class Executor:
     async def _held_rank(self, step: StepRow, key: KeyId) -> tuple[int, str] | None:
         if key in self._confirmed:
             return self._confirmed[key]
+        if step.id not in self._unchecked:
+            return None
+        self._unchecked.discard(step.id)
         async with self._pool.acquire() as conn:
             row = await conn.fetchrow("SELECT level, rank FROM control_levels"
                                       " WHERE control = $1 AND key = $2", *key)
