@@ -29,6 +29,9 @@ from responder.store.writer import Writer
 
 log = structlog.get_logger("responder")
 
+HTTP_CLOSE_S = 1.0  # open keep-alive connections get this long once intake has stopped
+FLUSH_GRACE_S = 5.0  # after the drain deadline, how long queued outcome writes may take
+
 
 async def resolve_dsn(settings: Settings) -> str:
     """The configured database, or the embedded one under the data directory."""
@@ -79,7 +82,7 @@ class Daemon:
                                   for t in rules.targets.values() if t.token is not None)
         self.metrics.rules_loaded.set(len(rules.rules))
         pool: asyncpg.Pool = await create_pool(await resolve_dsn(s))
-        self._stack.push_async_callback(pool.close)
+        self._stack.push_async_callback(self._close_pool, pool)
         applied = await migrate(pool)
         if applied:
             log.info("migrations applied", versions=applied)
@@ -100,7 +103,7 @@ class Daemon:
             rules=rules, pool=pool, writer=writer, executor=executor,
         )
         self._runner = web.AppRunner(build_app(self.state), handle_signals=False,
-                                     access_log=None)
+                                     access_log=None, shutdown_timeout=HTTP_CLOSE_S)
         await self._runner.setup()
         self._stack.push_async_callback(self._runner.cleanup)
         site = web.TCPSite(self._runner, s.host, s.port)
@@ -136,7 +139,7 @@ class Daemon:
                 log.warning("shutdown deadline passed; cancelled, will resume at next start",
                             tasks=cancelled)
         # 4. No offsets to commit yet (Kafka intake is not here).
-        # 5. Flush queued writes, close the HTTP site, then the pool (reverse of start).
+        # 5. Close the HTTP site, flush queued writes (bounded), then the pool.
         await self._stack.aclose()
         log.info("stopped")
 
@@ -148,5 +151,19 @@ class Daemon:
 
     async def _stop_writer(self, writer: Writer) -> None:
         writer.stop()
-        if self._writer_task is not None:
-            await asyncio.wait_for(self._writer_task, timeout=self.settings.shutdown_deadline_s)
+        if self._writer_task is None:
+            return
+        try:
+            await asyncio.wait_for(self._writer_task, timeout=FLUSH_GRACE_S)
+        except TimeoutError:
+            # The store is not answering. Nothing acknowledged is lost: unwritten outcomes
+            # leave their steps pending, and the next start runs them again (idempotently).
+            log.error("queued writes not flushed before exit; pending steps resume at next"
+                      " start", backlog=writer.backlog)
+
+    @staticmethod
+    async def _close_pool(pool: asyncpg.Pool) -> None:
+        try:
+            await asyncio.wait_for(pool.close(), timeout=FLUSH_GRACE_S)
+        except TimeoutError:
+            pool.terminate()

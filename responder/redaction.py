@@ -12,6 +12,7 @@ SECRET_KEY_PATTERN = re.compile(
     r"(authorization|cookie|token|secret|password|passwd|api[-_]?key|signature)", re.IGNORECASE
 )
 TOKEN_SHAPED = re.compile(r"\b(Bearer|Basic)\s+[A-Za-z0-9._~+/=-]+", re.IGNORECASE)
+URL_CREDENTIALS = re.compile(r"(?<=://)[^/\s@]+@")
 
 
 class Redactor:
@@ -29,6 +30,7 @@ class Redactor:
         for secret in self._secrets:
             if secret in value:
                 value = value.replace(secret, REDACTED)
+        value = URL_CREDENTIALS.sub(f"{REDACTED}@", value)
         return TOKEN_SHAPED.sub(lambda m: f"{m.group(1)} {REDACTED}", value)
 
     def value(self, value: Any) -> Any:

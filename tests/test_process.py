@@ -129,6 +129,39 @@ async def test_crash_during_the_call_applies_once(
     assert len(by_path["/admin/withdrawals"]) == 2  # the orphaned call and its replay
 
 
+async def test_restart_never_runs_a_lower_step_after_a_higher_one(
+    tmp_path: Path, database: str, rules_dir: Path, procs: list[Proc],
+    http: aiohttp.ClientSession, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """After a crash, a pending CANCEL_ONLY on a key with a pending HARD_HALT is superseded."""
+    port = free_port()
+    monkeypatch.setenv("RESPONDER_EXCHANGE_URL", f"http://127.0.0.1:{port}")  # down for now
+    env = daemon_env(database, rules_dir, RESPONDER_STEP_DEADLINE_S="120")
+    proc = await spawn(tmp_path, procs, env)
+    split = json.loads(fixture_bytes("firing-single.json"))
+    split["alerts"][0]["labels"]["alertname"] = "SplitBrainSuspected"
+    split["alerts"][0]["fingerprint"] = "split-btc"
+    assert await post(http, proc.port, fixture_bytes("firing-single.json")) == 200
+    assert await post(http, proc.port, json.dumps(split).encode()) == 200
+    await wait_for(lambda: fetchval(database, "SELECT count(*) = 3 FROM steps"),
+                   what="three steps pending")
+    await kill(proc)
+    exchange, runner = await start_exchange(port)
+    try:
+        await spawn(tmp_path, procs, env)
+        await wait_for(lambda: fetchval(database, "SELECT count(*) = 0 FROM steps"
+                                                  " WHERE status = 'pending'"),
+                       what="every step closed")
+        modes = [c.body["mode"] for c in exchange.state.calls
+                 if c.path == "/admin/symbols/BTC-USD/mode"]
+        assert modes == ["HARD_HALT"]
+        body = await fetchval(database, "SELECT body FROM action_log WHERE kind = 'outcome'"
+                                        " AND body LIKE '%superseded_by_step%'")
+        assert json.loads(body)["detail"]["status"] == "already_contained"
+    finally:
+        await runner.cleanup()
+
+
 async def test_sigterm_drains_then_exits_zero(
     tmp_path: Path, database: str, rules_dir: Path, procs: list[Proc],
     http: aiohttp.ClientSession, exchange: Exchange,

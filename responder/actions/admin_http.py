@@ -87,7 +87,7 @@ class AdminClient:
         path, body = control.render(key, level)
         target = control.target
         url = target.base_url + path
-        record = CallRecord(control.method, url, self._redactor.value(body))
+        record = CallRecord(control.method, self._redactor.text(url), self._redactor.value(body))
         headers = {"Idempotency-Key": idempotency_key, "Content-Type": "application/json"}
         if target.token is not None:
             headers["Authorization"] = f"Bearer {target.token.get_secret_value()}"
@@ -124,8 +124,9 @@ class AdminClient:
                 text = (await resp.content.read(MAX_BODY_KEPT)).decode("utf-8", "replace")
         except (aiohttp.ClientError, TimeoutError) as e:
             latency = (time.monotonic() - t0) * 1000
-            reason = f"{type(e).__name__}: {e}" if str(e) else type(e).__name__
-            record.attempts.append(Attempt(None, self._redactor.text(reason), latency))
+            reason = self._redactor.text(f"{type(e).__name__}: {e}" if str(e)
+                                         else type(e).__name__)
+            record.attempts.append(Attempt(None, reason, latency))
             raise ActionTransientError(f"{control.target.name}: {reason}") from e
         finally:
             self._metrics.admin_seconds.labels(control.target.name).observe(
@@ -136,7 +137,7 @@ class AdminClient:
         record.response_body = self._redactor.text(text)
         if 200 <= status < 300:
             return
-        message = f"{control.target.name} answered {status} to {control.method} {url}"
+        message = f"{control.target.name} answered {status} to {control.method} {record.url}"
         if status >= 500 or status in (408, 429):
             raise ActionTransientError(message)
         raise ActionPermanentError(message)

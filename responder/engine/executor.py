@@ -4,6 +4,11 @@ A step row is written with its intent before anything is called. The executor ca
 target with the step's stored Idempotency-Key, then records the outcome. A crash anywhere
 in between leaves the step pending; the next start calls again with the same key, which
 the target answers without applying twice.
+
+Levels never go down: under the per-key lock each step reads what the store holds for its
+key, and a pending step of higher rank on the same key counts as held. That matters after
+a crash, when a higher step may already be applied on the target without its outcome
+written: the lower step must not run after it.
 """
 
 from __future__ import annotations
@@ -25,14 +30,27 @@ from responder.metrics import Metrics
 from responder.rules.table import Control, RuleTable, Step
 from responder.store.actionlog import ChainAppender, Entry
 from responder.store.db import Conn
-from responder.store.steps import CloseStep, CloseSteps, StepRow, insert_steps, pending_steps
+from responder.store.steps import CloseStep, StepRow, insert_steps, pending_steps
 from responder.store.writer import Unit, Writer
 
 log = structlog.get_logger("responder.engine")
 
 STORE_ERRORS = (StoreError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError)
-KeyId = tuple[str, str]
 T = TypeVar("T")
+
+HELD_SQL = """
+SELECT s.status, c.level AS held_level, c.rank AS held_rank, p.id AS higher_id,
+       p.level AS higher_level
+FROM steps s
+LEFT JOIN control_levels c ON c.control = s.control AND c.key = s.key
+LEFT JOIN LATERAL (
+    SELECT id, level FROM steps h
+    WHERE h.control = s.control AND h.key = s.key AND h.status = 'pending'
+      AND h.rank > s.rank
+    ORDER BY h.rank DESC LIMIT 1
+) p ON true
+WHERE s.id = $1
+"""
 
 
 class Executor:
@@ -40,8 +58,7 @@ class Executor:
 
     def __init__(self, pool: asyncpg.Pool, writer: Writer, rules: Callable[[], RuleTable],
                  client: AdminClient, metrics: Metrics, *, deadline_s: float,
-                 max_concurrency: int = 64, store_retry_s: float = 1.0,
-                 close_linger_s: float = 0.02) -> None:
+                 max_concurrency: int = 64, store_retry_s: float = 1.0) -> None:
         self._pool = pool
         self._writer = writer
         self._rules = rules
@@ -52,40 +69,24 @@ class Executor:
         self._slots = asyncio.Semaphore(max_concurrency)
         self._queues: dict[int, deque[StepRow]] = {}
         self._known: set[int] = set()
-        self._unchecked: set[int] = set()
         # Keep strong references so running tasks are not garbage-collected.
         self._tasks: dict[int, asyncio.Task[None]] = {}
-        self._locks: weakref.WeakValueDictionary[KeyId, asyncio.Lock] = (
+        self._locks: weakref.WeakValueDictionary[tuple[str, str], asyncio.Lock] = (
             weakref.WeakValueDictionary())
-        # Levels this process has confirmed; steps planned here were checked against the
-        # store in their own transaction, so only raises made since then can make them moot.
-        self._confirmed: dict[KeyId, tuple[int, str]] = {}
         self._closing = False
-        # Outcomes of applied steps are written in small groups a few ms later: the call is
-        # done and its level confirmed here, and until the outcome commits the step stays
-        # pending in the store, so a crash meanwhile only repeats an idempotent call.
-        self._close_linger_s = close_linger_s
-        self._lazy_closes: list[CloseStep] = []
-        self._flushes: set[asyncio.Task[None]] = set()
 
     @property
     def inflight(self) -> int:
         return len(self._tasks)
 
-    def submit(self, steps: Iterable[StepRow], *, checked: bool = True) -> None:
-        """Queue steps for execution; each incident's steps run in the order given.
-
-        ``checked`` steps were planned against the store's held levels in the transaction
-        that wrote them; others (found pending at start) are checked against the store.
-        """
+    def submit(self, steps: Iterable[StepRow]) -> None:
+        """Queue steps for execution; each incident's steps run in the order given."""
         if self._closing:
             return
         for step in steps:
             if step.id in self._known:
                 continue
             self._known.add(step.id)
-            if not checked:
-                self._unchecked.add(step.id)
             self._queues.setdefault(step.incident_id, deque()).append(step)
             if step.incident_id not in self._tasks:
                 task = asyncio.create_task(self._run_incident(step.incident_id),
@@ -95,23 +96,28 @@ class Executor:
 
     def _finished(self, task: asyncio.Task[None]) -> None:
         incident_id = int(task.get_name().removeprefix("incident-"))
-        self._tasks.pop(incident_id, None)
+        if self._tasks.get(incident_id) is not task:
+            return  # it ended normally and a newer task may already own the incident
+        # Cancelled or crashed: forget its queue; the steps stay pending in the store and
+        # the sweeper picks them up again, so an incident is never stuck.
+        del self._tasks[incident_id]
         for step in self._queues.pop(incident_id, ()):
             self._known.discard(step.id)
-            self._unchecked.discard(step.id)
         if not task.cancelled() and (error := task.exception()) is not None:
-            # Never leave an incident stuck: its steps stay pending and the sweeper retries.
             log.error("incident task crashed; the sweeper will retry", incident=incident_id,
                       error=repr(error))
 
     async def recover(self) -> int:
         """Queue every pending step that no task here is working on."""
         async with self._pool.acquire() as conn:
-            steps = [s for s in await pending_steps(conn) if s.id not in self._known]
-        if steps:
-            log.info("resuming pending steps", steps=len(steps))
-        self.submit(steps, checked=False)
-        return len(steps)
+            steps = await pending_steps(conn)
+        # A step that finished while the query ran is filtered by the status check in
+        # _held, so reading _known after the query is safe.
+        fresh = [s for s in steps if s.id not in self._known]
+        if fresh:
+            log.info("resuming pending steps", steps=len(fresh))
+        self.submit(fresh)
+        return len(fresh)
 
     async def sweep(self, interval_s: float) -> None:
         """Periodically pick up pending steps nobody is working on (after a crashed task)."""
@@ -123,21 +129,16 @@ class Executor:
                 log.warning("sweep skipped: store unavailable", error=str(e))
 
     async def drain(self, timeout_s: float) -> list[str]:
-        """Wait for running work up to the deadline, then cancel the rest; return its names.
-
-        Outcomes still waiting to be written are written before this returns.
-        """
+        """Wait for running work up to the deadline, then cancel the rest; return its names."""
         self._closing = True
         tasks = list(self._tasks.values())
-        pending: set[asyncio.Task[None]] = set()
-        if tasks:
-            _, pending = await asyncio.wait(tasks, timeout=timeout_s)
-            for task in pending:
-                task.cancel()
-            if pending:
-                await asyncio.wait(pending, timeout=5)
-        self._start_flush()
-        await asyncio.wait(set(self._flushes), timeout=timeout_s)
+        if not tasks:
+            return []
+        _, pending = await asyncio.wait(tasks, timeout=timeout_s)
+        for task in pending:
+            task.cancel()
+        if pending:
+            await asyncio.wait(pending, timeout=2)
         return sorted(t.get_name() for t in pending)
 
     async def _run_incident(self, incident_id: int) -> None:
@@ -154,10 +155,13 @@ class Executor:
                 await asyncio.sleep(self._store_retry_s)
                 continue
             queue.popleft()
-            if not any(c.step.id == step.id for c in self._lazy_closes):
-                self._known.discard(step.id)
+            self._known.discard(step.id)
+        # No await between the empty check and this cleanup: submit() cannot slip a step
+        # into a queue that is about to be forgotten.
+        del self._tasks[incident_id]
+        del self._queues[incident_id]
 
-    def _lock(self, key: KeyId) -> asyncio.Lock:
+    def _lock(self, key: tuple[str, str]) -> asyncio.Lock:
         lock = self._locks.get(key)
         if lock is None:
             lock = asyncio.Lock()
@@ -165,29 +169,25 @@ class Executor:
         return lock
 
     async def _execute(self, step: StepRow) -> None:
-        key = (step.control, step.key)
-        async with self._slots, self._lock(key):
+        async with self._slots, self._lock((step.control, step.key)):
             self._metrics.steps_inflight.inc()
             try:
-                await self._execute_locked(step, key)
+                await self._execute_locked(step)
             finally:
                 self._metrics.steps_inflight.dec()
 
-    async def _held_rank(self, step: StepRow, key: KeyId) -> tuple[int, str] | None:
-        if key in self._confirmed:
-            return self._confirmed[key]
-        if step.id not in self._unchecked:
-            return None
-        self._unchecked.discard(step.id)
+    async def _execute_locked(self, step: StepRow) -> None:
         async with self._pool.acquire() as conn:
-            row = await conn.fetchrow("SELECT level, rank FROM control_levels"
-                                      " WHERE control = $1 AND key = $2", *key)
-        return (row["rank"], row["level"]) if row is not None else None
-
-    async def _execute_locked(self, step: StepRow, key: KeyId) -> None:
-        held = await self._held_rank(step, key)
-        if held is not None and held[0] >= step.rank:
-            await self._record(_finish(step, "already_contained", {"held": held[1]}))
+            held = await conn.fetchrow(HELD_SQL, step.id)
+        if held is None or held["status"] != "pending":
+            return  # closed meanwhile (a sweep raced with the task that ran it)
+        if held["held_rank"] is not None and held["held_rank"] >= step.rank:
+            await self._record(CloseStep(step, "already_contained",
+                                         {"held": held["held_level"]}))
+            return
+        if held["higher_id"] is not None:
+            await self._record(CloseStep(step, "already_contained", {
+                "held": held["higher_level"], "superseded_by_step": held["higher_id"]}))
             return
         table = self._rules()
         try:
@@ -206,32 +206,7 @@ class Executor:
         self._metrics.actions.labels(step.control, "applied").inc()
         log.info("step applied", step=step.id, control=step.control, key=step.key,
                  to_level=step.level)
-        if step.rank > self._confirmed.get(key, (-1, ""))[0]:
-            self._confirmed[key] = (step.rank, step.level)
-        self._close_later(CloseStep(step, "applied", {"call": call.to_json()}))
-
-    def _close_later(self, close: CloseStep) -> None:
-        if not self._lazy_closes:
-            asyncio.get_running_loop().call_later(self._close_linger_s, self._start_flush)
-        self._lazy_closes.append(close)
-
-    def _start_flush(self) -> None:
-        task = asyncio.create_task(self._flush_closes(), name="flush-outcomes")
-        self._flushes.add(task)
-        task.add_done_callback(self._flushes.discard)
-
-    async def _flush_closes(self) -> None:
-        closes, self._lazy_closes = self._lazy_closes, []
-        if not closes:
-            return
-        try:
-            await self._writer.submit(CloseSteps(closes))
-        except STORE_ERRORS as e:
-            # The steps stay pending in the store; the sweeper will run them again.
-            log.warning("outcomes not recorded yet; will retry", steps=len(closes), error=str(e))
-        finally:
-            for close in closes:
-                self._known.discard(close.step.id)
+        await self._record(CloseStep(step, "applied", {"call": call.to_json()}))
 
     async def _record(self, unit: Unit[T]) -> T:
         # Shielded: a step's outcome must be written even if shutdown cancels the task.
@@ -239,7 +214,8 @@ class Executor:
 
     def _fail(self, step: StepRow, reason: str, call: CallRecord | None,
               table: RuleTable) -> Unit[StepRow | None]:
-        detail = {"error": reason, "call": call.to_json() if call else None}
+        detail: Mapping[str, object] = {"error": reason,
+                                        "call": call.to_json() if call else None}
         escalation = _escalation_for(step, table)
         metrics = self._metrics
 
@@ -252,11 +228,9 @@ class Executor:
                     step.incident_id, step.rule_id,
                     f"{what}: {step.control}[{step.key}] -> {step.level}: {reason}", metrics))
                 return None
-            chain.add(Entry("escalation", incident_id=step.incident_id,
-                                     rule_id=step.rule_id, control=step.escalate_control,
-                                     key=step.escalate_key,
-                                     detail={"after_step": step.id,
-                                             "level": step.escalate_level}))
+            chain.add(Entry("escalation", incident_id=step.incident_id, rule_id=step.rule_id,
+                            control=step.escalate_control, key=step.escalate_key,
+                            detail={"after_step": step.id, "level": step.escalate_level}))
             [ins] = await insert_steps(conn, [new_step(step.incident_id, step.rule_id,
                                                        escalation)])
             if (entry := step_entry(escalation, ins)) is not None:
@@ -281,7 +255,3 @@ def _escalation_for(step: StepRow, table: RuleTable) -> PlannedStep | None:
         return None
     esc = Step(control, step.escalate_level, control.key_label)
     return PlannedStep("escalation", -1, esc, step.escalate_key or "", None)
-
-
-def _finish(step: StepRow, outcome: str, detail: Mapping[str, object]) -> Unit[bool]:
-    return CloseStep(step, outcome, detail)

@@ -32,7 +32,7 @@ class RejectedKey:
 
     control: str
     label: str
-    preview: str
+    value: str
 
 
 @dataclass(frozen=True)
@@ -91,7 +91,7 @@ def _contain(rule: Rule, scope: str, alert: Alert) -> Decision:
         key = step.key_for(alert.labels)
         if not _valid_key(step, key):
             assert step.key_label is not None
-            rejected.append(RejectedKey(step.control.name, step.key_label, preview(key)))
+            rejected.append(RejectedKey(step.control.name, step.key_label, key))
             continue
         steps.append(PlannedStep("step", position, step, key, on_failure))
     # A truncated group hides alerts we will never see: the keys they name are unknown.

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 import asyncpg
 import structlog
 
-from responder.engine.planner import Decision, PlannedStep, decide
+from responder.engine.planner import Decision, PlannedStep, decide, preview
 from responder.metrics import Metrics
 from responder.model import Alert
 from responder.redaction import Redactor
@@ -89,17 +89,11 @@ class _Plan:
         self.decisions = {key: decide(a, jobs[j].table) for key, (j, a) in owners.items()}
         self.steps: list[tuple[str, Decision, PlannedStep, str]] = []
         self.step_index: dict[tuple[str, int], int] = {}  # (dedup key, id(planned)) -> ord
-        seen: dict[tuple[str, str, str, str, str, str], int] = {}
         for key, decisions in self.decisions.items():
             for d in decisions:
                 if d.action != "contain":
                     continue
                 for p in d.steps:
-                    natural = (d.rule.id, d.scope, p.kind, p.step.control.name, p.key,
-                               p.step.level)
-                    if natural in seen:
-                        continue  # asked for already by another alert of this batch
-                    seen[natural] = len(self.steps)
                     self.step_index[(key, id(p))] = len(self.steps)
                     self.steps.append((key, d, p, f"responder-{uuid.uuid4()}"))
 
@@ -159,7 +153,8 @@ class _Outcome:
                 self.announced.add(incident_id)
                 entries.append(Entry("incident_opened", incident_id=incident_id,
                                      rule_id=d.rule.id,
-                                     detail={"scope": d.scope, "severity": d.rule.severity,
+                                     detail={"scope": job.redactor.text(d.scope),
+                                             "severity": d.rule.severity,
                                              "description": d.rule.description}))
             entries.append(Entry("alert_matched", incident_id=incident_id, rule_id=d.rule.id,
                                  detail={"inbox_id": inbox_id, "fingerprint": alert.fingerprint,
@@ -170,7 +165,7 @@ class _Outcome:
                                      detail={"fingerprint": alert.fingerprint}))
                 continue
             result.incidents.add(incident_id)
-            entries.extend(_warnings(alert, d, incident_id, job.metrics))
+            entries.extend(_warnings(alert, d, incident_id, job.metrics, job.redactor))
             for p in d.steps:
                 entry = self._step_entry(alert.dedup_key, d, p, incident_id, result)
                 if entry is not None:
@@ -195,16 +190,19 @@ class _Outcome:
         return step_entry(p, Inserted(wanted, row, held))
 
 
-def _warnings(alert: Alert, d: Decision, incident_id: int, metrics: Metrics) -> list[Entry]:
+def _warnings(alert: Alert, d: Decision, incident_id: int, metrics: Metrics,
+              redactor: Redactor) -> list[Entry]:
     rule = d.rule
     entries = []
     for rejected in d.rejected:
+        # Redact before cutting, so a secret is never left half-visible by the cut.
+        shown = preview(redactor.text(rejected.value))
         metrics.key_rejected.labels(rule.id, rejected.control).inc()
         log.warning("label value refused by key pattern", rule=rule.id,
-                    control=rejected.control, label=rejected.label, value=rejected.preview)
+                    control=rejected.control, label=rejected.label, value=shown)
         entries.append(Entry("key_rejected", incident_id=incident_id, rule_id=rule.id,
                              control=rejected.control,
-                             detail={"label": rejected.label, "value": rejected.preview}))
+                             detail={"label": rejected.label, "value": shown}))
     if d.scope_unknown:
         metrics.truncated.labels(alert.source).inc()
         log.warning("truncated alert group: scope unknown, escalating; raise max_alerts on"

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -47,6 +47,24 @@ class _AMPayload(BaseModel):
     truncatedAlerts: int = Field(default=0, ge=0)  # noqa: N815
 
 
+def _check_text(value: Any, path: str) -> None:
+    """Refuse text PostgreSQL cannot store (NUL, lone surrogates) before it reaches a write."""
+    if isinstance(value, str):
+        if "\x00" in value:
+            raise PayloadError(path, "contains a NUL character")
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            raise PayloadError(path, "is not valid Unicode (lone surrogate)") from None
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            _check_text(key, f"{path}.{key!s:.64}".lstrip("."))
+            _check_text(item, f"{path}.{key!s:.64}".lstrip("."))
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            _check_text(item, f"{path}.{i}".lstrip("."))
+
+
 def parse_payload(body: bytes) -> list[Alert]:
     """The alerts in a webhook body, or PayloadError naming the first bad field."""
     try:
@@ -55,6 +73,7 @@ def parse_payload(body: bytes) -> list[Alert]:
         raise PayloadError("", f"malformed JSON: {e}") from e
     if not isinstance(data, dict):
         raise PayloadError("", "payload must be a JSON object")
+    _check_text(data, "")
     try:
         payload = _AMPayload.model_validate(data)
     except ValidationError as e:

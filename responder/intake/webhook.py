@@ -7,6 +7,7 @@ import time
 import structlog
 from aiohttp import web
 
+from responder.errors import StoreUnavailable
 from responder.intake.alertmanager import PayloadError, parse_payload
 from responder.state import STATE, DaemonState
 
@@ -41,11 +42,16 @@ async def alertmanager_webhook(request: web.Request) -> web.Response:
         return _refuse(state, 400, reason, str(e))
     try:
         recorded = await state.record(alerts)
-    except Exception as e:  # anything that stops the durable write means "not recorded, retry"
-        log.exception("alerts not recorded; answering 503", error=f"{type(e).__name__}: {e}")
+    except StoreUnavailable as e:
+        log.warning("alerts not recorded; answering 503", error=str(e))
         state.metrics.rejected.labels(SOURCE, "store_unavailable").inc()
         return web.json_response({"error": "store_unavailable",
                                   "message": "not recorded; retry"}, status=503)
+    except Exception as e:  # a bug, not bad input: input is validated above
+        log.exception("alerts not recorded; answering 500", error=f"{type(e).__name__}: {e}")
+        state.metrics.rejected.labels(SOURCE, "internal_error").inc()
+        return web.json_response({"error": "internal_error",
+                                  "message": "not recorded; retry"}, status=500)
     state.metrics.intake_seconds.observe(time.monotonic() - t0)
     for alert in alerts:
         state.metrics.alerts.labels(SOURCE, alert.status).inc()

@@ -36,10 +36,17 @@ async def store_errors() -> AsyncIterator[None]:
         raise StoreError(f"store error: {type(e).__name__}: {e}") from e
 
 
+async def _keep_session(conn: asyncpg.Connection) -> None:
+    """Skip the RESET ALL round trip on release: responder keeps no session state.
+
+    asyncpg still rolls back a transaction left open before calling this.
+    """
+
+
 async def create_pool(dsn: str, *, max_size: int = 10) -> asyncpg.Pool:
     async with store_errors():
         pool = await asyncpg.create_pool(dsn, min_size=1, max_size=max_size, timeout=10,
-                                         command_timeout=30)
+                                         command_timeout=30, reset=_keep_session)
     assert pool is not None
     return pool
 

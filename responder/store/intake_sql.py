@@ -38,7 +38,8 @@ WITH inb AS (
     WHERE i.rule_id = r.rule_id AND i.scope = r.scope AND i.status = 'open'
     RETURNING i.id, i.rule_id, i.scope
 ), st AS (
-    SELECT s.*, inc.id AS incident_id
+    -- Several new alerts of one batch may ask for the same step: the first one asks.
+    SELECT DISTINCT ON (inc.id, s.kind, s.control, s.key, s.level) s.*, inc.id AS incident_id
     FROM unnest($14::text[], $15::text[], $16::text[], $17::text[], $18::int[], $19::text[],
                 $20::text[], $21::text[], $22::int[], $23::text[], $24::text[], $25::text[],
                 $26::text[])
@@ -47,6 +48,7 @@ WITH inb AS (
                              idempotency_key, ord)
     JOIN fresh f ON f.dedup_key = s.dedup_key
     JOIN inc ON inc.rule_id = s.rule_id AND inc.scope = s.scope
+    ORDER BY inc.id, s.kind, s.control, s.key, s.level, s.ord
 ), held AS (
     SELECT st.ord, c.level, c.rank FROM st
     JOIN control_levels c ON c.control = st.control AND c.key = st.key

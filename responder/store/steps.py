@@ -191,12 +191,3 @@ class CloseStep:
                                         "idempotency_key": s.idempotency_key, **c.detail}))
         return [c.step.id in closed for c in closes]
 
-
-@dataclass(frozen=True)
-class CloseSteps:
-    """A writer unit closing several steps at once (outcomes collected for a few ms)."""
-
-    closes: Sequence[CloseStep]
-
-    async def __call__(self, conn: Conn, chain: ChainAppender) -> list[bool]:
-        return await CloseStep.run_many(conn, chain, self.closes)
