@@ -307,6 +307,37 @@ async def test_store_down_answers_503_and_recovers(
         await daemon.shutdown()
 
 
+async def test_store_outage_during_a_call_still_completes_once(
+    private_postgres: PrivatePostgres, rules_dir: Path, exchange: Exchange,
+    http: aiohttp.ClientSession,
+) -> None:
+    """The store dies while a call is in flight: once it is back the step closes, applied once."""
+    exchange.state.faults = Faults(delay_s=1.0)
+    daemon = Daemon(settings_for(private_postgres.dsn, rules_dir, step_deadline_s=30.0),
+                    registry=CollectorRegistry())
+    await daemon.start()
+    assert daemon.port is not None
+    try:
+        assert await post(http, daemon.port, fixture_bytes("firing-single.json")) == 200
+        await wait_for(lambda: exchange.state.total_inflight > 0, what="a call in flight")
+        await asyncio.to_thread(private_postgres.stop)
+        await wait_for(lambda: exchange.state.total_inflight == 0, timeout_s=15,
+                       what="the call to finish")
+        exchange.state.faults = Faults()
+        await asyncio.to_thread(private_postgres.start)
+        await wait_for(lambda: fetchval(private_postgres.dsn, "SELECT count(*) = 0 FROM steps"
+                                                             " WHERE status = 'pending'"),
+                       timeout_s=30, what="every step closed")
+    finally:
+        await daemon.shutdown()
+    for path in ("/admin/withdrawals", "/admin/symbols/BTC-USD/mode"):
+        calls = [c for c in exchange.state.calls if c.path == path]
+        assert sum(c.applied for c in calls) == 1
+        assert len({c.idempotency_key for c in calls}) == 1
+    assert await fetchval(private_postgres.dsn, "SELECT count(*) FROM action_log"
+                                                " WHERE kind = 'outcome'") == 2
+
+
 async def test_embedded_store_keeps_data_across_restarts(
     tmp_path: Path, rules_dir: Path, procs: list[Proc], http: aiohttp.ClientSession,
     exchange: Exchange,

@@ -225,7 +225,7 @@ class Executor:
             if escalation is None:
                 what = "escalation failed" if step.kind == "escalation" else "no escalation"
                 chain.add(containment_failed(
-                    step.incident_id, step.rule_id,
+                    chain, step.incident_id, step.rule_id,
                     f"{what}: {step.control}[{step.key}] -> {step.level}: {reason}", metrics))
                 return None
             chain.add(Entry("escalation", incident_id=step.incident_id, rule_id=step.rule_id,

@@ -6,6 +6,7 @@ plan (inbox, incidents, steps) and the action-log append.
 
 from __future__ import annotations
 
+import functools
 import json
 import uuid
 from collections.abc import Sequence
@@ -74,8 +75,8 @@ class RecordAlerts:
                 results[j].redelivered += 1
                 continue
             results[j].new += 1
-            entries.extend(outcome.entries_for(alert, inbox_id, plan.decisions[key], results[j],
-                                               jobs[j]))
+            entries.extend(outcome.entries_for(chain, alert, inbox_id, plan.decisions[key],
+                                               results[j], jobs[j]))
         chain.add(*entries)
         return results
 
@@ -135,7 +136,8 @@ class _Outcome:
                       for ord_, inc, held, rank, sid in json.loads(row["steps"])}
         self.announced: set[int] = set()
 
-    def entries_for(self, alert: Alert, inbox_id: int, decisions: list[Decision],
+    def entries_for(self, chain: ChainAppender, alert: Alert, inbox_id: int,
+                    decisions: list[Decision],
                     result: Recorded, job: RecordAlerts) -> list[Entry]:
         entries = [Entry("alert_received", detail={
             "inbox_id": inbox_id,
@@ -165,7 +167,7 @@ class _Outcome:
                                      detail={"fingerprint": alert.fingerprint}))
                 continue
             result.incidents.add(incident_id)
-            entries.extend(_warnings(alert, d, incident_id, job.metrics, job.redactor))
+            entries.extend(_warnings(alert, d, incident_id, job, chain))
             for p in d.steps:
                 entry = self._step_entry(alert.dedup_key, d, p, incident_id, result)
                 if entry is not None:
@@ -190,30 +192,41 @@ class _Outcome:
         return step_entry(p, Inserted(wanted, row, held))
 
 
-def _warnings(alert: Alert, d: Decision, incident_id: int, metrics: Metrics,
-              redactor: Redactor) -> list[Entry]:
-    rule = d.rule
+def _warnings(alert: Alert, d: Decision, incident_id: int, job: RecordAlerts,
+              chain: ChainAppender) -> list[Entry]:
+    rule, metrics = d.rule, job.metrics
     entries = []
     for rejected in d.rejected:
         # Redact before cutting, so a secret is never left half-visible by the cut.
-        shown = preview(redactor.text(rejected.value))
-        metrics.key_rejected.labels(rule.id, rejected.control).inc()
-        log.warning("label value refused by key pattern", rule=rule.id,
-                    control=rejected.control, label=rejected.label, value=shown)
+        shown = preview(job.redactor.text(rejected.value))
+        chain.after_commit(functools.partial(_log_rejected, metrics, rule.id, rejected.control,
+                                             rejected.label, shown))
         entries.append(Entry("key_rejected", incident_id=incident_id, rule_id=rule.id,
                              control=rejected.control,
                              detail={"label": rejected.label, "value": shown}))
     if d.scope_unknown:
-        metrics.truncated.labels(alert.source).inc()
-        log.warning("truncated alert group: scope unknown, escalating; raise max_alerts on"
-                    " the Alertmanager receiver", rule=rule.id, group_key=alert.group_key,
-                    truncated_alerts=alert.truncated_alerts)
+        chain.after_commit(functools.partial(_log_truncated, metrics, rule.id, alert))
         entries.append(Entry("scope_unknown", incident_id=incident_id, rule_id=rule.id,
                              detail={"group_key": alert.group_key,
                                      "truncated_alerts": alert.truncated_alerts}))
     if d.rejected and not any(s.kind == "escalation" for s in d.steps):
-        entries.append(containment_failed(incident_id, rule.id, "no usable escalation", metrics))
+        entries.append(containment_failed(chain, incident_id, rule.id, "no usable escalation",
+                                          metrics))
     return entries
+
+
+def _log_rejected(metrics: Metrics, rule_id: str, control: str, label: str,
+                  shown: str) -> None:
+    metrics.key_rejected.labels(rule_id, control).inc()
+    log.warning("label value refused by key pattern", rule=rule_id, control=control,
+                label=label, value=shown)
+
+
+def _log_truncated(metrics: Metrics, rule_id: str, alert: Alert) -> None:
+    metrics.truncated.labels(alert.source).inc()
+    log.warning("truncated alert group: scope unknown, escalating; raise max_alerts on the"
+                " Alertmanager receiver", rule=rule_id, group_key=alert.group_key,
+                truncated_alerts=alert.truncated_alerts)
 
 
 def new_step(incident_id: int, rule_id: str, planned: PlannedStep) -> NewStep:
@@ -244,9 +257,15 @@ def _resolved_entry(alert: Alert, d: Decision, incident_id: int | None) -> Entry
                  detail={"fingerprint": alert.fingerprint, "note": note})
 
 
-def containment_failed(incident_id: int, rule_id: str, reason: str, metrics: Metrics) -> Entry:
-    """The record (plus metric and error log) for containment that could not be confirmed."""
-    metrics.containment_failed.labels(rule_id).inc()
-    log.error("containment failed", rule=rule_id, incident=incident_id, reason=reason)
+def containment_failed(chain: ChainAppender, incident_id: int, rule_id: str, reason: str,
+                       metrics: Metrics) -> Entry:
+    """The record, and after commit the metric and error log, for containment that could
+    not be confirmed."""
+
+    def announce() -> None:
+        metrics.containment_failed.labels(rule_id).inc()
+        log.error("containment failed", rule=rule_id, incident=incident_id, reason=reason)
+
+    chain.after_commit(announce)
     return Entry("containment_failed", incident_id=incident_id, rule_id=rule_id,
                  detail={"reason": reason})

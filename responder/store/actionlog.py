@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -69,6 +69,12 @@ class ChainAppender:
         self.rules_hash = rules_hash
         self.head = head
         self._rows: list[tuple[Any, ...]] = []
+        self.commit_hooks: list[Callable[[], None]] = []
+
+    def after_commit(self, hook: Callable[[], None]) -> None:
+        """Run hook (a metric, a log line) only once the entries are committed, so a batch
+        that is rolled back and retried does not count or log twice."""
+        self.commit_hooks.append(hook)
 
     def add(self, *entries: Entry) -> None:
         """Chain entries now; they reach the table at flush(), before the commit."""

@@ -12,6 +12,7 @@ unit fails alone.
 from __future__ import annotations
 
 import asyncio
+import random
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
@@ -125,6 +126,9 @@ class Writer:
             try:
                 return await self._commit(batch)
             except _ChainMoved:
+                # Another replica appended first; a little jitter keeps two from colliding
+                # again on their next attempt.
+                await asyncio.sleep(random.uniform(0, 0.005))  # noqa: S311 - not crypto
                 continue
         raise StoreUnavailable("action log head kept moving; retry later")
 
@@ -176,6 +180,11 @@ class Writer:
             self._head = None  # the commit may or may not have happened: re-read next time
             raise
         self.batches += 1
+        for hook in chain.commit_hooks:
+            try:
+                hook()
+            except Exception:  # a metric or log line must never undo a commit
+                log.exception("after-commit hook failed")
         return results
 
 
