@@ -17,7 +17,7 @@ responder demo
   responder          http://${RESPONDER_LISTEN:-127.0.0.1:9095}  (settings: $RESPONDER_CONFIG_FILE)
   simulated exchange $RESPONDER_EXCHANGE_URL  (state: $RESPONDER_EXCHANGE_URL/_sim/state)
   webhook token      demo-webhook-token   (Authorization: Bearer demo-webhook-token)
-  viewer token       demo-viewer-token    (for /v1/actions and /v1/incidents/ID)
+  API tokens        demo-viewer-token, demo-operator-token, demo-admin-token (see README)
   store              embedded PostgreSQL under .responder/ (set RESPONDER_DATABASE_URL to use yours)
 Fire an alert: see README.md, "Try it". Stop with Ctrl-C.
 MSG

@@ -5,7 +5,7 @@ from __future__ import annotations
 import structlog
 from aiohttp import web
 
-from responder.api import actions, health
+from responder.api import actions, controls, health
 from responder.intake.webhook import alertmanager_webhook
 from responder.state import STATE, DaemonState
 
@@ -36,4 +36,7 @@ def build_app(state: DaemonState) -> web.Application:
     app.router.add_get("/metrics", health.metrics)
     app.router.add_get("/v1/actions", actions.list_actions)
     app.router.add_get("/v1/incidents/{incident_id}", actions.get_incident)
+    app.router.add_get("/v1/controls", controls.list_controls)
+    app.router.add_post("/v1/controls/{control}/{key}/release", controls.release)
+    app.router.add_post("/v1/controls/{control}/{key}/contain", controls.contain)
     return app

@@ -1,11 +1,36 @@
-"""Bearer-token checks in constant time, against every configured token (for rotation)."""
+"""Who is calling: bearer tokens checked in constant time, mapped to a principal and a role.
+
+Webhook tokens are a plain set (Alertmanager holds the token). People and scripts are
+principals configured by the SHA-256 of their token, never the token itself, with one of
+three roles: viewer (read), operator (contain, release, approve), admin (modes, break-glass).
+"""
 
 from __future__ import annotations
 
+import hashlib
 import hmac
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Literal
 
 from pydantic import SecretStr
+
+Role = Literal["viewer", "operator", "admin"]
+ROLES: tuple[Role, ...] = ("viewer", "operator", "admin")
+
+
+def _bearer(authorization: str | None) -> str | None:
+    if not authorization:
+        return None
+    scheme, _, given = authorization.partition(" ")
+    if scheme.lower() != "bearer" or not given.strip():
+        return None
+    return given.strip()
+
+
+def token_sha256(token: str) -> str:
+    """The form in which a principal's token is configured."""
+    return hashlib.sha256(token.encode()).hexdigest()
 
 
 class TokenSet:
@@ -19,13 +44,41 @@ class TokenSet:
 
     def check(self, authorization: str | None) -> str | None:
         """None if accepted, else the reason: ``missing_token`` or ``bad_token``."""
-        if not authorization:
+        given = _bearer(authorization)
+        if given is None:
             return "missing_token"
-        scheme, _, given = authorization.partition(" ")
-        if scheme.lower() != "bearer" or not given:
-            return "missing_token"
-        candidate = given.strip().encode()
+        candidate = given.encode()
         accepted = False
         for token in self._tokens:
             accepted |= hmac.compare_digest(candidate, token)
         return None if accepted else "bad_token"
+
+
+@dataclass(frozen=True)
+class Principal:
+    """A named caller and its role."""
+
+    name: str
+    role: Role
+
+    def can(self, role: Role) -> bool:
+        return ROLES.index(self.role) >= ROLES.index(role)
+
+
+class Principals:
+    """Principals by token hash; authentication compares against every entry."""
+
+    def __init__(self, entries: Iterable[tuple[str, Role, str]]) -> None:
+        self._entries = [(Principal(name, role), digest.lower()) for name, role, digest in entries]
+
+    def authenticate(self, authorization: str | None) -> Principal | str:
+        """The principal, or the reason it is refused (``missing_token``, ``bad_token``)."""
+        given = _bearer(authorization)
+        if given is None:
+            return "missing_token"
+        digest = token_sha256(given)
+        found: Principal | None = None
+        for principal, expected in self._entries:
+            if hmac.compare_digest(digest, expected) and found is None:
+                found = principal
+        return found if found is not None else "bad_token"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -37,7 +38,26 @@ def _parser() -> argparse.ArgumentParser:
     actions.add_argument("--kind")
     actions.add_argument("--limit", type=int, default=50)
     actions.add_argument("--json", action="store_true", help="one JSON record per line")
+    sub.add_parser("hash-token", help="print the SHA-256 of a token read from standard input,"
+                   " for a principal's token_sha256")
+    controls = sub.add_parser("controls", help="list contained control keys (via the API)")
+    _api_options(controls)
+    for name, verb in (("release", "lower a level one stop"), ("contain", "raise a level")):
+        cmd = sub.add_parser(name, help=f"{verb} through the API, as the token's principal")
+        cmd.add_argument("control")
+        cmd.add_argument("key", help="the control key; '-' for an unkeyed control")
+        cmd.add_argument("--to", required=True, dest="to_level")
+        cmd.add_argument("--reason", required=True)
+        if name == "release":
+            cmd.add_argument("--ticket", required=True)
+        _api_options(cmd)
     return p
+
+
+def _api_options(cmd: argparse.ArgumentParser) -> None:
+    cmd.add_argument("--url", help="responder's address (default: from RESPONDER_LISTEN)")
+    cmd.add_argument("--token-file", type=Path,
+                     help="file holding your token (default: the RESPONDER_TOKEN variable)")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -45,11 +65,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "check-rules":
             return _check_rules(args)
+        if args.command == "hash-token":
+            return _hash_token()
         settings = load_settings(args.config)
         if args.command == "run":
             return _run(settings)
         if args.command == "audit":
             return asyncio.run(_audit_verify(settings))
+        if args.command in ("controls", "release", "contain"):
+            return asyncio.run(_controls(settings, args))
         return asyncio.run(_actions(settings, args))
     except ConfigError as e:
         print(f"responder: invalid setting: {e}", file=sys.stderr)
@@ -156,3 +180,60 @@ async def _actions(settings: Settings, args: argparse.Namespace) -> int:
               f"{r.get('incident_id') or '':>4}  {(r.get('rule_id') or '')[:26]:26} "
               f"{target[:24]:24} {_summary(r)}")
     return 0
+
+
+def _hash_token() -> int:
+    from responder.auth import token_sha256
+
+    token = sys.stdin.readline().strip()
+    if not token:
+        print("responder: no token on standard input", file=sys.stderr)
+        return 2
+    print(token_sha256(token))
+    return 0
+
+
+def _token(args: argparse.Namespace) -> str:
+    if args.token_file is not None:
+        return str(args.token_file.read_text(encoding="utf-8").strip())
+    token = os.environ.get("RESPONDER_TOKEN", "")
+    if not token:
+        raise ResponderError("set RESPONDER_TOKEN or pass --token-file")
+    return token
+
+
+async def _controls(settings: Settings, args: argparse.Namespace) -> int:
+    import aiohttp
+
+    base = (args.url or f"http://{settings.listen}").rstrip("/")
+    headers = {"Authorization": f"Bearer {_token(args)}"}
+    async with aiohttp.ClientSession(headers=headers) as http:
+        if args.command == "controls":
+            async with http.get(f"{base}/v1/controls") as resp:
+                body = await resp.json(content_type=None)
+                if resp.status != 200:
+                    return _api_error(resp.status, body)
+            print(f"{'CONTROL':16} {'KEY':14} {'LEVEL':12} {'SINCE (UTC)':19}  SET BY")
+            for c in body["controls"]:
+                by = f"{c['set_kind']}:{c['set_by']}" + (f" ({c['ticket']})" if c["ticket"]
+                                                         else "")
+                print(f"{c['control']:16} {c['key']:14} {c['level']:12} "
+                      f"{c['since'][:19].replace('T', ' '):19}  {by}")
+            return 0
+        payload = {"to_level": args.to_level, "reason": args.reason}
+        if args.command == "release":
+            payload["ticket"] = args.ticket
+        path = f"{base}/v1/controls/{args.control}/{args.key}/{args.command}"
+        async with http.post(path, json=payload) as resp:
+            body = await resp.json(content_type=None)
+            if resp.status != 200:
+                return _api_error(resp.status, body)
+    print(f"{body['control']}[{body['key']}]: {body['from']} -> {body['level']} by {body['by']}")
+    return 0
+
+
+def _api_error(status: int, body: Any) -> int:
+    message = body.get("message", "") if isinstance(body, dict) else str(body)
+    code = body.get("error", "") if isinstance(body, dict) else ""
+    print(f"responder: refused ({status} {code}): {message}", file=sys.stderr)
+    return 1

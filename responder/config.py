@@ -8,10 +8,19 @@ config file, or a file with one token per line.
 from __future__ import annotations
 
 import os
+import tomllib
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import (
     BaseSettings,
     NoDecode,
@@ -20,10 +29,13 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from responder.auth import Role, token_sha256
 from responder.errors import ConfigError
 
 DEMO_TOKEN_PREFIX = "demo-"  # noqa: S105 - a prefix to refuse, not a secret
 """Tokens in the shipped demo settings start with this; production refuses them."""
+DEMO_PRINCIPAL_TOKENS = ("demo-viewer-token", "demo-operator-token", "demo-admin-token")
+"""The tokens behind the demo principals, whose hashes production refuses too."""
 
 TokenList = Annotated[list[SecretStr], NoDecode]
 
@@ -44,6 +56,30 @@ def _read_token_file(path: Path | None, setting: str) -> list[SecretStr]:
     return [SecretStr(line.strip()) for line in lines if line.strip() and not line.startswith("#")]
 
 
+class PrincipalSpec(BaseModel):
+    """A caller of the API: a name, a role and the SHA-256 of its token (never the token)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = Field(pattern=r"^[A-Za-z0-9._@-]{1,64}$")
+    role: Role
+    token_sha256: str = Field(pattern=r"^[0-9a-fA-F]{64}$")
+
+
+def _read_principals(path: Path | None) -> list[PrincipalSpec]:
+    if path is None:
+        return []
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (OSError, tomllib.TOMLDecodeError) as e:
+        raise ValueError(f"RESPONDER_PRINCIPALS_FILE: cannot read {path}: {e}") from e
+    try:
+        return [PrincipalSpec.model_validate(p) for p in data.get("principals", [])]
+    except ValidationError as e:
+        err = e.errors()[0]
+        raise ValueError(f"RESPONDER_PRINCIPALS_FILE: {path}: {err['msg']}") from e
+
+
 class Settings(BaseSettings):
     """Everything the daemon can be told, validated at start."""
 
@@ -58,6 +94,8 @@ class Settings(BaseSettings):
     webhook_tokens_file: Path | None = None
     viewer_tokens: TokenList = Field(default_factory=list)
     viewer_tokens_file: Path | None = None
+    principals: list[PrincipalSpec] = Field(default_factory=list)
+    principals_file: Path | None = None
     max_body_bytes: int = Field(default=1_048_576, gt=0, le=64 * 1_048_576)
     step_deadline_s: float = Field(default=30.0, gt=0)
     shutdown_deadline_s: float = Field(default=10.0, gt=0)
@@ -80,7 +118,8 @@ class Settings(BaseSettings):
         _split_tokens
     )
 
-    @field_validator("database_url", "webhook_tokens_file", "viewer_tokens_file", mode="before")
+    @field_validator("database_url", "webhook_tokens_file", "viewer_tokens_file",
+                     "principals_file", mode="before")
     @classmethod
     def _empty_is_unset(cls, value: Any) -> Any:
         return None if value == "" else value
@@ -101,6 +140,17 @@ class Settings(BaseSettings):
             "viewer_tokens": self.viewer_tokens
             + _read_token_file(self.viewer_tokens_file, "viewer_tokens_file"),
         }
+        object.__setattr__(self, "principals",
+                           self.principals + _read_principals(self.principals_file))
+        names = [p.name for p in self.principals]
+        if len(set(names)) != len(names):
+            raise ValueError("RESPONDER_PRINCIPALS: principal names must be unique")
+        demo_hashes = {token_sha256(t) for t in DEMO_PRINCIPAL_TOKENS}
+        if self.env == "production" and any(
+            p.token_sha256.lower() in demo_hashes for p in self.principals
+        ):
+            raise ValueError("RESPONDER_PRINCIPALS: demo principals are refused when"
+                             " RESPONDER_ENV=production")
         for name, tokens in merged.items():
             object.__setattr__(self, name, tokens)
             if self.env == "production" and any(

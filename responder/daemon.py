@@ -15,7 +15,7 @@ from prometheus_client import CollectorRegistry
 from responder import __version__
 from responder.actions.admin_http import AdminClient
 from responder.app import build_app
-from responder.auth import TokenSet
+from responder.auth import Principals, Role, TokenSet, token_sha256
 from responder.config import Settings
 from responder.engine.executor import Executor
 from responder.metrics import Metrics
@@ -31,6 +31,15 @@ log = structlog.get_logger("responder")
 
 HTTP_CLOSE_S = 1.0  # open keep-alive connections get this long once intake has stopped
 FLUSH_GRACE_S = 5.0  # after the drain deadline, how long queued outcome writes may take
+
+
+def principals_from(settings: Settings) -> Principals:
+    """Configured principals, plus each plain viewer token as a viewer (the quick start)."""
+    entries: list[tuple[str, Role, str]] = [(p.name, p.role, p.token_sha256)
+                                            for p in settings.principals]
+    entries += [(f"viewer-token-{i + 1}", "viewer", token_sha256(t.get_secret_value()))
+                for i, t in enumerate(settings.viewer_tokens)]
+    return Principals(entries)
 
 
 async def resolve_dsn(settings: Settings) -> str:
@@ -99,8 +108,8 @@ class Daemon:
                             deadline_s=s.step_deadline_s)
         self.state = DaemonState(
             settings=s, metrics=self.metrics, redactor=self.redactor,
-            webhook_tokens=TokenSet(s.webhook_tokens), viewer_tokens=TokenSet(s.viewer_tokens),
-            rules=rules, pool=pool, writer=writer, executor=executor,
+            webhook_tokens=TokenSet(s.webhook_tokens), principals=principals_from(s),
+            rules=rules, pool=pool, writer=writer, executor=executor, client=client,
         )
         self._runner = web.AppRunner(build_app(self.state), handle_signals=False,
                                      access_log=None, shutdown_timeout=HTTP_CLOSE_S)

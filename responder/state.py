@@ -8,7 +8,8 @@ from dataclasses import dataclass
 import asyncpg
 from aiohttp import web
 
-from responder.auth import TokenSet
+from responder.actions.admin_http import AdminClient
+from responder.auth import Principals, TokenSet
 from responder.config import Settings
 from responder.engine.executor import Executor
 from responder.engine.recorder import RecordAlerts, Recorded
@@ -27,11 +28,12 @@ class DaemonState:
     metrics: Metrics
     redactor: Redactor
     webhook_tokens: TokenSet
-    viewer_tokens: TokenSet
+    principals: Principals
     rules: RuleTable
     pool: asyncpg.Pool
     writer: Writer
     executor: Executor
+    client: AdminClient
     is_draining: bool = False
 
     async def record(self, alerts: Sequence[Alert]) -> Recorded:

@@ -23,6 +23,7 @@ from prometheus_client import CollectorRegistry
 
 from examples.exchange import STATE as EXCHANGE_STATE
 from examples.exchange import ExchangeState, make_app
+from responder.auth import token_sha256
 from responder.config import Settings, load_settings
 from responder.daemon import Daemon
 
@@ -34,6 +35,12 @@ ADMIN_DSN = os.environ.get("RESPONDER_TEST_DATABASE_URL",
 WEBHOOK_TOKEN = "test-webhook-token-0123"
 VIEWER_TOKEN = "test-viewer-token-4567"
 EXCHANGE_TOKEN = "test-exchange-admin-token-89ab"
+OPERATOR_TOKEN = "test-operator-token-cdef"
+ADMIN_TOKEN = "test-admin-token-0246"
+PRINCIPALS = [
+    {"name": "olga", "role": "operator", "token_sha256": token_sha256(OPERATOR_TOKEN)},
+    {"name": "ada", "role": "admin", "token_sha256": token_sha256(ADMIN_TOKEN)},
+]
 
 
 def fixture_bytes(name: str) -> bytes:
@@ -118,6 +125,7 @@ def settings_for(database: str, rules: Path, **overrides: Any) -> Settings:
         "rules_dir": rules,
         "webhook_tokens": [WEBHOOK_TOKEN, "rotated-webhook-token-2"],
         "viewer_tokens": [VIEWER_TOKEN],
+        "principals": PRINCIPALS,
         "step_deadline_s": 3.0,
         "shutdown_deadline_s": 5.0,
         **overrides,

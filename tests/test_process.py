@@ -253,6 +253,12 @@ def _run(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[st
     ({"RESPONDER_ENV": "production", "RESPONDER_WEBHOOK_TOKENS": "demo-webhook-token"},
      "RESPONDER_WEBHOOK_TOKENS"),
     ({"RESPONDER_WEBHOOK_TOKENS_FILE": "/nonexistent/tokens"}, "RESPONDER_WEBHOOK_TOKENS_FILE"),
+    ({"RESPONDER_ENV": "production", "RESPONDER_PRINCIPALS": json.dumps([{
+        "name": "ops", "role": "admin",
+        "token_sha256": "91c16f0d6cc1bec3c3603972182a07c66ff4fa71618a975e963d6dbe42b6dd37"}])},
+     "RESPONDER_PRINCIPALS"),
+    ({"RESPONDER_PRINCIPALS": '[{"name": "ops", "role": "root", "token_sha256": "00"}]'},
+     "RESPONDER_PRINCIPALS"),
 ])
 def test_invalid_setting_stops_with_one_line(env: dict[str, str], setting: str) -> None:
     """An invalid setting stops the daemon with one line naming it (demo tokens in production)."""

@@ -9,22 +9,35 @@ from typing import Any
 
 from aiohttp import web
 
+from responder.auth import Principal, Role
 from responder.state import STATE
 from responder.store import queries
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+PrincipalHandler = Callable[[web.Request, Principal], Awaitable[web.StreamResponse]]
 
 
-def viewer_only(handler: Handler) -> Handler:
-    async def guarded(request: web.Request) -> web.StreamResponse:
-        state = request.app[STATE]
-        reason = state.viewer_tokens.check(request.headers.get("Authorization"))
-        if reason is not None:
-            state.metrics.rejected.labels("api", reason).inc()
-            return web.json_response({"error": reason}, status=401)
-        return await handler(request)
+def require(role: Role) -> Callable[[PrincipalHandler], Handler]:
+    """Authenticate the caller: 401 without a valid token, 403 without the role."""
 
-    return guarded
+    def wrap(handler: PrincipalHandler) -> Handler:
+        async def guarded(request: web.Request) -> web.StreamResponse:
+            state = request.app[STATE]
+            who = state.principals.authenticate(request.headers.get("Authorization"))
+            if isinstance(who, str):
+                state.metrics.rejected.labels("api", who).inc()
+                return web.json_response({"error": who, "message": "a valid bearer token is"
+                                          " required"}, status=401)
+            if not who.can(role):
+                state.metrics.rejected.labels("api", "forbidden_role").inc()
+                return web.json_response({"error": "forbidden_role",
+                                          "message": f"{who.name} is {who.role}; this needs"
+                                          f" {role}"}, status=403)
+            return await handler(request, who)
+
+        return guarded
+
+    return wrap
 
 
 def _bad(message: str) -> web.Response:
@@ -51,8 +64,8 @@ def _int(value: str | None, name: str, default: int, maximum: int) -> int:
     return int(value)
 
 
-@viewer_only
-async def list_actions(request: web.Request) -> web.StreamResponse:
+@require("viewer")
+async def list_actions(request: web.Request, _: Principal) -> web.StreamResponse:
     q = request.query
     try:
         incident = q.get("incident")
@@ -74,8 +87,8 @@ async def list_actions(request: web.Request) -> web.StreamResponse:
     return _json({"records": records, "next_after": next_after})
 
 
-@viewer_only
-async def get_incident(request: web.Request) -> web.StreamResponse:
+@require("viewer")
+async def get_incident(request: web.Request, _: Principal) -> web.StreamResponse:
     raw = request.match_info["incident_id"]
     if not raw.isdigit():
         return _bad("incident id must be an integer")

@@ -161,6 +161,10 @@ class Executor:
         del self._tasks[incident_id]
         del self._queues[incident_id]
 
+    def key_lock(self, control: str, key: str) -> asyncio.Lock:
+        """The lock that serialises every change to one control key, automatic or manual."""
+        return self._lock((control, key))
+
     def _lock(self, key: tuple[str, str]) -> asyncio.Lock:
         lock = self._locks.get(key)
         if lock is None:

@@ -226,10 +226,19 @@ class _Compiler:
                 elif field == "key" and spec.key_label is None:
                     self.problem(src, (*loc, *where), "{key} used but the control has no key_label")
                     ok = False
+        stops = tuple(spec.release_stops or ())
+        for stop in stops:
+            if stop not in spec.levels:
+                self.problem(src, (*loc, "release_stops"), f"unknown level {stop!r}")
+                ok = False
+        if stops and spec.levels[0] not in stops:
+            self.problem(src, (*loc, "release_stops"),
+                         f"release_stops must include the lowest level {spec.levels[0]!r}")
+            ok = False
         if not ok:
             return None
         return Control(name, targets[spec.target], tuple(spec.levels), spec.key_label, pattern,
-                       spec.apply.method, spec.apply.path, spec.apply.body)
+                       spec.apply.method, spec.apply.path, spec.apply.body, stops)
 
     def _rule(
         self, src: _Source, index: int, spec: RuleSpec, controls: Mapping[str, Control]

@@ -47,6 +47,8 @@ class ControlSpec(_Spec):
     key_label: str | None = Field(default=None, pattern=LABEL)
     key_pattern: str = DEFAULT_KEY_PATTERN
     apply: ApplySpec
+    # Levels a release may stop at, so "resume through CANCEL_ONLY" can skip SOFT_HALT.
+    release_stops: list[str] | None = None
 
 
 class StepSpec(_Spec):

@@ -38,6 +38,7 @@ class Control:
     method: str
     path: str
     body: Mapping[str, Any] | None
+    release_stops: tuple[str, ...] = ()
 
     @property
     def is_keyed(self) -> bool:
@@ -49,6 +50,12 @@ class Control:
             return self.levels.index(level)
         except ValueError:
             raise ValueError(f"{self.name}: unknown level {level!r}") from None
+
+    def release_next(self, current: str) -> str | None:
+        """The one level a release from ``current`` may go to: the next stop below it."""
+        stops = self.release_stops or self.levels
+        below = [level for level in stops if self.rank(level) < self.rank(current)]
+        return max(below, key=self.rank) if below else None
 
     def render(self, key: str, level: str) -> tuple[str, Mapping[str, Any] | None]:
         """Substitute the named fields into path and body; the key is URL-quoted in the path."""

@@ -1,0 +1,83 @@
+"""``/v1/controls``: what is contained, and the operator's release and manual containment."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from aiohttp import web
+
+from responder.api.actions import require
+from responder.auth import Principal
+from responder.engine.manual import UNKEYED, Kind, ManualChange, ManualRefused, apply_manual
+from responder.state import STATE
+
+MAX_REASON = 1000
+MAX_TICKET = 200
+
+LIST_SQL = """
+SELECT control, key, level, rank, updated_at, set_by, set_kind, reason, ticket, incident_id
+FROM control_levels WHERE rank > 0 ORDER BY control, key
+"""
+
+
+def _refuse(status: int, code: str, message: str) -> web.Response:
+    return web.json_response({"error": code, "message": message}, status=status)
+
+
+@require("viewer")
+async def list_controls(request: web.Request, _: Principal) -> web.StreamResponse:
+    async with request.app[STATE].pool.acquire() as conn:
+        rows = await conn.fetch(LIST_SQL)
+    controls = [{
+        "control": r["control"], "key": r["key"] or UNKEYED, "level": r["level"],
+        "since": r["updated_at"].isoformat(), "set_by": r["set_by"], "set_kind": r["set_kind"],
+        "reason": r["reason"], "ticket": r["ticket"], "incident_id": r["incident_id"],
+        # Only levels the target answered 2xx to are held here; read-back comes later.
+        "confirmed": True,
+    } for r in rows]
+    return web.json_response({"controls": controls})
+
+
+def _text(body: dict[str, Any], field: str, limit: int) -> str:
+    value = body.get(field)
+    if not isinstance(value, str) or not value.strip():
+        raise ManualRefused(400, "invalid_field", f"{field}: a non-empty string is required")
+    if len(value) > limit:
+        raise ManualRefused(400, "invalid_field", f"{field}: at most {limit} characters")
+    return value.strip()
+
+
+async def _change(request: web.Request, principal: Principal, kind: Kind) -> web.Response:
+    try:
+        body = json.loads(await request.read())
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        return _refuse(400, "malformed_json", "the body must be a JSON object")
+    if not isinstance(body, dict):
+        return _refuse(400, "malformed_json", "the body must be a JSON object")
+    state = request.app[STATE]
+    try:
+        change = ManualChange(
+            kind=kind,
+            control=request.match_info["control"],
+            key=request.match_info["key"],
+            to_level=_text(body, "to_level", 64),
+            reason=_text(body, "reason", MAX_REASON),
+            ticket=_text(body, "ticket", MAX_TICKET) if kind == "release" else None,
+            principal=principal,
+        )
+        result = await apply_manual(state, change)
+    except ManualRefused as e:
+        state.metrics.rejected.labels("controls", e.code).inc()
+        return _refuse(e.status, e.code, str(e))
+    return web.json_response(result)
+
+
+@require("operator")
+async def release(request: web.Request, principal: Principal) -> web.StreamResponse:
+    return await _change(request, principal, "release")
+
+
+@require("operator")
+async def contain(request: web.Request, principal: Principal) -> web.StreamResponse:
+    return await _change(request, principal, "contain")

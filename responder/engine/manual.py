@@ -1,0 +1,141 @@
+"""Changes people make: a release lowers a level, a manual containment raises one.
+
+Both go through the target under the same per-key lock as automatic steps, with an intent
+recorded before the call and the outcome after, naming who, why and (for a release) the
+ticket. A release moves one stop at a time; it never happens automatically.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from responder.actions.admin_http import CallFailed
+from responder.auth import Principal
+from responder.errors import ActionPermanentError, ResponderError
+from responder.rules.table import Control
+from responder.state import DaemonState
+from responder.store.actionlog import ChainAppender, Entry
+from responder.store.db import Conn
+
+Kind = Literal["release", "contain"]
+UNKEYED = "-"  # how an unkeyed control's key is written in a URL or on the command line
+
+HELD_SQL = "SELECT level, rank, incident_id FROM control_levels WHERE control = $1 AND key = $2"
+
+SET_SQL = """
+INSERT INTO control_levels (control, key, level, rank, incident_id, set_by, set_kind, reason,
+                            ticket)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+ON CONFLICT (control, key) DO UPDATE SET level = EXCLUDED.level, rank = EXCLUDED.rank,
+    set_by = EXCLUDED.set_by, set_kind = EXCLUDED.set_kind, reason = EXCLUDED.reason,
+    ticket = EXCLUDED.ticket, updated_at = now()
+"""
+
+
+class ManualRefused(ResponderError):
+    """A manual change that is not allowed; ``status`` and ``code`` go back to the caller."""
+
+    def __init__(self, status: int, code: str, message: str) -> None:
+        self.status = status
+        self.code = code
+        super().__init__(message)
+
+
+@dataclass(frozen=True)
+class ManualChange:
+    kind: Kind
+    control: str
+    key: str
+    to_level: str
+    reason: str
+    ticket: str | None
+    principal: Principal
+
+
+def _resolve(state: DaemonState, change: ManualChange) -> tuple[Control, str]:
+    control = state.rules.controls.get(change.control)
+    if control is None:
+        raise ManualRefused(404, "unknown_control", f"no control named {change.control!r}")
+    if control.is_keyed:
+        if control.key_pattern.fullmatch(change.key) is None:
+            raise ManualRefused(400, "invalid_key",
+                                f"key does not match {control.key_pattern.pattern}")
+        key = change.key
+    elif change.key != UNKEYED:
+        raise ManualRefused(400, "invalid_key", f"{control.name} is not keyed: use {UNKEYED!r}")
+    else:
+        key = ""
+    if change.to_level not in control.levels:
+        raise ManualRefused(400, "invalid_level",
+                            f"to_level must be one of {', '.join(control.levels)}")
+    return control, key
+
+
+def _check(control: Control, change: ManualChange, current: str) -> None:
+    current_rank, to_rank = control.rank(current), control.rank(change.to_level)
+    if change.kind == "contain":
+        if to_rank <= current_rank:
+            raise ManualRefused(409, "already_contained",
+                                f"{control.name} is at {current}; contain only raises")
+        return
+    if current_rank == 0:
+        raise ManualRefused(409, "not_contained", f"{control.name} is at its lowest level")
+    allowed = control.release_next(current)
+    if change.to_level != allowed:
+        raise ManualRefused(409, "one_step_at_a_time",
+                            f"{control.name} is at {current}: release to {allowed} first")
+
+
+async def apply_manual(state: DaemonState, change: ManualChange) -> dict[str, Any]:
+    """Apply the change through the target; ManualRefused if it is not allowed or fails."""
+    control, key = _resolve(state, change)
+    async with state.executor.key_lock(control.name, key):
+        async with state.pool.acquire() as conn:
+            held = await conn.fetchrow(HELD_SQL, control.name, key)
+        current = held["level"] if held is not None else control.levels[0]
+        incident_id = held["incident_id"] if held is not None else None
+        _check(control, change, current)
+        idempotency_key = f"responder-manual-{uuid.uuid4()}"
+        detail = {"by": change.principal.name, "role": change.principal.role,
+                  "reason": change.reason, "ticket": change.ticket, "from": current,
+                  "to": change.to_level, "idempotency_key": idempotency_key}
+        await state.writer.submit(_append(Entry(f"{change.kind}_intent", incident_id=incident_id,
+                                                control=control.name, key=key, detail=detail)))
+        try:
+            call = await state.client.apply(control, key, change.to_level, idempotency_key,
+                                            state.settings.step_deadline_s)
+        except (CallFailed, ActionPermanentError) as e:
+            record = e.record.to_json() if isinstance(e, CallFailed) else None
+            await state.writer.submit(_append(Entry(
+                f"{change.kind}_failed", incident_id=incident_id, control=control.name, key=key,
+                detail={**detail, "error": str(e), "call": record})))
+            message = f"the target did not confirm: {e}; the level is unchanged"
+            raise ManualRefused(502, "target_failed", message) from e
+        state.metrics.actions.labels(control.name, change.kind).inc()
+        await state.writer.submit(_set_level(control, key, change, incident_id, {
+            **detail, "call": call.to_json()}))
+    return {"control": control.name, "key": key or UNKEYED, "from": current,
+            "level": change.to_level, "by": change.principal.name}
+
+
+def _append(entry: Entry) -> Any:
+    async def unit(conn: Conn, chain: ChainAppender) -> None:
+        chain.add(entry)
+
+    return unit
+
+
+def _set_level(control: Control, key: str, change: ManualChange, incident_id: int | None,
+               detail: Mapping[str, object]) -> Any:
+    async def unit(conn: Conn, chain: ChainAppender) -> None:
+        await conn.execute(SET_SQL, control.name, key, change.to_level,
+                           control.rank(change.to_level), incident_id, change.principal.name,
+                           "release" if change.kind == "release" else "manual", change.reason,
+                           change.ticket)
+        chain.add(Entry("release" if change.kind == "release" else "manual_contain",
+                        incident_id=incident_id, control=control.name, key=key, detail=detail))
+
+    return unit
