@@ -5,7 +5,7 @@ from __future__ import annotations
 import structlog
 from aiohttp import web
 
-from responder.api import actions, controls, health
+from responder.api import actions, controls, health, modes
 from responder.intake.webhook import alertmanager_webhook
 from responder.state import STATE, DaemonState
 
@@ -39,4 +39,8 @@ def build_app(state: DaemonState) -> web.Application:
     app.router.add_get("/v1/controls", controls.list_controls)
     app.router.add_post("/v1/controls/{control}/{key}/release", controls.release)
     app.router.add_post("/v1/controls/{control}/{key}/contain", controls.contain)
+    app.router.add_get("/v1/mode", modes.get_mode)
+    app.router.add_post("/v1/mode", modes.set_mode)
+    app.router.add_post("/v1/break-glass", modes.start_break_glass)
+    app.router.add_delete("/v1/break-glass", modes.end_break_glass)
     return app

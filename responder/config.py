@@ -100,6 +100,8 @@ class Settings(BaseSettings):
     step_deadline_s: float = Field(default=30.0, gt=0)
     shutdown_deadline_s: float = Field(default=10.0, gt=0)
     sweep_interval_s: float = Field(default=5.0, gt=0)
+    # Off by default: a SEV1 still firing after an outage has an old startsAt too.
+    max_alert_age_s: float | None = Field(default=None, gt=0)
     intake_queue_max: int = Field(default=10_000, gt=0)
     log_level: Literal["debug", "info", "warning", "error"] = "info"
 
@@ -119,7 +121,7 @@ class Settings(BaseSettings):
     )
 
     @field_validator("database_url", "webhook_tokens_file", "viewer_tokens_file",
-                     "principals_file", mode="before")
+                     "principals_file", "max_alert_age_s", mode="before")
     @classmethod
     def _empty_is_unset(cls, value: Any) -> Any:
         return None if value == "" else value

@@ -18,6 +18,8 @@ from responder.app import build_app
 from responder.auth import Principals, Role, TokenSet, token_sha256
 from responder.config import Settings
 from responder.engine.executor import Executor
+from responder.engine.modes import Modes
+from responder.errors import StoreError
 from responder.metrics import Metrics
 from responder.redaction import Redactor
 from responder.rules.loader import load_rules
@@ -30,7 +32,8 @@ from responder.store.writer import Writer
 log = structlog.get_logger("responder")
 
 HTTP_CLOSE_S = 1.0  # open keep-alive connections get this long once intake has stopped
-FLUSH_GRACE_S = 5.0  # after the drain deadline, how long queued outcome writes may take
+FLUSH_GRACE_S = 5.0
+BREAK_GLASS_CHECK_S = 1.0  # after the drain deadline, how long queued outcome writes may take
 
 
 def principals_from(settings: Settings) -> Principals:
@@ -104,12 +107,18 @@ class Daemon:
         await client.start()
         self._stack.push_async_callback(client.close)
 
+        modes = Modes(max_alert_age_s=s.max_alert_age_s)
+        async with pool.acquire() as conn:
+            await modes.load(conn)
+        if modes.global_mode != "enforce" or modes.policy().break_glass:
+            log.warning("automation is not enforcing", **modes.describe())
         executor = Executor(pool, writer, self._rules, client, self.metrics,
                             deadline_s=s.step_deadline_s)
         self.state = DaemonState(
             settings=s, metrics=self.metrics, redactor=self.redactor,
             webhook_tokens=TokenSet(s.webhook_tokens), principals=principals_from(s),
             rules=rules, pool=pool, writer=writer, executor=executor, client=client,
+            modes=modes,
         )
         self._runner = web.AppRunner(build_app(self.state), handle_signals=False,
                                      access_log=None, shutdown_timeout=HTTP_CLOSE_S)
@@ -121,6 +130,8 @@ class Daemon:
         resumed = await executor.recover()
         self._sweeper = asyncio.create_task(executor.sweep(s.sweep_interval_s), name="sweeper")
         self._stack.push_async_callback(self._stop_task, self._sweeper)
+        watcher = asyncio.create_task(self._watch_break_glass(modes, writer), name="break-glass")
+        self._stack.push_async_callback(self._stop_task, watcher)
         if not s.webhook_tokens:
             log.warning("no webhook tokens configured: every webhook will be refused")
         log.info("listening", version=__version__, address=f"{s.host}:{self.port}",
@@ -151,6 +162,18 @@ class Daemon:
         # 5. Close the HTTP site, flush queued writes (bounded), then the pool.
         await self._stack.aclose()
         log.info("stopped")
+
+    @staticmethod
+    async def _watch_break_glass(modes: Modes, writer: Writer) -> None:
+        """Record when a break-glass pause has expired (it stops applying by itself)."""
+        while True:
+            await asyncio.sleep(BREAK_GLASS_CHECK_S)
+            if modes.expired():
+                try:
+                    await writer.submit(modes.end_break_glass("expired"))
+                    log.warning("break-glass expired: automation acts again")
+                except StoreError as e:
+                    log.warning("break-glass expiry not recorded yet", error=str(e))
 
     @staticmethod
     async def _stop_task(task: asyncio.Task[None]) -> None:

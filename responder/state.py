@@ -12,6 +12,7 @@ from responder.actions.admin_http import AdminClient
 from responder.auth import Principals, TokenSet
 from responder.config import Settings
 from responder.engine.executor import Executor
+from responder.engine.modes import Modes
 from responder.engine.recorder import RecordAlerts, Recorded
 from responder.metrics import Metrics
 from responder.model import Alert
@@ -34,12 +35,13 @@ class DaemonState:
     writer: Writer
     executor: Executor
     client: AdminClient
+    modes: Modes
     is_draining: bool = False
 
     async def record(self, alerts: Sequence[Alert]) -> Recorded:
         """Durably record alerts and their plan; only then start executing."""
         recorded = await self.writer.submit(
-            RecordAlerts(alerts, self.rules, self.metrics, self.redactor))
+            RecordAlerts(alerts, self.rules, self.metrics, self.redactor, self.modes.policy()))
         self.executor.submit(recorded.steps)
         return recorded
 

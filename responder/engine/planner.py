@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Literal
 
+from responder.engine.policy import Effect, Policy
 from responder.model import Alert
 from responder.rules.table import Rule, RuleTable, Step
 
@@ -45,6 +46,12 @@ class Decision:
     steps: tuple[PlannedStep, ...] = ()
     rejected: tuple[RejectedKey, ...] = ()
     scope_unknown: bool = False
+    effect: Effect = "enforce"
+
+    @property
+    def acts(self) -> bool:
+        """True when the steps are to be executed, not only recorded."""
+        return self.action == "contain" and self.effect == "enforce"
 
 
 def preview(value: str) -> str:
@@ -69,8 +76,9 @@ def _escalation(rule: Rule, step: Step | None, alert: Alert) -> tuple[Step, str]
     return (step, key) if _valid_key(step, key) else None
 
 
-def decide(alert: Alert, table: RuleTable) -> list[Decision]:
+def decide(alert: Alert, table: RuleTable, policy: Policy | None = None) -> list[Decision]:
     """One decision per matching rule."""
+    policy = policy or Policy()
     decisions = []
     for rule in table.match(alert.labels):
         scope = scope_of(rule, alert)
@@ -79,7 +87,8 @@ def decide(alert: Alert, table: RuleTable) -> list[Decision]:
         elif not rule.steps:
             decisions.append(Decision(rule, scope, "notify"))
         else:
-            decisions.append(_contain(rule, scope, alert))
+            decisions.append(replace(_contain(rule, scope, alert),
+                                     effect=policy.effect(rule, alert)))
     return decisions
 
 

@@ -16,6 +16,7 @@ import asyncpg
 import structlog
 
 from responder.engine.planner import Decision, PlannedStep, decide, preview
+from responder.engine.policy import Policy
 from responder.metrics import Metrics
 from responder.model import Alert
 from responder.redaction import Redactor
@@ -49,6 +50,7 @@ class RecordAlerts:
     table: RuleTable
     metrics: Metrics
     redactor: Redactor
+    policy: Policy = field(default_factory=Policy)
 
     async def __call__(self, conn: Conn, chain: ChainAppender) -> Recorded:
         return (await self.run_many(conn, chain, [self]))[0]
@@ -87,12 +89,13 @@ class _Plan:
     def __init__(self, owners: dict[str, tuple[int, Alert]],
                  jobs: Sequence[RecordAlerts]) -> None:
         self.alerts = [a for _, a in owners.values()]
-        self.decisions = {key: decide(a, jobs[j].table) for key, (j, a) in owners.items()}
+        self.decisions = {key: decide(a, jobs[j].table, jobs[j].policy)
+                          for key, (j, a) in owners.items()}
         self.steps: list[tuple[str, Decision, PlannedStep, str]] = []
         self.step_index: dict[tuple[str, int], int] = {}  # (dedup key, id(planned)) -> ord
         for key, decisions in self.decisions.items():
             for d in decisions:
-                if d.action != "contain":
+                if not d.acts:
                     continue
                 for p in d.steps:
                     self.step_index[(key, id(p))] = len(self.steps)
@@ -168,6 +171,9 @@ class _Outcome:
                 continue
             result.incidents.add(incident_id)
             entries.extend(_warnings(alert, d, incident_id, job, chain))
+            if not d.acts:
+                entries.extend(_not_acting(d, incident_id, job, chain))
+                continue
             for p in d.steps:
                 entry = self._step_entry(alert.dedup_key, d, p, incident_id, result)
                 if entry is not None:
@@ -212,6 +218,27 @@ def _warnings(alert: Alert, d: Decision, incident_id: int, job: RecordAlerts,
     if d.rejected and not any(s.kind == "escalation" for s in d.steps):
         entries.append(containment_failed(chain, incident_id, rule.id, "no usable escalation",
                                           metrics))
+    return entries
+
+
+def _not_acting(d: Decision, incident_id: int, job: RecordAlerts,
+                chain: ChainAppender) -> list[Entry]:
+    """Records for a decision that may not act: what would have been done, and why not."""
+    if d.effect == "paused":
+        chain.after_commit(functools.partial(
+            log.error, "automation paused: alert recorded, nothing done; page a person",
+            rule=d.rule.id, incident=incident_id))
+    entries = []
+    for p in d.steps:
+        control = p.step.control
+        path, _ = control.render(p.key, p.step.level)
+        entries.append(Entry("would_act", incident_id=incident_id, rule_id=d.rule.id,
+                             control=control.name, key=p.key,
+                             detail={"effect": d.effect, "kind": p.kind,
+                                     "level": p.step.level,
+                                     "request": {"method": control.method,
+                                                 "target": control.target.name,
+                                                 "path": path}}))
     return entries
 
 

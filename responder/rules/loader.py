@@ -265,7 +265,7 @@ class _Compiler:
             return None
         return Rule(spec.id, spec.description, spec.severity, tuple(matchers),
                     tuple(s for s in steps if s is not None), on_failure,
-                    on_unknown or on_failure, src.path, line_of(src.raw, loc))
+                    on_unknown or on_failure, src.path, line_of(src.raw, loc), spec.mode)
 
     def _step(
         self, src: _Source, loc: Loc, spec: StepSpec, controls: Mapping[str, Control]

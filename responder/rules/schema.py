@@ -65,6 +65,7 @@ class RuleSpec(_Spec):
     steps: list[StepSpec] = Field(default_factory=list)
     on_failure: StepSpec | None = None
     on_unknown_scope: StepSpec | None = None
+    mode: Literal["enforce", "dry_run"] = "enforce"
 
 
 class RuleFileSpec(_Spec):

@@ -105,6 +105,7 @@ class Rule:
     on_unknown_scope: Step | None
     file: str
     line: int
+    mode: str = "enforce"
 
     def matches(self, labels: Mapping[str, str]) -> bool:
         return all(m.matches(labels) for m in self.matchers)

@@ -1,0 +1,108 @@
+"""The automation mode and break-glass: held in the store, mirrored here, changed by admins.
+
+Every change is an action-log record naming who and why. Break-glass pauses automation
+until its expiry, which takes effect by itself (the policy compares times); the watcher only
+records that it ended.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import structlog
+
+from responder.engine.policy import GlobalMode, Policy
+from responder.store.actionlog import ChainAppender, Entry
+from responder.store.db import Conn
+from responder.store.writer import Unit
+
+log = structlog.get_logger("responder.engine")
+
+MAX_BREAK_GLASS_S = 24 * 3600
+
+
+@dataclass
+class Modes:
+    """The daemon's copy of the automation row."""
+
+    global_mode: GlobalMode = "enforce"
+    break_glass_until: datetime | None = None
+    break_glass_by: str | None = None
+    break_glass_reason: str | None = None
+    max_alert_age_s: float | None = None
+
+    async def load(self, conn: Conn) -> None:
+        row = await conn.fetchrow("SELECT global_mode, break_glass_until, break_glass_by,"
+                                  " break_glass_reason FROM automation WHERE id = 1")
+        if row is not None:
+            self.global_mode = row["global_mode"]
+            self.break_glass_until = row["break_glass_until"]
+            self.break_glass_by = row["break_glass_by"]
+            self.break_glass_reason = row["break_glass_reason"]
+
+    def policy(self) -> Policy:
+        return Policy(self.global_mode, self.break_glass_until, self.max_alert_age_s,
+                      datetime.now(UTC))
+
+    def describe(self) -> dict[str, Any]:
+        glass = None
+        if self.policy().break_glass:
+            assert self.break_glass_until is not None
+            glass = {"until": self.break_glass_until.isoformat(), "by": self.break_glass_by,
+                     "reason": self.break_glass_reason}
+        return {"mode": self.global_mode, "break_glass": glass,
+                "max_alert_age_s": self.max_alert_age_s}
+
+    def switch(self, mode: GlobalMode, by: str, reason: str) -> Unit[None]:
+        """A writer unit that records and stores a mode switch; applied here on commit."""
+        previous = self.global_mode
+
+        async def unit(conn: Conn, chain: ChainAppender) -> None:
+            await conn.execute("UPDATE automation SET global_mode = $1, updated_at = now()"
+                               " WHERE id = 1", mode)
+            chain.add(Entry("mode_changed", detail={"from": previous, "to": mode, "by": by,
+                                                     "reason": reason}))
+            chain.after_commit(lambda: setattr(self, "global_mode", mode))
+
+        return unit
+
+    def start_break_glass(self, ttl_s: float, by: str, reason: str) -> Unit[datetime]:
+        until = datetime.now(UTC) + timedelta(seconds=ttl_s)
+
+        async def unit(conn: Conn, chain: ChainAppender) -> datetime:
+            await conn.execute("UPDATE automation SET break_glass_until = $1,"
+                               " break_glass_by = $2, break_glass_reason = $3,"
+                               " updated_at = now() WHERE id = 1", until, by, reason)
+            chain.add(Entry("break_glass_started", detail={"until": until.isoformat(),
+                                                            "by": by, "reason": reason}))
+            chain.after_commit(lambda: self._set_glass(until, by, reason))
+            return until
+
+        return unit
+
+    def end_break_glass(self, how: str, by: str | None = None,
+                        reason: str | None = None) -> Unit[bool]:
+        """Record the end of break-glass (expired or ended by an admin); False if none."""
+
+        async def unit(conn: Conn, chain: ChainAppender) -> bool:
+            ended = await conn.fetchval(
+                "UPDATE automation SET break_glass_until = NULL, break_glass_by = NULL,"
+                " break_glass_reason = NULL, updated_at = now()"
+                " WHERE id = 1 AND break_glass_until IS NOT NULL RETURNING id")
+            if ended is None:
+                return False
+            chain.add(Entry("break_glass_ended", detail={"how": how, "by": by,
+                                                          "reason": reason}))
+            chain.after_commit(lambda: self._set_glass(None, None, None))
+            return True
+
+        return unit
+
+    def _set_glass(self, until: datetime | None, by: str | None, reason: str | None) -> None:
+        self.break_glass_until, self.break_glass_by, self.break_glass_reason = until, by, reason
+
+    def expired(self) -> bool:
+        return (self.break_glass_until is not None
+                and self.break_glass_until <= datetime.now(UTC))
