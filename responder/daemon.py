@@ -18,6 +18,7 @@ from responder.app import build_app
 from responder.auth import Principals, Role, TokenSet, token_sha256
 from responder.config import Settings
 from responder.engine.executor import Executor
+from responder.engine.manual import expire_requests
 from responder.engine.modes import Modes
 from responder.errors import StoreError
 from responder.metrics import Metrics
@@ -33,7 +34,7 @@ log = structlog.get_logger("responder")
 
 HTTP_CLOSE_S = 1.0  # open keep-alive connections get this long once intake has stopped
 FLUSH_GRACE_S = 5.0
-BREAK_GLASS_CHECK_S = 1.0  # after the drain deadline, how long queued outcome writes may take
+EXPIRY_CHECK_S = 1.0  # after the drain deadline, how long queued outcome writes may take
 
 
 def principals_from(settings: Settings) -> Principals:
@@ -130,7 +131,7 @@ class Daemon:
         resumed = await executor.recover()
         self._sweeper = asyncio.create_task(executor.sweep(s.sweep_interval_s), name="sweeper")
         self._stack.push_async_callback(self._stop_task, self._sweeper)
-        watcher = asyncio.create_task(self._watch_break_glass(modes, writer), name="break-glass")
+        watcher = asyncio.create_task(self._watch_expiries(modes, writer), name="expiries")
         self._stack.push_async_callback(self._stop_task, watcher)
         if not s.webhook_tokens:
             log.warning("no webhook tokens configured: every webhook will be refused")
@@ -164,16 +165,22 @@ class Daemon:
         log.info("stopped")
 
     @staticmethod
-    async def _watch_break_glass(modes: Modes, writer: Writer) -> None:
-        """Record when a break-glass pause has expired (it stops applying by itself)."""
+    async def _watch_expiries(modes: Modes, writer: Writer) -> None:
+        """Record break-glass pauses and release requests that have run out of time.
+
+        Both stop applying at their expiry by themselves; this only writes it down.
+        """
         while True:
-            await asyncio.sleep(BREAK_GLASS_CHECK_S)
-            if modes.expired():
-                try:
+            await asyncio.sleep(EXPIRY_CHECK_S)
+            try:
+                if modes.expired():
                     await writer.submit(modes.end_break_glass("expired"))
                     log.warning("break-glass expired: automation acts again")
-                except StoreError as e:
-                    log.warning("break-glass expiry not recorded yet", error=str(e))
+                expired = await writer.submit(expire_requests)
+                if expired:
+                    log.warning("release requests expired unapproved", count=expired)
+            except StoreError as e:
+                log.warning("expiries not recorded yet", error=str(e))
 
     @staticmethod
     async def _stop_task(task: asyncio.Task[None]) -> None:

@@ -36,9 +36,11 @@ WEBHOOK_TOKEN = "test-webhook-token-0123"
 VIEWER_TOKEN = "test-viewer-token-4567"
 EXCHANGE_TOKEN = "test-exchange-admin-token-89ab"
 OPERATOR_TOKEN = "test-operator-token-cdef"
+SECOND_OPERATOR_TOKEN = "test-operator-token-7531"
 ADMIN_TOKEN = "test-admin-token-0246"
 PRINCIPALS = [
     {"name": "olga", "role": "operator", "token_sha256": token_sha256(OPERATOR_TOKEN)},
+    {"name": "otto", "role": "operator", "token_sha256": token_sha256(SECOND_OPERATOR_TOKEN)},
     {"name": "ada", "role": "admin", "token_sha256": token_sha256(ADMIN_TOKEN)},
 ]
 

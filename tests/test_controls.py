@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -16,13 +17,16 @@ from responder.daemon import Daemon
 from tests.conftest import (
     ADMIN_TOKEN,
     OPERATOR_TOKEN,
+    SECOND_OPERATOR_TOKEN,
     VIEWER_TOKEN,
     DaemonFactory,
     Exchange,
     fixture_bytes,
     idle,
+    log_kinds,
     post_alerts,
     url,
+    wait_for,
 )
 
 SPLIT_BRAIN = fixture_bytes("firing-single.json").replace(
@@ -211,3 +215,60 @@ def test_hash_token(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixtu
     assert main(["hash-token"]) == 0
     assert capsys.readouterr().out.strip() == (
         "61112491d046c3f6f8ab801f170d9b2d0c734a17ceff60dee92123fb507cfc3f")
+
+
+def two_person(rules_dir: Path) -> None:
+    controls = rules_dir / "controls.yaml"
+    controls.write_text(controls.read_text().replace(
+        "    release_stops: [NORMAL, CANCEL_ONLY]\n",
+        "    release_stops: [NORMAL, CANCEL_ONLY]\n    two_person_release: true\n", 1))
+
+
+async def test_two_person_release_needs_a_second_operator(
+    make_daemon: DaemonFactory, exchange: Exchange, http: aiohttp.ClientSession,
+    rules_dir: Path, database: str,
+) -> None:
+    """A two-person release waits; its requester cannot approve it; another operator can."""
+    two_person(rules_dir)
+    daemon = await contained(make_daemon, http)
+    status, body = await call(http, daemon, "POST", "/v1/controls/symbol-mode/BTC-USD/release",
+                              OPERATOR_TOKEN, release_body("CANCEL_ONLY"))
+    assert (status, body["status"]) == (202, "pending_approval")
+    assert exchange.state.symbols["BTC-USD"] == "HARD_HALT"
+    _, pending = await call(http, daemon, "GET", "/v1/release-requests", VIEWER_TOKEN)
+    assert [r["requested_by"] for r in pending["requests"]] == ["olga"]
+    approve = f"/v1/release-requests/{body['request_id']}/approve"
+    status, refused = await call(http, daemon, "POST", approve, OPERATOR_TOKEN)
+    assert (status, refused["error"]) == (403, "same_person")
+    status, done = await call(http, daemon, "POST", approve, SECOND_OPERATOR_TOKEN)
+    assert status == 200, done
+    assert exchange.state.symbols["BTC-USD"] == "CANCEL_ONLY"
+    status, again = await call(http, daemon, "POST", approve, SECOND_OPERATOR_TOKEN)
+    assert (status, again["error"]) == (409, "not_pending")
+    kinds = [k for k in await log_kinds(database) if k.startswith("release")]
+    assert kinds == ["release_requested", "release_approved", "release_intent", "release"]
+
+
+async def test_unapproved_release_expires_and_stays_contained(
+    make_daemon: DaemonFactory, exchange: Exchange, http: aiohttp.ClientSession,
+    rules_dir: Path, database: str,
+) -> None:
+    """A release not approved within its TTL expires, is recorded, and changes nothing."""
+    two_person(rules_dir)
+    daemon = await make_daemon(release_approval_ttl_s=0.5)
+    await post_alerts(http, daemon, SPLIT_BRAIN)
+    await idle(daemon)
+    status, body = await call(http, daemon, "POST", "/v1/controls/symbol-mode/BTC-USD/release",
+                              OPERATOR_TOKEN, release_body("CANCEL_ONLY"))
+    assert status == 202
+    await wait_for(lambda: _has_kind(database, "release_expired"), timeout_s=10,
+                   what="the request to expire")
+    status, late = await call(http, daemon, "POST",
+                              f"/v1/release-requests/{body['request_id']}/approve",
+                              SECOND_OPERATOR_TOKEN)
+    assert (status, late["error"]) == (409, "not_pending")
+    assert exchange.state.symbols["BTC-USD"] == "HARD_HALT"
+
+
+async def _has_kind(dsn: str, kind: str) -> bool:
+    return kind in await log_kinds(dsn)

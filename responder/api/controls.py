@@ -9,7 +9,14 @@ from aiohttp import web
 
 from responder.api.actions import require
 from responder.auth import Principal
-from responder.engine.manual import UNKEYED, Kind, ManualChange, ManualRefused, apply_manual
+from responder.engine.manual import (
+    UNKEYED,
+    Kind,
+    ManualChange,
+    ManualRefused,
+    apply_manual,
+    approve_release,
+)
 from responder.state import STATE
 
 MAX_REASON = 1000
@@ -67,6 +74,33 @@ async def _change(request: web.Request, principal: Principal, kind: Kind) -> web
             principal=principal,
         )
         result = await apply_manual(state, change)
+    except ManualRefused as e:
+        state.metrics.rejected.labels("controls", e.code).inc()
+        return _refuse(e.status, e.code, str(e))
+    return web.json_response(result, status=202 if result.get("status") == "pending_approval"
+                             else 200)
+
+
+@require("viewer")
+async def list_requests(request: web.Request, _: Principal) -> web.StreamResponse:
+    async with request.app[STATE].pool.acquire() as conn:
+        rows = await conn.fetch(
+            "SELECT id, control, key, from_level, to_level, reason, ticket, requested_by,"
+            " requested_at, expires_at FROM release_requests"
+            " WHERE status = 'pending' AND expires_at > now() ORDER BY id")
+    return web.json_response({"requests": [
+        {**dict(r), "key": r["key"] or UNKEYED, "requested_at": r["requested_at"].isoformat(),
+         "expires_at": r["expires_at"].isoformat()} for r in rows]})
+
+
+@require("operator")
+async def approve(request: web.Request, principal: Principal) -> web.StreamResponse:
+    state = request.app[STATE]
+    raw = request.match_info["request_id"]
+    if not raw.isdigit():
+        return _refuse(400, "invalid_id", "the request id is a number")
+    try:
+        result = await approve_release(state, int(raw), principal)
     except ManualRefused as e:
         state.metrics.rejected.labels("controls", e.code).inc()
         return _refuse(e.status, e.code, str(e))

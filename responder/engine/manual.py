@@ -10,6 +10,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
 from responder.actions.admin_http import CallFailed
@@ -53,6 +54,7 @@ class ManualChange:
     reason: str
     ticket: str | None
     principal: Principal
+    approved_by: Principal | None = None
 
 
 def _resolve(state: DaemonState, change: ManualChange) -> tuple[Control, str]:
@@ -98,10 +100,14 @@ async def apply_manual(state: DaemonState, change: ManualChange) -> dict[str, An
         current = held["level"] if held is not None else control.levels[0]
         incident_id = held["incident_id"] if held is not None else None
         _check(control, change, current)
+        if (change.kind == "release" and control.two_person_release
+                and change.approved_by is None):
+            return await _request_release(state, change, key, current, incident_id)
         idempotency_key = f"responder-manual-{uuid.uuid4()}"
         detail = {"by": change.principal.name, "role": change.principal.role,
                   "reason": change.reason, "ticket": change.ticket, "from": current,
-                  "to": change.to_level, "idempotency_key": idempotency_key}
+                  "to": change.to_level, "idempotency_key": idempotency_key,
+                  "approved_by": change.approved_by.name if change.approved_by else None}
         await state.writer.submit(_append(Entry(f"{change.kind}_intent", incident_id=incident_id,
                                                 control=control.name, key=key, detail=detail)))
         try:
@@ -119,6 +125,87 @@ async def apply_manual(state: DaemonState, change: ManualChange) -> dict[str, An
             **detail, "call": call.to_json()}))
     return {"control": control.name, "key": key or UNKEYED, "from": current,
             "level": change.to_level, "by": change.principal.name}
+
+
+async def _request_release(state: DaemonState, change: ManualChange, key: str, current: str,
+                           incident_id: int | None) -> dict[str, Any]:
+    expires_at = datetime.now(UTC) + timedelta(seconds=state.settings.release_approval_ttl_s)
+    assert change.ticket is not None
+
+    async def unit(conn: Conn, chain: ChainAppender) -> int:
+        request_id: int = await conn.fetchval(
+            "INSERT INTO release_requests (control, key, from_level, to_level, reason, ticket,"
+            " requested_by, expires_at) VALUES ($1,$2,$3,$4,$5,$6,$7,$8) RETURNING id",
+            change.control, key, current, change.to_level, change.reason, change.ticket,
+            change.principal.name, expires_at)
+        chain.add(Entry("release_requested", incident_id=incident_id, control=change.control,
+                        key=key, detail={"request_id": request_id, "by": change.principal.name,
+                                         "reason": change.reason, "ticket": change.ticket,
+                                         "from": current, "to": change.to_level,
+                                         "expires_at": expires_at.isoformat()}))
+        return request_id
+
+    request_id = await state.writer.submit(unit)
+    return {"status": "pending_approval", "request_id": request_id,
+            "expires_at": expires_at.isoformat(), "control": change.control,
+            "key": key or UNKEYED, "from": current, "level": change.to_level,
+            "by": change.principal.name}
+
+
+APPROVE_SQL = """
+UPDATE release_requests SET status = 'approved', approved_by = $2, decided_at = now()
+WHERE id = $1 AND status = 'pending' AND expires_at > now()
+RETURNING control, key, to_level, reason, ticket, requested_by
+"""
+
+
+async def approve_release(state: DaemonState, request_id: int,
+                          approver: Principal) -> dict[str, Any]:
+    """A different operator approves a pending release, which is then applied."""
+    async with state.pool.acquire() as conn:
+        row = await conn.fetchrow("SELECT status, requested_by, expires_at FROM"
+                                  " release_requests WHERE id = $1", request_id)
+    if row is None:
+        raise ManualRefused(404, "not_found", f"no release request {request_id}")
+    if row["requested_by"] == approver.name:
+        raise ManualRefused(403, "same_person",
+                            "two-person release: a different operator must approve")
+
+    async def unit(conn: Conn, chain: ChainAppender) -> Any:
+        approved = await conn.fetchrow(APPROVE_SQL, request_id, approver.name)
+        if approved is not None:
+            chain.add(Entry("release_approved", control=approved["control"],
+                            key=approved["key"], detail={"request_id": request_id,
+                                                         "by": approver.name,
+                                                         "requested_by": approved["requested_by"]}))
+        return approved
+
+    approved = await state.writer.submit(unit)
+    if approved is None:
+        raise ManualRefused(409, "not_pending",
+                            f"release request {request_id} is {row['status']} or has expired;"
+                            " the control stays contained")
+    change = ManualChange("release", approved["control"], approved["key"] or UNKEYED,
+                          approved["to_level"], approved["reason"], approved["ticket"],
+                          Principal(approved["requested_by"], "operator"), approved_by=approver)
+    return await apply_manual(state, change)
+
+
+EXPIRE_SQL = """
+UPDATE release_requests SET status = 'expired', decided_at = now()
+WHERE status = 'pending' AND expires_at <= now()
+RETURNING id, control, key, requested_by
+"""
+
+
+async def expire_requests(conn: Conn, chain: ChainAppender) -> int:
+    """A writer unit: expire pending releases past their TTL; each stays contained."""
+    rows = await conn.fetch(EXPIRE_SQL)
+    for r in rows:
+        chain.add(Entry("release_expired", control=r["control"], key=r["key"],
+                        detail={"request_id": r["id"], "requested_by": r["requested_by"],
+                                "note": "not approved in time; the control stays contained"}))
+    return len(rows)
 
 
 def _append(entry: Entry) -> Any:

@@ -238,7 +238,8 @@ class _Compiler:
         if not ok:
             return None
         return Control(name, targets[spec.target], tuple(spec.levels), spec.key_label, pattern,
-                       spec.apply.method, spec.apply.path, spec.apply.body, stops)
+                       spec.apply.method, spec.apply.path, spec.apply.body, stops,
+                       spec.two_person_release)
 
     def _rule(
         self, src: _Source, index: int, spec: RuleSpec, controls: Mapping[str, Control]

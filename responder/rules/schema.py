@@ -49,6 +49,8 @@ class ControlSpec(_Spec):
     apply: ApplySpec
     # Levels a release may stop at, so "resume through CANCEL_ONLY" can skip SOFT_HALT.
     release_stops: list[str] | None = None
+    # A release waits for a second operator's approval within the approval TTL.
+    two_person_release: bool = False
 
 
 class StepSpec(_Spec):

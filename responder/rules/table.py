@@ -39,6 +39,7 @@ class Control:
     path: str
     body: Mapping[str, Any] | None
     release_stops: tuple[str, ...] = ()
+    two_person_release: bool = False
 
     @property
     def is_keyed(self) -> bool:
