@@ -41,6 +41,7 @@ class Faults:
     fail_next: int = 0
     fail_status: int = 503
     delay_s: float = 0.0
+    read_lies: bool = False  # reads report the lowest level, whatever was applied
 
 
 @dataclass
@@ -56,6 +57,11 @@ class ExchangeState:
     max_inflight: dict[str, int] = field(default_factory=dict)
     total_inflight: int = 0
     max_total_inflight: int = 0
+
+    def forget(self) -> None:
+        self.symbols.clear()
+        self.global_mode = "NORMAL"
+        self.withdrawals = "OPEN"
 
 
 STATE = web.AppKey("state", ExchangeState)
@@ -137,15 +143,24 @@ async def put_withdrawals(request: web.Request) -> web.Response:
 
 async def get_symbol(request: web.Request) -> web.Response:
     state = request.app[STATE]
-    return web.json_response({"mode": state.symbols.get(request.match_info["symbol"], "NORMAL")})
+    mode = state.symbols.get(request.match_info["symbol"], "NORMAL")
+    return web.json_response({"mode": "NORMAL" if state.faults.read_lies else mode})
 
 
 async def get_global(request: web.Request) -> web.Response:
-    return web.json_response({"mode": request.app[STATE].global_mode})
+    state = request.app[STATE]
+    return web.json_response({"mode": "NORMAL" if state.faults.read_lies else state.global_mode})
 
 
 async def get_withdrawals(request: web.Request) -> web.Response:
-    return web.json_response({"state": request.app[STATE].withdrawals})
+    state = request.app[STATE]
+    return web.json_response({"state": "OPEN" if state.faults.read_lies else state.withdrawals})
+
+
+async def sim_forget(request: web.Request) -> web.Response:
+    """Forget every level, as a restarted exchange with no persistence would."""
+    request.app[STATE].forget()
+    return web.json_response({"ok": True})
 
 
 async def sim_calls(request: web.Request) -> web.Response:
@@ -176,6 +191,7 @@ def make_app(token: str) -> web.Application:
     app.router.add_get("/admin/withdrawals", get_withdrawals)
     app.router.add_get("/_sim/state", sim_calls)
     app.router.add_post("/_sim/faults", sim_faults)
+    app.router.add_post("/_sim/forget", sim_forget)
     return app
 
 

@@ -101,6 +101,8 @@ class Settings(BaseSettings):
     shutdown_deadline_s: float = Field(default=10.0, gt=0)
     sweep_interval_s: float = Field(default=5.0, gt=0)
     release_approval_ttl_s: float = Field(default=900.0, gt=0)
+    read_back_deadline_s: float = Field(default=3.0, gt=0)
+    reconcile_interval_s: float = Field(default=30.0, ge=0)
     # Off by default: a SEV1 still firing after an outage has an old startsAt too.
     max_alert_age_s: float | None = Field(default=None, gt=0)
     intake_queue_max: int = Field(default=10_000, gt=0)

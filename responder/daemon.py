@@ -20,6 +20,7 @@ from responder.config import Settings
 from responder.engine.executor import Executor
 from responder.engine.manual import expire_requests
 from responder.engine.modes import Modes
+from responder.engine.reconciler import Reconciler
 from responder.errors import StoreError
 from responder.metrics import Metrics
 from responder.redaction import Redactor
@@ -68,6 +69,7 @@ class Daemon:
         self._writer_task: asyncio.Task[None] | None = None
         self._runner: web.AppRunner | None = None
         self._sweeper: asyncio.Task[None] | None = None
+        self.reconciler: Reconciler | None = None
 
     async def run(self) -> None:
         """Start, serve until a signal, shut down."""
@@ -114,7 +116,7 @@ class Daemon:
         if modes.global_mode != "enforce" or modes.policy().break_glass:
             log.warning("automation is not enforcing", **modes.describe())
         executor = Executor(pool, writer, self._rules, client, self.metrics,
-                            deadline_s=s.step_deadline_s)
+                            deadline_s=s.step_deadline_s, read_back_s=s.read_back_deadline_s)
         self.state = DaemonState(
             settings=s, metrics=self.metrics, redactor=self.redactor,
             webhook_tokens=TokenSet(s.webhook_tokens), principals=principals_from(s),
@@ -133,6 +135,12 @@ class Daemon:
         self._stack.push_async_callback(self._stop_task, self._sweeper)
         watcher = asyncio.create_task(self._watch_expiries(modes, writer), name="expiries")
         self._stack.push_async_callback(self._stop_task, watcher)
+        self.reconciler = Reconciler(pool, writer, self._rules, client, executor, self.metrics,
+                                     deadline_s=s.step_deadline_s)
+        if s.reconcile_interval_s > 0:
+            reconcile = asyncio.create_task(self.reconciler.run(s.reconcile_interval_s),
+                                            name="reconciler")
+            self._stack.push_async_callback(self._stop_task, reconcile)
         if not s.webhook_tokens:
             log.warning("no webhook tokens configured: every webhook will be refused")
         log.info("listening", version=__version__, address=f"{s.host}:{self.port}",

@@ -44,4 +44,10 @@ class Metrics:
         self.write_backlog = Gauge("responder_write_backlog", "Units waiting for group commit",
                                    registry=r)
         self.rules_loaded = Gauge("responder_rules_loaded", "Rules in force", registry=r)
+        self.drift = Counter("responder_drift", "Held levels found lower on the target",
+                             ["control", "outcome"], registry=r)
+        self.reconcile_seconds = Gauge("responder_reconcile_pass_seconds",
+                                       "Duration of the last reconcile pass", registry=r)
+        self.reconcile_keys = Gauge("responder_reconcile_keys",
+                                    "Held keys read back in the last pass", registry=r)
         self.draining = Gauge("responder_draining", "1 while shutting down", registry=r)

@@ -186,3 +186,61 @@ async def test_unmatched_alert_is_recorded_only(make_daemon: DaemonFactory, exch
     await idle(daemon)
     assert exchange.state.calls == []
     assert await log_kinds(database) == ["alert_received"]
+
+
+async def test_read_back_mismatch_escalates(make_daemon: DaemonFactory, exchange: Exchange,
+                                            http: aiohttp.ClientSession, database: str) -> None:
+    """A target that answers 2xx but reads back a lower level is a failed step: escalate."""
+    exchange.state.faults = Faults(read_lies=True)
+    daemon = await make_daemon()
+    await post_alerts(http, daemon, payload(alert("SplitBrainSuspected", "DOT-USD")))
+    await idle(daemon)
+    assert await outcomes(database) == [("symbol-mode", "DOT-USD", "failed"),
+                                        ("global-mode", "", "failed")]
+    assert (await log_kinds(database))[-1] == "containment_failed"
+
+
+async def test_verified_levels_are_listed_as_verified(
+    make_daemon: DaemonFactory, http: aiohttp.ClientSession, database: str,
+) -> None:
+    """A level whose read-back matched is held as verified."""
+    daemon = await make_daemon()
+    await post_alerts(http, daemon, payload(alert("SplitBrainSuspected", "DOT-USD")))
+    await idle(daemon)
+    conn = await asyncpg.connect(database)
+    try:
+        assert await conn.fetchval("SELECT verified FROM control_levels") is True
+    finally:
+        await conn.close()
+
+
+async def test_drift_is_repaired(make_daemon: DaemonFactory, exchange: Exchange,
+                                 http: aiohttp.ClientSession, database: str) -> None:
+    """After the exchange forgets its state, a reconcile pass re-applies every held level."""
+    daemon = await make_daemon()
+    await post_alerts(http, daemon, fixture_bytes("firing-single.json"))
+    await post_alerts(http, daemon, payload(alert("SplitBrainSuspected", "ETH-USD")))
+    await idle(daemon)
+    exchange.state.forget()
+    assert daemon.reconciler is not None
+    with capture_logs() as logs:
+        report = await daemon.reconciler.pass_once()
+    assert (report.checked, report.corrected, report.failed) == (3, 3, 0)
+    assert exchange.state.withdrawals == "HALTED"
+    assert exchange.state.symbols == {"BTC-USD": "CANCEL_ONLY", "ETH-USD": "HARD_HALT"}
+    kinds = await log_kinds(database)
+    assert kinds.count("drift_detected") == kinds.count("drift_corrected") == 3
+    assert sum(e["log_level"] == "error" and "drift corrected" in e["event"] for e in logs) == 3
+    again = await daemon.reconciler.pass_once()
+    assert (again.checked, again.corrected) == (3, 0)
+
+
+async def test_reconciler_runs_on_its_interval(make_daemon: DaemonFactory, exchange: Exchange,
+                                               http: aiohttp.ClientSession) -> None:
+    """With an interval set, drift is repaired without anyone asking."""
+    daemon = await make_daemon(reconcile_interval_s=0.2)
+    await post_alerts(http, daemon, payload(alert("SplitBrainSuspected", "ETH-USD")))
+    await idle(daemon)
+    exchange.state.forget()
+    await wait_for(lambda: exchange.state.symbols.get("ETH-USD") == "HARD_HALT",
+                   what="drift repair")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from dataclasses import dataclass, field
@@ -23,6 +24,7 @@ from responder.redaction import Redactor
 from responder.rules.table import Control
 
 MAX_BODY_KEPT = 2048
+READ_BACK_ATTEMPTS = 4
 
 
 @dataclass
@@ -109,6 +111,58 @@ class AdminClient:
         except RetryError as e:  # pragma: no cover - reraise=True re-raises the last error
             raise CallFailed(ActionTransientError(str(e)), record) from e
         return record
+
+    async def read(self, control: Control, key: str, timeout_s: float) -> tuple[str | None,
+                                                                                CallRecord]:
+        """The level the target reports for a key (None if its answer names no level)."""
+        assert self._session is not None, "start() first"
+        url = control.target.base_url + control.render_read(key)
+        record = CallRecord(control.read_method or "GET", self._redactor.text(url), None)
+        headers = {}
+        if control.target.token is not None:
+            headers["Authorization"] = f"Bearer {control.target.token.get_secret_value()}"
+        t0 = time.monotonic()
+        try:
+            async with self._session.request(
+                record.method, url, headers=headers, allow_redirects=False,
+                timeout=aiohttp.ClientTimeout(total=min(timeout_s, control.target.timeout_s)),
+            ) as resp:
+                record.response_status = resp.status
+                text = (await resp.content.read(MAX_BODY_KEPT)).decode("utf-8", "replace")
+        except (aiohttp.ClientError, TimeoutError) as e:
+            reason = self._redactor.text(f"{type(e).__name__}: {e}")
+            record.attempts.append(Attempt(None, reason, (time.monotonic() - t0) * 1000))
+            raise ActionTransientError(f"{control.target.name}: read failed: {reason}") from e
+        record.attempts.append(Attempt(record.response_status, None,
+                                       (time.monotonic() - t0) * 1000))
+        record.response_body = self._redactor.text(text)
+        if not 200 <= resp.status < 300:
+            raise ActionTransientError(f"{control.target.name} answered {resp.status} to a read")
+        try:
+            answer = json.loads(text)
+        except json.JSONDecodeError:
+            return None, record
+        return control.level_in(answer), record
+
+    async def verify(self, control: Control, key: str, level: str,
+                     deadline_s: float) -> tuple[bool, str | None, list[CallRecord]]:
+        """Read the level back until it matches or the (short) deadline passes."""
+        records: list[CallRecord] = []
+        observed: str | None = None
+        started = time.monotonic()
+        for attempt in range(READ_BACK_ATTEMPTS):
+            remaining = deadline_s - (time.monotonic() - started)
+            if remaining <= 0:
+                break
+            try:
+                observed, record = await self.read(control, key, remaining)
+                records.append(record)
+            except ActionTransientError:
+                observed = None
+            if observed == level:
+                return True, observed, records
+            await asyncio.sleep(min(0.05 * 2**attempt, max(0.0, remaining)))
+        return False, observed, records
 
     async def _once(self, control: Control, url: str, headers: dict[str, str],
                     payload: bytes | None, timeout_s: float, record: CallRecord) -> None:

@@ -23,7 +23,8 @@ MAX_REASON = 1000
 MAX_TICKET = 200
 
 LIST_SQL = """
-SELECT control, key, level, rank, updated_at, set_by, set_kind, reason, ticket, incident_id
+SELECT control, key, level, rank, updated_at, set_by, set_kind, reason, ticket, incident_id,
+       verified
 FROM control_levels WHERE rank > 0 ORDER BY control, key
 """
 
@@ -40,8 +41,10 @@ async def list_controls(request: web.Request, _: Principal) -> web.StreamRespons
         "control": r["control"], "key": r["key"] or UNKEYED, "level": r["level"],
         "since": r["updated_at"].isoformat(), "set_by": r["set_by"], "set_kind": r["set_kind"],
         "reason": r["reason"], "ticket": r["ticket"], "incident_id": r["incident_id"],
-        # Only levels the target answered 2xx to are held here; read-back comes later.
+        # Held levels were all answered 2xx; "verified" says whether a read-back agreed
+        # (null when the control declares no read).
         "confirmed": True,
+        "verified": r["verified"],
     } for r in rows]
     return web.json_response({"controls": controls})
 

@@ -22,7 +22,7 @@ from typing import TypeVar
 import asyncpg
 import structlog
 
-from responder.actions.admin_http import AdminClient, CallFailed, CallRecord
+from responder.actions.admin_http import AdminClient, CallFailed
 from responder.engine.planner import PlannedStep
 from responder.engine.recorder import containment_failed, new_step, step_entry
 from responder.errors import ActionPermanentError, StoreError
@@ -58,7 +58,8 @@ class Executor:
 
     def __init__(self, pool: asyncpg.Pool, writer: Writer, rules: Callable[[], RuleTable],
                  client: AdminClient, metrics: Metrics, *, deadline_s: float,
-                 max_concurrency: int = 64, store_retry_s: float = 1.0) -> None:
+                 max_concurrency: int = 64, store_retry_s: float = 1.0,
+                 read_back_s: float = 3.0) -> None:
         self._pool = pool
         self._writer = writer
         self._rules = rules
@@ -66,6 +67,7 @@ class Executor:
         self._metrics = metrics
         self._deadline_s = deadline_s
         self._store_retry_s = store_retry_s
+        self._read_back_s = read_back_s
         self._slots = asyncio.Semaphore(max_concurrency)
         self._queues: dict[int, deque[StepRow]] = {}
         self._known: set[int] = set()
@@ -195,31 +197,47 @@ class Executor:
             return
         table = self._rules()
         try:
-            call = await self._client.apply(_control(table, step), step.key, step.level,
+            control = _control(table, step)
+            call = await self._client.apply(control, step.key, step.level,
                                             step.idempotency_key, self._deadline_s)
         except (CallFailed, ActionPermanentError) as e:
             record = e.record if isinstance(e, CallFailed) else None
-            log.warning("step failed", step=step.id, control=step.control, key=step.key,
-                        to_level=step.level, error=str(e))
-            self._metrics.actions.labels(step.control, "failed").inc()
-            escalation = await self._record(self._fail(step, str(e), record, table))
-            if escalation is not None:
-                self._queues[step.incident_id].append(escalation)
-                self._known.add(escalation.id)
+            await self._failed(step, str(e), {"call": record.to_json() if record else None},
+                               table)
             return
+        verified: bool | None = None
+        detail: dict[str, object] = {"call": call.to_json()}
+        if control.is_readable:
+            verified, observed, reads = await self._client.verify(
+                control, step.key, step.level, self._read_back_s)
+            detail["read_back"] = [r.to_json() for r in reads]
+            if not verified:
+                reason = (f"read-back: the target reports {observed or 'no level'}, not"
+                          f" {step.level}")
+                await self._failed(step, reason, detail, table)
+                return
         self._metrics.actions.labels(step.control, "applied").inc()
         log.info("step applied", step=step.id, control=step.control, key=step.key,
-                 to_level=step.level)
-        await self._record(CloseStep(step, "applied", {"call": call.to_json()}))
+                 to_level=step.level, verified=verified)
+        await self._record(CloseStep(step, "applied", detail, verified))
+
+    async def _failed(self, step: StepRow, reason: str, detail: Mapping[str, object],
+                      table: RuleTable) -> None:
+        log.warning("step failed", step=step.id, control=step.control, key=step.key,
+                    to_level=step.level, error=reason)
+        self._metrics.actions.labels(step.control, "failed").inc()
+        escalation = await self._record(self._fail(step, reason, detail, table))
+        if escalation is not None:
+            self._queues[step.incident_id].append(escalation)
+            self._known.add(escalation.id)
 
     async def _record(self, unit: Unit[T]) -> T:
         # Shielded: a step's outcome must be written even if shutdown cancels the task.
         return await asyncio.shield(self._writer.submit(unit))
 
-    def _fail(self, step: StepRow, reason: str, call: CallRecord | None,
+    def _fail(self, step: StepRow, reason: str, detail_in: Mapping[str, object],
               table: RuleTable) -> Unit[StepRow | None]:
-        detail: Mapping[str, object] = {"error": reason,
-                                        "call": call.to_json() if call else None}
+        detail: Mapping[str, object] = {"error": reason, **detail_in}
         escalation = _escalation_for(step, table)
         metrics = self._metrics
 

@@ -28,11 +28,11 @@ HELD_SQL = "SELECT level, rank, incident_id FROM control_levels WHERE control = 
 
 SET_SQL = """
 INSERT INTO control_levels (control, key, level, rank, incident_id, set_by, set_kind, reason,
-                            ticket)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+                            ticket, verified)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
 ON CONFLICT (control, key) DO UPDATE SET level = EXCLUDED.level, rank = EXCLUDED.rank,
     set_by = EXCLUDED.set_by, set_kind = EXCLUDED.set_kind, reason = EXCLUDED.reason,
-    ticket = EXCLUDED.ticket, updated_at = now()
+    ticket = EXCLUDED.ticket, verified = EXCLUDED.verified, updated_at = now()
 """
 
 
@@ -120,9 +120,22 @@ async def apply_manual(state: DaemonState, change: ManualChange) -> dict[str, An
                 detail={**detail, "error": str(e), "call": record})))
             message = f"the target did not confirm: {e}; the level is unchanged"
             raise ManualRefused(502, "target_failed", message) from e
+        verified: bool | None = None
+        outcome: dict[str, object] = {**detail, "call": call.to_json()}
+        if control.is_readable:
+            verified, observed, reads = await state.client.verify(
+                control, key, change.to_level, state.settings.read_back_deadline_s)
+            outcome["read_back"] = [r.to_json() for r in reads]
+            if not verified:
+                message = (f"read-back: the target reports {observed or 'no level'}, not"
+                           f" {change.to_level}; the held level is unchanged")
+                await state.writer.submit(_append(Entry(
+                    f"{change.kind}_failed", incident_id=incident_id, control=control.name,
+                    key=key, detail={**outcome, "error": message})))
+                raise ManualRefused(502, "target_failed", message)
         state.metrics.actions.labels(control.name, change.kind).inc()
-        await state.writer.submit(_set_level(control, key, change, incident_id, {
-            **detail, "call": call.to_json()}))
+        await state.writer.submit(_set_level(control, key, change, incident_id,
+                                             {**outcome, "verified": verified}, verified))
     return {"control": control.name, "key": key or UNKEYED, "from": current,
             "level": change.to_level, "by": change.principal.name}
 
@@ -216,12 +229,12 @@ def _append(entry: Entry) -> Any:
 
 
 def _set_level(control: Control, key: str, change: ManualChange, incident_id: int | None,
-               detail: Mapping[str, object]) -> Any:
+               detail: Mapping[str, object], verified: bool | None) -> Any:
     async def unit(conn: Conn, chain: ChainAppender) -> None:
         await conn.execute(SET_SQL, control.name, key, change.to_level,
                            control.rank(change.to_level), incident_id, change.principal.name,
                            "release" if change.kind == "release" else "manual", change.reason,
-                           change.ticket)
+                           change.ticket, verified)
         chain.add(Entry("release" if change.kind == "release" else "manual_contain",
                         incident_id=incident_id, control=control.name, key=key, detail=detail))
 

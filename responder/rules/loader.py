@@ -216,17 +216,40 @@ class _Compiler:
         except re.error as e:
             self.problem(src, (*loc, "key_pattern"), f"invalid regex: {e}")
             ok = False
-        for where, text in _strings(spec.apply.path, spec.apply.body, ("apply",)):
+        ok = self._fields_ok(src, loc, spec) and ok
+        ok = self._stops_ok(src, loc, spec) and ok
+        if not ok:
+            return None
+        read = spec.read
+        return Control(name, targets[spec.target], tuple(spec.levels), spec.key_label, pattern,
+                       spec.apply.method, spec.apply.path, spec.apply.body,
+                       tuple(spec.release_stops or ()), spec.two_person_release,
+                       read.method if read else None, read.path if read else None,
+                       read.field if read else None)
+
+    def _fields_ok(self, src: _Source, loc: Loc, spec: ControlSpec) -> bool:
+        """Only the named fields may be substituted, and {key} only on a keyed control."""
+        places = list(_strings(spec.apply.path, spec.apply.body, ("apply",)))
+        if spec.read is not None:
+            places.append((("read", "path"), spec.read.path))
+        ok = True
+        for where, text in places:
+            allowed = FIELDS if where[0] == "apply" else FIELDS - {"level"}
             for field in PLACEHOLDER.findall(text):
-                if field not in FIELDS:
+                if field not in allowed:
                     self.problem(src, (*loc, *where),
-                                 f"unknown field {{{field}}}: only {{key}}, {{level}}, "
-                                 "{control} may be substituted")
+                                 f"unknown field {{{field}}}: only "
+                                 f"{', '.join('{' + f + '}' for f in sorted(allowed))}"
+                                 " may be substituted")
                     ok = False
                 elif field == "key" and spec.key_label is None:
                     self.problem(src, (*loc, *where), "{key} used but the control has no key_label")
                     ok = False
-        stops = tuple(spec.release_stops or ())
+        return ok
+
+    def _stops_ok(self, src: _Source, loc: Loc, spec: ControlSpec) -> bool:
+        stops = spec.release_stops or ()
+        ok = True
         for stop in stops:
             if stop not in spec.levels:
                 self.problem(src, (*loc, "release_stops"), f"unknown level {stop!r}")
@@ -235,11 +258,7 @@ class _Compiler:
             self.problem(src, (*loc, "release_stops"),
                          f"release_stops must include the lowest level {spec.levels[0]!r}")
             ok = False
-        if not ok:
-            return None
-        return Control(name, targets[spec.target], tuple(spec.levels), spec.key_label, pattern,
-                       spec.apply.method, spec.apply.path, spec.apply.body, stops,
-                       spec.two_person_release)
+        return ok
 
     def _rule(
         self, src: _Source, index: int, spec: RuleSpec, controls: Mapping[str, Control]

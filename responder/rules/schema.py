@@ -41,6 +41,14 @@ class ApplySpec(_Spec):
     body: dict[str, Any] | None = None
 
 
+class ReadSpec(_Spec):
+    """How to read a control's current level back from the target."""
+
+    method: Literal["GET", "POST"] = "GET"
+    path: str = Field(pattern=r"^/")
+    field: str = Field(pattern=r"^[A-Za-z0-9_]+(\.[A-Za-z0-9_]+)*$")
+
+
 class ControlSpec(_Spec):
     target: str
     levels: list[str] = Field(min_length=2)
@@ -51,6 +59,7 @@ class ControlSpec(_Spec):
     release_stops: list[str] | None = None
     # A release waits for a second operator's approval within the approval TTL.
     two_person_release: bool = False
+    read: ReadSpec | None = None
 
 
 class StepSpec(_Spec):

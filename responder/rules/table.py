@@ -40,6 +40,27 @@ class Control:
     body: Mapping[str, Any] | None
     release_stops: tuple[str, ...] = ()
     two_person_release: bool = False
+    read_method: str | None = None
+    read_path: str | None = None
+    read_field: str | None = None
+
+    @property
+    def is_readable(self) -> bool:
+        return self.read_path is not None
+
+    def render_read(self, key: str) -> str:
+        assert self.read_path is not None
+        values = {"key": key, "control": self.name}
+        return PLACEHOLDER.sub(lambda m: quote(values[m.group(1)], safe=""), self.read_path)
+
+    def level_in(self, answer: Any) -> str | None:
+        """The level named at read_field in a target's JSON answer, if it is one of ours."""
+        value = answer
+        for part in (self.read_field or "").split("."):
+            if not isinstance(value, Mapping) or part not in value:
+                return None
+            value = value[part]
+        return value if isinstance(value, str) and value in self.levels else None
 
     @property
     def is_keyed(self) -> bool:

@@ -140,20 +140,21 @@ async def pending_steps(conn: Conn) -> list[StepRow]:
 CLOSE_SQL = """
 WITH c AS (
     SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[], $5::text[],
-                         $6::int[], $7::bigint[], $8::bool[], $9::text[])
-        AS c(id, status, control, key, level, rank, incident_id, raises, rule_id)
+                         $6::int[], $7::bigint[], $8::bool[], $9::text[], $10::bool[])
+        AS c(id, status, control, key, level, rank, incident_id, raises, rule_id, verified)
 ), closed AS (
     UPDATE steps s SET status = c.status, updated_at = now() FROM c
     WHERE s.id = c.id AND s.status = 'pending' RETURNING s.id
 ), raised AS (
-    INSERT INTO control_levels (control, key, level, rank, incident_id, set_by, set_kind)
+    INSERT INTO control_levels (control, key, level, rank, incident_id, set_by, set_kind,
+                                verified)
     SELECT DISTINCT ON (c.control, c.key) c.control, c.key, c.level, c.rank, c.incident_id,
-           c.rule_id, 'rule'
+           c.rule_id, 'rule', c.verified
     FROM c JOIN closed ON closed.id = c.id WHERE c.raises
     ORDER BY c.control, c.key, c.rank DESC
     ON CONFLICT (control, key) DO UPDATE SET level = EXCLUDED.level, rank = EXCLUDED.rank,
         incident_id = EXCLUDED.incident_id, set_by = EXCLUDED.set_by, set_kind = 'rule',
-        reason = NULL, ticket = NULL, updated_at = now()
+        reason = NULL, ticket = NULL, verified = EXCLUDED.verified, updated_at = now()
     WHERE control_levels.rank < EXCLUDED.rank
     RETURNING 1
 )
@@ -169,6 +170,7 @@ class CloseStep:
     step: StepRow
     outcome: str
     detail: Mapping[str, object]
+    verified: bool | None = None
 
     async def __call__(self, conn: Conn, chain: ChainAppender) -> bool:
         return (await self.run_many(conn, chain, [self]))[0]
@@ -183,13 +185,15 @@ class CloseStep:
             ["failed" if c.outcome == "failed" else "done" for c in closes],
             [s.control for s in steps], [s.key for s in steps], [s.level for s in steps],
             [s.rank for s in steps], [s.incident_id for s in steps],
-            [c.outcome == "applied" for c in closes], [s.rule_id for s in steps]))
+            [c.outcome == "applied" for c in closes], [s.rule_id for s in steps],
+            [c.verified for c in closes]))
         for c in closes:
             if c.step.id in closed:
                 s = c.step
                 chain.add(Entry("outcome", incident_id=s.incident_id, rule_id=s.rule_id,
                                 control=s.control, key=s.key, step_id=s.id,
                                 detail={"status": c.outcome, "kind": s.kind, "level": s.level,
-                                        "idempotency_key": s.idempotency_key, **c.detail}))
+                                        "idempotency_key": s.idempotency_key,
+                                        "verified": c.verified, **c.detail}))
         return [c.step.id in closed for c in closes]
 
