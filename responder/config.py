@@ -101,6 +101,8 @@ class Settings(BaseSettings):
     shutdown_deadline_s: float = Field(default=10.0, gt=0)
     sweep_interval_s: float = Field(default=5.0, gt=0)
     release_approval_ttl_s: float = Field(default=900.0, gt=0)
+    storm_window_s: float = Field(default=60.0, gt=0)
+    storm_max_incidents: int = Field(default=200, gt=0)
     read_back_deadline_s: float = Field(default=3.0, gt=0)
     reconcile_interval_s: float = Field(default=30.0, ge=0)
     # Off by default: a SEV1 still firing after an outage has an old startsAt too.

@@ -21,6 +21,7 @@ from responder.engine.executor import Executor
 from responder.engine.manual import expire_requests
 from responder.engine.modes import Modes
 from responder.engine.reconciler import Reconciler
+from responder.engine.storm import StormGuard
 from responder.errors import StoreError
 from responder.metrics import Metrics
 from responder.redaction import Redactor
@@ -110,7 +111,8 @@ class Daemon:
         await client.start()
         self._stack.push_async_callback(client.close)
 
-        modes = Modes(max_alert_age_s=s.max_alert_age_s)
+        modes = Modes(max_alert_age_s=s.max_alert_age_s,
+                      guard=StormGuard(s.storm_window_s, s.storm_max_incidents))
         async with pool.acquire() as conn:
             await modes.load(conn)
         if modes.global_mode != "enforce" or modes.policy().break_glass:

@@ -244,3 +244,21 @@ async def test_reconciler_runs_on_its_interval(make_daemon: DaemonFactory, excha
     exchange.state.forget()
     await wait_for(lambda: exchange.state.symbols.get("ETH-USD") == "HARD_HALT",
                    what="drift repair")
+
+
+async def test_alert_storm_trips_the_guard(make_daemon: DaemonFactory, exchange: Exchange,
+                                           http: aiohttp.ClientSession, database: str) -> None:
+    """500 split-brain alerts on 500 symbols: 20 per-symbol halts, then one global HARD_HALT."""
+    daemon = await make_daemon()
+    alerts = [alert("SplitBrainSuspected", f"S{i}-USD") for i in range(500)]
+    for chunk in range(0, 500, 100):
+        status, _ = await post_alerts(http, daemon, payload(*alerts[chunk:chunk + 100]))
+        assert status == 200
+    await idle(daemon, timeout_s=60)
+    symbol_calls = [c for c in exchange.state.calls if c.path.startswith("/admin/symbols/")]
+    assert len(symbol_calls) == 20
+    assert exchange.state.global_mode == "HARD_HALT"
+    assert sum(c.path == "/admin/global/mode" for c in exchange.state.calls) == 1
+    kinds = await log_kinds(database)
+    assert kinds.count("storm_guard_tripped") == 480
+    assert kinds.count("alert_received") == 500

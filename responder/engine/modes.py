@@ -14,6 +14,7 @@ from typing import Any
 import structlog
 
 from responder.engine.policy import GlobalMode, Policy
+from responder.engine.storm import StormGuard
 from responder.store.actionlog import ChainAppender, Entry
 from responder.store.db import Conn
 from responder.store.writer import Unit
@@ -32,6 +33,7 @@ class Modes:
     break_glass_by: str | None = None
     break_glass_reason: str | None = None
     max_alert_age_s: float | None = None
+    guard: StormGuard | None = None
 
     async def load(self, conn: Conn) -> None:
         row = await conn.fetchrow("SELECT global_mode, break_glass_until, break_glass_by,"
@@ -44,7 +46,7 @@ class Modes:
 
     def policy(self) -> Policy:
         return Policy(self.global_mode, self.break_glass_until, self.max_alert_age_s,
-                      datetime.now(UTC))
+                      datetime.now(UTC), self.guard)
 
     def describe(self) -> dict[str, Any]:
         glass = None

@@ -10,6 +10,7 @@ from responder.model import Alert
 from responder.rules.table import Rule, RuleTable, Step
 
 PREVIEW_CHARS = 80
+STORM_SCOPE = "storm"  # the incident a rule's storm step belongs to
 
 
 @dataclass(frozen=True)
@@ -47,6 +48,9 @@ class Decision:
     rejected: tuple[RejectedKey, ...] = ()
     scope_unknown: bool = False
     effect: Effect = "enforce"
+    storm: str | None = None
+    """Why the blast-radius guard replaced this decision's steps, if it did."""
+    storm_scope: str = ""
 
     @property
     def acts(self) -> bool:
@@ -87,9 +91,22 @@ def decide(alert: Alert, table: RuleTable, policy: Policy | None = None) -> list
         elif not rule.steps:
             decisions.append(Decision(rule, scope, "notify"))
         else:
-            decisions.append(replace(_contain(rule, scope, alert),
-                                     effect=policy.effect(rule, alert)))
+            decision = replace(_contain(rule, scope, alert), effect=policy.effect(rule, alert))
+            if decision.effect == "enforce" and policy.guard is not None:
+                why = policy.guard.admit(rule, scope)
+                if why is not None:
+                    decision = _storm(rule, scope, why)
+            decisions.append(decision)
     return decisions
+
+
+def _storm(rule: Rule, scope: str, why: str) -> Decision:
+    """One storm step for the whole rule in place of per-key steps; paused if it has none."""
+    if rule.storm_step is None:
+        return Decision(rule, STORM_SCOPE, "contain", effect="paused", storm=why,
+                        storm_scope=scope)
+    planned = PlannedStep("escalation", 0, rule.storm_step, "", None)
+    return Decision(rule, STORM_SCOPE, "contain", (planned,), storm=why, storm_scope=scope)
 
 
 def _contain(rule: Rule, scope: str, alert: Alert) -> Decision:

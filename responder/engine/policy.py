@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Literal
 
+from responder.engine.storm import StormGuard
 from responder.model import Alert
 from responder.rules.table import Rule
 
@@ -35,6 +36,7 @@ class Policy:
     break_glass_until: datetime | None = None
     max_alert_age_s: float | None = None
     now: datetime = field(default_factory=lambda: datetime.now(UTC))
+    guard: StormGuard | None = None
 
     @property
     def break_glass(self) -> bool:

@@ -170,6 +170,8 @@ class _Outcome:
                                      detail={"fingerprint": alert.fingerprint}))
                 continue
             result.incidents.add(incident_id)
+            if d.storm is not None:
+                entries.append(_storm_entry(d, incident_id, job, chain))
             entries.extend(_warnings(alert, d, incident_id, job, chain))
             if not d.acts:
                 entries.extend(_not_acting(d, incident_id, job, chain))
@@ -219,6 +221,18 @@ def _warnings(alert: Alert, d: Decision, incident_id: int, job: RecordAlerts,
         entries.append(containment_failed(chain, incident_id, rule.id, "no usable escalation",
                                           metrics))
     return entries
+
+
+def _storm_entry(d: Decision, incident_id: int, job: RecordAlerts,
+                 chain: ChainAppender) -> Entry:
+    action = (f"{d.steps[0].step.describe()} instead" if d.steps
+              else "paused: no storm step, nothing done")
+    chain.after_commit(functools.partial(
+        log.error, "blast-radius guard tripped; page a person", rule=d.rule.id, why=d.storm,
+        action=action))
+    return Entry("storm_guard_tripped", incident_id=incident_id, rule_id=d.rule.id,
+                 detail={"why": d.storm, "scope": job.redactor.text(d.storm_scope),
+                         "action": action})
 
 
 def _not_acting(d: Decision, incident_id: int, job: RecordAlerts,

@@ -276,6 +276,15 @@ class _Compiler:
                       if spec.on_failure else None)
         on_unknown = (self._step(src, (*loc, "on_unknown_scope"), spec.on_unknown_scope, controls)
                       if spec.on_unknown_scope else None)
+        storm_step = None
+        if spec.storm is not None and spec.storm.step is not None:
+            storm_step = self._step(src, (*loc, "storm", "step"), spec.storm.step, controls)
+            if storm_step is None:
+                return None
+            if storm_step.control.is_keyed:
+                self.problem(src, (*loc, "storm", "step"),
+                             "a storm step acts once for all scopes: use an unkeyed control")
+                return None
         if spec.steps and spec.on_failure is None:
             self.problem(src, (*loc, "id"),
                          f"rule {spec.id!r} has steps but no on_failure escalation (fail-closed)")
@@ -285,7 +294,8 @@ class _Compiler:
             return None
         return Rule(spec.id, spec.description, spec.severity, tuple(matchers),
                     tuple(s for s in steps if s is not None), on_failure,
-                    on_unknown or on_failure, src.path, line_of(src.raw, loc), spec.mode)
+                    on_unknown or on_failure, src.path, line_of(src.raw, loc), spec.mode,
+                    spec.storm.max_incidents if spec.storm else None, storm_step)
 
     def _step(
         self, src: _Source, loc: Loc, spec: StepSpec, controls: Mapping[str, Control]

@@ -68,6 +68,13 @@ class StepSpec(_Spec):
     key_from: str | None = Field(default=None, pattern=LABEL)
 
 
+class StormSpec(_Spec):
+    """Past max_incidents new scopes per window, run step once instead (none: pause, page)."""
+
+    max_incidents: int = Field(gt=0)
+    step: StepSpec | None = None
+
+
 class RuleSpec(_Spec):
     id: str = Field(pattern=NAME)
     description: str = ""
@@ -77,6 +84,7 @@ class RuleSpec(_Spec):
     on_failure: StepSpec | None = None
     on_unknown_scope: StepSpec | None = None
     mode: Literal["enforce", "dry_run"] = "enforce"
+    storm: StormSpec | None = None
 
 
 class RuleFileSpec(_Spec):

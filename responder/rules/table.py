@@ -128,6 +128,8 @@ class Rule:
     file: str
     line: int
     mode: str = "enforce"
+    storm_max: int | None = None
+    storm_step: Step | None = None
 
     def matches(self, labels: Mapping[str, str]) -> bool:
         return all(m.matches(labels) for m in self.matchers)
