@@ -16,11 +16,12 @@ $(STAMP): pyproject.toml
 
 setup: $(STAMP)
 
-# The end-to-end test drives the real Alertmanager binary (Debian's package).
+# The end-to-end test drives the real Alertmanager binary, and promtool checks responder's
+# own alerting rules (Debian's packages).
 system-deps:
-	@command -v prometheus-alertmanager >/dev/null || { \
-	  echo "installing prometheus-alertmanager (Debian package)"; \
-	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq prometheus-alertmanager >/dev/null; }
+	@command -v prometheus-alertmanager >/dev/null && command -v promtool >/dev/null || { \
+	  echo "installing prometheus-alertmanager and prometheus (Debian packages)"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq prometheus-alertmanager prometheus >/dev/null; }
 
 run: setup
 	@bash examples/demo.sh

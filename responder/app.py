@@ -41,6 +41,7 @@ def build_app(state: DaemonState) -> web.Application:
     app.router.add_post("/v1/controls/{control}/{key}/contain", controls.contain)
     app.router.add_get("/v1/release-requests", controls.list_requests)
     app.router.add_post("/v1/release-requests/{request_id}/approve", controls.approve)
+    app.router.add_post("/-/reload", modes.reload_rules)
     app.router.add_get("/v1/mode", modes.get_mode)
     app.router.add_post("/v1/mode", modes.set_mode)
     app.router.add_post("/v1/break-glass", modes.start_break_glass)

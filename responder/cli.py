@@ -38,6 +38,13 @@ def _parser() -> argparse.ArgumentParser:
     actions.add_argument("--kind")
     actions.add_argument("--limit", type=int, default=50)
     actions.add_argument("--json", action="store_true", help="one JSON record per line")
+    rules = sub.add_parser("rules", help="rule bundle signatures (strict mode)")
+    rules_sub = rules.add_subparsers(dest="rules_command", required=True)
+    sign = rules_sub.add_parser("sign", help="write DIR/bundle.sig, an Ed25519 signature")
+    sign.add_argument("rules_dir", type=Path)
+    sign.add_argument("--key", type=Path, required=True, help="Ed25519 private key (PEM)")
+    keygen = rules_sub.add_parser("keygen", help="write PREFIX.key and PREFIX.pub")
+    keygen.add_argument("prefix", type=Path)
     sub.add_parser("hash-token", help="print the SHA-256 of a token read from standard input,"
                    " for a principal's token_sha256")
     controls = sub.add_parser("controls", help="list contained control keys (via the API)")
@@ -67,6 +74,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _check_rules(args)
         if args.command == "hash-token":
             return _hash_token()
+        if args.command == "rules":
+            return _rules_command(args)
         settings = load_settings(args.config)
         if args.command == "run":
             return _run(settings)
@@ -237,3 +246,21 @@ def _api_error(status: int, body: Any) -> int:
     code = body.get("error", "") if isinstance(body, dict) else ""
     print(f"responder: refused ({status} {code}): {message}", file=sys.stderr)
     return 1
+
+
+def _rules_command(args: argparse.Namespace) -> int:
+    from responder.rules import signing
+    from responder.rules.loader import bundle_hash, rule_files
+
+    if args.rules_command == "keygen":
+        private, public = signing.keygen(args.prefix)
+        print(f"private key {private} (keep it secret), public key {public}")
+        return 0
+    files = rule_files(args.rules_dir)
+    if not files:
+        print(f"responder: no rule files in {args.rules_dir}", file=sys.stderr)
+        return 2
+    digest = bundle_hash(args.rules_dir, files)
+    out = signing.sign(args.rules_dir, digest, args.key)
+    print(f"signed bundle {digest} ({len(files)} files): {out}")
+    return 0

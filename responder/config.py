@@ -38,6 +38,7 @@ DEMO_PRINCIPAL_TOKENS = ("demo-viewer-token", "demo-operator-token", "demo-admin
 """The tokens behind the demo principals, whose hashes production refuses too."""
 
 TokenList = Annotated[list[SecretStr], NoDecode]
+PathList = Annotated[list[Path], NoDecode]
 
 
 def _split_tokens(value: Any) -> Any:
@@ -101,6 +102,8 @@ class Settings(BaseSettings):
     shutdown_deadline_s: float = Field(default=10.0, gt=0)
     sweep_interval_s: float = Field(default=5.0, gt=0)
     release_approval_ttl_s: float = Field(default=900.0, gt=0)
+    rules_strict: bool = False
+    rules_public_keys: PathList = Field(default_factory=list)
     storm_window_s: float = Field(default=60.0, gt=0)
     storm_max_incidents: int = Field(default=200, gt=0)
     read_back_deadline_s: float = Field(default=3.0, gt=0)
@@ -121,9 +124,8 @@ class Settings(BaseSettings):
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         return (init_settings, env_settings, TomlConfigSettingsSource(settings_cls))
 
-    _split_webhook = field_validator("webhook_tokens", "viewer_tokens", mode="before")(
-        _split_tokens
-    )
+    _split_webhook = field_validator("webhook_tokens", "viewer_tokens", "rules_public_keys",
+                                     mode="before")(_split_tokens)
 
     @field_validator("database_url", "webhook_tokens_file", "viewer_tokens_file",
                      "principals_file", "max_alert_age_s", mode="before")
@@ -147,6 +149,12 @@ class Settings(BaseSettings):
             "viewer_tokens": self.viewer_tokens
             + _read_token_file(self.viewer_tokens_file, "viewer_tokens_file"),
         }
+        if self.rules_strict and not self.rules_public_keys:
+            raise ValueError("RESPONDER_RULES_STRICT: strict mode needs"
+                             " RESPONDER_RULES_PUBLIC_KEYS")
+        for key in self.rules_public_keys:
+            if not key.is_file():
+                raise ValueError(f"RESPONDER_RULES_PUBLIC_KEYS: no such file {key}")
         object.__setattr__(self, "principals",
                            self.principals + _read_principals(self.principals_file))
         names = [p.name for p in self.principals]
@@ -174,6 +182,11 @@ class Settings(BaseSettings):
     @property
     def port(self) -> int:
         return int(self.listen.rpartition(":")[2])
+
+    @property
+    def rules_keys(self) -> list[Path] | None:
+        """The public keys rule tables must verify against, or None outside strict mode."""
+        return list(self.rules_public_keys) if self.rules_strict else None
 
     def secret_values(self) -> list[str]:
         """Every configured secret, so the log redactor can mask it wherever it appears."""

@@ -22,15 +22,16 @@ from responder.engine.manual import expire_requests
 from responder.engine.modes import Modes
 from responder.engine.reconciler import Reconciler
 from responder.engine.storm import StormGuard
-from responder.errors import StoreError
+from responder.errors import RuleError, StoreError
 from responder.metrics import Metrics
 from responder.redaction import Redactor
 from responder.rules.loader import load_rules
 from responder.rules.table import RuleTable
 from responder.state import DaemonState
-from responder.store.db import create_pool, migrate
+from responder.store.actionlog import ChainAppender, Entry
+from responder.store.db import Conn, create_pool, migrate
 from responder.store.embedded import start_embedded
-from responder.store.writer import Writer
+from responder.store.writer import Unit, Writer
 
 log = structlog.get_logger("responder")
 
@@ -64,6 +65,7 @@ class Daemon:
         self.metrics = Metrics(registry)
         self.redactor = redactor or Redactor(settings.secret_values())
         self.should_exit = asyncio.Event()
+        self._reload_requested = asyncio.Event()
         self.state: DaemonState | None = None
         self.port: int | None = None
         self._stack = contextlib.AsyncExitStack()
@@ -78,6 +80,9 @@ class Daemon:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self.handle_exit, sig)
+        loop.add_signal_handler(signal.SIGHUP, self._reload_requested.set)
+        reloader = asyncio.create_task(self._reload_on_signal(), name="reload-on-sighup")
+        self._stack.push_async_callback(self._stop_task, reloader)
         try:
             await self.should_exit.wait()
         finally:
@@ -93,10 +98,11 @@ class Daemon:
 
     async def start(self) -> None:
         s = self.settings
-        rules = load_rules(s.rules_dir)
+        rules = load_rules(s.rules_dir, public_keys=s.rules_keys)
         self.redactor.add_secrets(t.token.get_secret_value()
                                   for t in rules.targets.values() if t.token is not None)
         self.metrics.rules_loaded.set(len(rules.rules))
+        self.metrics.rules_reload_ok.set(1)
         pool: asyncpg.Pool = await create_pool(await resolve_dsn(s))
         self._stack.push_async_callback(self._close_pool, pool)
         applied = await migrate(pool)
@@ -123,7 +129,7 @@ class Daemon:
             settings=s, metrics=self.metrics, redactor=self.redactor,
             webhook_tokens=TokenSet(s.webhook_tokens), principals=principals_from(s),
             rules=rules, pool=pool, writer=writer, executor=executor, client=client,
-            modes=modes,
+            modes=modes, reload=self.reload,
         )
         self._runner = web.AppRunner(build_app(self.state), handle_signals=False,
                                      access_log=None, shutdown_timeout=HTTP_CLOSE_S)
@@ -174,6 +180,43 @@ class Daemon:
         await self._stack.aclose()
         log.info("stopped")
 
+    async def reload(self, by: str) -> RuleTable:
+        """Load the rule table again; on any problem keep the last good one and raise."""
+        state = self.state
+        assert state is not None
+        s = self.settings
+        old = state.rules
+        try:
+            table = await asyncio.to_thread(load_rules, s.rules_dir, public_keys=s.rules_keys)
+        except RuleError as e:
+            problems = [str(p) for p in e.problems]
+            self.metrics.rules_reloads.labels("refused").inc()
+            self.metrics.rules_reload_ok.set(0)
+            log.error("rule reload refused; the last good table stays in force", by=by,
+                      problems=problems, rules_hash=old.bundle_hash)
+            await state.writer.submit(_record(Entry("rules_reload_refused", detail={
+                "by": by, "problems": problems, "kept": old.bundle_hash})))
+            raise
+        self.redactor.add_secrets(t.token.get_secret_value()
+                                  for t in table.targets.values() if t.token is not None)
+        state.rules = table
+        self.metrics.rules_loaded.set(len(table.rules))
+        self.metrics.rules_reloads.labels("loaded").inc()
+        self.metrics.rules_reload_ok.set(1)
+        log.info("rules reloaded", by=by, rules=len(table.rules), rules_hash=table.bundle_hash,
+                 previous=old.bundle_hash)
+        await state.writer.submit(_record(Entry("rules_reloaded", detail={
+            "by": by, "from": old.bundle_hash, "to": table.bundle_hash,
+            "rules": len(table.rules)})))
+        return table
+
+    async def _reload_on_signal(self) -> None:
+        while True:
+            await self._reload_requested.wait()
+            self._reload_requested.clear()
+            with contextlib.suppress(RuleError, StoreError):
+                await self.reload("SIGHUP")
+
     @staticmethod
     async def _watch_expiries(modes: Modes, writer: Writer) -> None:
         """Record break-glass pauses and release requests that have run out of time.
@@ -216,3 +259,10 @@ class Daemon:
             await asyncio.wait_for(pool.close(), timeout=FLUSH_GRACE_S)
         except TimeoutError:
             pool.terminate()
+
+
+def _record(entry: Entry) -> Unit[None]:
+    async def unit(conn: Conn, chain: ChainAppender) -> None:
+        chain.add(entry)
+
+    return unit

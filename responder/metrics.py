@@ -44,6 +44,11 @@ class Metrics:
         self.write_backlog = Gauge("responder_write_backlog", "Units waiting for group commit",
                                    registry=r)
         self.rules_loaded = Gauge("responder_rules_loaded", "Rules in force", registry=r)
+        self.rules_reloads = Counter("responder_rules_reloads", "Rule table reloads by outcome",
+                                     ["outcome"], registry=r)
+        self.rules_reload_ok = Gauge("responder_rules_last_reload_ok",
+                                     "0 after a refused reload (the last good table stays)",
+                                     registry=r)
         self.drift = Counter("responder_drift", "Held levels found lower on the target",
                              ["control", "outcome"], registry=r)
         self.reconcile_seconds = Gauge("responder_reconcile_pass_seconds",

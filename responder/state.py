@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
 import asyncpg
@@ -37,6 +37,7 @@ class DaemonState:
     client: AdminClient
     modes: Modes
     is_draining: bool = False
+    reload: Callable[[str], Awaitable[RuleTable]] | None = None
 
     async def record(self, alerts: Sequence[Alert]) -> Recorded:
         """Durably record alerts and their plan; only then start executing."""

@@ -11,6 +11,7 @@ from responder.api.actions import require
 from responder.auth import Principal
 from responder.engine.modes import MAX_BREAK_GLASS_S
 from responder.engine.policy import GLOBAL_MODES
+from responder.errors import RuleError
 from responder.state import STATE
 
 
@@ -83,3 +84,17 @@ async def end_break_glass(request: web.Request, principal: Principal) -> web.Str
         return web.json_response({"error": "not_active", "message": "no break-glass to end"},
                                  status=409)
     return web.json_response(state.modes.describe())
+
+
+@require("admin")
+async def reload_rules(request: web.Request, principal: Principal) -> web.StreamResponse:
+    """Reload the rule table; a bad table is refused with file:line problems and the last
+    good table stays in force."""
+    state = request.app[STATE]
+    assert state.reload is not None
+    try:
+        table = await state.reload(principal.name)
+    except RuleError as e:
+        return web.json_response({"error": "invalid_rules", "kept": state.rules.bundle_hash,
+                                  "problems": [str(p) for p in e.problems]}, status=400)
+    return web.json_response({"rules": len(table.rules), "rules_hash": table.bundle_hash})

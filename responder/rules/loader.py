@@ -17,6 +17,7 @@ from ruamel.yaml.error import MarkedYAMLError
 from responder.errors import RuleError, RuleProblem
 from responder.rules.matchers import Matcher, MatcherSyntaxError, parse_matchers
 from responder.rules.schema import ControlSpec, RuleFileSpec, RuleSpec, StepSpec, TargetSpec
+from responder.rules.signing import verify
 from responder.rules.table import FIELDS, PLACEHOLDER, Control, Rule, RuleTable, Step, Target
 
 Loc = tuple[str | int, ...]
@@ -56,20 +57,28 @@ def load_rules(
     *,
     env: Mapping[str, str] | None = None,
     resolve_secrets: bool = True,
+    public_keys: Sequence[Path] | None = None,
 ) -> RuleTable:
-    """Parse, validate and compile the table, or raise RuleError with every problem found."""
+    """Parse, validate and compile the table, or raise RuleError with every problem found.
+
+    With ``public_keys`` (strict mode) the table loads only if its detached signature
+    verifies against one of them.
+    """
     env = os.environ if env is None else env
     if not rules_dir.is_dir():
         raise RuleError([RuleProblem(str(rules_dir), 0, "rules directory does not exist")])
     files = rule_files(rules_dir)
     if not files:
         raise RuleError([RuleProblem(str(rules_dir), 0, "no rule files (*.yaml) found")])
+    digest = bundle_hash(rules_dir, files)
+    if public_keys is not None:
+        verify(rules_dir, digest, public_keys)
     problems: list[RuleProblem] = []
     sources = [_parse_file(path, problems) for path in files]
     if problems:
         raise RuleError(problems)
     table = _Compiler(sources, env, resolve_secrets, problems).compile(
-        bundle_hash(rules_dir, files), tuple(str(f) for f in files)
+        digest, tuple(str(f) for f in files)
     )
     if problems or table is None:
         raise RuleError(problems)
