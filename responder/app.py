@@ -6,6 +6,7 @@ import structlog
 from aiohttp import web
 
 from responder.api import actions, controls, health, modes
+from responder.intake.events import events_webhook
 from responder.intake.webhook import alertmanager_webhook
 from responder.state import STATE, DaemonState
 
@@ -31,6 +32,7 @@ def build_app(state: DaemonState) -> web.Application:
                           middlewares=[count_requests])
     app[STATE] = state
     app.router.add_post("/webhooks/alertmanager", alertmanager_webhook)
+    app.router.add_post("/webhooks/events", events_webhook)
     app.router.add_get("/healthz", health.healthz)
     app.router.add_get("/readyz", health.readyz)
     app.router.add_get("/metrics", health.metrics)

@@ -81,6 +81,15 @@ def _read_principals(path: Path | None) -> list[PrincipalSpec]:
         raise ValueError(f"RESPONDER_PRINCIPALS_FILE: {path}: {err['msg']}") from e
 
 
+class EventSource(BaseModel):
+    """A service allowed to post signed events, with its current and previous secrets."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,62}$")
+    secrets: list[SecretStr] = Field(min_length=1)
+
+
 class Settings(BaseSettings):
     """Everything the daemon can be told, validated at start."""
 
@@ -102,6 +111,8 @@ class Settings(BaseSettings):
     shutdown_deadline_s: float = Field(default=10.0, gt=0)
     sweep_interval_s: float = Field(default=5.0, gt=0)
     release_approval_ttl_s: float = Field(default=900.0, gt=0)
+    event_sources: list[EventSource] = Field(default_factory=list)
+    event_window_s: float = Field(default=300.0, gt=0)
     rules_strict: bool = False
     rules_public_keys: PathList = Field(default_factory=list)
     storm_window_s: float = Field(default=60.0, gt=0)
@@ -191,6 +202,7 @@ class Settings(BaseSettings):
     def secret_values(self) -> list[str]:
         """Every configured secret, so the log redactor can mask it wherever it appears."""
         secrets = [t.get_secret_value() for t in (*self.webhook_tokens, *self.viewer_tokens)]
+        secrets += [s.get_secret_value() for source in self.event_sources for s in source.secrets]
         if self.database_url is not None:
             secrets.append(self.database_url.get_secret_value())
         return [s for s in secrets if s]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import os
 import signal
 
@@ -141,7 +142,8 @@ class Daemon:
         resumed = await executor.recover()
         self._sweeper = asyncio.create_task(executor.sweep(s.sweep_interval_s), name="sweeper")
         self._stack.push_async_callback(self._stop_task, self._sweeper)
-        watcher = asyncio.create_task(self._watch_expiries(modes, writer), name="expiries")
+        watcher = asyncio.create_task(self._watch_expiries(modes, writer, s.event_window_s),
+                                      name="expiries")
         self._stack.push_async_callback(self._stop_task, watcher)
         self.reconciler = Reconciler(pool, writer, self._rules, client, executor, self.metrics,
                                      deadline_s=s.step_deadline_s)
@@ -218,7 +220,7 @@ class Daemon:
                 await self.reload("SIGHUP")
 
     @staticmethod
-    async def _watch_expiries(modes: Modes, writer: Writer) -> None:
+    async def _watch_expiries(modes: Modes, writer: Writer, window_s: float) -> None:
         """Record break-glass pauses and release requests that have run out of time.
 
         Both stop applying at their expiry by themselves; this only writes it down.
@@ -229,6 +231,7 @@ class Daemon:
                 if modes.expired():
                     await writer.submit(modes.end_break_glass("expired"))
                     log.warning("break-glass expired: automation acts again")
+                await writer.submit(functools.partial(prune_nonces, window_s=window_s))
                 expired = await writer.submit(expire_requests)
                 if expired:
                     log.warning("release requests expired unapproved", count=expired)
@@ -266,3 +269,9 @@ def _record(entry: Entry) -> Unit[None]:
         chain.add(entry)
 
     return unit
+
+
+async def prune_nonces(conn: Conn, chain: ChainAppender, *, window_s: float) -> None:
+    """Forget event ids older than twice the window: their timestamps are refused anyway."""
+    await conn.execute("DELETE FROM event_nonces WHERE seen_at < now() - make_interval("
+                       "secs => $1)", 2 * window_s)

@@ -39,10 +39,12 @@ class DaemonState:
     is_draining: bool = False
     reload: Callable[[str], Awaitable[RuleTable]] | None = None
 
-    async def record(self, alerts: Sequence[Alert]) -> Recorded:
+    async def record(self, alerts: Sequence[Alert],
+                     nonce: tuple[str, str] | None = None) -> Recorded:
         """Durably record alerts and their plan; only then start executing."""
         recorded = await self.writer.submit(
-            RecordAlerts(alerts, self.rules, self.metrics, self.redactor, self.modes.policy()))
+            RecordAlerts(alerts, self.rules, self.metrics, self.redactor, self.modes.policy(),
+                         nonce))
         self.executor.submit(recorded.steps)
         return recorded
 

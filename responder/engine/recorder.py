@@ -36,6 +36,7 @@ class Recorded:
     redelivered: int = 0
     incidents: set[int] = field(default_factory=set)
     steps: list[StepRow] = field(default_factory=list)
+    replayed: bool = False
 
 
 @dataclass(frozen=True)
@@ -51,6 +52,8 @@ class RecordAlerts:
     metrics: Metrics
     redactor: Redactor
     policy: Policy = field(default_factory=Policy)
+    nonce: tuple[str, str] | None = None
+    """(source, event id) of a signed event: recorded with the alerts, refused if seen."""
 
     async def __call__(self, conn: Conn, chain: ChainAppender) -> Recorded:
         return (await self.run_many(conn, chain, [self]))[0]
@@ -59,8 +62,12 @@ class RecordAlerts:
     async def run_many(conn: Conn, chain: ChainAppender,
                        jobs: Sequence[RecordAlerts]) -> list[Recorded]:
         results = [Recorded() for _ in jobs]
+        replayed = await _claim_nonces(conn, jobs)
         owners: dict[str, tuple[int, Alert]] = {}
         for j, job in enumerate(jobs):
+            if j in replayed:
+                results[j].replayed = True
+                continue
             for alert in job.alerts:
                 if alert.dedup_key in owners:  # the same alert twice in this batch
                     results[j].redelivered += 1
@@ -81,6 +88,30 @@ class RecordAlerts:
                                                results[j], jobs[j]))
         chain.add(*entries)
         return results
+
+
+NONCE_SQL = """
+INSERT INTO event_nonces (source, event_id)
+SELECT * FROM unnest($1::text[], $2::text[])
+ON CONFLICT DO NOTHING RETURNING source, event_id
+"""
+
+
+async def _claim_nonces(conn: Conn, jobs: Sequence[RecordAlerts]) -> set[int]:
+    """Claim each signed event's id in the same transaction as its alerts; return the jobs
+    whose id was seen before (replays), which record nothing."""
+    wanted = [(j, job.nonce) for j, job in enumerate(jobs) if job.nonce is not None]
+    if not wanted:
+        return set()
+    rows = await conn.fetch(NONCE_SQL, [n[0] for _, n in wanted], [n[1] for _, n in wanted])
+    fresh = {(r["source"], r["event_id"]) for r in rows}
+    replayed = set()
+    for j, nonce in wanted:
+        if nonce in fresh:
+            fresh.discard(nonce)  # the first job with this id claims it
+        else:
+            replayed.add(j)
+    return replayed
 
 
 class _Plan:

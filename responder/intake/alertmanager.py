@@ -47,7 +47,7 @@ class _AMPayload(BaseModel):
     truncatedAlerts: int = Field(default=0, ge=0)  # noqa: N815
 
 
-def _check_text(value: Any, path: str) -> None:
+def check_text(value: Any, path: str) -> None:
     """Refuse text PostgreSQL cannot store (NUL, lone surrogates) before it reaches a write."""
     if isinstance(value, str):
         if "\x00" in value:
@@ -58,11 +58,11 @@ def _check_text(value: Any, path: str) -> None:
             raise PayloadError(path, "is not valid Unicode (lone surrogate)") from None
     elif isinstance(value, dict):
         for key, item in value.items():
-            _check_text(key, f"{path}.{key!s:.64}".lstrip("."))
-            _check_text(item, f"{path}.{key!s:.64}".lstrip("."))
+            check_text(key, f"{path}.{key!s:.64}".lstrip("."))
+            check_text(item, f"{path}.{key!s:.64}".lstrip("."))
     elif isinstance(value, list):
         for i, item in enumerate(value):
-            _check_text(item, f"{path}.{i}".lstrip("."))
+            check_text(item, f"{path}.{i}".lstrip("."))
 
 
 def parse_payload(body: bytes) -> list[Alert]:
@@ -73,7 +73,7 @@ def parse_payload(body: bytes) -> list[Alert]:
         raise PayloadError("", f"malformed JSON: {e}") from e
     if not isinstance(data, dict):
         raise PayloadError("", "payload must be a JSON object")
-    _check_text(data, "")
+    check_text(data, "")
     try:
         payload = _AMPayload.model_validate(data)
     except ValidationError as e:
