@@ -38,6 +38,8 @@ def _parser() -> argparse.ArgumentParser:
     actions.add_argument("--kind")
     actions.add_argument("--limit", type=int, default=50)
     actions.add_argument("--json", action="store_true", help="one JSON record per line")
+    test_rules = sub.add_parser("test-rules", help="run rule fixtures (promtool-style)")
+    test_rules.add_argument("files", nargs="+", type=Path)
     rules = sub.add_parser("rules", help="rule bundle signatures (strict mode)")
     rules_sub = rules.add_subparsers(dest="rules_command", required=True)
     sign = rules_sub.add_parser("sign", help="write DIR/bundle.sig, an Ed25519 signature")
@@ -76,6 +78,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _hash_token()
         if args.command == "rules":
             return _rules_command(args)
+        if args.command == "test-rules":
+            return _test_rules(args)
         settings = load_settings(args.config)
         if args.command == "run":
             return _run(settings)
@@ -264,3 +268,15 @@ def _rules_command(args: argparse.Namespace) -> int:
     out = signing.sign(args.rules_dir, digest, args.key)
     print(f"signed bundle {digest} ({len(files)} files): {out}")
     return 0
+
+
+def _test_rules(args: argparse.Namespace) -> int:
+    from responder.rules.testing import run_file, summary
+
+    results = []
+    for path in args.files:
+        passed, failed, report = run_file(path)
+        results.append((path, passed, failed, report))
+    lines, ok = summary(results)
+    print("\n".join(lines))
+    return 0 if ok else 1
