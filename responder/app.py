@@ -38,6 +38,7 @@ def build_app(state: DaemonState) -> web.Application:
     app.router.add_get("/metrics", health.metrics)
     app.router.add_get("/v1/actions", actions.list_actions)
     app.router.add_get("/v1/incidents/{incident_id}", actions.get_incident)
+    app.router.add_get("/v1/incidents/{incident_id}/evidence", actions.get_evidence)
     app.router.add_get("/v1/controls", controls.list_controls)
     app.router.add_post("/v1/controls/{control}/{key}/release", controls.release)
     app.router.add_post("/v1/controls/{control}/{key}/contain", controls.contain)

@@ -7,7 +7,7 @@ import asyncio
 import json
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +38,14 @@ def _parser() -> argparse.ArgumentParser:
     actions.add_argument("--kind")
     actions.add_argument("--limit", type=int, default=50)
     actions.add_argument("--json", action="store_true", help="one JSON record per line")
+    evidence = sub.add_parser("evidence", help="export and verify forensic bundles")
+    evidence_sub = evidence.add_subparsers(dest="evidence_command", required=True)
+    export = evidence_sub.add_parser("export", help="write ID's bundle as .tar.gz + .sha256")
+    export.add_argument("incident", type=int)
+    export.add_argument("--out", type=Path, required=True)
+    export.add_argument("--version", type=int, help="a given version (default: the latest)")
+    check = evidence_sub.add_parser("verify", help="check an exported .tar.gz")
+    check.add_argument("file", type=Path)
     test_rules = sub.add_parser("test-rules", help="run rule fixtures (promtool-style)")
     test_rules.add_argument("files", nargs="+", type=Path)
     rules = sub.add_parser("rules", help="rule bundle signatures (strict mode)")
@@ -72,22 +80,7 @@ def _api_options(cmd: argparse.ArgumentParser) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
-        if args.command == "check-rules":
-            return _check_rules(args)
-        if args.command == "hash-token":
-            return _hash_token()
-        if args.command == "rules":
-            return _rules_command(args)
-        if args.command == "test-rules":
-            return _test_rules(args)
-        settings = load_settings(args.config)
-        if args.command == "run":
-            return _run(settings)
-        if args.command == "audit":
-            return asyncio.run(_audit_verify(settings))
-        if args.command in ("controls", "release", "contain"):
-            return asyncio.run(_controls(settings, args))
-        return asyncio.run(_actions(settings, args))
+        return _dispatch(args)
     except ConfigError as e:
         print(f"responder: invalid setting: {e}", file=sys.stderr)
         return 2
@@ -99,6 +92,30 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ResponderError as e:
         print(f"responder: {e}", file=sys.stderr)
         return 1
+
+
+def _dispatch(args: argparse.Namespace) -> int:
+    # Commands that need no settings and no store first.
+    offline: dict[str, Callable[[], int]] = {
+        "check-rules": lambda: _check_rules(args),
+        "hash-token": _hash_token,
+        "rules": lambda: _rules_command(args),
+        "test-rules": lambda: _test_rules(args),
+    }
+    if args.command in offline:
+        return offline[args.command]()
+    if args.command == "evidence" and args.evidence_command == "verify":
+        return _verify_evidence(args.file)
+    settings = load_settings(args.config)
+    if args.command == "run":
+        return _run(settings)
+    online: dict[str, Callable[[Settings, argparse.Namespace], Coroutine[Any, Any, int]]] = {
+        "audit": lambda s, _: _audit_verify(s),
+        "controls": _controls, "release": _controls, "contain": _controls,
+        "evidence": _export_evidence,
+        "actions": _actions,
+    }
+    return asyncio.run(online[args.command](settings, args))
 
 
 def _run(settings: Settings) -> int:
@@ -280,3 +297,36 @@ def _test_rules(args: argparse.Namespace) -> int:
     lines, ok = summary(results)
     print("\n".join(lines))
     return 0 if ok else 1
+
+
+async def _export_evidence(settings: Settings, args: argparse.Namespace) -> int:
+    from responder.evidence.export import Sealed, export
+
+    conn = await _connect(settings)
+    try:
+        row = await conn.fetchrow(
+            "SELECT version, digest, prev_digest, body FROM evidence WHERE incident_id = $1"
+            " AND ($2::int IS NULL OR version = $2) ORDER BY version DESC LIMIT 1",
+            args.incident, args.version)
+    finally:
+        await conn.close()
+    if row is None:
+        print(f"responder: no evidence for incident {args.incident}", file=sys.stderr)
+        return 1
+    archive = export(Sealed(args.incident, row["version"], row["digest"], row["prev_digest"],
+                            row["body"]), args.out)
+    print(f"{archive} (version {row['version']}, bundle digest {row['digest']})")
+    return 0
+
+
+def _verify_evidence(path: Path) -> int:
+    from responder.evidence.export import EvidenceInvalid, verify
+
+    try:
+        sealed = verify(path)
+    except EvidenceInvalid as e:
+        print(f"evidence BROKEN: {e}", file=sys.stderr)
+        return 1
+    print(f"evidence OK: incident {sealed.incident_id} version {sealed.version},"
+          f" digest {sealed.digest}")
+    return 0

@@ -24,6 +24,7 @@ from responder.engine.modes import Modes
 from responder.engine.reconciler import Reconciler
 from responder.engine.storm import StormGuard
 from responder.errors import RuleError, StoreError
+from responder.evidence.builder import EvidenceBuilder
 from responder.metrics import Metrics
 from responder.redaction import Redactor
 from responder.rules.loader import load_rules
@@ -124,13 +125,15 @@ class Daemon:
             await modes.load(conn)
         if modes.global_mode != "enforce" or modes.policy().break_glass:
             log.warning("automation is not enforcing", **modes.describe())
+        evidence = EvidenceBuilder(writer, self._rules)
         executor = Executor(pool, writer, self._rules, client, self.metrics,
-                            deadline_s=s.step_deadline_s, read_back_s=s.read_back_deadline_s)
+                            deadline_s=s.step_deadline_s, read_back_s=s.read_back_deadline_s,
+                            changed=evidence.touch)
         self.state = DaemonState(
             settings=s, metrics=self.metrics, redactor=self.redactor,
             webhook_tokens=TokenSet(s.webhook_tokens), principals=principals_from(s),
             rules=rules, pool=pool, writer=writer, executor=executor, client=client,
-            modes=modes, reload=self.reload,
+            modes=modes, reload=self.reload, evidence=evidence,
         )
         self._runner = web.AppRunner(build_app(self.state), handle_signals=False,
                                      access_log=None, shutdown_timeout=HTTP_CLOSE_S)
@@ -142,6 +145,8 @@ class Daemon:
         resumed = await executor.recover()
         self._sweeper = asyncio.create_task(executor.sweep(s.sweep_interval_s), name="sweeper")
         self._stack.push_async_callback(self._stop_task, self._sweeper)
+        sealer = asyncio.create_task(evidence.run(), name="evidence")
+        self._stack.push_async_callback(self._stop_evidence, sealer, evidence)
         watcher = asyncio.create_task(self._watch_expiries(modes, writer, s.event_window_s),
                                       name="expiries")
         self._stack.push_async_callback(self._stop_task, watcher)
@@ -237,6 +242,13 @@ class Daemon:
                     log.warning("release requests expired unapproved", count=expired)
             except StoreError as e:
                 log.warning("expiries not recorded yet", error=str(e))
+
+    async def _stop_evidence(self, task: asyncio.Task[None], evidence: EvidenceBuilder) -> None:
+        await self._stop_task(task)
+        try:
+            await asyncio.wait_for(evidence.flush(), timeout=FLUSH_GRACE_S)
+        except TimeoutError:
+            log.warning("evidence not sealed before exit; it is built again at next change")
 
     @staticmethod
     async def _stop_task(task: asyncio.Task[None]) -> None:

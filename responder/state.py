@@ -14,6 +14,7 @@ from responder.config import Settings
 from responder.engine.executor import Executor
 from responder.engine.modes import Modes
 from responder.engine.recorder import RecordAlerts, Recorded
+from responder.evidence.builder import EvidenceBuilder
 from responder.metrics import Metrics
 from responder.model import Alert
 from responder.redaction import Redactor
@@ -38,6 +39,7 @@ class DaemonState:
     modes: Modes
     is_draining: bool = False
     reload: Callable[[str], Awaitable[RuleTable]] | None = None
+    evidence: EvidenceBuilder | None = None
 
     async def record(self, alerts: Sequence[Alert],
                      nonce: tuple[str, str] | None = None) -> Recorded:
@@ -46,6 +48,8 @@ class DaemonState:
             RecordAlerts(alerts, self.rules, self.metrics, self.redactor, self.modes.policy(),
                          nonce))
         self.executor.submit(recorded.steps)
+        if self.evidence is not None:
+            self.evidence.touch(recorded.incidents)
         return recorded
 
 

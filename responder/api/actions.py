@@ -101,3 +101,22 @@ async def get_incident(request: web.Request, _: Principal) -> web.StreamResponse
 
 def _json(data: Any) -> web.Response:
     return web.json_response(data, dumps=lambda d: json.dumps(d, default=str))
+
+
+@require("viewer")
+async def get_evidence(request: web.Request, _: Principal) -> web.StreamResponse:
+    """The incident's sealed bundle (latest, or ?version=N) with its digest."""
+    raw = request.match_info["incident_id"]
+    version = request.query.get("version")
+    if not raw.isdigit() or (version is not None and not version.isdigit()):
+        return _bad("incident id and version are integers")
+    async with request.app[STATE].pool.acquire() as conn:
+        row = await conn.fetchrow(
+            "SELECT version, digest, prev_digest, body FROM evidence WHERE incident_id = $1"
+            " AND ($2::int IS NULL OR version = $2) ORDER BY version DESC LIMIT 1",
+            int(raw), int(version) if version else None)
+    if row is None:
+        return web.json_response({"error": "not_found"}, status=404)
+    return web.json_response({"incident_id": int(raw), "version": row["version"],
+                              "digest": row["digest"], "prev_digest": row["prev_digest"],
+                              "bundle": json.loads(row["body"])})

@@ -59,7 +59,8 @@ class Executor:
     def __init__(self, pool: asyncpg.Pool, writer: Writer, rules: Callable[[], RuleTable],
                  client: AdminClient, metrics: Metrics, *, deadline_s: float,
                  max_concurrency: int = 64, store_retry_s: float = 1.0,
-                 read_back_s: float = 3.0) -> None:
+                 read_back_s: float = 3.0,
+                 changed: Callable[[set[int]], None] | None = None) -> None:
         self._pool = pool
         self._writer = writer
         self._rules = rules
@@ -68,6 +69,7 @@ class Executor:
         self._deadline_s = deadline_s
         self._store_retry_s = store_retry_s
         self._read_back_s = read_back_s
+        self._changed = changed
         self._slots = asyncio.Semaphore(max_concurrency)
         self._queues: dict[int, deque[StepRow]] = {}
         self._known: set[int] = set()
@@ -162,6 +164,8 @@ class Executor:
         # into a queue that is about to be forgotten.
         del self._tasks[incident_id]
         del self._queues[incident_id]
+        if self._changed is not None:
+            self._changed({incident_id})
 
     def key_lock(self, control: str, key: str) -> asyncio.Lock:
         """The lock that serialises every change to one control key, automatic or manual."""

@@ -136,6 +136,8 @@ async def apply_manual(state: DaemonState, change: ManualChange) -> dict[str, An
         state.metrics.actions.labels(control.name, change.kind).inc()
         await state.writer.submit(_set_level(control, key, change, incident_id,
                                              {**outcome, "verified": verified}, verified))
+    if incident_id is not None and state.evidence is not None:
+        state.evidence.touch({incident_id})
     return {"control": control.name, "key": key or UNKEYED, "from": current,
             "level": change.to_level, "by": change.principal.name}
 

@@ -1,0 +1,1 @@
+"""Evidence: a hashed, versioned forensic bundle per incident, and its export."""

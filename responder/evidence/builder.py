@@ -1,0 +1,62 @@
+"""Seal evidence shortly after an incident changes, coalescing bursts of changes."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from typing import Any
+
+import structlog
+
+from responder.evidence.bundle import seal
+from responder.rules.table import RuleTable
+from responder.store.actionlog import ChainAppender
+from responder.store.db import Conn
+from responder.store.writer import Writer
+
+log = structlog.get_logger("responder.evidence")
+
+
+class EvidenceBuilder:
+    """touch(incident) asks for a new version; one is sealed after a short quiet time."""
+
+    def __init__(self, writer: Writer, rules: Callable[[], RuleTable], *,
+                 debounce_s: float = 0.2) -> None:
+        self._writer = writer
+        self._rules = rules
+        self._debounce_s = debounce_s
+        self._dirty: set[int] = set()
+        self._task: asyncio.Task[None] | None = None
+        self._wake = asyncio.Event()
+
+    def touch(self, incident_ids: set[int] | list[int]) -> None:
+        self._dirty.update(incident_ids)
+        if self._dirty:
+            self._wake.set()
+
+    async def run(self) -> None:
+        while True:
+            await self._wake.wait()
+            await asyncio.sleep(self._debounce_s)
+            self._wake.clear()
+            await self.flush()
+
+    async def flush(self) -> None:
+        """Seal every touched incident now."""
+        dirty, self._dirty = self._dirty, set()
+        for incident_id in sorted(dirty):
+            try:
+                await self._writer.submit(self._unit(incident_id))
+            except Exception as e:  # evidence must never stop containment; retry later
+                log.warning("evidence not sealed yet; will retry", incident=incident_id,
+                            error=str(e))
+                self._dirty.add(incident_id)
+                self._wake.set()
+
+    def _unit(self, incident_id: int) -> Any:
+        table = self._rules()
+
+        async def unit(conn: Conn, chain: ChainAppender) -> Any:
+            return await seal(conn, chain, incident_id, table)
+
+        return unit

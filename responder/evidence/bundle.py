@@ -1,0 +1,103 @@
+"""Build and seal an incident's forensic bundle.
+
+The bundle holds what responder saw (the raw alerts), what it decided with (the rule and the
+rule-bundle hash), what it did and what the target answered (every action record, already
+redacted), and where each control stands now. It is canonical JSON with a SHA-256 digest.
+A sealed version is never changed: a later change makes a new version that names the digest
+of the one before.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import socket
+from datetime import UTC, datetime
+from typing import Any
+
+from responder import __version__
+from responder.rules.table import RuleTable
+from responder.store.actionlog import ChainAppender, Entry, canonical
+from responder.store.db import Conn
+
+ALERTS_SQL = """
+SELECT id, alert, received_at, deliveries FROM inbox WHERE id IN (
+    SELECT (body::jsonb -> 'detail' ->> 'inbox_id')::bigint FROM action_log
+    WHERE incident_id = $1 AND kind = 'alert_matched')
+ORDER BY id
+"""
+
+CONTROLS_SQL = """
+SELECT c.control, c.key, c.level, c.set_by, c.set_kind, c.verified, c.updated_at
+FROM control_levels c
+WHERE (c.control, c.key) IN (SELECT control, key FROM steps WHERE incident_id = $1)
+ORDER BY c.control, c.key
+"""
+
+
+def digest_of(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+async def build(conn: Conn, incident_id: int, table: RuleTable) -> dict[str, Any] | None:
+    """The bundle's content for an incident as the store holds it now (no timestamps of
+    its own, so an unchanged incident builds the same content)."""
+    incident = await conn.fetchrow("SELECT * FROM incidents WHERE id = $1", incident_id)
+    if incident is None:
+        return None
+    alerts = await conn.fetch(ALERTS_SQL, incident_id)
+    records = await conn.fetch("SELECT body, hash FROM action_log WHERE incident_id = $1"
+                               " ORDER BY seq", incident_id)
+    controls = await conn.fetch(CONTROLS_SQL, incident_id)
+    rule = table.rule(incident["rule_id"])
+    return {
+        "incident": {"id": incident_id, "rule_id": incident["rule_id"],
+                     "scope": incident["scope"], "severity": incident["severity"],
+                     "status": incident["status"],
+                     "opened_at": incident["opened_at"].isoformat(),
+                     "resolved_at": incident["resolved_at"].isoformat()
+                     if incident["resolved_at"] else None},
+        "rules_hash_at_open": incident["rules_hash"],
+        "rules_hash_now": table.bundle_hash,
+        "rule": None if rule is None else {
+            "id": rule.id, "description": rule.description, "severity": rule.severity,
+            "match": [str(m) for m in rule.matchers], "file": rule.file, "line": rule.line,
+            "steps": [s.describe() for s in rule.steps],
+            "on_failure": rule.on_failure.describe() if rule.on_failure else None,
+        },
+        "alerts": [{"inbox_id": a["id"], "received_at": a["received_at"].isoformat(),
+                    "deliveries": a["deliveries"], "alert": json.loads(a["alert"])}
+                   for a in alerts],
+        "actions": [{**json.loads(r["body"]), "hash": r["hash"]} for r in records],
+        "controls": [{"control": c["control"], "key": c["key"], "level": c["level"],
+                      "set_by": c["set_by"], "set_kind": c["set_kind"],
+                      "verified": c["verified"], "since": c["updated_at"].isoformat()}
+                     for c in controls],
+    }
+
+
+async def seal(conn: Conn, chain: ChainAppender, incident_id: int,
+               table: RuleTable) -> dict[str, Any] | None:
+    """Seal a new version if the content changed since the last one; return it, else None."""
+    content = await build(conn, incident_id, table)
+    if content is None:
+        return None
+    content_digest = digest_of(canonical(content))
+    last = await conn.fetchrow("SELECT version, digest, content_digest FROM evidence"
+                               " WHERE incident_id = $1 ORDER BY version DESC LIMIT 1",
+                               incident_id)
+    if last is not None and last["content_digest"] == content_digest:
+        return None
+    version = 1 if last is None else last["version"] + 1
+    prev = None if last is None else last["digest"]
+    bundle = {"version": version, "prev_digest": prev, "sealed_at": datetime.now(UTC).isoformat(),
+              "responder": {"version": __version__, "host": socket.gethostname()},
+              **content}
+    body = canonical(bundle)
+    digest = digest_of(body)
+    await conn.execute("INSERT INTO evidence (incident_id, version, digest, content_digest,"
+                       " prev_digest, body) VALUES ($1, $2, $3, $4, $5, $6)",
+                       incident_id, version, digest, content_digest, prev, body)
+    chain.add(Entry("evidence_sealed", incident_id=incident_id,
+                    detail={"version": version, "digest": digest, "prev_digest": prev}))
+    return {"version": version, "digest": digest}
