@@ -90,6 +90,29 @@ class EventSource(BaseModel):
     secrets: list[SecretStr] = Field(min_length=1)
 
 
+class SinkSpec(BaseModel):
+    """Where bundles and pages are delivered."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,62}$")
+    kind: Literal["file", "webhook", "slack"]
+    url: str | None = Field(default=None, pattern=r"^https?://")
+    dir: Path | None = None
+    hmac_secret: SecretStr | None = None
+    bundles: bool = True
+    pages: bool = False
+    max_attempts: int = Field(default=8, gt=0, le=100)
+
+    @model_validator(mode="after")
+    def _where(self) -> SinkSpec:
+        if self.kind == "file" and self.dir is None:
+            raise ValueError(f"sink {self.name}: a file sink needs dir")
+        if self.kind != "file" and self.url is None:
+            raise ValueError(f"sink {self.name}: a {self.kind} sink needs url")
+        return self
+
+
 class Settings(BaseSettings):
     """Everything the daemon can be told, validated at start."""
 
@@ -112,6 +135,8 @@ class Settings(BaseSettings):
     sweep_interval_s: float = Field(default=5.0, gt=0)
     release_approval_ttl_s: float = Field(default=900.0, gt=0)
     event_sources: list[EventSource] = Field(default_factory=list)
+    sinks: list[SinkSpec] = Field(default_factory=list)
+    public_url: str | None = None
     event_window_s: float = Field(default=300.0, gt=0)
     rules_strict: bool = False
     rules_public_keys: PathList = Field(default_factory=list)
@@ -203,6 +228,7 @@ class Settings(BaseSettings):
         """Every configured secret, so the log redactor can mask it wherever it appears."""
         secrets = [t.get_secret_value() for t in (*self.webhook_tokens, *self.viewer_tokens)]
         secrets += [s.get_secret_value() for source in self.event_sources for s in source.secrets]
+        secrets += [s.hmac_secret.get_secret_value() for s in self.sinks if s.hmac_secret]
         if self.database_url is not None:
             secrets.append(self.database_url.get_secret_value())
         return [s for s in secrets if s]

@@ -8,6 +8,7 @@ import functools
 import os
 import signal
 
+import aiohttp
 import asyncpg
 import structlog
 from aiohttp import web
@@ -25,6 +26,8 @@ from responder.engine.reconciler import Reconciler
 from responder.engine.storm import StormGuard
 from responder.errors import RuleError, StoreError
 from responder.evidence.builder import EvidenceBuilder
+from responder.evidence.outbox import OutboxWorker
+from responder.evidence.sinks import build_sinks
 from responder.metrics import Metrics
 from responder.redaction import Redactor
 from responder.rules.loader import load_rules
@@ -125,7 +128,13 @@ class Daemon:
             await modes.load(conn)
         if modes.global_mode != "enforce" or modes.policy().break_glass:
             log.warning("automation is not enforcing", **modes.describe())
-        evidence = EvidenceBuilder(writer, self._rules)
+        sink_session = aiohttp.ClientSession()
+        self._stack.push_async_callback(sink_session.close)
+        outbox = OutboxWorker(pool, build_sinks(list(s.sinks), sink_session), s.sinks,
+                              self.metrics)
+        evidence = EvidenceBuilder(writer, self._rules, sinks=s.sinks,
+                                   link=s.public_url or f"http://{s.listen}",
+                                   sealed=outbox.wake.set)
         executor = Executor(pool, writer, self._rules, client, self.metrics,
                             deadline_s=s.step_deadline_s, read_back_s=s.read_back_deadline_s,
                             changed=evidence.touch)
@@ -145,6 +154,9 @@ class Daemon:
         resumed = await executor.recover()
         self._sweeper = asyncio.create_task(executor.sweep(s.sweep_interval_s), name="sweeper")
         self._stack.push_async_callback(self._stop_task, self._sweeper)
+        if s.sinks:
+            deliverer = asyncio.create_task(outbox.run(), name="outbox")
+            self._stack.push_async_callback(self._stop_task, deliverer)
         sealer = asyncio.create_task(evidence.run(), name="evidence")
         self._stack.push_async_callback(self._stop_evidence, sealer, evidence)
         watcher = asyncio.create_task(self._watch_expiries(modes, writer, s.event_window_s),

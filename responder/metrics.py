@@ -55,4 +55,8 @@ class Metrics:
                                        "Duration of the last reconcile pass", registry=r)
         self.reconcile_keys = Gauge("responder_reconcile_keys",
                                     "Held keys read back in the last pass", registry=r)
+        self.deliveries = Counter("responder_deliveries", "Outbox deliveries by sink and outcome",
+                                  ["sink", "outcome"], registry=r)
+        self.outbox_backlog = Gauge("responder_outbox_backlog", "Undelivered outbox rows",
+                                    ["sink"], registry=r)
         self.draining = Gauge("responder_draining", "1 while shutting down", registry=r)

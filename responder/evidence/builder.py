@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import structlog
 
+from responder.config import SinkSpec
 from responder.evidence.bundle import seal
 from responder.rules.table import RuleTable
 from responder.store.actionlog import ChainAppender
@@ -21,9 +22,13 @@ class EvidenceBuilder:
     """touch(incident) asks for a new version; one is sealed after a short quiet time."""
 
     def __init__(self, writer: Writer, rules: Callable[[], RuleTable], *,
-                 debounce_s: float = 0.2) -> None:
+                 sinks: Sequence[SinkSpec] = (), link: str = "", debounce_s: float = 0.2,
+                 sealed: Callable[[], None] | None = None) -> None:
         self._writer = writer
         self._rules = rules
+        self._sinks = sinks
+        self._link = link
+        self._sealed = sealed
         self._debounce_s = debounce_s
         self._dirty: set[int] = set()
         self._task: asyncio.Task[None] | None = None
@@ -57,6 +62,9 @@ class EvidenceBuilder:
         table = self._rules()
 
         async def unit(conn: Conn, chain: ChainAppender) -> Any:
-            return await seal(conn, chain, incident_id, table)
+            result = await seal(conn, chain, incident_id, table, self._sinks, self._link)
+            if result is not None and self._sealed is not None:
+                chain.after_commit(self._sealed)
+            return result
 
         return unit

@@ -12,10 +12,13 @@ from __future__ import annotations
 import hashlib
 import json
 import socket
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
 from responder import __version__
+from responder.config import SinkSpec
+from responder.evidence.outbox import enqueue
 from responder.rules.table import RuleTable
 from responder.store.actionlog import ChainAppender, Entry, canonical
 from responder.store.db import Conn
@@ -76,8 +79,8 @@ async def build(conn: Conn, incident_id: int, table: RuleTable) -> dict[str, Any
     }
 
 
-async def seal(conn: Conn, chain: ChainAppender, incident_id: int,
-               table: RuleTable) -> dict[str, Any] | None:
+async def seal(conn: Conn, chain: ChainAppender, incident_id: int, table: RuleTable,
+               sinks: Sequence[SinkSpec] = (), link: str = "") -> dict[str, Any] | None:
     """Seal a new version if the content changed since the last one; return it, else None."""
     content = await build(conn, incident_id, table)
     if content is None:
@@ -100,4 +103,7 @@ async def seal(conn: Conn, chain: ChainAppender, incident_id: int,
                        incident_id, version, digest, content_digest, prev, body)
     chain.add(Entry("evidence_sealed", incident_id=incident_id,
                     detail={"version": version, "digest": digest, "prev_digest": prev}))
+    # In the same transaction: a crash cannot seal a version and lose its deliveries.
+    await enqueue(conn, incident_id, version, digest, bundle, sinks,
+                  f"{link}/v1/incidents/{incident_id}" if link else "")
     return {"version": version, "digest": digest}

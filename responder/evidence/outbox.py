@@ -1,0 +1,170 @@
+"""The transactional outbox: deliveries written with the change they announce, then sent
+until each sink has taken them, with backoff; after a sink's last attempt a row is dead
+and that is paged through the other paging sinks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from collections.abc import Sequence
+from datetime import timedelta
+from typing import Any
+
+import asyncpg
+import structlog
+
+from responder.config import SinkSpec
+from responder.evidence.sinks import DeliveryError, Sink
+from responder.metrics import Metrics
+from responder.store.db import UNAVAILABLE, Conn
+
+log = structlog.get_logger("responder.outbox")
+
+ENQUEUE_SQL = """
+INSERT INTO outbox (incident_id, sink, kind, idempotency_key, payload)
+SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[], $5::text[])
+ON CONFLICT (idempotency_key) DO NOTHING
+"""
+
+CLAIM_SQL = """
+UPDATE outbox SET next_attempt_at = now() + make_interval(secs => $2),
+                  attempts = attempts + 1
+WHERE id IN (SELECT id FROM outbox WHERE status = 'pending' AND next_attempt_at <= now()
+             ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED)
+RETURNING id, incident_id, sink, kind, idempotency_key, payload, attempts
+"""
+
+LEASE_S = 30.0
+
+
+def summary(bundle: dict[str, Any], link: str) -> str:
+    """One readable line: severity, rule, what is contained, verified or not, a link."""
+    incident = bundle["incident"]
+    controls = ", ".join(
+        f"{c['control']}{'[' + c['key'] + ']' if c['key'] else ''}={c['level']}"
+        f"{'' if c['verified'] else ' (unverified)'}" for c in bundle["controls"]) or "nothing"
+    failed = sum(a["kind"] == "containment_failed" for a in bundle["actions"])
+    tail = f"; CONTAINMENT FAILED x{failed}" if failed else ""
+    return (f"[{incident['severity'].upper()}] {incident['rule_id']} ({incident['scope'] or '-'})"
+            f": contained {controls}{tail}. {link}")
+
+
+async def enqueue(conn: Conn, incident_id: int, version: int, digest: str,
+                  bundle: dict[str, Any], sinks: Sequence[SinkSpec], link: str) -> None:
+    """Outbox rows for a newly sealed version: the bundle for bundle sinks, and pages."""
+    text = summary(bundle, link)
+    rows: list[tuple[int, str, str, str, str]] = []
+    for sink in sinks:
+        if sink.bundles:
+            rows.append((incident_id, sink.name, "bundle",
+                         f"bundle-{incident_id}-v{version}-{sink.name}",
+                         json.dumps({"kind": "bundle", "incident_id": incident_id,
+                                     "version": version, "digest": digest, "summary": text,
+                                     "bundle": bundle})))
+    for reason, key in _page_reasons(incident_id, bundle):
+        for sink in sinks:
+            if sink.pages:
+                rows.append((incident_id, sink.name, "page", f"{key}-{sink.name}",
+                             json.dumps({"kind": "page", "reason": reason,
+                                         "incident_id": incident_id, "digest": digest,
+                                         "summary": text, "link": link})))
+    if rows:
+        await conn.execute(ENQUEUE_SQL, *[list(c) for c in zip(*rows, strict=True)])
+
+
+def _page_reasons(incident_id: int, bundle: dict[str, Any]) -> list[tuple[str, str]]:
+    reasons = []
+    applied = any(a["kind"] == "outcome" and a["detail"].get("status") == "applied"
+                  for a in bundle["actions"])
+    if bundle["incident"]["severity"] == "sev1" and applied:
+        reasons.append(("sev1_contained", f"page-{incident_id}-contained"))
+    for a in bundle["actions"]:
+        if a["kind"] == "containment_failed":
+            reasons.append(("containment_failed", f"page-{incident_id}-failed-{a['seq']}"))
+    return reasons
+
+
+class OutboxWorker:
+    """Delivers due outbox rows; safe to run on several replicas (rows are claimed)."""
+
+    def __init__(self, pool: asyncpg.Pool, sinks: dict[str, Sink], specs: Sequence[SinkSpec],
+                 metrics: Metrics, *, poll_s: float = 0.5, batch: int = 50) -> None:
+        self._pool = pool
+        self._sinks = sinks
+        self._specs = {s.name: s for s in specs}
+        self._metrics = metrics
+        self._poll_s = poll_s
+        self._batch = batch
+        self.wake = asyncio.Event()
+
+    async def run(self) -> None:
+        while True:
+            try:
+                delivered = await self.deliver_due()
+                await self._update_backlog()
+            except (*UNAVAILABLE, asyncpg.PostgresError) as e:
+                log.warning("outbox: store unavailable", error=str(e))
+                delivered = 0
+            if not delivered:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self.wake.wait(), timeout=self._poll_s)
+                self.wake.clear()
+
+    async def deliver_due(self) -> int:
+        async with self._pool.acquire() as conn:
+            rows = await conn.fetch(CLAIM_SQL, self._batch, LEASE_S)
+        done = await asyncio.gather(*(self._deliver(r) for r in rows))
+        return sum(done)
+
+    async def _deliver(self, row: asyncpg.Record) -> bool:
+        sink = self._sinks.get(row["sink"])
+        spec = self._specs.get(row["sink"])
+        if sink is None or spec is None:
+            await self._failed(row, f"sink {row['sink']} is no longer configured", 1)
+            return False
+        try:
+            await sink.deliver(row["idempotency_key"], row["kind"], json.loads(row["payload"]))
+        except DeliveryError as e:
+            await self._failed(row, str(e), spec.max_attempts)
+            return False
+        async with self._pool.acquire() as conn:
+            await conn.execute("UPDATE outbox SET status = 'delivered', delivered_at = now(),"
+                               " last_error = NULL WHERE id = $1", row["id"])
+        self._metrics.deliveries.labels(row["sink"], "delivered").inc()
+        return True
+
+    async def _failed(self, row: asyncpg.Record, error: str, max_attempts: int) -> None:
+        self._metrics.deliveries.labels(row["sink"], "failed").inc()
+        if row["attempts"] < max_attempts:
+            backoff = timedelta(seconds=min(300.0, 0.5 * 2 ** (row["attempts"] - 1)))
+            async with self._pool.acquire() as conn:
+                await conn.execute("UPDATE outbox SET next_attempt_at = now() + $2,"
+                                   " last_error = $3 WHERE id = $1", row["id"], backoff, error)
+            return
+        log.error("delivery dead after its last attempt; paging", sink=row["sink"],
+                  key=row["idempotency_key"], error=error)
+        self._metrics.deliveries.labels(row["sink"], "dead").inc()
+        payload = json.dumps({"kind": "page", "reason": "dead_delivery",
+                              "incident_id": row["incident_id"], "sink": row["sink"],
+                              "summary": f"delivery {row['idempotency_key']} to {row['sink']}"
+                                         f" is dead after {row['attempts']} attempts: {error}",
+                              "link": ""})
+        pages = [s for s in self._specs.values() if s.pages and s.name != row["sink"]]
+        async with self._pool.acquire() as conn, conn.transaction():
+            await conn.execute("UPDATE outbox SET status = 'dead', last_error = $2"
+                               " WHERE id = $1", row["id"], error)
+            if pages:
+                await conn.execute(ENQUEUE_SQL, [row["incident_id"]] * len(pages),
+                                   [s.name for s in pages], ["page"] * len(pages),
+                                   [f"dead-{row['id']}-{s.name}" for s in pages],
+                                   [payload] * len(pages))
+
+    async def _update_backlog(self) -> None:
+        async with self._pool.acquire() as conn:
+            rows = await conn.fetch("SELECT sink, count(*) AS n FROM outbox"
+                                    " WHERE status = 'pending' GROUP BY sink")
+        counts = {r["sink"]: r["n"] for r in rows}
+        for name in self._specs:
+            self._metrics.outbox_backlog.labels(name).set(counts.get(name, 0))

@@ -1,0 +1,84 @@
+"""Where bundles and pages go: a directory, a generic webhook, a Slack-style webhook.
+
+Every delivery carries its idempotency key, so a delivery retried after a crash or a lost
+answer is taken once by a receiver that honours the key (the file sink names its file by it).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import os
+from typing import Any, Protocol
+
+import aiohttp
+
+from responder.config import SinkSpec
+
+TIMEOUT_S = 10.0
+
+
+class DeliveryError(Exception):
+    """The sink did not take the delivery; it will be retried."""
+
+
+class Sink(Protocol):
+    name: str
+
+    async def deliver(self, key: str, kind: str, payload: dict[str, Any]) -> None: ...
+
+
+class FileSink:
+    def __init__(self, spec: SinkSpec) -> None:
+        assert spec.dir is not None
+        self.name = spec.name
+        self.dir = spec.dir
+
+    async def deliver(self, key: str, kind: str, payload: dict[str, Any]) -> None:
+        try:
+            self.dir.mkdir(parents=True, exist_ok=True)
+            target = self.dir / f"{key}.json"
+            tmp = target.with_suffix(".tmp")
+            tmp.write_text(json.dumps(payload, indent=2, sort_keys=True))
+            os.replace(tmp, target)  # whole file or none, and the same name on a retry
+        except OSError as e:
+            raise DeliveryError(f"{self.name}: {e.strerror}") from e
+
+
+class WebhookSink:
+    def __init__(self, spec: SinkSpec, session: aiohttp.ClientSession, *, slack: bool) -> None:
+        assert spec.url is not None
+        self.name = spec.name
+        self.url = spec.url
+        self.secret = spec.hmac_secret
+        self.slack = slack
+        self.session = session
+
+    async def deliver(self, key: str, kind: str, payload: dict[str, Any]) -> None:
+        body = json.dumps({"text": payload["summary"]} if self.slack else payload,
+                          sort_keys=True).encode()
+        headers = {"Content-Type": "application/json", "Idempotency-Key": key,
+                   "X-Responder-Kind": kind}
+        if self.secret is not None:
+            mac = hmac.new(self.secret.get_secret_value().encode(), body, hashlib.sha256)
+            headers["X-Responder-Signature"] = f"sha256={mac.hexdigest()}"
+        try:
+            async with self.session.post(self.url, data=body, headers=headers,
+                                         timeout=aiohttp.ClientTimeout(total=TIMEOUT_S)) as r:
+                if not 200 <= r.status < 300:
+                    raise DeliveryError(f"{self.name}: answered {r.status}")
+        except (aiohttp.ClientError, TimeoutError) as e:
+            raise DeliveryError(f"{self.name}: {type(e).__name__}") from e
+
+
+def build_sinks(specs: list[SinkSpec], session: aiohttp.ClientSession) -> dict[str, Sink]:
+    sinks: dict[str, Sink] = {}
+    for spec in specs:
+        if spec.kind == "file":
+            sinks[spec.name] = FileSink(spec)
+        else:
+            sinks[spec.name] = WebhookSink(spec, session, slack=spec.kind == "slack")
+    return sinks
+
+
