@@ -157,6 +157,23 @@ async def get_withdrawals(request: web.Request) -> web.Response:
     return web.json_response({"state": "OPEN" if state.faults.read_lies else state.withdrawals})
 
 
+async def metrics(request: web.Request) -> web.Response:
+    """Prometheus text: the levels as ranks, and how many admin calls were applied."""
+    state = request.app[STATE]
+    lines = [
+        "# TYPE exchange_withdrawals_halted gauge",
+        f"exchange_withdrawals_halted {int(state.withdrawals == 'HALTED')}",
+        "# TYPE exchange_global_mode_rank gauge",
+        f"exchange_global_mode_rank {SYMBOL_MODES.index(state.global_mode)}",
+        "# TYPE exchange_symbol_mode_rank gauge",
+        *(f'exchange_symbol_mode_rank{{symbol="{s}"}} {SYMBOL_MODES.index(m)}'
+          for s, m in sorted(state.symbols.items())),
+        "# TYPE exchange_admin_calls_applied_total counter",
+        f"exchange_admin_calls_applied_total {sum(c.applied for c in state.calls)}",
+    ]
+    return web.Response(text="\n".join(lines) + "\n", content_type="text/plain")
+
+
 async def sim_forget(request: web.Request) -> web.Response:
     """Forget every level, as a restarted exchange with no persistence would."""
     request.app[STATE].forget()
@@ -192,6 +209,7 @@ def make_app(token: str) -> web.Application:
     app.router.add_get("/_sim/state", sim_calls)
     app.router.add_post("/_sim/faults", sim_faults)
     app.router.add_post("/_sim/forget", sim_forget)
+    app.router.add_get("/metrics", metrics)
     return app
 
 

@@ -136,6 +136,7 @@ class Settings(BaseSettings):
     release_approval_ttl_s: float = Field(default=900.0, gt=0)
     event_sources: list[EventSource] = Field(default_factory=list)
     sinks: list[SinkSpec] = Field(default_factory=list)
+    prometheus_url: str | None = Field(default=None, pattern=r"^https?://")
     public_url: str | None = None
     event_window_s: float = Field(default=300.0, gt=0)
     rules_strict: bool = False
@@ -164,7 +165,7 @@ class Settings(BaseSettings):
                                      mode="before")(_split_tokens)
 
     @field_validator("database_url", "webhook_tokens_file", "viewer_tokens_file",
-                     "principals_file", "max_alert_age_s", mode="before")
+                     "principals_file", "max_alert_age_s", "prometheus_url", mode="before")
     @classmethod
     def _empty_is_unset(cls, value: Any) -> Any:
         return None if value == "" else value

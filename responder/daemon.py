@@ -7,6 +7,8 @@ import contextlib
 import functools
 import os
 import signal
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any
 
 import aiohttp
 import asyncpg
@@ -28,6 +30,8 @@ from responder.errors import RuleError, StoreError
 from responder.evidence.builder import EvidenceBuilder
 from responder.evidence.outbox import OutboxWorker
 from responder.evidence.sinks import build_sinks
+from responder.evidence.snapshots import Snapshot
+from responder.evidence.snapshots import take as take_snapshots
 from responder.metrics import Metrics
 from responder.redaction import Redactor
 from responder.rules.loader import load_rules
@@ -74,9 +78,8 @@ class Daemon:
         self.state: DaemonState | None = None
         self.port: int | None = None
         self._stack = contextlib.AsyncExitStack()
-        self._writer_task: asyncio.Task[None] | None = None
+        self._tasks: list[asyncio.Task[None]] = []
         self._runner: web.AppRunner | None = None
-        self._sweeper: asyncio.Task[None] | None = None
         self.reconciler: Reconciler | None = None
 
     async def run(self) -> None:
@@ -86,8 +89,7 @@ class Daemon:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self.handle_exit, sig)
         loop.add_signal_handler(signal.SIGHUP, self._reload_requested.set)
-        reloader = asyncio.create_task(self._reload_on_signal(), name="reload-on-sighup")
-        self._stack.push_async_callback(self._stop_task, reloader)
+        self._spawn(self._reload_on_signal(), "reload-on-sighup")
         try:
             await self.should_exit.wait()
         finally:
@@ -102,76 +104,106 @@ class Daemon:
         self.should_exit.set()
 
     async def start(self) -> None:
+        """Load rules, open the store, start the workers, then listen."""
         s = self.settings
-        rules = load_rules(s.rules_dir, public_keys=s.rules_keys)
-        self.redactor.add_secrets(t.token.get_secret_value()
-                                  for t in rules.targets.values() if t.token is not None)
-        self.metrics.rules_loaded.set(len(rules.rules))
-        self.metrics.rules_reload_ok.set(1)
-        pool: asyncpg.Pool = await create_pool(await resolve_dsn(s))
-        self._stack.push_async_callback(self._close_pool, pool)
-        applied = await migrate(pool)
-        if applied:
-            log.info("migrations applied", versions=applied)
-
+        rules = self._load_rules()
+        pool = await self._open_store()
         writer = Writer(pool, self._rules_hash, max_pending=s.intake_queue_max)
-        self._writer_task = asyncio.create_task(writer.run(), name="writer")
-        self._stack.push_async_callback(self._stop_writer, writer)
-
+        self._spawn(writer.run(), "writer", stop=lambda t: self._stop_writer(writer, t))
         client = AdminClient(self.metrics, self.redactor)
         await client.start()
         self._stack.push_async_callback(client.close)
-
-        modes = Modes(max_alert_age_s=s.max_alert_age_s,
-                      guard=StormGuard(s.storm_window_s, s.storm_max_incidents))
-        async with pool.acquire() as conn:
-            await modes.load(conn)
-        if modes.global_mode != "enforce" or modes.policy().break_glass:
-            log.warning("automation is not enforcing", **modes.describe())
-        sink_session = aiohttp.ClientSession()
-        self._stack.push_async_callback(sink_session.close)
-        outbox = OutboxWorker(pool, build_sinks(list(s.sinks), sink_session), s.sinks,
-                              self.metrics)
-        evidence = EvidenceBuilder(writer, self._rules, sinks=s.sinks,
-                                   link=s.public_url or f"http://{s.listen}",
-                                   sealed=outbox.wake.set)
+        modes = await self._load_modes(pool)
+        evidence, outbox = self._evidence(pool, writer)
         executor = Executor(pool, writer, self._rules, client, self.metrics,
                             deadline_s=s.step_deadline_s, read_back_s=s.read_back_deadline_s,
                             changed=evidence.touch)
+        self.reconciler = Reconciler(pool, writer, self._rules, client, executor, self.metrics,
+                                     deadline_s=s.step_deadline_s)
         self.state = DaemonState(
             settings=s, metrics=self.metrics, redactor=self.redactor,
             webhook_tokens=TokenSet(s.webhook_tokens), principals=principals_from(s),
             rules=rules, pool=pool, writer=writer, executor=executor, client=client,
             modes=modes, reload=self.reload, evidence=evidence,
         )
-        self._runner = web.AppRunner(build_app(self.state), handle_signals=False,
-                                     access_log=None, shutdown_timeout=HTTP_CLOSE_S)
-        await self._runner.setup()
-        self._stack.push_async_callback(self._runner.cleanup)
-        site = web.TCPSite(self._runner, s.host, s.port)
-        await site.start()
-        self.port = self._runner.addresses[0][1]
+        await self._listen()
         resumed = await executor.recover()
-        self._sweeper = asyncio.create_task(executor.sweep(s.sweep_interval_s), name="sweeper")
-        self._stack.push_async_callback(self._stop_task, self._sweeper)
+        self._spawn(executor.sweep(s.sweep_interval_s), "sweeper")
         if s.sinks:
-            deliverer = asyncio.create_task(outbox.run(), name="outbox")
-            self._stack.push_async_callback(self._stop_task, deliverer)
-        sealer = asyncio.create_task(evidence.run(), name="evidence")
-        self._stack.push_async_callback(self._stop_evidence, sealer, evidence)
-        watcher = asyncio.create_task(self._watch_expiries(modes, writer, s.event_window_s),
-                                      name="expiries")
-        self._stack.push_async_callback(self._stop_task, watcher)
-        self.reconciler = Reconciler(pool, writer, self._rules, client, executor, self.metrics,
-                                     deadline_s=s.step_deadline_s)
+            self._spawn(outbox.run(), "outbox")
+        self._spawn(evidence.run(), "evidence", stop=lambda t: self._stop_evidence(t, evidence))
+        self._spawn(self._watch_expiries(modes, writer, s.event_window_s), "expiries")
         if s.reconcile_interval_s > 0:
-            reconcile = asyncio.create_task(self.reconciler.run(s.reconcile_interval_s),
-                                            name="reconciler")
-            self._stack.push_async_callback(self._stop_task, reconcile)
+            self._spawn(self.reconciler.run(s.reconcile_interval_s), "reconciler")
         if not s.webhook_tokens:
             log.warning("no webhook tokens configured: every webhook will be refused")
         log.info("listening", version=__version__, address=f"{s.host}:{self.port}",
                  rules=len(rules.rules), rules_hash=rules.bundle_hash, resumed=resumed)
+
+    def _load_rules(self) -> RuleTable:
+        rules = load_rules(self.settings.rules_dir, public_keys=self.settings.rules_keys)
+        self.redactor.add_secrets(t.token.get_secret_value()
+                                  for t in rules.targets.values() if t.token is not None)
+        self.metrics.rules_loaded.set(len(rules.rules))
+        self.metrics.rules_reload_ok.set(1)
+        return rules
+
+    async def _open_store(self) -> asyncpg.Pool:
+        pool: asyncpg.Pool = await create_pool(await resolve_dsn(self.settings))
+        self._stack.push_async_callback(self._close_pool, pool)
+        applied = await migrate(pool)
+        if applied:
+            log.info("migrations applied", versions=applied)
+        return pool
+
+    async def _load_modes(self, pool: asyncpg.Pool) -> Modes:
+        s = self.settings
+        modes = Modes(max_alert_age_s=s.max_alert_age_s,
+                      guard=StormGuard(s.storm_window_s, s.storm_max_incidents))
+        async with pool.acquire() as conn:
+            await modes.load(conn)
+        if modes.global_mode != "enforce" or modes.policy().break_glass:
+            log.warning("automation is not enforcing", **modes.describe())
+        return modes
+
+    def _evidence(self, pool: asyncpg.Pool,
+                  writer: Writer) -> tuple[EvidenceBuilder, OutboxWorker]:
+        s = self.settings
+        session = aiohttp.ClientSession()
+        self._stack.push_async_callback(session.close)
+        outbox = OutboxWorker(pool, build_sinks(list(s.sinks), session), s.sinks, self.metrics)
+
+        async def snapshotter(incident_id: int, table: RuleTable) -> list[Snapshot]:
+            async with pool.acquire() as conn:
+                rule_id = await conn.fetchval("SELECT rule_id FROM incidents WHERE id = $1",
+                                              incident_id)
+                taken = await conn.fetchval("SELECT count(*) FROM evidence_snapshots"
+                                            " WHERE incident_id = $1", incident_id)
+            rule = table.rule(rule_id) if rule_id else None
+            if rule is None or taken or not (rule.queries or rule.snapshots):
+                return []
+            return await take_snapshots(session, rule, s.prometheus_url, self.redactor)
+
+        evidence = EvidenceBuilder(writer, self._rules, sinks=s.sinks,
+                                   link=s.public_url or f"http://{s.listen}",
+                                   sealed=outbox.wake.set, snapshotter=snapshotter)
+        return evidence, outbox
+
+    async def _listen(self) -> None:
+        assert self.state is not None
+        self._runner = web.AppRunner(build_app(self.state), handle_signals=False,
+                                     access_log=None, shutdown_timeout=HTTP_CLOSE_S)
+        await self._runner.setup()
+        self._stack.push_async_callback(self._runner.cleanup)
+        await web.TCPSite(self._runner, self.settings.host, self.settings.port).start()
+        self.port = self._runner.addresses[0][1]
+
+    def _spawn(self, coro: Coroutine[Any, Any, None], name: str,
+               stop: Callable[[asyncio.Task[None]], Awaitable[None]] | None = None) -> None:
+        """Run a background task and stop it at shutdown (in reverse order of start)."""
+        task = asyncio.create_task(coro, name=name)
+        self._tasks.append(task)
+        self._stack.push_async_callback(stop or self._stop_task, task)
 
     def _rules(self) -> RuleTable:
         assert self.state is not None
@@ -256,6 +288,7 @@ class Daemon:
                 log.warning("expiries not recorded yet", error=str(e))
 
     async def _stop_evidence(self, task: asyncio.Task[None], evidence: EvidenceBuilder) -> None:
+        """Stop the sealer, then seal what is still waiting (bounded)."""
         await self._stop_task(task)
         try:
             await asyncio.wait_for(evidence.flush(), timeout=FLUSH_GRACE_S)
@@ -268,12 +301,10 @@ class Daemon:
         with contextlib.suppress(asyncio.CancelledError):
             await task
 
-    async def _stop_writer(self, writer: Writer) -> None:
+    async def _stop_writer(self, writer: Writer, task: asyncio.Task[None]) -> None:
         writer.stop()
-        if self._writer_task is None:
-            return
         try:
-            await asyncio.wait_for(self._writer_task, timeout=FLUSH_GRACE_S)
+            await asyncio.wait_for(task, timeout=FLUSH_GRACE_S)
         except TimeoutError:
             # The store is not answering. Nothing acknowledged is lost: unwritten outcomes
             # leave their steps pending, and the next start runs them again (idempotently).

@@ -16,6 +16,7 @@ from aiohttp import web
 
 from tests.conftest import (
     EXCHANGE_TOKEN,
+    VIEWER_TOKEN,
     DaemonFactory,
     fixture_bytes,
     free_port,
@@ -96,6 +97,11 @@ async def test_every_bundle_reaches_every_sink_once(
     files = sorted(p.stem for p in (tmp_path / "evidence").glob("*.json"))
     assert files == sorted(r["idempotency_key"] for r in bundles if r["sink"] == "files")
     assert hook.seen > len(hook.accepted)  # it did fail first
+    async with http.get(f"http://127.0.0.1:{daemon.port}/v1/incidents/1",
+                        headers={"Authorization": f"Bearer {VIEWER_TOKEN}"}) as resp:
+        shown = (await resp.json())["deliveries"]
+    assert {(d["sink"], d["status"]) for d in shown} == {("files", "delivered"),
+                                                         ("hook", "delivered")}
     for _, _, payload in hook.accepted:
         assert EXCHANGE_TOKEN not in json.dumps(payload)
 

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import structlog
 
 from responder.config import SinkSpec
 from responder.evidence.bundle import seal
+from responder.evidence.snapshots import Snapshot
 from responder.rules.table import RuleTable
 from responder.store.actionlog import ChainAppender
 from responder.store.db import Conn
@@ -17,15 +18,20 @@ from responder.store.writer import Writer
 
 log = structlog.get_logger("responder.evidence")
 
+Snapshotter = Callable[[int, RuleTable], Awaitable[list[Snapshot]]]
+
 
 class EvidenceBuilder:
     """touch(incident) asks for a new version; one is sealed after a short quiet time."""
 
     def __init__(self, writer: Writer, rules: Callable[[], RuleTable], *,
                  sinks: Sequence[SinkSpec] = (), link: str = "", debounce_s: float = 0.2,
-                 sealed: Callable[[], None] | None = None) -> None:
+                 sealed: Callable[[], None] | None = None,
+                 snapshotter: Snapshotter | None = None) -> None:
         self._writer = writer
         self._rules = rules
+        self._snapshotter = snapshotter
+        self._snapped: set[int] = set()
         self._sinks = sinks
         self._link = link
         self._sealed = sealed
@@ -51,17 +57,30 @@ class EvidenceBuilder:
         dirty, self._dirty = self._dirty, set()
         for incident_id in sorted(dirty):
             try:
-                await self._writer.submit(self._unit(incident_id))
+                snaps = await self._snapshots(incident_id)
+                await self._writer.submit(self._unit(incident_id, snaps))
             except Exception as e:  # evidence must never stop containment; retry later
                 log.warning("evidence not sealed yet; will retry", incident=incident_id,
                             error=str(e))
                 self._dirty.add(incident_id)
                 self._wake.set()
 
-    def _unit(self, incident_id: int) -> Any:
+    async def _snapshots(self, incident_id: int) -> list[Snapshot]:
+        """Snapshots the incident's rule declares, taken once, before its first seal."""
+        if self._snapshotter is None or incident_id in self._snapped:
+            return []
+        snaps = await self._snapshotter(incident_id, self._rules())
+        self._snapped.add(incident_id)
+        return snaps
+
+    def _unit(self, incident_id: int, snaps: list[Snapshot]) -> Any:
         table = self._rules()
 
         async def unit(conn: Conn, chain: ChainAppender) -> Any:
+            for s in snaps:
+                await conn.execute("INSERT INTO evidence_snapshots (incident_id, name, kind, ok,"
+                                   " result) VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
+                                   incident_id, s.name, s.kind, s.ok, s.result)
             result = await seal(conn, chain, incident_id, table, self._sinks, self._link)
             if result is not None and self._sealed is not None:
                 chain.after_commit(self._sealed)

@@ -53,6 +53,9 @@ async def build(conn: Conn, incident_id: int, table: RuleTable) -> dict[str, Any
                                " ORDER BY seq", incident_id)
     controls = await conn.fetch(CONTROLS_SQL, incident_id)
     rule = table.rule(incident["rule_id"])
+    snapshots = await conn.fetch("SELECT name, kind, ok, result, taken_at FROM"
+                                 " evidence_snapshots WHERE incident_id = $1 ORDER BY name",
+                                 incident_id)
     return {
         "incident": {"id": incident_id, "rule_id": incident["rule_id"],
                      "scope": incident["scope"], "severity": incident["severity"],
@@ -72,6 +75,9 @@ async def build(conn: Conn, incident_id: int, table: RuleTable) -> dict[str, Any
                     "deliveries": a["deliveries"], "alert": json.loads(a["alert"])}
                    for a in alerts],
         "actions": [{**json.loads(r["body"]), "hash": r["hash"]} for r in records],
+        "snapshots": [{"name": s["name"], "kind": s["kind"], "ok": s["ok"],
+                       "taken_at": s["taken_at"].isoformat(), "result": json.loads(s["result"])}
+                      for s in snapshots],
         "controls": [{"control": c["control"], "key": c["key"], "level": c["level"],
                       "set_by": c["set_by"], "set_kind": c["set_kind"],
                       "verified": c["verified"], "since": c["updated_at"].isoformat()}

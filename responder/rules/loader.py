@@ -141,6 +141,7 @@ class _Compiler:
         self.env = env
         self.resolve_secrets = resolve_secrets
         self.problems = problems
+        self.targets: dict[str, Target] = {}
 
     def problem(self, src: _Source, loc: Loc, message: str) -> None:
         self.problems.append(RuleProblem(src.path, line_of(src.raw, loc), message))
@@ -151,6 +152,7 @@ class _Compiler:
             for src, name, spec in self._each("targets")
             if (t := self._target(src, name, spec)) is not None
         }
+        self.targets = targets
         controls = {
             name: c
             for src, name, spec in self._each("controls")
@@ -304,7 +306,23 @@ class _Compiler:
         return Rule(spec.id, spec.description, spec.severity, tuple(matchers),
                     tuple(s for s in steps if s is not None), on_failure,
                     on_unknown or on_failure, src.path, line_of(src.raw, loc), spec.mode,
-                    spec.storm.max_incidents if spec.storm else None, storm_step)
+                    spec.storm.max_incidents if spec.storm else None, storm_step,
+                    *self._evidence(src, loc, spec))
+
+    def _evidence(self, src: _Source, loc: Loc, spec: RuleSpec) -> tuple[
+            tuple[tuple[str, str, float], ...], tuple[tuple[str, Target, str, float], ...]]:
+        if spec.evidence is None:
+            return (), ()
+        queries = tuple((q.name, q.query, q.timeout_s) for q in spec.evidence.queries)
+        snapshots = []
+        for i, snap in enumerate(spec.evidence.snapshots):
+            target = self.targets.get(snap.target)
+            if target is None:
+                self.problem(src, (*loc, "evidence", "snapshots", i, "target"),
+                             f"unknown target {snap.target!r}")
+                continue
+            snapshots.append((snap.name, target, snap.path, snap.timeout_s))
+        return queries, tuple(snapshots)
 
     def _step(
         self, src: _Source, loc: Loc, spec: StepSpec, controls: Mapping[str, Control]

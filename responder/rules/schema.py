@@ -75,6 +75,28 @@ class StormSpec(_Spec):
     step: StepSpec | None = None
 
 
+class QuerySpec(_Spec):
+    """A Prometheus instant query whose answer goes into the incident's evidence."""
+
+    name: str = Field(pattern=NAME)
+    query: str = Field(min_length=1, max_length=2000)
+    timeout_s: float = Field(default=5.0, gt=0, le=60)
+
+
+class SnapshotSpec(_Spec):
+    """A GET of a target's status endpoint whose answer goes into the evidence."""
+
+    name: str = Field(pattern=NAME)
+    target: str
+    path: str = Field(pattern=r"^/")
+    timeout_s: float = Field(default=5.0, gt=0, le=60)
+
+
+class EvidenceSpec(_Spec):
+    queries: list[QuerySpec] = Field(default_factory=list)
+    snapshots: list[SnapshotSpec] = Field(default_factory=list)
+
+
 class RuleSpec(_Spec):
     id: str = Field(pattern=NAME)
     description: str = ""
@@ -85,6 +107,7 @@ class RuleSpec(_Spec):
     on_unknown_scope: StepSpec | None = None
     mode: Literal["enforce", "dry_run"] = "enforce"
     storm: StormSpec | None = None
+    evidence: EvidenceSpec | None = None
 
 
 class RuleFileSpec(_Spec):

@@ -130,6 +130,10 @@ class Rule:
     mode: str = "enforce"
     storm_max: int | None = None
     storm_step: Step | None = None
+    queries: tuple[tuple[str, str, float], ...] = ()
+    """Prometheus instant queries for evidence: (name, query, timeout_s)."""
+    snapshots: tuple[tuple[str, Target, str, float], ...] = ()
+    """Target GETs for evidence: (name, target, path, timeout_s)."""
 
     def matches(self, labels: Mapping[str, str]) -> bool:
         return all(m.matches(labels) for m in self.matchers)

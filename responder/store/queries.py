@@ -63,8 +63,12 @@ async def incident_timeline(conn: Conn, incident_id: int) -> dict[str, Any] | No
     records = await conn.fetch(
         "SELECT body, hash, prev_hash FROM action_log WHERE incident_id = $1 ORDER BY seq",
         incident_id)
+    deliveries = await conn.fetch(
+        "SELECT sink, kind, status, attempts, last_error, created_at, delivered_at"
+        " FROM outbox WHERE incident_id = $1 ORDER BY id", incident_id)
     return {
         "incident": dict(incident),
         "steps": [dict(s) for s in steps],
         "timeline": [_record(r) for r in records],
+        "deliveries": [dict(d) for d in deliveries],
     }
