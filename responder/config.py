@@ -96,9 +96,11 @@ class SinkSpec(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     name: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,62}$")
-    kind: Literal["file", "webhook", "slack"]
+    kind: Literal["file", "webhook", "slack", "kafka"]
     url: str | None = Field(default=None, pattern=r"^https?://")
     dir: Path | None = None
+    bootstrap: str | None = None
+    topic: str | None = Field(default=None, pattern=r"^[A-Za-z0-9._-]{1,200}$")
     hmac_secret: SecretStr | None = None
     bundles: bool = True
     pages: bool = False
@@ -108,7 +110,9 @@ class SinkSpec(BaseModel):
     def _where(self) -> SinkSpec:
         if self.kind == "file" and self.dir is None:
             raise ValueError(f"sink {self.name}: a file sink needs dir")
-        if self.kind != "file" and self.url is None:
+        if self.kind == "kafka" and (self.bootstrap is None or self.topic is None):
+            raise ValueError(f"sink {self.name}: a kafka sink needs bootstrap and topic")
+        if self.kind in ("webhook", "slack") and self.url is None:
             raise ValueError(f"sink {self.name}: a {self.kind} sink needs url")
         return self
 

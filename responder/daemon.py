@@ -172,6 +172,7 @@ class Daemon:
         session = aiohttp.ClientSession()
         self._stack.push_async_callback(session.close)
         outbox = OutboxWorker(pool, build_sinks(list(s.sinks), session), s.sinks, self.metrics)
+        self._stack.push_async_callback(outbox.close)
 
         async def snapshotter(incident_id: int, table: RuleTable) -> list[Snapshot]:
             async with pool.acquire() as conn:

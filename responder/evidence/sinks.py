@@ -72,11 +72,50 @@ class WebhookSink:
             raise DeliveryError(f"{self.name}: {type(e).__name__}") from e
 
 
+class KafkaSink:
+    """Publishes each delivery to a topic, keyed (and headed) by its idempotency key."""
+
+    def __init__(self, spec: SinkSpec) -> None:
+        assert spec.bootstrap is not None
+        assert spec.topic is not None
+        self.name = spec.name
+        self.bootstrap = spec.bootstrap
+        self.topic = spec.topic
+        self._producer: Any = None
+
+    async def deliver(self, key: str, kind: str, payload: dict[str, Any]) -> None:
+        from aiokafka import AIOKafkaProducer
+        from aiokafka.errors import KafkaError
+
+        try:
+            if self._producer is None:
+                # Held before start() so that a failed start is still closed below.
+                self._producer = AIOKafkaProducer(bootstrap_servers=self.bootstrap, acks="all",
+                                                  request_timeout_ms=int(TIMEOUT_S * 1000))
+                await self._producer.start()
+            await self._producer.send_and_wait(
+                self.topic, json.dumps(payload, sort_keys=True).encode(), key=key.encode(),
+                headers=[("idempotency-key", key.encode()), ("kind", kind.encode())])
+        except (KafkaError, OSError) as e:
+            await self.close()
+            raise DeliveryError(f"{self.name}: {type(e).__name__}: {e}") from e
+
+    async def close(self) -> None:
+        producer, self._producer = self._producer, None
+        if producer is not None:
+            try:
+                await producer.stop()
+            except Exception:  # closing a broken producer must not mask the delivery error
+                return
+
+
 def build_sinks(specs: list[SinkSpec], session: aiohttp.ClientSession) -> dict[str, Sink]:
     sinks: dict[str, Sink] = {}
     for spec in specs:
         if spec.kind == "file":
             sinks[spec.name] = FileSink(spec)
+        elif spec.kind == "kafka":
+            sinks[spec.name] = KafkaSink(spec)
         else:
             sinks[spec.name] = WebhookSink(spec, session, slack=spec.kind == "slack")
     return sinks
