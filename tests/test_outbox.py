@@ -209,3 +209,19 @@ async def test_kafka_sink_delivers_each_bundle_once(
 
 async def _attempted(dsn: str) -> bool:
     return any(r["attempts"] > 0 and r["status"] == "pending" for r in await outbox(dsn))
+
+
+async def test_directory_sink_recovers_from_a_failure(
+    make_daemon: DaemonFactory, http: aiohttp.ClientSession, database: str, tmp_path: Path,
+) -> None:
+    """A directory that cannot be written to (a file is in the way) is retried until it can."""
+    target = tmp_path / "evidence"
+    target.write_text("in the way")
+    daemon = await make_daemon(sinks=[{"name": "files", "kind": "file", "dir": str(target)}])
+    await post_alerts(http, daemon, fixture_bytes("firing-single.json"))
+    await idle(daemon)
+    await wait_for(lambda: _attempted(database), timeout_s=20, what="a failed attempt")
+    target.unlink()
+    await wait_for(lambda: all_delivered(database), timeout_s=30, what="delivery")
+    written = sorted(p.stem for p in target.glob("*.json"))
+    assert written == sorted(r["idempotency_key"] for r in await outbox(database))

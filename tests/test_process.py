@@ -210,15 +210,20 @@ async def test_secrets_never_reach_the_logs(
     tmp_path: Path, database: str, rules_dir: Path, procs: list[Proc],
     http: aiohttp.ClientSession, exchange: Exchange, monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """Canary tokens (webhook, viewer, target) appear in no log line; every line is JSON."""
+    """Canary secrets appear in no log line, record, bundle or sink payload; logs are JSON."""
     canary_webhook = "canary-webhook-8c1f2e9d"
     canary_admin = "canary-admin-5b7a3c1e"
+    canary_sink = "canary-sink-hmac-2f4e6a8c"
+    sink_dir = tmp_path / "sink"
     exchange.state.token = canary_admin
     monkeypatch.setenv("RESPONDER_EXCHANGE_TOKEN", canary_admin)
     exchange.state.faults = Faults(fail_next=1, fail_status=500)
     env = daemon_env(database, rules_dir, RESPONDER_WEBHOOK_TOKENS=canary_webhook,
                      RESPONDER_VIEWER_TOKENS="canary-viewer-0d9e8f7a",
-                     RESPONDER_LOG_LEVEL="debug")
+                     RESPONDER_LOG_LEVEL="debug",
+                     RESPONDER_SINKS=json.dumps([
+                         {"name": "files", "kind": "file", "dir": str(sink_dir),
+                          "hmac_secret": canary_sink, "pages": True}]))
     proc = await spawn(tmp_path, procs, env)
     assert await post(http, proc.port, fixture_bytes("firing-single.json"),
                       token=canary_webhook) == 200
@@ -227,6 +232,8 @@ async def test_secrets_never_reach_the_logs(
     await wait_for(lambda: exchange.state.withdrawals == "HALTED", what="containment")
     await wait_for(lambda: fetchval(database, "SELECT count(*) = 0 FROM steps"
                                               " WHERE status = 'pending'"), what="outcomes")
+    await wait_for(lambda: fetchval(database, "SELECT count(*) > 0 AND bool_and(status ="
+                                              " 'delivered') FROM outbox"), what="deliveries")
     proc.popen.send_signal(signal.SIGTERM)
     await asyncio.to_thread(proc.popen.wait, 30)
     text = proc.log()
@@ -234,10 +241,15 @@ async def test_secrets_never_reach_the_logs(
     assert len(lines) >= 4
     for line in lines:
         json.loads(line)
-    for canary in (canary_webhook, canary_admin, "canary-viewer-0d9e8f7a"):
-        assert canary not in text
-    body_text = await fetchval(database, "SELECT string_agg(body, '') FROM action_log")
-    assert canary_admin not in body_text and canary_webhook not in body_text
+    canaries = (canary_webhook, canary_admin, "canary-viewer-0d9e8f7a", canary_sink)
+    records = await fetchval(database, "SELECT string_agg(body, '') FROM action_log")
+    bundles = await fetchval(database, "SELECT string_agg(body, '') FROM evidence")
+    payloads = "".join(p.read_text() for p in sink_dir.glob("*.json"))
+    assert payloads  # bundles and a page were delivered
+    for canary in canaries:
+        for where, content in (("logs", text), ("action log", records),
+                               ("bundles", bundles), ("sink payloads", payloads)):
+            assert canary not in content, f"{canary} leaked into the {where}"
 
 
 def _run(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
