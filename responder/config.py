@@ -140,6 +140,11 @@ class Settings(BaseSettings):
     release_approval_ttl_s: float = Field(default=900.0, gt=0)
     event_sources: list[EventSource] = Field(default_factory=list)
     sinks: list[SinkSpec] = Field(default_factory=list)
+    kafka_bootstrap: str | None = None
+    kafka_alerts_topic: str = "responder.alerts"
+    kafka_dlq_topic: str = "responder.alerts.dlq"
+    kafka_group: str = "responder"
+    kafka_max_message_bytes: int = Field(default=1_048_576, gt=0)
     prometheus_url: str | None = Field(default=None, pattern=r"^https?://")
     public_url: str | None = None
     event_window_s: float = Field(default=300.0, gt=0)
@@ -169,7 +174,8 @@ class Settings(BaseSettings):
                                      mode="before")(_split_tokens)
 
     @field_validator("database_url", "webhook_tokens_file", "viewer_tokens_file",
-                     "principals_file", "max_alert_age_s", "prometheus_url", mode="before")
+                     "principals_file", "max_alert_age_s", "prometheus_url", "kafka_bootstrap",
+                     mode="before")
     @classmethod
     def _empty_is_unset(cls, value: Any) -> Any:
         return None if value == "" else value

@@ -32,6 +32,7 @@ from responder.evidence.outbox import OutboxWorker
 from responder.evidence.sinks import build_sinks
 from responder.evidence.snapshots import Snapshot
 from responder.evidence.snapshots import take as take_snapshots
+from responder.intake.kafka import KafkaIntake
 from responder.metrics import Metrics
 from responder.redaction import Redactor
 from responder.rules.loader import load_rules
@@ -81,6 +82,7 @@ class Daemon:
         self._tasks: list[asyncio.Task[None]] = []
         self._runner: web.AppRunner | None = None
         self.reconciler: Reconciler | None = None
+        self.kafka: KafkaIntake | None = None
 
     async def run(self) -> None:
         """Start, serve until a signal, shut down."""
@@ -127,6 +129,11 @@ class Daemon:
             modes=modes, reload=self.reload, evidence=evidence,
         )
         await self._listen()
+        if s.kafka_bootstrap:
+            self.kafka = KafkaIntake(s, self.state)
+            await self.kafka.start()
+            self._stack.push_async_callback(self.kafka.stop)
+            self._spawn(self.kafka.run(), "kafka-intake")
         resumed = await executor.recover()
         self._spawn(executor.sweep(s.sweep_interval_s), "sweeper")
         if s.sinks:
@@ -218,8 +225,10 @@ class Daemon:
         """Stop in order, under the shutdown deadline."""
         state = self.state
         if state is not None:
-            # 1. Stop intake: webhooks answer 503 from now on.
+            # 1. Stop intake: webhooks answer 503 from now on, Kafka is paused.
             state.is_draining = True
+            if self.kafka is not None:
+                self.kafka.paused = True
             self.metrics.draining.set(1)
             # 2. Let in-flight containment finish within the deadline.
             # 3. Cancel the rest; they stay pending in the store and resume at next start.
@@ -227,7 +236,7 @@ class Daemon:
             if cancelled:
                 log.warning("shutdown deadline passed; cancelled, will resume at next start",
                             tasks=cancelled)
-        # 4. No offsets to commit yet (Kafka intake is not here).
+        # 4. Kafka offsets need no flush: each batch is committed once it is recorded.
         # 5. Close the HTTP site, flush queued writes (bounded), then the pool.
         await self._stack.aclose()
         log.info("stopped")

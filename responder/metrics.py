@@ -59,4 +59,6 @@ class Metrics:
                                   ["sink", "outcome"], registry=r)
         self.outbox_backlog = Gauge("responder_outbox_backlog", "Undelivered outbox rows",
                                     ["sink"], registry=r)
+        self.kafka_lag = Gauge("responder_kafka_lag", "Messages behind on the alerts topic",
+                               ["partition"], registry=r)
         self.draining = Gauge("responder_draining", "1 while shutting down", registry=r)

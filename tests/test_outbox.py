@@ -179,7 +179,7 @@ async def _pending(dsn: str) -> bool:
 
 
 async def test_kafka_sink_delivers_each_bundle_once(
-    make_daemon: DaemonFactory, http: aiohttp.ClientSession, database: str, kafka: Broker,
+    kafka: Broker, make_daemon: DaemonFactory, http: aiohttp.ClientSession, database: str,
 ) -> None:
     """With the broker down for a while, every bundle still lands on the topic once."""
     from aiokafka import AIOKafkaConsumer

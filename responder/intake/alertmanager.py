@@ -73,6 +73,11 @@ def parse_payload(body: bytes) -> list[Alert]:
         raise PayloadError("", f"malformed JSON: {e}") from e
     if not isinstance(data, dict):
         raise PayloadError("", "payload must be a JSON object")
+    return payload_alerts(data)
+
+
+def payload_alerts(data: dict[str, Any]) -> list[Alert]:
+    """The alerts of an already decoded Alertmanager payload."""
     check_text(data, "")
     try:
         payload = _AMPayload.model_validate(data)

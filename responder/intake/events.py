@@ -35,7 +35,7 @@ log = structlog.get_logger("responder.intake")
 class _Event(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
 
-    event_id: str = Field(min_length=1, max_length=128)
+    event_id: str = Field(default="", max_length=128)
     status: Literal["firing", "resolved"]
     labels: dict[str, str] = Field(min_length=1, max_length=128)
     annotations: dict[str, str] = Field(default_factory=dict)
@@ -52,6 +52,11 @@ def parse_event(body: bytes, source: str) -> tuple[Alert, str]:
         raise PayloadError("", f"malformed JSON: {e}") from e
     if not isinstance(data, dict):
         raise PayloadError("", "the event must be a JSON object")
+    return normalised_alert(data, f"events:{source}")
+
+
+def normalised_alert(data: dict[str, object], source: str) -> tuple[Alert, str]:
+    """An alert in responder's own shape (see docs/schemas), and its event id ("" if none)."""
     check_text(data, "")
     try:
         event = _Event.model_validate(data)
@@ -60,7 +65,7 @@ def parse_event(body: bytes, source: str) -> tuple[Alert, str]:
         raise PayloadError(".".join(str(p) for p in err["loc"]), err["msg"]) from e
     fingerprint = event.fingerprint or hashlib.sha256(
         json.dumps(event.labels, sort_keys=True).encode()).hexdigest()[:16]
-    alert = Alert(source=f"events:{source}", fingerprint=fingerprint, status=event.status,
+    alert = Alert(source=source, fingerprint=fingerprint, status=event.status,
                   labels=event.labels, annotations=event.annotations,
                   starts_at=event.starts_at, ends_at=event.ends_at)
     return alert, event.event_id
@@ -122,6 +127,8 @@ async def events_webhook(request: web.Request) -> web.Response:
         alert, event_id = parse_event(body, source)
     except PayloadError as e:
         return _refuse(state, 400, "invalid_field" if e.field else "malformed_json", str(e))
+    if not event_id:
+        return _refuse(state, 400, "invalid_field", "event_id: a signed event needs an id")
     try:
         recorded = await state.record([alert], nonce=(source, event_id))
     except StoreUnavailable as e:

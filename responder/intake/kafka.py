@@ -1,0 +1,138 @@
+"""Kafka intake of alerts: a consumer group whose offsets are committed only after the
+alerts in the messages are durably recorded (at-least-once; re-deliveries are absorbed by
+the inbox like any other).
+
+A message holds an Alertmanager payload (version 4) or one alert in responder's own shape
+(schemas in ``docs/schemas/``). A poison message (not JSON, failing its schema, too large)
+goes to the dead-letter topic with the reason and its original partition and offset, is
+counted, and never blocks its partition.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+import structlog
+
+from responder.config import Settings
+from responder.errors import StoreError
+from responder.intake.alertmanager import PayloadError, payload_alerts
+from responder.intake.events import normalised_alert
+from responder.model import Alert
+from responder.state import DaemonState
+
+log = structlog.get_logger("responder.kafka")
+
+SOURCE = "kafka"
+RETRY_S = 1.0
+STOP_S = 5.0
+
+
+def parse_message(value: bytes | None, max_bytes: int) -> list[Alert]:
+    """The alerts one message carries, or PayloadError with the reason it is poison."""
+    if value is None:
+        raise PayloadError("", "empty message")
+    if len(value) > max_bytes:
+        raise PayloadError("", f"message over {max_bytes} bytes")
+    try:
+        data = json.loads(value)
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise PayloadError("", f"malformed JSON: {e}") from e
+    if not isinstance(data, dict):
+        raise PayloadError("", "a message must be a JSON object")
+    if "alerts" in data:
+        return payload_alerts(data)
+    alert, _ = normalised_alert(data, SOURCE)
+    return [alert]
+
+
+class KafkaIntake:
+    """Consumes the alerts topic; commits a batch's offsets once its alerts are recorded."""
+
+    def __init__(self, settings: Settings, state: DaemonState) -> None:
+        self._settings = settings
+        self._state = state
+        self._consumer: Any = None
+        self._producer: Any = None
+        self.paused = False
+
+    async def start(self) -> None:
+        from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+
+        s = self._settings
+        self._consumer = AIOKafkaConsumer(
+            s.kafka_alerts_topic, bootstrap_servers=s.kafka_bootstrap,
+            group_id=s.kafka_group, enable_auto_commit=False, auto_offset_reset="earliest",
+            max_partition_fetch_bytes=max(1_048_576, s.kafka_max_message_bytes + 1024))
+        self._producer = AIOKafkaProducer(bootstrap_servers=s.kafka_bootstrap, acks="all")
+        await self._producer.start()
+        await self._consumer.start()
+
+    async def stop(self) -> None:
+        for client in (self._consumer, self._producer):
+            if client is not None:
+                try:
+                    await asyncio.wait_for(client.stop(), timeout=STOP_S)
+                except Exception as e:  # a broker already gone must not stop shutdown
+                    log.warning("kafka client did not stop cleanly", error=repr(e))
+
+    async def run(self) -> None:
+        from aiokafka.errors import KafkaError
+
+        while True:
+            if self.paused:
+                await asyncio.sleep(0.1)
+                continue
+            try:
+                batch = await self._consumer.getmany(timeout_ms=500, max_records=500)
+                if batch:
+                    await self._handle(batch)
+                await self._export_lag()
+            except KafkaError as e:
+                log.warning("kafka unavailable; retrying", error=str(e))
+                await asyncio.sleep(RETRY_S)
+
+    async def _handle(self, batch: dict[Any, list[Any]]) -> None:
+        alerts: list[Alert] = []
+        for tp, messages in batch.items():
+            for msg in messages:
+                try:
+                    alerts.extend(parse_message(msg.value, self._settings.kafka_max_message_bytes))
+                except PayloadError as e:
+                    await self._dead_letter(tp, msg, str(e))
+        try:
+            if alerts:
+                await self._state.record(alerts)
+        except StoreError as e:
+            # Not recorded, so not committed: read the same messages again after a pause.
+            log.warning("kafka batch not recorded; will read it again", error=str(e))
+            for tp, messages in batch.items():
+                self._consumer.seek(tp, messages[0].offset)
+            await asyncio.sleep(RETRY_S)
+            return
+        from aiokafka.structs import OffsetAndMetadata
+
+        await self._consumer.commit({tp: OffsetAndMetadata(messages[-1].offset + 1, "")
+                                     for tp, messages in batch.items()})
+        for alert in alerts:
+            self._state.metrics.alerts.labels(SOURCE, alert.status).inc()
+
+    async def _dead_letter(self, tp: Any, msg: Any, reason: str) -> None:
+        self._state.metrics.rejected.labels(SOURCE, "poison").inc()
+        log.warning("poison message sent to the dead-letter topic", partition=tp.partition,
+                    offset=msg.offset, reason=reason)
+        await self._producer.send_and_wait(
+            self._settings.kafka_dlq_topic, msg.value or b"", key=msg.key,
+            headers=[("reason", reason.encode()), ("topic", tp.topic.encode()),
+                     ("partition", str(tp.partition).encode()),
+                     ("offset", str(msg.offset).encode())])
+
+    async def _export_lag(self) -> None:
+        for tp in self._consumer.assignment():
+            high = self._consumer.highwater(tp)
+            if high is None:
+                continue
+            position = await self._consumer.position(tp)
+            self._state.metrics.kafka_lag.labels(str(tp.partition)).set(max(0, high - position))
