@@ -70,6 +70,8 @@ async def test_bundle_holds_what_was_seen_and_done(make_daemon: DaemonFactory,
     assert bundle["rules_hash_now"] == daemon.state.rules.bundle_hash
     outcomes = [a for a in bundle["actions"] if a["kind"] == "outcome"]
     assert {o["detail"]["call"]["response"]["status"] for o in outcomes} == {200}
+    assert {(o["control"], o["detail"]["before"], o["detail"]["after"]) for o in outcomes} == {
+        ("withdrawals", "OPEN", "HALTED"), ("symbol-mode", "NORMAL", "CANCEL_ONLY")}
     assert {(c["control"], c["level"], c["verified"]) for c in bundle["controls"]} == {
         ("withdrawals", "HALTED", True), ("symbol-mode", "CANCEL_ONLY", True)}
     rows = await versions(database)

@@ -210,11 +210,15 @@ class Executor:
                                table)
             return
         verified: bool | None = None
-        detail: dict[str, object] = {"call": call.to_json()}
+        # "before" is the level responder held; the target is not read before the call,
+        # which would only delay containment. "after" is what the read-back saw.
+        detail: dict[str, object] = {"call": call.to_json(),
+                                     "before": held["held_level"] or control.levels[0]}
         if control.is_readable:
             verified, observed, reads = await self._client.verify(
                 control, step.key, step.level, self._read_back_s)
             detail["read_back"] = [r.to_json() for r in reads]
+            detail["after"] = observed
             if not verified:
                 reason = (f"read-back: the target reports {observed or 'no level'}, not"
                           f" {step.level}")
