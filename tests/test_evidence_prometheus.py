@@ -14,6 +14,7 @@ import aiohttp
 import asyncpg
 import pytest
 
+from responder.daemon import Daemon
 from tests.conftest import (
     DaemonFactory,
     Exchange,
@@ -71,6 +72,28 @@ async def _up(http: aiohttp.ClientSession, url: str) -> bool:
     return any(r["value"][1] == "1" for r in data.get("data", {}).get("result", []))
 
 
+def declare_evidence(rules_dir: Path) -> None:
+    """Give the ledger rule the evidence queries and status GET above."""
+    spot = rules_dir / "spot-exchange.yaml"
+    marker = "    storm: {max_incidents: 20, step: {control: global-mode, level: SOFT_HALT}}\n"
+    spot.write_text(spot.read_text().replace(marker, marker + EVIDENCE, 1))
+
+
+async def contained_with_snapshots(http: aiohttp.ClientSession, daemon: Daemon,
+                                   database: str) -> dict[str, Any]:
+    await post_alerts(http, daemon, fixture_bytes("firing-single.json"))
+    await idle(daemon)
+
+    async def snapped() -> bool:
+        bundle = await _bundle(database)
+        return bundle is not None and len(bundle["snapshots"]) == 3
+
+    await wait_for(snapped, what="snapshots in the evidence")
+    bundle = await _bundle(database)
+    assert bundle is not None
+    return bundle
+
+
 async def _bundle(dsn: str) -> dict[str, Any] | None:
     conn = await asyncpg.connect(dsn)
     try:
@@ -85,22 +108,9 @@ async def test_bundle_holds_prometheus_and_target_snapshots(
     prometheus: str,
 ) -> None:
     """The declared queries and status GET are in the evidence, answered."""
-    spot = rules_dir / "spot-exchange.yaml"
-    spot.write_text(spot.read_text().replace(
-        "    storm: {max_incidents: 20, step: {control: global-mode, level: SOFT_HALT}}\n",
-        "    storm: {max_incidents: 20, step: {control: global-mode, level: SOFT_HALT}}\n"
-        + EVIDENCE, 1))
+    declare_evidence(rules_dir)
     daemon = await make_daemon(prometheus_url=prometheus)
-    await post_alerts(http, daemon, fixture_bytes("firing-single.json"))
-    await idle(daemon)
-
-    async def snapped() -> bool:
-        bundle = await _bundle(database)
-        return bundle is not None and len(bundle["snapshots"]) == 3
-
-    await wait_for(snapped, what="snapshots in the evidence")
-    bundle = await _bundle(database)
-    assert bundle is not None
+    bundle = await contained_with_snapshots(http, daemon, database)
     snaps = {s["name"]: s for s in bundle["snapshots"]}
     assert all(s["ok"] for s in snaps.values()), snaps
     answer = json.loads(snaps["withdrawals_halted"]["result"]["answer"])
@@ -113,21 +123,8 @@ async def test_a_failed_query_is_recorded_as_failed(
     make_daemon: DaemonFactory, http: aiohttp.ClientSession, database: str, rules_dir: Path,
 ) -> None:
     """With Prometheus unreachable, the snapshot is in the bundle, marked failed."""
-    spot = rules_dir / "spot-exchange.yaml"
-    spot.write_text(spot.read_text().replace(
-        "    storm: {max_incidents: 20, step: {control: global-mode, level: SOFT_HALT}}\n",
-        "    storm: {max_incidents: 20, step: {control: global-mode, level: SOFT_HALT}}\n"
-        + EVIDENCE, 1))
+    declare_evidence(rules_dir)
     daemon = await make_daemon(prometheus_url=f"http://127.0.0.1:{free_port()}")
-    await post_alerts(http, daemon, fixture_bytes("firing-single.json"))
-    await idle(daemon)
-
-    async def snapped() -> bool:
-        bundle = await _bundle(database)
-        return bundle is not None and len(bundle["snapshots"]) == 3
-
-    await wait_for(snapped, what="snapshots in the evidence")
-    bundle = await _bundle(database)
-    assert bundle is not None
+    bundle = await contained_with_snapshots(http, daemon, database)
     failed = {s["name"] for s in bundle["snapshots"] if not s["ok"]}
     assert failed == {"withdrawals_halted", "calls_applied"}
