@@ -189,6 +189,26 @@ async def test_automation_raises_again_after_a_release(
     assert exchange.state.symbols["BTC-USD"] == "CANCEL_ONLY"
 
 
+async def test_a_new_alert_contains_again_after_a_release(
+    make_daemon: DaemonFactory, exchange: Exchange, http: aiohttp.ClientSession,
+    database: str,
+) -> None:
+    """Release closes the incident: a repeat of the same alert does nothing, a new one acts."""
+    daemon = await contained(make_daemon, http)
+    path = "/v1/controls/symbol-mode/BTC-USD/release"
+    for level in ("CANCEL_ONLY", "NORMAL"):
+        status, _ = await call(http, daemon, "POST", path, OPERATOR_TOKEN, release_body(level))
+        assert status == 200
+    await post_alerts(http, daemon, SPLIT_BRAIN)  # Alertmanager's repeat: same startsAt
+    await idle(daemon)
+    assert exchange.state.symbols["BTC-USD"] == "NORMAL"
+    await post_alerts(http, daemon, SPLIT_BRAIN.replace(b"05:32:58.043380198Z",
+                                                        b"09:00:00.000000000Z"))
+    await idle(daemon)
+    assert exchange.state.symbols["BTC-USD"] == "HARD_HALT"
+    assert "incident_closed" in await log_kinds(database)
+
+
 async def test_cli_lists_and_releases(make_daemon: DaemonFactory, exchange: Exchange,
                                       http: aiohttp.ClientSession,
                                       monkeypatch: pytest.MonkeyPatch,

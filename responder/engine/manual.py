@@ -239,5 +239,20 @@ def _set_level(control: Control, key: str, change: ManualChange, incident_id: in
                            change.ticket, verified)
         chain.add(Entry("release" if change.kind == "release" else "manual_contain",
                         incident_id=incident_id, control=control.name, key=key, detail=detail))
+        if change.kind == "release":
+            # A released key must be contained again if its problem comes back: close the
+            # open incidents that contained it, so a new alert opens a new one and acts.
+            closed = await conn.fetch(CLOSE_INCIDENTS_SQL, control.name, key)
+            for row in closed:
+                chain.add(Entry("incident_closed", incident_id=row["id"],
+                                detail={"by": change.principal.name, "reason": "released",
+                                        "ticket": change.ticket}))
 
     return unit
+
+
+CLOSE_INCIDENTS_SQL = """
+UPDATE incidents SET status = 'resolved', resolved_at = now()
+WHERE status = 'open' AND id IN (SELECT incident_id FROM steps WHERE control = $1 AND key = $2)
+RETURNING id
+"""
