@@ -192,7 +192,7 @@ class Daemon:
                 return []
             return await take_snapshots(session, rule, s.prometheus_url, self.redactor)
 
-        evidence = EvidenceBuilder(writer, self._rules, sinks=s.sinks,
+        evidence = EvidenceBuilder(pool, writer, self._rules, sinks=s.sinks,
                                    link=s.public_url or f"http://{s.listen}",
                                    sealed=outbox.wake.set, snapshotter=snapshotter)
         return evidence, outbox

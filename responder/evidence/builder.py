@@ -6,10 +6,11 @@ import asyncio
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
+import asyncpg
 import structlog
 
 from responder.config import SinkSpec
-from responder.evidence.bundle import seal
+from responder.evidence.bundle import build, seal
 from responder.evidence.snapshots import Snapshot
 from responder.rules.table import RuleTable
 from responder.store.actionlog import ChainAppender
@@ -24,10 +25,11 @@ Snapshotter = Callable[[int, RuleTable], Awaitable[list[Snapshot]]]
 class EvidenceBuilder:
     """touch(incident) asks for a new version; one is sealed after a short quiet time."""
 
-    def __init__(self, writer: Writer, rules: Callable[[], RuleTable], *,
+    def __init__(self, pool: asyncpg.Pool, writer: Writer, rules: Callable[[], RuleTable], *,
                  sinks: Sequence[SinkSpec] = (), link: str = "", debounce_s: float = 0.2,
                  sealed: Callable[[], None] | None = None,
                  snapshotter: Snapshotter | None = None) -> None:
+        self._pool = pool
         self._writer = writer
         self._rules = rules
         self._snapshotter = snapshotter
@@ -57,8 +59,7 @@ class EvidenceBuilder:
         dirty, self._dirty = self._dirty, set()
         for incident_id in sorted(dirty):
             try:
-                snaps = await self._snapshots(incident_id)
-                await self._writer.submit(self._unit(incident_id, snaps))
+                await self._seal(incident_id)
             except Exception as e:  # evidence must never stop containment; retry later
                 log.warning("evidence not sealed yet; will retry", incident=incident_id,
                             error=str(e))
@@ -73,15 +74,22 @@ class EvidenceBuilder:
         self._snapped.add(incident_id)
         return snaps
 
-    def _unit(self, incident_id: int, snaps: list[Snapshot]) -> Any:
-        table = self._rules()
-
-        async def unit(conn: Conn, chain: ChainAppender) -> Any:
+    async def _seal(self, incident_id: int) -> None:
+        snaps = await self._snapshots(incident_id)
+        async with self._pool.acquire() as conn:
             for s in snaps:
                 await conn.execute("INSERT INTO evidence_snapshots (incident_id, name, kind, ok,"
                                    " result) VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
                                    incident_id, s.name, s.kind, s.ok, s.result)
-            result = await seal(conn, chain, incident_id, table, self._sinks, self._link)
+            # Read outside the writer: a change committed meanwhile touches the incident
+            # again, and the next pass seals it.
+            content = await build(conn, incident_id, self._rules())
+        if content is not None:
+            await self._writer.submit(self._unit(incident_id, content))
+
+    def _unit(self, incident_id: int, content: dict[str, Any]) -> Any:
+        async def unit(conn: Conn, chain: ChainAppender) -> Any:
+            result = await seal(conn, chain, incident_id, content, self._sinks, self._link)
             if result is not None and self._sealed is not None:
                 chain.after_commit(self._sealed)
             return result

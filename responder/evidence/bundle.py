@@ -85,12 +85,12 @@ async def build(conn: Conn, incident_id: int, table: RuleTable) -> dict[str, Any
     }
 
 
-async def seal(conn: Conn, chain: ChainAppender, incident_id: int, table: RuleTable,
+async def seal(conn: Conn, chain: ChainAppender, incident_id: int, content: dict[str, Any],
                sinks: Sequence[SinkSpec] = (), link: str = "") -> dict[str, Any] | None:
-    """Seal a new version if the content changed since the last one; return it, else None."""
-    content = await build(conn, incident_id, table)
-    if content is None:
-        return None
+    """Seal content (built by build()) as a new version if it changed since the last one.
+
+    Building reads a lot and runs outside the writer; this part is cheap and runs inside it.
+    """
     content_digest = digest_of(canonical(content))
     last = await conn.fetchrow("SELECT version, digest, content_digest FROM evidence"
                                " WHERE incident_id = $1 ORDER BY version DESC LIMIT 1",
