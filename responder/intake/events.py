@@ -26,6 +26,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
 
 from responder.errors import StoreUnavailable
 from responder.intake.alertmanager import RFC3339, PayloadError, check_text
+from responder.intake.refusals import read_within, refuse
 from responder.model import Alert
 from responder.state import STATE, DaemonState
 
@@ -90,11 +91,6 @@ def signature_problem(secrets: Sequence[SecretStr], timestamp: str, body: bytes,
     return None if good else "bad_signature"
 
 
-def _refuse(state: DaemonState, status: int, reason: str, message: str) -> web.Response:
-    state.metrics.rejected.labels("events", reason).inc()
-    return web.json_response({"error": reason, "message": message}, status=status)
-
-
 def _sources(state: DaemonState) -> Mapping[str, Sequence[SecretStr]]:
     return {s.name: s.secrets for s in state.settings.event_sources}
 
@@ -102,40 +98,39 @@ def _sources(state: DaemonState) -> Mapping[str, Sequence[SecretStr]]:
 async def events_webhook(request: web.Request) -> web.Response:
     state = request.app[STATE]
     if state.is_draining:
-        return _refuse(state, 503, "draining", "shutting down; retry")
+        return refuse(state, "events", 503, "draining", "shutting down; retry")
     source = request.headers.get("X-Responder-Source", "")
     timestamp = request.headers.get("X-Responder-Timestamp", "")
     signature = request.headers.get("X-Responder-Signature", "")
     if not (source and timestamp and signature):
-        return _refuse(state, 401, "missing_signature",
+        return refuse(state, "events", 401, "missing_signature",
                        "X-Responder-Source, -Timestamp and -Signature are required")
     secrets = _sources(state).get(source)
     if secrets is None:
-        return _refuse(state, 401, "unknown_source", "no such event source")
+        return refuse(state, "events", 401, "unknown_source", "no such event source")
     limit = state.settings.max_body_bytes
-    if request.content_length is not None and request.content_length > limit:
-        return _refuse(state, 413, "body_too_large", f"body over {limit} bytes")
-    try:
-        body = await request.read()
-    except web.HTTPRequestEntityTooLarge:
-        return _refuse(state, 413, "body_too_large", f"body over {limit} bytes")
+    body = await read_within(request, limit)
+    if body is None:
+        return refuse(state, "events", 413, "body_too_large", f"body over {limit} bytes")
     problem = signature_problem(secrets, timestamp, body, signature,
                                 state.settings.event_window_s, time.time())
     if problem is not None:
-        return _refuse(state, 401, problem, "the signature does not verify or is too old")
+        return refuse(state, "events", 401, problem, "the signature does not verify or is too old")
     try:
         alert, event_id = parse_event(body, source)
     except PayloadError as e:
-        return _refuse(state, 400, "invalid_field" if e.field else "malformed_json", str(e))
+        reason = "invalid_field" if e.field else "malformed_json"
+        return refuse(state, "events", 400, reason, str(e))
     if not event_id:
-        return _refuse(state, 400, "invalid_field", "event_id: a signed event needs an id")
+        return refuse(state, "events", 400, "invalid_field",
+                      "event_id: a signed event needs an id")
     try:
         recorded = await state.record([alert], nonce=(source, event_id))
     except StoreUnavailable as e:
         log.warning("event not recorded; answering 503", error=str(e))
-        return _refuse(state, 503, "store_unavailable", "not recorded; retry")
+        return refuse(state, "events", 503, "store_unavailable", "not recorded; retry")
     if recorded.replayed:
-        return _refuse(state, 409, "replayed", f"event {event_id!r} was already received")
+        return refuse(state, "events", 409, "replayed", f"event {event_id!r} was already received")
     state.metrics.alerts.labels(alert.source, alert.status).inc()
     return web.json_response({"recorded": recorded.new, "redelivered": recorded.redelivered,
                               "incidents": sorted(recorded.incidents)})
