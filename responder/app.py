@@ -5,6 +5,7 @@ from __future__ import annotations
 import structlog
 from aiohttp import web
 
+from responder import correlation
 from responder.api import actions, controls, health, modes
 from responder.intake.events import events_webhook
 from responder.intake.webhook import alertmanager_webhook
@@ -27,9 +28,24 @@ async def count_requests(request: web.Request, handler: actions.Handler) -> web.
     return response
 
 
+@web.middleware
+async def correlate(request: web.Request, handler: actions.Handler) -> web.StreamResponse:
+    """Give each request a correlation id: on its log lines, its records and its answer."""
+    cid = correlation.accept(request.headers.get(correlation.HEADER))
+    request[correlation.REQUEST_KEY] = cid
+    with structlog.contextvars.bound_contextvars(correlation_id=cid):
+        try:
+            response = await handler(request)
+        except web.HTTPException as e:
+            e.headers[correlation.HEADER] = cid
+            raise
+    response.headers[correlation.HEADER] = cid
+    return response
+
+
 def build_app(state: DaemonState) -> web.Application:
     app = web.Application(client_max_size=state.settings.max_body_bytes,
-                          middlewares=[count_requests])
+                          middlewares=[correlate, count_requests])
     app[STATE] = state
     app.router.add_post("/webhooks/alertmanager", alertmanager_webhook)
     app.router.add_post("/webhooks/events", events_webhook)

@@ -36,6 +36,8 @@ def _parser() -> argparse.ArgumentParser:
     actions.add_argument("--control")
     actions.add_argument("--incident", type=int)
     actions.add_argument("--kind")
+    actions.add_argument("--correlation-id", help="one alert delivery's records, arrival to"
+                         " last action")
     actions.add_argument("--limit", type=int, default=50)
     actions.add_argument("--json", action="store_true", help="one JSON record per line")
     evidence = sub.add_parser("evidence", help="export and verify forensic bundles")
@@ -191,8 +193,10 @@ async def _actions(settings: Settings, args: argparse.Namespace) -> int:
         total = await conn.fetchval("SELECT coalesce(max(seq), 0) FROM action_log")
         f = queries.ActionFilter(rule_id=args.rule, control=args.control,
                                  incident_id=args.incident, kind=args.kind,
+                                 correlation_id=args.correlation_id,
                                  after=max(0, total - args.limit) if not any(
-                                     (args.rule, args.control, args.incident, args.kind))
+                                     (args.rule, args.control, args.incident, args.kind,
+                                      args.correlation_id))
                                  else 0, limit=args.limit)
         records = await queries.list_actions(conn, f)
     finally:

@@ -41,12 +41,12 @@ class DaemonState:
     reload: Callable[[str], Awaitable[RuleTable]] | None = None
     evidence: EvidenceBuilder | None = None
 
-    async def record(self, alerts: Sequence[Alert],
-                     nonce: tuple[str, str] | None = None) -> Recorded:
+    async def record(self, alerts: Sequence[Alert], nonce: tuple[str, str] | None = None,
+                     correlation_id: str | None = None) -> Recorded:
         """Durably record alerts and their plan; only then start executing."""
         recorded = await self.writer.submit(
             RecordAlerts(alerts, self.rules, self.metrics, self.redactor, self.modes.policy(),
-                         nonce))
+                         nonce, correlation_id))
         self.executor.submit(recorded.steps)
         if self.evidence is not None:
             self.evidence.touch(recorded.incidents)

@@ -74,6 +74,7 @@ async def list_actions(request: web.Request, _: Principal) -> web.StreamResponse
             control=q.get("control"),
             incident_id=_int(incident, "incident", 0, 2**62) if incident else None,
             kind=q.get("kind"),
+            correlation_id=q.get("correlation_id"),
             since=_time(q.get("since"), "since"),
             until=_time(q.get("until"), "until"),
             after=_int(q.get("after"), "after", 0, 2**62),

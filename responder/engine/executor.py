@@ -179,6 +179,10 @@ class Executor:
         return lock
 
     async def _execute(self, step: StepRow) -> None:
+        with structlog.contextvars.bound_contextvars(correlation_id=step.correlation_id):
+            await self._execute_bound(step)
+
+    async def _execute_bound(self, step: StepRow) -> None:
         async with self._slots, self._lock((step.control, step.key)):
             self._metrics.steps_inflight.inc()
             try:
@@ -256,13 +260,15 @@ class Executor:
                 what = "escalation failed" if step.kind == "escalation" else "no escalation"
                 chain.add(containment_failed(
                     chain, step.incident_id, step.rule_id,
-                    f"{what}: {step.control}[{step.key}] -> {step.level}: {reason}", metrics))
+                    f"{what}: {step.control}[{step.key}] -> {step.level}: {reason}", metrics,
+                    step.correlation_id))
                 return None
             chain.add(Entry("escalation", incident_id=step.incident_id, rule_id=step.rule_id,
                             control=step.escalate_control, key=step.escalate_key,
+                            correlation_id=step.correlation_id,
                             detail={"after_step": step.id, "level": step.escalate_level}))
             [ins] = await insert_steps(conn, [new_step(step.incident_id, step.rule_id,
-                                                       escalation)])
+                                                       escalation, step.correlation_id)])
             if (entry := step_entry(escalation, ins)) is not None:
                 chain.add(entry)
             return ins.row

@@ -6,10 +6,11 @@ plan (inbox, incidents, steps) and the action-log append.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import asyncpg
@@ -54,6 +55,7 @@ class RecordAlerts:
     policy: Policy = field(default_factory=Policy)
     nonce: tuple[str, str] | None = None
     """(source, event id) of a signed event: recorded with the alerts, refused if seen."""
+    correlation_id: str | None = None
 
     async def __call__(self, conn: Conn, chain: ChainAppender) -> Recorded:
         return (await self.run_many(conn, chain, [self]))[0]
@@ -84,10 +86,25 @@ class RecordAlerts:
                 results[j].redelivered += 1
                 continue
             results[j].new += 1
-            entries.extend(outcome.entries_for(chain, alert, inbox_id, plan.decisions[key],
+            cid = jobs[j].correlation_id
+            hooks = len(chain.commit_hooks)
+            entries.extend(dataclasses.replace(e, correlation_id=cid) for e in
+                           outcome.entries_for(chain, alert, inbox_id, plan.decisions[key],
                                                results[j], jobs[j]))
+            chain.commit_hooks[hooks:] = [_bound(h, cid) for h in chain.commit_hooks[hooks:]]
         chain.add(*entries)
         return results
+
+
+def _bound(hook: Callable[[], None], correlation_id: str | None) -> Callable[[], None]:
+    """Run an after-commit hook with its alert's correlation id on every log line: hooks
+    run in the writer's task, outside the intake request's context."""
+
+    def run() -> None:
+        with structlog.contextvars.bound_contextvars(correlation_id=correlation_id):
+            hook()
+
+    return run
 
 
 NONCE_SQL = """
@@ -122,6 +139,7 @@ class _Plan:
         self.alerts = [a for _, a in owners.values()]
         self.decisions = {key: decide(a, jobs[j].table, jobs[j].policy)
                           for key, (j, a) in owners.items()}
+        self.cids = {key: jobs[j].correlation_id for key, (j, _) in owners.items()}
         self.steps: list[tuple[str, Decision, PlannedStep, str]] = []
         self.step_index: dict[tuple[str, int], int] = {}  # (dedup key, id(planned)) -> ord
         for key, decisions in self.decisions.items():
@@ -151,6 +169,9 @@ class _Plan:
             [s.escalate_key for _, _, s, _ in steps], [s.escalate_level for _, _, s, _ in steps],
             [i for _, _, _, i in steps],
             rules_hash,
+            [self.cids[x.dedup_key] for x in a],
+            [self.cids[k] for k, _ in dec],
+            [self.cids[k] for k, _, _, _ in steps],
         ]
 
 
@@ -225,7 +246,8 @@ class _Outcome:
         if step_id is not None:
             row = StepRow(step_id, incident_id, d.rule.id, wanted.kind, wanted.control,
                           wanted.key, wanted.level, wanted.rank, wanted.escalate_control,
-                          wanted.escalate_key, wanted.escalate_level, idem)
+                          wanted.escalate_key, wanted.escalate_level, idem,
+                          self.plan.cids[dedup_key])
             result.steps.append(row)
         held = held_level if held_rank is not None and held_rank >= wanted.rank else None
         return step_entry(p, Inserted(wanted, row, held))
@@ -301,14 +323,15 @@ def _log_truncated(metrics: Metrics, rule_id: str, alert: Alert) -> None:
                 truncated_alerts=alert.truncated_alerts)
 
 
-def new_step(incident_id: int, rule_id: str, planned: PlannedStep) -> NewStep:
+def new_step(incident_id: int, rule_id: str, planned: PlannedStep,
+             correlation_id: str | None = None) -> NewStep:
     esc_control = esc_key = esc_level = None
     if planned.escalation is not None:
         esc_step, esc_key = planned.escalation
         esc_control, esc_level = esc_step.control.name, esc_step.level
     return NewStep(incident_id, rule_id, planned.kind, planned.position,
                    planned.step.control.name, planned.key, planned.step.level, planned.rank,
-                   esc_control, esc_key, esc_level)
+                   esc_control, esc_key, esc_level, correlation_id)
 
 
 def step_entry(planned: PlannedStep, ins: Inserted) -> Entry | None:
@@ -330,7 +353,7 @@ def _resolved_entry(alert: Alert, d: Decision, incident_id: int | None) -> Entry
 
 
 def containment_failed(chain: ChainAppender, incident_id: int, rule_id: str, reason: str,
-                       metrics: Metrics) -> Entry:
+                       metrics: Metrics, correlation_id: str | None = None) -> Entry:
     """The record, and after commit the metric and error log, for containment that could
     not be confirmed."""
 
@@ -338,6 +361,6 @@ def containment_failed(chain: ChainAppender, incident_id: int, rule_id: str, rea
         metrics.containment_failed.labels(rule_id).inc()
         log.error("containment failed", rule=rule_id, incident=incident_id, reason=reason)
 
-    chain.after_commit(announce)
+    chain.after_commit(_bound(announce, correlation_id))
     return Entry("containment_failed", incident_id=incident_id, rule_id=rule_id,
-                 detail={"reason": reason})
+                 detail={"reason": reason}, correlation_id=correlation_id)

@@ -60,6 +60,7 @@ async def build(conn: Conn, incident_id: int, table: RuleTable) -> dict[str, Any
         "incident": {"id": incident_id, "rule_id": incident["rule_id"],
                      "scope": incident["scope"], "severity": incident["severity"],
                      "status": incident["status"],
+                     "correlation_id": incident["correlation_id"],
                      "opened_at": incident["opened_at"].isoformat(),
                      "resolved_at": incident["resolved_at"].isoformat()
                      if incident["resolved_at"] else None},
@@ -108,6 +109,7 @@ async def seal(conn: Conn, chain: ChainAppender, incident_id: int, content: dict
                        " prev_digest, body) VALUES ($1, $2, $3, $4, $5, $6)",
                        incident_id, version, digest, content_digest, prev, body)
     chain.add(Entry("evidence_sealed", incident_id=incident_id,
+                    correlation_id=content["incident"]["correlation_id"],
                     detail={"version": version, "digest": digest, "prev_digest": prev}))
     # In the same transaction: a crash cannot seal a version and lose its deliveries.
     await enqueue(conn, incident_id, version, digest, bundle, sinks,

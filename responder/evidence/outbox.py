@@ -47,8 +47,9 @@ def summary(bundle: dict[str, Any], link: str) -> str:
         f"{'' if c['verified'] else ' (unverified)'}" for c in bundle["controls"]) or "nothing"
     failed = sum(a["kind"] == "containment_failed" for a in bundle["actions"])
     tail = f"; CONTAINMENT FAILED x{failed}" if failed else ""
+    cid = f" [cid {incident['correlation_id']}]" if incident.get("correlation_id") else ""
     return (f"[{incident['severity'].upper()}] {incident['rule_id']} ({incident['scope'] or '-'})"
-            f": contained {controls}{tail}. {link}")
+            f": contained {controls}{tail}. {link}{cid}")
 
 
 async def enqueue(conn: Conn, incident_id: int, version: int, digest: str,
@@ -69,6 +70,8 @@ async def enqueue(conn: Conn, incident_id: int, version: int, digest: str,
                 rows.append((incident_id, sink.name, "page", f"{key}-{sink.name}",
                              json.dumps({"kind": "page", "reason": reason,
                                          "incident_id": incident_id, "digest": digest,
+                                         "correlation_id": bundle["incident"].get(
+                                             "correlation_id"),
                                          "summary": text, "link": link})))
     if rows:
         await conn.execute(ENQUEUE_SQL, *[list(c) for c in zip(*rows, strict=True)])

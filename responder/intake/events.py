@@ -24,6 +24,7 @@ import structlog
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
 
+from responder.correlation import REQUEST_KEY
 from responder.errors import StoreUnavailable
 from responder.intake.alertmanager import RFC3339, PayloadError, check_text
 from responder.intake.refusals import read_within, refuse
@@ -125,12 +126,15 @@ async def events_webhook(request: web.Request) -> web.Response:
         return refuse(state, "events", 400, "invalid_field",
                       "event_id: a signed event needs an id")
     try:
-        recorded = await state.record([alert], nonce=(source, event_id))
+        recorded = await state.record([alert], nonce=(source, event_id),
+                                      correlation_id=request[REQUEST_KEY])
     except StoreUnavailable as e:
         log.warning("event not recorded; answering 503", error=str(e))
         return refuse(state, "events", 503, "store_unavailable", "not recorded; retry")
     if recorded.replayed:
         return refuse(state, "events", 409, "replayed", f"event {event_id!r} was already received")
+    log.info("event recorded", source=source, event_id=event_id, new=recorded.new,
+             incidents=sorted(recorded.incidents), steps=len(recorded.steps))
     state.metrics.alerts.labels(alert.source, alert.status).inc()
     return web.json_response({"recorded": recorded.new, "redelivered": recorded.redelivered,
                               "incidents": sorted(recorded.incidents)})

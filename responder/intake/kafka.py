@@ -16,6 +16,7 @@ from typing import Any
 
 import structlog
 
+from responder import correlation
 from responder.config import Settings
 from responder.errors import StoreError
 from responder.intake.alertmanager import PayloadError, payload_alerts
@@ -96,15 +97,24 @@ class KafkaIntake:
 
     async def _handle(self, batch: dict[Any, list[Any]]) -> None:
         alerts: list[Alert] = []
+        per_message: list[list[Alert]] = []
         for tp, messages in batch.items():
             for msg in messages:
                 try:
-                    alerts.extend(parse_message(msg.value, self._settings.kafka_max_message_bytes))
+                    parsed = parse_message(msg.value, self._settings.kafka_max_message_bytes)
                 except PayloadError as e:
                     await self._dead_letter(tp, msg, str(e))
+                    continue
+                alerts.extend(parsed)
+                per_message.append(parsed)
         try:
-            if alerts:
-                await self._state.record(alerts)
+            # Each message is its own delivery with its own correlation id; the writer
+            # still commits them together.
+            results = await asyncio.gather(*(self._record(a) for a in per_message if a),
+                                           return_exceptions=True)
+            for result in results:
+                if isinstance(result, BaseException):
+                    raise result
         except StoreError as e:
             # Not recorded, so not committed: read the same messages again after a pause.
             log.warning("kafka batch not recorded; will read it again", error=str(e))
@@ -118,6 +128,14 @@ class KafkaIntake:
                                      for tp, messages in batch.items()})
         for alert in alerts:
             self._state.metrics.alerts.labels(SOURCE, alert.status).inc()
+
+    async def _record(self, alerts: list[Alert]) -> None:
+        cid = correlation.new_id()
+        with structlog.contextvars.bound_contextvars(correlation_id=cid):
+            recorded = await self._state.record(alerts, correlation_id=cid)
+            log.info("alerts recorded", source=SOURCE, new=recorded.new,
+                     redelivered=recorded.redelivered, incidents=sorted(recorded.incidents),
+                     steps=len(recorded.steps))
 
     async def _dead_letter(self, tp: Any, msg: Any, reason: str) -> None:
         self._state.metrics.rejected.labels(SOURCE, "poison").inc()

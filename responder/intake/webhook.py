@@ -7,6 +7,7 @@ import time
 import structlog
 from aiohttp import web
 
+from responder.correlation import REQUEST_KEY
 from responder.errors import StoreUnavailable
 from responder.intake.alertmanager import PayloadError, parse_payload
 from responder.intake.refusals import read_within, refuse
@@ -34,13 +35,16 @@ async def alertmanager_webhook(request: web.Request) -> web.Response:
         reason = "malformed_json" if not e.field else "invalid_field"
         return refuse(state, SOURCE, 400, reason, str(e))
     try:
-        recorded = await state.record(alerts)
+        recorded = await state.record(alerts, correlation_id=request[REQUEST_KEY])
     except StoreUnavailable as e:
         log.warning("alerts not recorded; answering 503", error=str(e))
         return refuse(state, SOURCE, 503, "store_unavailable", "not recorded; retry")
     except Exception as e:  # a bug, not bad input: input is validated above
         log.exception("alerts not recorded; answering 500", error=f"{type(e).__name__}: {e}")
         return refuse(state, SOURCE, 500, "internal_error", "not recorded; retry")
+    log.info("alerts recorded", source=SOURCE, new=recorded.new,
+             redelivered=recorded.redelivered, incidents=sorted(recorded.incidents),
+             steps=len(recorded.steps))
     state.metrics.intake_seconds.observe(time.monotonic() - t0)
     for alert in alerts:
         state.metrics.alerts.labels(SOURCE, alert.status).inc()

@@ -15,7 +15,7 @@ from responder.errors import AuditChainError
 from responder.store.db import Conn
 
 GENESIS = "0" * 64
-INDEXED = ("incident_id", "rule_id", "control", "key", "step_id")
+INDEXED = ("incident_id", "rule_id", "control", "key", "step_id", "correlation_id")
 
 
 def canonical(data: Mapping[str, Any]) -> str:
@@ -39,15 +39,17 @@ class Entry:
     key: str | None = None
     step_id: int | None = None
     detail: Mapping[str, Any] | None = None
+    correlation_id: str | None = None
 
 
 HEAD_SQL = "SELECT seq, hash FROM action_log ORDER BY seq DESC LIMIT 1"
 
 APPEND_SQL = """
 INSERT INTO action_log (seq, at, kind, incident_id, rule_id, control, key, step_id, body,
-                        prev_hash, hash)
+                        prev_hash, hash, correlation_id)
 SELECT * FROM unnest($1::bigint[], $2::timestamptz[], $3::text[], $4::bigint[], $5::text[],
-                     $6::text[], $7::text[], $8::bigint[], $9::text[], $10::text[], $11::text[])
+                     $6::text[], $7::text[], $8::bigint[], $9::text[], $10::text[], $11::text[],
+                     $12::text[])
 """
 
 
@@ -94,7 +96,7 @@ class ChainAppender:
             digest = chain_hash(prev_hash, body)
             self._rows.append((seq, at, entry.kind, entry.incident_id, entry.rule_id,
                                entry.control, entry.key, entry.step_id, body, prev_hash,
-                               digest))
+                               digest, entry.correlation_id))
             prev_hash = digest
         self.head = (seq, prev_hash)
 
@@ -115,8 +117,9 @@ async def _rows(conn: Conn, batch: int = 1000) -> AsyncIterator[asyncpg.Record]:
     after = 0
     while True:
         rows = await conn.fetch(
-            "SELECT seq, kind, incident_id, rule_id, control, key, step_id, body, prev_hash,"
-            " hash FROM action_log WHERE seq > $1 ORDER BY seq LIMIT $2", after, batch,
+            "SELECT seq, kind, incident_id, rule_id, control, key, step_id, correlation_id,"
+            " body, prev_hash, hash FROM action_log WHERE seq > $1 ORDER BY seq LIMIT $2",
+            after, batch,
         )
         if not rows:
             return

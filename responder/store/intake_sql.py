@@ -8,23 +8,26 @@ as data-modifying CTEs, so the whole plan costs one round trip. Only alerts that
 RECORD_SQL = """
 WITH inb AS (
     INSERT INTO inbox (dedup_key, source, fingerprint, status, starts_at, alert, group_key,
-                       truncated_alerts)
+                       truncated_alerts, correlation_id)
     SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[],
-                         $6::jsonb[], $7::text[], $8::int[])
+                         $6::jsonb[], $7::text[], $8::int[], $28::text[])
     ON CONFLICT (dedup_key) DO UPDATE SET deliveries = inbox.deliveries + 1,
                                           last_delivery_at = now()
     RETURNING dedup_key, id, deliveries
 ), fresh AS (
     SELECT dedup_key FROM inb WHERE deliveries = 1
 ), dec AS (
-    SELECT d.* FROM unnest($9::text[], $10::text[], $11::text[], $12::text[], $13::text[])
-        AS d(dedup_key, rule_id, scope, severity, action)
+    SELECT d.* FROM unnest($9::text[], $10::text[], $11::text[], $12::text[], $13::text[],
+                           $29::text[]) WITH ORDINALITY
+        AS d(dedup_key, rule_id, scope, severity, action, correlation_id, ord)
     WHERE d.dedup_key IN (SELECT dedup_key FROM fresh)
 ), want AS (
-    SELECT DISTINCT rule_id, scope, severity FROM dec WHERE action <> 'resolve'
+    -- The first alert asking for an incident lends it its correlation id.
+    SELECT DISTINCT ON (rule_id, scope) rule_id, scope, severity, correlation_id FROM dec
+    WHERE action <> 'resolve' ORDER BY rule_id, scope, ord
 ), opened AS (
-    INSERT INTO incidents (rule_id, scope, severity, status, rules_hash)
-    SELECT rule_id, scope, severity, 'open', $27 FROM want
+    INSERT INTO incidents (rule_id, scope, severity, status, rules_hash, correlation_id)
+    SELECT rule_id, scope, severity, 'open', $27, correlation_id FROM want
     ON CONFLICT (rule_id, scope) WHERE status = 'open' DO NOTHING
     RETURNING id, rule_id, scope
 ), inc AS (
@@ -42,10 +45,10 @@ WITH inb AS (
     SELECT DISTINCT ON (inc.id, s.kind, s.control, s.key, s.level) s.*, inc.id AS incident_id
     FROM unnest($14::text[], $15::text[], $16::text[], $17::text[], $18::int[], $19::text[],
                 $20::text[], $21::text[], $22::int[], $23::text[], $24::text[], $25::text[],
-                $26::text[])
+                $26::text[], $30::text[])
         WITH ORDINALITY AS s(dedup_key, rule_id, scope, kind, position, control, key, level,
                              rank, escalate_control, escalate_key, escalate_level,
-                             idempotency_key, ord)
+                             idempotency_key, correlation_id, ord)
     JOIN fresh f ON f.dedup_key = s.dedup_key
     JOIN inc ON inc.rule_id = s.rule_id AND inc.scope = s.scope
     ORDER BY inc.id, s.kind, s.control, s.key, s.level, s.ord
@@ -54,9 +57,11 @@ WITH inb AS (
     JOIN control_levels c ON c.control = st.control AND c.key = st.key
 ), ins AS (
     INSERT INTO steps (incident_id, kind, position, control, key, level, rank,
-                       escalate_control, escalate_key, escalate_level, idempotency_key)
+                       escalate_control, escalate_key, escalate_level, idempotency_key,
+                       correlation_id)
     SELECT st.incident_id, st.kind, st.position, st.control, st.key, st.level, st.rank,
-           st.escalate_control, st.escalate_key, st.escalate_level, st.idempotency_key
+           st.escalate_control, st.escalate_key, st.escalate_level, st.idempotency_key,
+           st.correlation_id
     FROM st LEFT JOIN held h ON h.ord = st.ord
     WHERE h.rank IS NULL OR h.rank < st.rank
     ON CONFLICT (incident_id, kind, control, key, level) DO NOTHING

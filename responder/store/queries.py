@@ -18,6 +18,7 @@ class ActionFilter:
     control: str | None = None
     incident_id: int | None = None
     kind: str | None = None
+    correlation_id: str | None = None
     since: datetime | None = None
     until: datetime | None = None
     after: int = 0
@@ -36,7 +37,8 @@ async def list_actions(conn: Conn, f: ActionFilter) -> list[dict[str, Any]]:
     clauses: list[str] = ["seq > $1"]
     args: list[object] = [f.after]
     for column, value in (("rule_id", f.rule_id), ("control", f.control),
-                          ("incident_id", f.incident_id), ("kind", f.kind)):
+                          ("incident_id", f.incident_id), ("kind", f.kind),
+                          ("correlation_id", f.correlation_id)):
         if value is not None:
             args.append(value)
             clauses.append(f"{column} = ${len(args)}")
@@ -58,8 +60,9 @@ async def incident_timeline(conn: Conn, incident_id: int) -> dict[str, Any] | No
     if incident is None:
         return None
     steps = await conn.fetch(
-        "SELECT id, kind, position, control, key, level, status, idempotency_key, created_at,"
-        " updated_at FROM steps WHERE incident_id = $1 ORDER BY id", incident_id)
+        "SELECT id, kind, position, control, key, level, status, idempotency_key,"
+        " correlation_id, created_at, updated_at FROM steps WHERE incident_id = $1"
+        " ORDER BY id", incident_id)
     records = await conn.fetch(
         "SELECT body, hash, prev_hash FROM action_log WHERE incident_id = $1 ORDER BY seq",
         incident_id)

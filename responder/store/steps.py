@@ -26,6 +26,7 @@ class StepRow:
     escalate_key: str | None
     escalate_level: str | None
     idempotency_key: str
+    correlation_id: str | None = None
 
 
 @dataclass(frozen=True)
@@ -43,6 +44,7 @@ class NewStep:
     escalate_control: str | None = None
     escalate_key: str | None = None
     escalate_level: str | None = None
+    correlation_id: str | None = None
 
     @property
     def natural_key(self) -> tuple[int, str, str, str, str]:
@@ -61,18 +63,21 @@ class Inserted:
 INSERT_SQL = """
 WITH wanted AS (
     SELECT * FROM unnest($1::bigint[], $2::text[], $3::int[], $4::text[], $5::text[],
-                         $6::text[], $7::int[], $8::text[], $9::text[], $10::text[], $11::text[])
+                         $6::text[], $7::int[], $8::text[], $9::text[], $10::text[],
+                         $11::text[], $12::text[])
         WITH ORDINALITY AS w(incident_id, kind, position, control, key, level, rank,
-                             escalate_control, escalate_key, escalate_level, idempotency_key,
-                             ord)
+                             escalate_control, escalate_key, escalate_level, correlation_id,
+                             idempotency_key, ord)
 ), held AS (
     SELECT w.ord, c.level, c.rank FROM wanted w
     JOIN control_levels c ON c.control = w.control AND c.key = w.key
 ), inserted AS (
     INSERT INTO steps (incident_id, kind, position, control, key, level, rank,
-                       escalate_control, escalate_key, escalate_level, idempotency_key)
+                       escalate_control, escalate_key, escalate_level, correlation_id,
+                       idempotency_key)
     SELECT w.incident_id, w.kind, w.position, w.control, w.key, w.level, w.rank,
-           w.escalate_control, w.escalate_key, w.escalate_level, w.idempotency_key
+           w.escalate_control, w.escalate_key, w.escalate_level, w.correlation_id,
+           w.idempotency_key
     FROM wanted w LEFT JOIN held h ON h.ord = w.ord
     WHERE h.rank IS NULL OR h.rank < w.rank
     ON CONFLICT (incident_id, kind, control, key, level) DO NOTHING
@@ -96,7 +101,7 @@ async def insert_steps(conn: Conn, wanted: Sequence[NewStep]) -> list[Inserted]:
     keys = [f"responder-{uuid.uuid4()}" for _ in steps]
     columns = [[getattr(s, f) for s in steps] for f in (
         "incident_id", "kind", "position", "control", "key", "level", "rank",
-        "escalate_control", "escalate_key", "escalate_level")]
+        "escalate_control", "escalate_key", "escalate_level", "correlation_id")]
     rows = await conn.fetch(INSERT_SQL, *columns, keys)
     out = []
     for step, key, row in zip(steps, keys, rows, strict=True):
@@ -106,7 +111,8 @@ async def insert_steps(conn: Conn, wanted: Sequence[NewStep]) -> list[Inserted]:
         if row["id"] is not None:
             step_row = StepRow(row["id"], step.incident_id, step.rule_id, step.kind, step.control,
                                step.key, step.level, step.rank, step.escalate_control,
-                               step.escalate_key, step.escalate_level, key)
+                               step.escalate_key, step.escalate_level, key,
+                               step.correlation_id)
         out.append(Inserted(step, step_row, held))
     return out
 
@@ -114,6 +120,7 @@ async def insert_steps(conn: Conn, wanted: Sequence[NewStep]) -> list[Inserted]:
 def intent_entry(row: StepRow, method: str, target: str, path: str) -> Entry:
     return Entry("intent", incident_id=row.incident_id, rule_id=row.rule_id,
                  control=row.control, key=row.key, step_id=row.id,
+                 correlation_id=row.correlation_id,
                  detail={"kind": row.kind, "level": row.level,
                          "idempotency_key": row.idempotency_key,
                          "request": {"method": method, "target": target, "path": path}})
@@ -121,13 +128,14 @@ def intent_entry(row: StepRow, method: str, target: str, path: str) -> Entry:
 
 def held_entry(step: NewStep, held_level: str) -> Entry:
     return Entry("already_contained", incident_id=step.incident_id, rule_id=step.rule_id,
-                 control=step.control, key=step.key,
+                 control=step.control, key=step.key, correlation_id=step.correlation_id,
                  detail={"requested": step.level, "held": held_level})
 
 
 PENDING_SQL = """
 SELECT s.id, s.incident_id, i.rule_id, s.kind, s.control, s.key, s.level, s.rank,
-       s.escalate_control, s.escalate_key, s.escalate_level, s.idempotency_key
+       s.escalate_control, s.escalate_key, s.escalate_level, s.idempotency_key,
+       s.correlation_id
 FROM steps s JOIN incidents i ON i.id = s.incident_id
 WHERE s.status = 'pending' ORDER BY s.id
 """
@@ -192,6 +200,7 @@ class CloseStep:
                 s = c.step
                 chain.add(Entry("outcome", incident_id=s.incident_id, rule_id=s.rule_id,
                                 control=s.control, key=s.key, step_id=s.id,
+                                correlation_id=s.correlation_id,
                                 detail={"status": c.outcome, "kind": s.kind, "level": s.level,
                                         "idempotency_key": s.idempotency_key,
                                         "verified": c.verified, **c.detail}))
