@@ -149,9 +149,9 @@ async def test_release_without_the_csrf_token_is_refused(
     daemon = await contained(make_daemon, http)
     b = await browser(daemon)
     await b.login(OPERATOR_TOKEN)
-    for form, headers in ((release_form(""), None), (release_form(b.csrf + "x"), None),
+    for sent, headers in ((release_form(""), None), (release_form(b.csrf + "x"), None),
                           (release_form(b.csrf), {"Origin": "https://evil.example"})):
-        form = {k: v for k, v in form.items() if v}
+        form = {k: v for k, v in sent.items() if v}
         status, _, _ = await b.post("/controls/release", form, headers=headers)
         assert status == 403
     assert exchange.state.symbols["BTC-USD"] == "HARD_HALT"

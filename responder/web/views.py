@@ -20,7 +20,7 @@ MAX_ID = 2**62
 MAX_FILTER_CHARS = 200
 OUTCOMES = ("applied", "failed", "already_contained")
 SUMMARY_FIELDS = ("status", "level", "from", "to", "by", "approved_by", "ticket", "reason",
-                  "verified", "error", "request_id", "sink")
+                  "verified", "error", "request_id", "sink", "labels")
 
 
 class BadQuery(ValueError):
@@ -59,7 +59,15 @@ def summary(record: dict[str, Any]) -> list[tuple[str, str]]:
     detail = record.get("detail")
     if not isinstance(detail, dict):
         return []
-    return [(f, str(detail[f])) for f in SUMMARY_FIELDS if detail.get(f) is not None]
+    return [(f, _shown(detail[f])) for f in SUMMARY_FIELDS if detail.get(f) is not None]
+
+
+def _shown(value: object) -> str:
+    if isinstance(value, dict):
+        return " ".join(f"{k}={v}" for k, v in sorted(value.items()))
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    return str(value)
 
 
 @viewer_page
