@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
 
 import aiohttp
+import asyncpg
 import pytest
 from structlog.testing import capture_logs
 
@@ -19,6 +21,7 @@ from tests.conftest import (
     idle,
     log_kinds,
     post_alerts,
+    wait_for,
 )
 from tests.test_controls import two_person
 from tests.webpage import Browser, csrf_of, split_brain
@@ -200,11 +203,9 @@ async def test_operator_releases_one_stop_through_the_form(
 
 async def test_two_person_release_waits_for_another_operator(
         make_daemon: DaemonFactory, http: aiohttp.ClientSession, exchange: Exchange,
-        browser: Browsers, rules_dir: object) -> None:
+        browser: Browsers, rules_dir: Path) -> None:
     """Where two people are configured, the page's release is a request; the requester gets
     no approve button, another operator approves it and the level drops."""
-    from pathlib import Path
-    assert isinstance(rules_dir, Path)
     two_person(rules_dir)
     daemon = await contained(make_daemon, http)
     olga, otto = await browser(daemon), await browser(daemon)
@@ -296,6 +297,8 @@ async def test_bad_input_gets_4xx(make_daemon: DaemonFactory, browser: Browsers)
     assert (await b.post("/controls/release", form))[0] == 400
     form = release_form(b.csrf) | {"key": "not a symbol"}
     assert (await b.post("/controls/release", form))[0] == 400
+    form = release_form(b.csrf) | {"control": "symbol-mode", "reason": "nul\x00here"}
+    assert (await b.post("/controls/release", form))[0] == 400
     assert (await b.post("/controls/approve", {"csrf": b.csrf, "request_id": "x"}))[0] == 400
     async with b.http.post(f"http://127.0.0.1:{daemon.port}/controls/release",
                            data=b"\xff\xfe", headers={"Content-Type": "application/json"},
@@ -346,3 +349,75 @@ async def test_forged_or_expired_cookie_is_refused(make_daemon: DaemonFactory,
         async with b.http.get(f"http://127.0.0.1:{daemon.port}/", allow_redirects=False,
                               cookies={"responder_session": cookie}) as resp:
             assert resp.status == expected
+
+
+async def test_incident_page_links_the_sealed_bundle_and_its_deliveries(
+        make_daemon: DaemonFactory, http: aiohttp.ClientSession, browser: Browsers,
+        database: str, tmp_path: Path) -> None:
+    """The incident page shows the whole timeline, each bundle's digest and a download that
+    carries the same digest, and the list and timeline show the file sink's delivery."""
+    daemon = await contained(make_daemon, http, sinks=[
+        {"name": "files", "kind": "file", "dir": str(tmp_path / "evidence")}])
+
+    async def delivered() -> bool:
+        conn = await asyncpg.connect(database)
+        try:
+            return bool(await conn.fetchval(
+                "SELECT count(*) FROM outbox WHERE status = 'delivered'"))
+        finally:
+            await conn.close()
+
+    await wait_for(delivered, timeout_s=20, what="the bundle delivery")
+    conn = await asyncpg.connect(database)
+    try:
+        digest = await conn.fetchval("SELECT digest FROM evidence WHERE incident_id = 1"
+                                     " ORDER BY version DESC LIMIT 1")
+    finally:
+        await conn.close()
+    b = await browser(daemon)
+    await b.login(VIEWER_TOKEN)
+    status, html = await b.get("/incidents/1")
+    assert status == 200
+    assert digest in html
+    for kind in ("alert_matched", "intent", "outcome", "evidence_sealed", "delivery (bundle)"):
+        assert f"<b>{kind}</b>" in html, kind
+    _, listing = await b.get("/")
+    assert "1 delivered" in listing
+    async with b.http.get(f"http://127.0.0.1:{daemon.port}/incidents/1/evidence",
+                          allow_redirects=False) as resp:
+        assert resp.status == 200
+        assert "attachment" in resp.headers["Content-Disposition"]
+        body = await resp.json()
+    assert body["digest"] == digest == resp.headers["X-Evidence-Digest"]
+    assert body["bundle"]["incident"]["id"] == 1
+
+
+NASTY = ("%00", "a%00b", "%C3%A9", "%FF", "-1", " ", "9" * 30, "2026-13-45", "1e9",
+         "%3Cb%3E", "'%20OR%201=1--", "x" * 199)
+
+
+async def test_hostile_query_values_never_cause_a_5xx(make_daemon: DaemonFactory,
+                                                      http: aiohttp.ClientSession,
+                                                      browser: Browsers) -> None:
+    """Every filter and id given NUL bytes, odd encodings, huge numbers or SQL answers 2xx
+    or 4xx."""
+    daemon = await contained(make_daemon, http)
+    b = await browser(daemon)
+    await b.login(VIEWER_TOKEN)
+    paths = [f"/actions?{p}={v}" for p in ("rule", "control", "kind", "outcome", "since",
+                                            "until", "incident", "before") for v in NASTY]
+    paths += [f"/?before={v}" for v in NASTY] + [f"/incidents/{v}" for v in NASTY]
+    paths += [f"/incidents/1/evidence?version={v}" for v in NASTY]
+    for path in paths:
+        status, _ = await b.get(path)
+        assert status < 500, path
+
+
+def test_a_short_session_secret_is_refused() -> None:
+    """A session secret under 32 characters is a startup error naming the setting."""
+    from responder.config import load_settings
+    from responder.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="RESPONDER_WEB_SESSION_SECRET"):
+        load_settings(None, web_session_secret="short")
+    assert load_settings(None, web_session_secret="").web_session_secret is None

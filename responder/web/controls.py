@@ -63,6 +63,9 @@ def _field(form: MultiDictProxy[Any], name: str, limit: int) -> str:
         raise ManualRefused(400, "invalid_field", f"{name}: required")
     if len(value) > limit:
         raise ManualRefused(400, "invalid_field", f"{name}: at most {limit} characters")
+    if any(ord(ch) < 32 and ch not in "\t\r\n" for ch in value):
+        # PostgreSQL refuses NUL in text; the record would fail after the call otherwise.
+        raise ManualRefused(400, "invalid_field", f"{name}: control characters are not allowed")
     return value.strip()
 
 

@@ -51,6 +51,9 @@ def _text(value: str | None, name: str) -> str | None:
         return None
     if len(value) > MAX_FILTER_CHARS:
         raise BadQuery(f"{name}: at most {MAX_FILTER_CHARS} characters")
+    if not value.isprintable():
+        # PostgreSQL refuses NUL in text; no name or kind has control characters anyway.
+        raise BadQuery(f"{name}: control characters are not allowed")
     return value.strip()
 
 
