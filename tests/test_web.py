@@ -249,7 +249,8 @@ async def test_hostile_values_are_escaped(make_daemon: DaemonFactory,
 
 async def test_action_log_filters(make_daemon: DaemonFactory, http: aiohttp.ClientSession,
                                   browser: Browsers) -> None:
-    """The action log narrows by rule, control, outcome, kind and time; bad filters get 400."""
+    """The incident list shows what was verified, newest first; the action log narrows by
+    rule, control, outcome, kind and time; bad filters get 400."""
     daemon = await make_daemon()
     await post_alerts(http, daemon, fixture_bytes("firing-single.json"))
     await post_alerts(http, daemon, split_brain())
@@ -264,6 +265,12 @@ async def test_action_log_filters(make_daemon: DaemonFactory, http: aiohttp.Clie
         return re.findall(r'<tr class="kind-([a-z_]+)">\s*<td>\d+</td>\s*<td>.*?</td>\s*'
                           r'<td><b>[a-z_]+</b></td>\s*<td>([^<]*)</td>', html, re.S)
 
+    _, listing = await b.get("/")
+    rows = listing.split("<tbody>")[1].split("</tr>")
+    assert "split-brain" in rows[0]
+    assert '<span class="tag ok">verified</span>' in rows[0]
+    assert "ledger-invariant-violation" in rows[1]
+    assert '<span class="tag ok">verified</span>' in rows[1]
     everything = await kinds_rules("")
     assert {r for _, r in everything} >= {"split-brain", "ledger-invariant-violation"}
     by_rule = await kinds_rules("rule=split-brain")

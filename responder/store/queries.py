@@ -90,10 +90,12 @@ SELECT i.*,
                                                 'level', s.level, 'status', s.status)
                               ORDER BY s.id), '[]')::text
      FROM steps s WHERE s.incident_id = i.id) AS controls,
-    (SELECT CASE WHEN bool_or(v = 'false') THEN false WHEN bool_and(v = 'true') THEN true END
-     FROM (SELECT body::jsonb #>> '{detail,verified}' AS v FROM action_log a
-           WHERE a.incident_id = i.id AND a.kind = 'outcome'
-             AND a.body::jsonb #>> '{detail,status}' = 'applied') o) AS verified,
+    (SELECT json_build_object('applied', count(*) FILTER (WHERE st = 'applied'),
+                              'verified', count(*) FILTER (WHERE st = 'applied' AND v = 'true'),
+                              'failed', count(*) FILTER (WHERE st = 'failed'))::text
+     FROM (SELECT body::jsonb #>> '{detail,status}' AS st,
+                  body::jsonb #>> '{detail,verified}' AS v
+           FROM action_log a WHERE a.incident_id = i.id AND a.kind = 'outcome') o) AS outcomes,
     (SELECT json_build_object('version', e.version, 'digest', e.digest)::text FROM evidence e
      WHERE e.incident_id = i.id ORDER BY e.version DESC LIMIT 1) AS evidence,
     (SELECT coalesce(json_object_agg(status, n), '{}')::text
@@ -104,11 +106,12 @@ FROM incidents i WHERE ($1::bigint IS NULL OR i.id < $1) ORDER BY i.id DESC LIMI
 
 
 async def list_incidents(conn: Conn, before: int | None, limit: int) -> list[dict[str, Any]]:
-    """Incidents newest first, each with the controls it touched, whether every applied step
-    was confirmed by a read-back (None when none was read), its latest sealed bundle and
-    how the bundle deliveries stand."""
+    """Incidents newest first, each with the controls it touched, how many of its steps were
+    applied, confirmed by a read-back or failed, its latest sealed bundle and how the bundle
+    deliveries stand."""
     rows = await conn.fetch(INCIDENTS_SQL, before, limit)
     return [{**dict(r), "controls": json.loads(r["controls"]),
+             "outcomes": json.loads(r["outcomes"]),
              "evidence": json.loads(r["evidence"]) if r["evidence"] else None,
              "deliveries": json.loads(r["deliveries"])} for r in rows]
 
