@@ -69,3 +69,12 @@ def test_hostile_values_render_as_text() -> None:
     assert "<script>" not in html
     assert "&lt;script&gt;" in html
     assert 'class="sev sev-&#34;&gt;&lt;script&gt;' in html
+
+
+def test_a_record_correlation_id_is_found_at_the_top_or_in_its_detail() -> None:
+    """Action records show a correlation id wherever the record carries it, blank if none."""
+    from responder.web.views import correlation
+
+    assert correlation({"correlation_id": "top-1", "detail": {}}) == "top-1"
+    assert correlation({"detail": {"correlation_id": "inner-2"}}) == "inner-2"
+    assert correlation({"detail": None}) == ""

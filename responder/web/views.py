@@ -57,6 +57,14 @@ def _text(value: str | None, name: str) -> str | None:
     return value.strip()
 
 
+def correlation(record: dict[str, Any]) -> str:
+    """The record's correlation id, at the top or in its detail; blank for older records."""
+    detail = record.get("detail")
+    found = record.get("correlation_id") or (
+        detail.get("correlation_id") if isinstance(detail, dict) else None)
+    return str(found) if found else ""
+
+
 def summary(record: dict[str, Any]) -> list[tuple[str, str]]:
     """The few detail fields that say what a record means, in a fixed order."""
     detail = record.get("detail")
@@ -88,14 +96,15 @@ async def incidents(request: web.Request, session: Session) -> web.StreamRespons
 
 def _timeline(found: dict[str, Any]) -> list[dict[str, Any]]:
     """Action records and evidence deliveries in time order."""
-    entries = [{"at": r.get("at"), "kind": r.get("kind"), "record": r, "summary": summary(r)}
-               for r in found["timeline"]]
+    entries = [{"at": r.get("at"), "kind": r.get("kind"), "record": r, "summary": summary(r),
+                "correlation": correlation(r)} for r in found["timeline"]]
     for d in found["deliveries"]:
         fields = [("sink", d["sink"]), ("status", d["status"]), ("attempts", str(d["attempts"]))]
         if d["last_error"]:
             fields.append(("error", d["last_error"]))
         entries.append({"at": (d["delivered_at"] or d["created_at"]).isoformat(),
-                        "kind": f"delivery ({d['kind']})", "record": None, "summary": fields})
+                        "kind": f"delivery ({d['kind']})", "record": None, "summary": fields,
+                        "correlation": ""})
     entries.sort(key=lambda e: str(e["at"]))
     return entries
 
@@ -166,7 +175,8 @@ async def actions(request: web.Request, session: Session) -> web.StreamResponse:
     if len(records) == PAGE_SIZE:
         params = {k: v for k, v in request.query.items() if k != "before"}
         older = str(request.rel_url.with_query({**params, "before": str(records[-1]["seq"])}))
-    rows = [{"record": r, "summary": summary(r)} for r in records]
+    rows = [{"record": r, "summary": summary(r), "correlation": correlation(r)}
+            for r in records]
     return page(request.app[WEB].env, "actions.html", session=session, rows=rows,
                 query=request.query, older=older, outcomes=OUTCOMES,
                 rules=sorted(r.id for r in state.rules.rules),
