@@ -17,11 +17,14 @@ $(STAMP): pyproject.toml
 setup: $(STAMP)
 
 # The end-to-end test drives the real Alertmanager binary, and promtool checks responder's
-# own alerting rules (Debian's packages).
+# own alerting rules (Debian's packages). The web page test drives Debian's headless chromium.
 system-deps:
 	@command -v prometheus-alertmanager >/dev/null && command -v promtool >/dev/null || { \
 	  echo "installing prometheus-alertmanager and prometheus (Debian packages)"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq prometheus-alertmanager prometheus >/dev/null; }
+	@test -x /usr/bin/chromium && test -x /usr/bin/chromedriver || { \
+	  echo "installing chromium and chromium-driver (Debian packages)"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null; }
 
 run: setup
 	@bash examples/demo.sh

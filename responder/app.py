@@ -10,6 +10,7 @@ from responder.api import actions, controls, health, modes
 from responder.intake.events import events_webhook
 from responder.intake.webhook import alertmanager_webhook
 from responder.state import STATE, DaemonState
+from responder.web import install as install_web
 
 log = structlog.get_logger("responder.http")
 
@@ -65,4 +66,5 @@ def build_app(state: DaemonState) -> web.Application:
     app.router.add_post("/v1/mode", modes.set_mode)
     app.router.add_post("/v1/break-glass", modes.start_break_glass)
     app.router.add_delete("/v1/break-glass", modes.end_break_glass)
+    install_web(app, state)
     return app

@@ -71,6 +71,10 @@ class Principals:
     def __init__(self, entries: Iterable[tuple[str, Role, str]]) -> None:
         self._entries = [(Principal(name, role), digest.lower()) for name, role, digest in entries]
 
+    def named(self, name: str) -> Principal | None:
+        """The principal configured under this name now (a web session re-checks its role)."""
+        return next((p for p, _ in self._entries if p.name == name), None)
+
     def authenticate(self, authorization: str | None) -> Principal | str:
         """The principal, or the reason it is refused (``missing_token``, ``bad_token``)."""
         given = _bearer(authorization)

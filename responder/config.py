@@ -158,6 +158,10 @@ class Settings(BaseSettings):
     max_alert_age_s: float | None = Field(default=None, gt=0)
     intake_queue_max: int = Field(default=10_000, gt=0)
     log_level: Literal["debug", "info", "warning", "error"] = "info"
+    # The operator web page's session cookies are signed with this; unset, each process makes
+    # its own, so replicas behind one URL need a shared value.
+    web_session_secret: SecretStr | None = None
+    web_session_ttl_s: float = Field(default=8 * 3600.0, gt=0, le=7 * 86400.0)
 
     @classmethod
     def settings_customise_sources(
@@ -175,10 +179,17 @@ class Settings(BaseSettings):
 
     @field_validator("database_url", "webhook_tokens_file", "viewer_tokens_file",
                      "principals_file", "max_alert_age_s", "prometheus_url", "kafka_bootstrap",
-                     mode="before")
+                     "web_session_secret", mode="before")
     @classmethod
     def _empty_is_unset(cls, value: Any) -> Any:
         return None if value == "" else value
+
+    @field_validator("web_session_secret")
+    @classmethod
+    def _long_secret(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and len(value.get_secret_value()) < 32:
+            raise ValueError("at least 32 characters (for example: openssl rand -hex 32)")
+        return value
 
     @field_validator("listen")
     @classmethod
@@ -240,6 +251,8 @@ class Settings(BaseSettings):
         secrets = [t.get_secret_value() for t in (*self.webhook_tokens, *self.viewer_tokens)]
         secrets += [s.get_secret_value() for source in self.event_sources for s in source.secrets]
         secrets += [s.hmac_secret.get_secret_value() for s in self.sinks if s.hmac_secret]
+        if self.web_session_secret is not None:
+            secrets.append(self.web_session_secret.get_secret_value())
         if self.database_url is not None:
             secrets.append(self.database_url.get_secret_value())
         return [s for s in secrets if s]

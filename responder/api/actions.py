@@ -112,10 +112,7 @@ async def get_evidence(request: web.Request, _: Principal) -> web.StreamResponse
     if not raw.isdigit() or (version is not None and not version.isdigit()):
         return _bad("incident id and version are integers")
     async with request.app[STATE].pool.acquire() as conn:
-        row = await conn.fetchrow(
-            "SELECT version, digest, prev_digest, body FROM evidence WHERE incident_id = $1"
-            " AND ($2::int IS NULL OR version = $2) ORDER BY version DESC LIMIT 1",
-            int(raw), int(version) if version else None)
+        row = await queries.evidence_bundle(conn, int(raw), int(version) if version else None)
     if row is None:
         return web.json_response({"error": "not_found"}, status=404)
     return web.json_response({"incident_id": int(raw), "version": row["version"],

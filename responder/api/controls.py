@@ -18,16 +18,10 @@ from responder.engine.manual import (
     approve_release,
 )
 from responder.state import STATE
+from responder.store import queries
 
 MAX_REASON = 1000
 MAX_TICKET = 200
-
-LIST_SQL = """
-SELECT control, key, level, rank, updated_at, set_by, set_kind, reason, ticket, incident_id,
-       verified
-FROM control_levels WHERE rank > 0 ORDER BY control, key
-"""
-
 
 def _refuse(status: int, code: str, message: str) -> web.Response:
     return web.json_response({"error": code, "message": message}, status=status)
@@ -36,7 +30,7 @@ def _refuse(status: int, code: str, message: str) -> web.Response:
 @require("viewer")
 async def list_controls(request: web.Request, _: Principal) -> web.StreamResponse:
     async with request.app[STATE].pool.acquire() as conn:
-        rows = await conn.fetch(LIST_SQL)
+        rows = await queries.held_controls(conn)
     controls = [{
         "control": r["control"], "key": r["key"] or UNKEYED, "level": r["level"],
         "since": r["updated_at"].isoformat(), "set_by": r["set_by"], "set_kind": r["set_kind"],
@@ -87,10 +81,7 @@ async def _change(request: web.Request, principal: Principal, kind: Kind) -> web
 @require("viewer")
 async def list_requests(request: web.Request, _: Principal) -> web.StreamResponse:
     async with request.app[STATE].pool.acquire() as conn:
-        rows = await conn.fetch(
-            "SELECT id, control, key, from_level, to_level, reason, ticket, requested_by,"
-            " requested_at, expires_at FROM release_requests"
-            " WHERE status = 'pending' AND expires_at > now() ORDER BY id")
+        rows = await queries.pending_releases(conn)
     return web.json_response({"requests": [
         {**dict(r), "key": r["key"] or UNKEYED, "requested_at": r["requested_at"].isoformat(),
          "expires_at": r["expires_at"].isoformat()} for r in rows]})

@@ -23,6 +23,9 @@ class ActionFilter:
     until: datetime | None = None
     after: int = 0
     limit: int = 100
+    outcome: str | None = None
+    before: int | None = None
+    newest_first: bool = False
 
 
 def _record(row: asyncpg.Record) -> dict[str, Any]:
@@ -48,9 +51,16 @@ async def list_actions(conn: Conn, f: ActionFilter) -> list[dict[str, Any]]:
     if f.until is not None:
         args.append(f.until)
         clauses.append(f"at < ${len(args)}")
+    if f.outcome is not None:
+        args.append(f.outcome)
+        clauses.append(f"body::jsonb #>> '{{detail,status}}' = ${len(args)}")
+    if f.before is not None:
+        args.append(f.before)
+        clauses.append(f"seq < ${len(args)}")
     args.append(f.limit)
+    order = "seq DESC" if f.newest_first else "seq"
     sql = (f"SELECT body, hash, prev_hash FROM action_log WHERE {' AND '.join(clauses)}"  # noqa: S608 - clauses are fixed column names; values are bound
-           f" ORDER BY seq LIMIT ${len(args)}")
+           f" ORDER BY {order} LIMIT ${len(args)}")
     return [_record(r) for r in await conn.fetch(sql, *args)]
 
 
@@ -75,3 +85,75 @@ async def incident_timeline(conn: Conn, incident_id: int) -> dict[str, Any] | No
         "timeline": [_record(r) for r in records],
         "deliveries": [dict(d) for d in deliveries],
     }
+
+
+INCIDENTS_SQL = """
+SELECT i.*,
+    (SELECT coalesce(json_agg(json_build_object('control', s.control, 'key', s.key,
+                                                'level', s.level, 'status', s.status)
+                              ORDER BY s.id), '[]')::text
+     FROM steps s WHERE s.incident_id = i.id) AS controls,
+    (SELECT json_build_object('applied', count(*) FILTER (WHERE st = 'applied'),
+                              'verified', count(*) FILTER (WHERE st = 'applied' AND v = 'true'),
+                              'failed', count(*) FILTER (WHERE st = 'failed'))::text
+     FROM (SELECT body::jsonb #>> '{detail,status}' AS st,
+                  body::jsonb #>> '{detail,verified}' AS v
+           FROM action_log a WHERE a.incident_id = i.id AND a.kind = 'outcome') o) AS outcomes,
+    (SELECT json_build_object('version', e.version, 'digest', e.digest)::text FROM evidence e
+     WHERE e.incident_id = i.id ORDER BY e.version DESC LIMIT 1) AS evidence,
+    (SELECT coalesce(json_object_agg(status, n), '{}')::text
+     FROM (SELECT status, count(*) AS n FROM outbox o
+           WHERE o.incident_id = i.id AND o.kind = 'bundle' GROUP BY status) d) AS deliveries
+FROM incidents i WHERE ($1::bigint IS NULL OR i.id < $1) ORDER BY i.id DESC LIMIT $2
+"""
+
+
+async def list_incidents(conn: Conn, before: int | None, limit: int) -> list[dict[str, Any]]:
+    """Incidents newest first, each with the controls it touched, how many of its steps were
+    applied, confirmed by a read-back or failed, its latest sealed bundle and how the bundle
+    deliveries stand."""
+    rows = await conn.fetch(INCIDENTS_SQL, before, limit)
+    return [{**dict(r), "controls": json.loads(r["controls"]),
+             "outcomes": json.loads(r["outcomes"]),
+             "evidence": json.loads(r["evidence"]) if r["evidence"] else None,
+             "deliveries": json.loads(r["deliveries"])} for r in rows]
+
+
+async def evidence_bundle(conn: Conn, incident_id: int,
+                          version: int | None) -> asyncpg.Record | None:
+    """An incident's sealed bundle: the given version, or the latest."""
+    row: asyncpg.Record | None = await conn.fetchrow(
+        "SELECT version, digest, prev_digest, body FROM evidence WHERE incident_id = $1"
+        " AND ($2::int IS NULL OR version = $2) ORDER BY version DESC LIMIT 1",
+        incident_id, version)
+    return row
+
+
+HELD_SQL = """
+SELECT control, key, level, rank, updated_at, set_by, set_kind, reason, ticket, incident_id,
+       verified
+FROM control_levels WHERE rank > 0 ORDER BY control, key
+"""
+
+PENDING_SQL = """
+SELECT id, control, key, from_level, to_level, reason, ticket, requested_by, requested_at,
+       expires_at
+FROM release_requests WHERE status = 'pending' AND expires_at > now() ORDER BY id
+"""
+
+
+async def held_controls(conn: Conn) -> list[asyncpg.Record]:
+    """Every key held above its lowest level, with who set it and why."""
+    return list(await conn.fetch(HELD_SQL))
+
+
+async def pending_releases(conn: Conn) -> list[asyncpg.Record]:
+    """Two-person releases waiting for a second operator, not yet expired."""
+    return list(await conn.fetch(PENDING_SQL))
+
+
+async def evidence_versions(conn: Conn, incident_id: int) -> list[asyncpg.Record]:
+    """Every sealed version of an incident's bundle, newest first, without the bodies."""
+    return list(await conn.fetch(
+        "SELECT version, digest, prev_digest, created_at FROM evidence WHERE incident_id = $1"
+        " ORDER BY version DESC", incident_id))
