@@ -91,6 +91,8 @@ async def test_release_needs_an_operator(make_daemon: DaemonFactory, exchange: E
     ({"to_level": "CANCEL_ONLY", "reason": "done", "ticket": "  "}, "ticket"),
     ({"to_level": "CANCEL_ONLY", "ticket": "INC-1"}, "reason"),
     ({"reason": "done", "ticket": "INC-1"}, "to_level"),
+    ({"to_level": "CANCEL_ONLY", "reason": "nul\x00here", "ticket": "INC-1"}, "reason"),
+    ({"to_level": "CANCEL_ONLY", "reason": "done", "ticket": "INC-\ud800"}, "ticket"),
 ])
 async def test_release_needs_reason_and_ticket(make_daemon: DaemonFactory, exchange: Exchange,
                                                http: aiohttp.ClientSession, body: Any,
@@ -292,3 +294,23 @@ async def test_unapproved_release_expires_and_stays_contained(
 
 async def _has_kind(dsn: str, kind: str) -> bool:
     return kind in await log_kinds(dsn)
+
+
+@pytest.mark.parametrize("path", [
+    "/v1/actions?rule=%00", "/v1/actions?control=a%00b", "/v1/actions?kind=%00",
+    "/v1/actions?correlation_id=%00",
+])
+async def test_filters_postgres_cannot_compare_get_400(make_daemon: DaemonFactory,
+                                                        http: aiohttp.ClientSession,
+                                                        path: str) -> None:
+    daemon = await make_daemon()
+    status, answer = await call(http, daemon, "GET", path, VIEWER_TOKEN)
+    assert (status, answer["error"]) == (400, "invalid_query")
+
+
+async def test_a_nul_in_the_key_gets_400(make_daemon: DaemonFactory,
+                                         http: aiohttp.ClientSession) -> None:
+    daemon = await make_daemon()
+    status, answer = await call(http, daemon, "POST", "/v1/controls/symbol-mode/BT%00C/contain",
+                                OPERATOR_TOKEN, {"to_level": "HARD_HALT", "reason": "x"})
+    assert (status, answer["error"]) == (400, "invalid_field")

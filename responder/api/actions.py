@@ -10,6 +10,7 @@ from typing import Any
 from aiohttp import web
 
 from responder.auth import Principal, Role
+from responder.intake.alertmanager import PayloadError, check_text
 from responder.state import STATE
 from responder.store import queries
 
@@ -56,6 +57,17 @@ def _time(value: str | None, name: str) -> datetime | None:
     return parsed
 
 
+def _text(value: str | None, name: str) -> str | None:
+    """A filter PostgreSQL can compare: a query string may carry NUL or lone surrogates."""
+    if value is None:
+        return None
+    try:
+        check_text(value, name)
+    except PayloadError as e:
+        raise ValueError(str(e)) from None
+    return value
+
+
 def _int(value: str | None, name: str, default: int, maximum: int) -> int:
     if value is None:
         return default
@@ -70,11 +82,11 @@ async def list_actions(request: web.Request, _: Principal) -> web.StreamResponse
     try:
         incident = q.get("incident")
         filters = queries.ActionFilter(
-            rule_id=q.get("rule"),
-            control=q.get("control"),
+            rule_id=_text(q.get("rule"), "rule"),
+            control=_text(q.get("control"), "control"),
             incident_id=_int(incident, "incident", 0, 2**62) if incident else None,
-            kind=q.get("kind"),
-            correlation_id=q.get("correlation_id"),
+            kind=_text(q.get("kind"), "kind"),
+            correlation_id=_text(q.get("correlation_id"), "correlation_id"),
             since=_time(q.get("since"), "since"),
             until=_time(q.get("until"), "until"),
             after=_int(q.get("after"), "after", 0, 2**62),

@@ -17,6 +17,7 @@ from responder.engine.manual import (
     apply_manual,
     approve_release,
 )
+from responder.intake.alertmanager import PayloadError, check_text
 from responder.state import STATE
 from responder.store import queries
 
@@ -49,7 +50,20 @@ def _text(body: dict[str, Any], field: str, limit: int) -> str:
         raise ManualRefused(400, "invalid_field", f"{field}: a non-empty string is required")
     if len(value) > limit:
         raise ManualRefused(400, "invalid_field", f"{field}: at most {limit} characters")
+    try:
+        check_text(value, field)
+    except PayloadError as e:
+        raise ManualRefused(400, "invalid_field", str(e)) from None
     return value.strip()
+
+
+def _path_part(request: web.Request, name: str) -> str:
+    value = request.match_info[name]
+    try:
+        check_text(value, name)
+    except PayloadError as e:
+        raise ManualRefused(400, "invalid_field", str(e)) from None
+    return value
 
 
 async def _change(request: web.Request, principal: Principal, kind: Kind) -> web.Response:
@@ -63,8 +77,8 @@ async def _change(request: web.Request, principal: Principal, kind: Kind) -> web
     try:
         change = ManualChange(
             kind=kind,
-            control=request.match_info["control"],
-            key=request.match_info["key"],
+            control=_path_part(request, "control"),
+            key=_path_part(request, "key"),
             to_level=_text(body, "to_level", 64),
             reason=_text(body, "reason", MAX_REASON),
             ticket=_text(body, "ticket", MAX_TICKET) if kind == "release" else None,

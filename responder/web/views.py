@@ -157,6 +157,7 @@ def _filters(request: web.Request) -> queries.ActionFilter:
     return queries.ActionFilter(
         rule_id=_text(q.get("rule"), "rule"), control=_text(q.get("control"), "control"),
         incident_id=_id(q.get("incident"), "incident"), kind=_text(q.get("kind"), "kind"),
+        correlation_id=_text(q.get("correlation"), "correlation"),
         since=_time(q.get("since"), "since"), until=_time(q.get("until"), "until"),
         outcome=outcome, before=_id(q.get("before"), "before"), limit=PAGE_SIZE,
         newest_first=True)
