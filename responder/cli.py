@@ -28,6 +28,8 @@ def _parser() -> argparse.ArgumentParser:
     check.add_argument("rules_dir", nargs="?", type=Path)
     check.add_argument("--skip-secrets", action="store_true",
                        help="do not require target tokens to be present")
+    check.add_argument("--packs", help="comma-separated rule packs to enable ('all': every"
+                       " pack; default: RESPONDER_RULE_PACKS)")
     audit = sub.add_parser("audit", help="action log integrity")
     audit_sub = audit.add_subparsers(dest="audit_command", required=True)
     audit_sub.add_parser("verify", help="walk the hash chain and name the first bad record")
@@ -131,13 +133,19 @@ def _run(settings: Settings) -> int:
 def _check_rules(args: argparse.Namespace) -> int:
     from responder.rules.loader import load_rules
 
-    rules_dir = args.rules_dir
-    if rules_dir is None:
-        rules_dir = load_settings(args.config).rules_dir
-    table = load_rules(rules_dir, resolve_secrets=not args.skip_secrets)
+    rules_dir, packs = args.rules_dir, _names(args.packs)
+    if rules_dir is None or args.packs is None:
+        settings = load_settings(args.config)
+        rules_dir = rules_dir or settings.rules_dir
+        packs = settings.rule_packs if args.packs is None else packs
+    table = load_rules(rules_dir, resolve_secrets=not args.skip_secrets, packs=packs)
     print(f"{rules_dir}: {len(table.rules)} rules, {len(table.controls)} controls,"
           f" {len(table.targets)} targets; bundle {table.bundle_hash}")
     return 0
+
+
+def _names(text: str | None) -> list[str]:
+    return [n.strip() for n in (text or "").split(",") if n.strip()]
 
 
 async def _connect(settings: Settings) -> Any:

@@ -196,11 +196,12 @@ class _Outcome:
                                  detail={"inbox_id": inbox_id, "fingerprint": alert.fingerprint,
                                          "starts_at": alert.starts_at,
                                          "labels": job.redactor.value(alert.labels)}))
+            # A notify-only incident gets its evidence (and any page) like any other.
+            result.incidents.add(incident_id)
             if d.action == "notify":
                 entries.append(Entry("notify_only", incident_id=incident_id, rule_id=d.rule.id,
                                      detail={"fingerprint": alert.fingerprint}))
                 continue
-            result.incidents.add(incident_id)
             if d.storm is not None:
                 entries.append(_storm_entry(d, incident_id, job, chain))
             entries.extend(_warnings(alert, d, incident_id, job, chain))
