@@ -50,6 +50,7 @@ def _parser() -> argparse.ArgumentParser:
     check.add_argument("file", type=Path)
     test_rules = sub.add_parser("test-rules", help="run rule fixtures (promtool-style)")
     test_rules.add_argument("files", nargs="+", type=Path)
+    _replay_parser(sub)
     rules = sub.add_parser("rules", help="rule bundle signatures (strict mode)")
     rules_sub = rules.add_subparsers(dest="rules_command", required=True)
     sign = rules_sub.add_parser("sign", help="write DIR/bundle.sig, an Ed25519 signature")
@@ -71,6 +72,21 @@ def _parser() -> argparse.ArgumentParser:
             cmd.add_argument("--ticket", required=True)
         _api_options(cmd)
     return p
+
+
+def _replay_parser(sub: Any) -> None:
+    rp = sub.add_parser("replay", help="run a candidate rule table over past alerts in shadow"
+                        " mode and print what would be done differently (exit 1 if anything)")
+    rp.add_argument("--rules", type=Path, required=True, help="the candidate rules directory")
+    rp.add_argument("--since", help="RFC 3339 time, or a duration back from now (24h, 7d)")
+    rp.add_argument("--from", dest="from_file", type=Path,
+                    help="alerts from a file (Alertmanager payloads or responder's alert shape,"
+                         " JSON or JSON lines) instead of the store")
+    rp.add_argument("--baseline", type=Path, help="with --from: the table to compare with"
+                    " (default: RESPONDER_RULES_DIR)")
+    rp.add_argument("--packs", help="rule packs enabled in both tables (default:"
+                    " RESPONDER_RULE_PACKS)")
+    rp.add_argument("--json", action="store_true", help="the report as one JSON object")
 
 
 def _api_options(cmd: argparse.ArgumentParser) -> None:
@@ -116,6 +132,7 @@ def _dispatch(args: argparse.Namespace) -> int:
         "controls": _controls, "release": _controls, "contain": _controls,
         "evidence": _export_evidence,
         "actions": _actions,
+        "replay": _replay,
     }
     return asyncio.run(online[args.command](settings, args))
 
@@ -305,6 +322,12 @@ def _test_rules(args: argparse.Namespace) -> int:
     lines, ok = summary(results)
     print("\n".join(lines))
     return 0 if ok else 1
+
+
+async def _replay(settings: Settings, args: argparse.Namespace) -> int:
+    from responder.replay.command import run
+
+    return await run(settings, args, _connect, _names)
 
 
 async def _export_evidence(settings: Settings, args: argparse.Namespace) -> int:
