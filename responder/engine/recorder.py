@@ -179,6 +179,8 @@ class _Outcome:
             "matched_rules": [d.rule.id for d in decisions],
         })]
         for d in decisions:
+            chain.after_commit(functools.partial(_count_match, job.metrics, d.rule.id,
+                                                 d.action))
             if d.action == "resolve":
                 entries.append(_resolved_entry(alert, d, self.resolved.get((d.rule.id, d.scope))))
                 continue
@@ -286,6 +288,10 @@ def _not_acting(d: Decision, incident_id: int, job: RecordAlerts,
                                                  "target": control.target.name,
                                                  "path": path}}))
     return entries
+
+
+def _count_match(metrics: Metrics, rule_id: str, action: str) -> None:
+    metrics.matches.labels(rule_id, action).inc()
 
 
 def _log_rejected(metrics: Metrics, rule_id: str, control: str, label: str,
