@@ -15,7 +15,8 @@ from examples.exchange import Faults
 from responder.cli import main
 from responder.replay.command import from_store, load_table, parse_since
 from responder.replay.diff import Difference
-from tests.conftest import DaemonFactory, Exchange, idle, post_alerts
+from tests.conftest import OPERATOR_TOKEN, DaemonFactory, Exchange, idle, post_alerts
+from tests.test_controls import call, release_body
 from tests.test_engine import alert, payload
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -186,3 +187,59 @@ async def test_store_replay_meets_the_failures_of_the_time(
     [only] = changed.changed
     assert only.differences == [Difference("level", "global-mode", "", ("SOFT_HALT",),
                                            ("HARD_HALT",), ("split-brain",))]
+
+
+async def test_store_replay_since_keeps_incidents_open_at_the_start(
+        make_daemon: DaemonFactory, exchange: Exchange, http: aiohttp.ClientSession,
+        database: str, rules_dir: Path, tmp_path: Path) -> None:
+    """With --since, an alert joining an incident opened before the window asks for nothing
+    new under the same table; under the changed one only the raised level is new."""
+    daemon = await make_daemon()
+    await post_alerts(http, daemon, payload(alert("LedgerInvariantViolation", "BTC-USD")))
+    await idle(daemon)
+    conn = await asyncpg.connect(database)
+    try:
+        start = await conn.fetchval("SELECT clock_timestamp()")
+    finally:
+        await conn.close()
+    await post_alerts(http, daemon, payload(alert("LedgerInvariantViolation", "BTC-USD",
+                                                  fingerprint="later",
+                                                  starts_at="2026-11-23T06:00:00Z")))
+    await idle(daemon)
+    await daemon.shutdown()
+    conn = await asyncpg.connect(database)
+    try:
+        same = await from_store(load_table(rules_dir, []), conn, start)
+        changed = await from_store(load_table(candidate(tmp_path), []), conn, start)
+    finally:
+        await conn.close()
+    assert (same.alerts, same.changed) == (1, [])
+    [only] = changed.changed
+    assert only.ref == "inbox 2"
+    assert only.differences == [Difference("new", "symbol-mode", "BTC-USD", (), ("HARD_HALT",),
+                                           ("ledger-invariant-violation",))]
+
+
+async def test_store_replay_follows_releases(
+        make_daemon: DaemonFactory, exchange: Exchange, http: aiohttp.ClientSession,
+        database: str, rules_dir: Path) -> None:
+    """A release closes the incident, so the same alert afterwards contains again; replay
+    follows the release and finds no difference under the same table."""
+    daemon = await make_daemon()
+    await post_alerts(http, daemon, payload(alert("SplitBrainSuspected", "BTC-USD")))
+    await idle(daemon)
+    status, _ = await call(http, daemon, "POST", "/v1/controls/symbol-mode/BTC-USD/release",
+                           OPERATOR_TOKEN, release_body("CANCEL_ONLY"))
+    assert status == 200
+    await post_alerts(http, daemon, payload(alert("SplitBrainSuspected", "BTC-USD",
+                                                  fingerprint="back",
+                                                  starts_at="2026-11-23T06:00:00Z")))
+    await idle(daemon)
+    assert exchange.state.symbols == {"BTC-USD": "HARD_HALT"}
+    await daemon.shutdown()
+    conn = await asyncpg.connect(database)
+    try:
+        report = await from_store(load_table(rules_dir, []), conn, None)
+    finally:
+        await conn.close()
+    assert (report.alerts, report.changed) == (2, [])
