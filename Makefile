@@ -37,6 +37,7 @@ typecheck: setup
 
 check-rules: setup
 	RESPONDER_EXCHANGE_TOKEN=check $(VENV)/bin/responder check-rules rules
+	$(VENV)/bin/responder check-rules rules --packs all --skip-secrets
 	$(VENV)/bin/responder test-rules rules/tests/*.yaml
 
 compose-check: setup

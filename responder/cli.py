@@ -28,6 +28,8 @@ def _parser() -> argparse.ArgumentParser:
     check.add_argument("rules_dir", nargs="?", type=Path)
     check.add_argument("--skip-secrets", action="store_true",
                        help="do not require target tokens to be present")
+    check.add_argument("--packs", help="comma-separated rule packs to enable ('all': every"
+                       " pack; default: RESPONDER_RULE_PACKS)")
     audit = sub.add_parser("audit", help="action log integrity")
     audit_sub = audit.add_subparsers(dest="audit_command", required=True)
     audit_sub.add_parser("verify", help="walk the hash chain and name the first bad record")
@@ -50,6 +52,7 @@ def _parser() -> argparse.ArgumentParser:
     check.add_argument("file", type=Path)
     test_rules = sub.add_parser("test-rules", help="run rule fixtures (promtool-style)")
     test_rules.add_argument("files", nargs="+", type=Path)
+    _replay_parser(sub)
     rules = sub.add_parser("rules", help="rule bundle signatures (strict mode)")
     rules_sub = rules.add_subparsers(dest="rules_command", required=True)
     sign = rules_sub.add_parser("sign", help="write DIR/bundle.sig, an Ed25519 signature")
@@ -71,6 +74,21 @@ def _parser() -> argparse.ArgumentParser:
             cmd.add_argument("--ticket", required=True)
         _api_options(cmd)
     return p
+
+
+def _replay_parser(sub: Any) -> None:
+    rp = sub.add_parser("replay", help="run a candidate rule table over past alerts in shadow"
+                        " mode and print what would be done differently (exit 1 if anything)")
+    rp.add_argument("--rules", type=Path, required=True, help="the candidate rules directory")
+    rp.add_argument("--since", help="RFC 3339 time, or a duration back from now (24h, 7d)")
+    rp.add_argument("--from", dest="from_file", type=Path,
+                    help="alerts from a file (Alertmanager payloads or responder's alert shape,"
+                         " JSON or JSON lines) instead of the store")
+    rp.add_argument("--baseline", type=Path, help="with --from: the table to compare with"
+                    " (default: RESPONDER_RULES_DIR)")
+    rp.add_argument("--packs", help="rule packs enabled in both tables (default:"
+                    " RESPONDER_RULE_PACKS)")
+    rp.add_argument("--json", action="store_true", help="the report as one JSON object")
 
 
 def _api_options(cmd: argparse.ArgumentParser) -> None:
@@ -116,6 +134,7 @@ def _dispatch(args: argparse.Namespace) -> int:
         "controls": _controls, "release": _controls, "contain": _controls,
         "evidence": _export_evidence,
         "actions": _actions,
+        "replay": _replay,
     }
     return asyncio.run(online[args.command](settings, args))
 
@@ -133,13 +152,19 @@ def _run(settings: Settings) -> int:
 def _check_rules(args: argparse.Namespace) -> int:
     from responder.rules.loader import load_rules
 
-    rules_dir = args.rules_dir
-    if rules_dir is None:
-        rules_dir = load_settings(args.config).rules_dir
-    table = load_rules(rules_dir, resolve_secrets=not args.skip_secrets)
+    rules_dir, packs = args.rules_dir, _names(args.packs)
+    if rules_dir is None or args.packs is None:
+        settings = load_settings(args.config)
+        rules_dir = rules_dir or settings.rules_dir
+        packs = settings.rule_packs if args.packs is None else packs
+    table = load_rules(rules_dir, resolve_secrets=not args.skip_secrets, packs=packs)
     print(f"{rules_dir}: {len(table.rules)} rules, {len(table.controls)} controls,"
           f" {len(table.targets)} targets; bundle {table.bundle_hash}")
     return 0
+
+
+def _names(text: str | None) -> list[str]:
+    return [n.strip() for n in (text or "").split(",") if n.strip()]
 
 
 async def _connect(settings: Settings) -> Any:
@@ -301,6 +326,12 @@ def _test_rules(args: argparse.Namespace) -> int:
     lines, ok = summary(results)
     print("\n".join(lines))
     return 0 if ok else 1
+
+
+async def _replay(settings: Settings, args: argparse.Namespace) -> int:
+    from responder.replay.command import run
+
+    return await run(settings, args, _connect, _names)
 
 
 async def _export_evidence(settings: Settings, args: argparse.Namespace) -> int:

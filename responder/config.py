@@ -39,6 +39,7 @@ DEMO_PRINCIPAL_TOKENS = ("demo-viewer-token", "demo-operator-token", "demo-admin
 
 TokenList = Annotated[list[SecretStr], NoDecode]
 PathList = Annotated[list[Path], NoDecode]
+NameList = Annotated[list[str], NoDecode]
 
 
 def _split_tokens(value: Any) -> Any:
@@ -127,6 +128,8 @@ class Settings(BaseSettings):
     database_url: SecretStr | None = None
     data_dir: Path = Path(".responder")
     rules_dir: Path = Path("rules")
+    # Rule files that name a pack load only when it is listed here ("all": every pack).
+    rule_packs: NameList = Field(default_factory=list)
     webhook_tokens: TokenList = Field(default_factory=list)
     webhook_tokens_file: Path | None = None
     viewer_tokens: TokenList = Field(default_factory=list)
@@ -175,7 +178,7 @@ class Settings(BaseSettings):
         return (init_settings, env_settings, TomlConfigSettingsSource(settings_cls))
 
     _split_webhook = field_validator("webhook_tokens", "viewer_tokens", "rules_public_keys",
-                                     mode="before")(_split_tokens)
+                                     "rule_packs", mode="before")(_split_tokens)
 
     @field_validator("database_url", "webhook_tokens_file", "viewer_tokens_file",
                      "principals_file", "max_alert_age_s", "prometheus_url", "kafka_bootstrap",

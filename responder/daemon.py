@@ -148,7 +148,8 @@ class Daemon:
                  rules=len(rules.rules), rules_hash=rules.bundle_hash, resumed=resumed)
 
     def _load_rules(self) -> RuleTable:
-        rules = load_rules(self.settings.rules_dir, public_keys=self.settings.rules_keys)
+        rules = load_rules(self.settings.rules_dir, public_keys=self.settings.rules_keys,
+                           packs=self.settings.rule_packs)
         self.redactor.add_secrets(t.token.get_secret_value()
                                   for t in rules.targets.values() if t.token is not None)
         self.metrics.rules_loaded.set(len(rules.rules))
@@ -248,7 +249,8 @@ class Daemon:
         s = self.settings
         old = state.rules
         try:
-            table = await asyncio.to_thread(load_rules, s.rules_dir, public_keys=s.rules_keys)
+            table = await asyncio.to_thread(load_rules, s.rules_dir, public_keys=s.rules_keys,
+                                          packs=s.rule_packs)
         except RuleError as e:
             problems = [str(p) for p in e.problems]
             self.metrics.rules_reloads.labels("refused").inc()

@@ -8,7 +8,8 @@
     ├── ActionError            an admin call did not confirm the level
     │   ├── ActionTransientError   connection error, timeout, 5xx: retried
     │   └── ActionPermanentError   4xx or a malformed answer: not retried
-    └── AuditChainError        the action log does not verify
+    ├── AuditChainError        the action log does not verify
+    └── ReplayInputError       a replay input (file line, stored alert) cannot be read
 """
 
 from __future__ import annotations
@@ -66,3 +67,7 @@ class ActionPermanentError(ActionError):
 
 class AuditChainError(ResponderError):
     """The action log hash chain is broken at a named record."""
+
+
+class ReplayInputError(ResponderError):
+    """A replay input cannot be read; the message names the file and line or the record."""

@@ -49,6 +49,14 @@ class Metrics:
         self.rules_reload_ok = Gauge("responder_rules_last_reload_ok",
                                      "0 after a refused reload (the last good table stays)",
                                      registry=r)
+        self.matches = Counter("responder_rule_matches", "Alerts matched, by rule and what the"
+                               " match asked for (contain, notify, resolve)", ["rule", "action"],
+                               registry=r)
+        self.ready = Gauge("responder_ready", "1 when /readyz would answer 200 (store reachable,"
+                           " rules loaded, not draining); set at each scrape", registry=r)
+        self.contained = Gauge("responder_controls_contained",
+                               "Keys held above their lowest level, per control; set at each"
+                               " scrape", ["control"], registry=r)
         self.drift = Counter("responder_drift", "Held levels found lower on the target",
                              ["control", "outcome"], registry=r)
         self.reconcile_seconds = Gauge("responder_reconcile_pass_seconds",

@@ -169,12 +169,18 @@ async def test_one_key_at_a_time_different_keys_in_parallel(
 async def test_notify_only_rule_records_and_calls_nothing(
     make_daemon: DaemonFactory, exchange: Exchange, http: aiohttp.ClientSession, database: str,
 ) -> None:
-    """KafkaOutage opens an incident and is recorded, with no admin call."""
-    daemon = await make_daemon()
-    await post_alerts(http, daemon, payload(alert("KafkaOutage", severity="sev2")))
+    """A notify-only rule (api-alarms' throttles) opens an incident, is recorded and gets
+    its evidence sealed, with no admin call."""
+    daemon = await make_daemon(rule_packs=["api-alarms"])
+    await post_alerts(http, daemon, payload(alert("ApiThrottling", severity="sev3")))
     await idle(daemon)
     assert exchange.state.calls == []
     assert "notify_only" in await log_kinds(database)
+    await wait_for(lambda: _sealed(database))
+
+
+async def _sealed(dsn: str) -> bool:
+    return "evidence_sealed" in await log_kinds(dsn)
 
 
 async def test_unmatched_alert_is_recorded_only(make_daemon: DaemonFactory, exchange: Exchange,

@@ -2,29 +2,51 @@
 
 from __future__ import annotations
 
+import asyncpg
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from responder.state import STATE
-from responder.store.db import ping
+from responder.state import STATE, DaemonState
+from responder.store.db import UNAVAILABLE, ping
 
 
 async def healthz(request: web.Request) -> web.Response:
     return web.json_response({"status": "ok"})
 
 
-async def readyz(request: web.Request) -> web.Response:
-    state = request.app[STATE]
+SCRAPE_QUERY_S = 1.0
+CONTAINED_SQL = "SELECT control, count(*) AS n FROM control_levels WHERE rank > 0 GROUP BY control"
+
+
+async def readiness(state: DaemonState) -> dict[str, object]:
     store_ok = await ping(state.pool)
     rules_ok = bool(state.rules.rules)
-    ready = store_ok and rules_ok and not state.is_draining
-    body = {"ready": ready, "store": store_ok, "rules": len(state.rules.rules),
-            "rules_hash": state.rules.bundle_hash, "draining": state.is_draining}
-    return web.json_response(body, status=200 if ready else 503)
+    return {"ready": store_ok and rules_ok and not state.is_draining, "store": store_ok,
+            "rules": len(state.rules.rules), "rules_hash": state.rules.bundle_hash,
+            "draining": state.is_draining}
+
+
+async def readyz(request: web.Request) -> web.Response:
+    body = await readiness(request.app[STATE])
+    return web.json_response(body, status=200 if body["ready"] else 503)
+
+
+async def _contained(state: DaemonState) -> None:
+    """Keys held above their lowest level, per control (0 for a control with none)."""
+    try:
+        async with state.pool.acquire(timeout=SCRAPE_QUERY_S) as conn:
+            rows = await conn.fetch(CONTAINED_SQL, timeout=SCRAPE_QUERY_S)
+    except (*UNAVAILABLE, asyncpg.PostgresError):
+        return  # the store is down: responder_ready says so; keep the last counts
+    counts = {r["control"]: r["n"] for r in rows}
+    for name in {*state.rules.controls, *counts}:
+        state.metrics.contained.labels(name).set(counts.get(name, 0))
 
 
 async def metrics(request: web.Request) -> web.Response:
     state = request.app[STATE]
     state.metrics.write_backlog.set(state.writer.backlog)
+    state.metrics.ready.set(1 if (await readiness(state))["ready"] else 0)
+    await _contained(state)
     data = generate_latest(state.metrics.registry)
     return web.Response(body=data, headers={"Content-Type": CONTENT_TYPE_LATEST})

@@ -200,6 +200,8 @@ class _Outcome:
             "matched_rules": [d.rule.id for d in decisions],
         })]
         for d in decisions:
+            chain.after_commit(functools.partial(_count_match, job.metrics, d.rule.id,
+                                                 d.action))
             if d.action == "resolve":
                 entries.append(_resolved_entry(alert, d, self.resolved.get((d.rule.id, d.scope))))
                 continue
@@ -217,11 +219,12 @@ class _Outcome:
                                  detail={"inbox_id": inbox_id, "fingerprint": alert.fingerprint,
                                          "starts_at": alert.starts_at,
                                          "labels": job.redactor.value(alert.labels)}))
+            # A notify-only incident gets its evidence (and any page) like any other.
+            result.incidents.add(incident_id)
             if d.action == "notify":
                 entries.append(Entry("notify_only", incident_id=incident_id, rule_id=d.rule.id,
                                      detail={"fingerprint": alert.fingerprint}))
                 continue
-            result.incidents.add(incident_id)
             if d.storm is not None:
                 entries.append(_storm_entry(d, incident_id, job, chain))
             entries.extend(_warnings(alert, d, incident_id, job, chain))
@@ -307,6 +310,10 @@ def _not_acting(d: Decision, incident_id: int, job: RecordAlerts,
                                                  "target": control.target.name,
                                                  "path": path}}))
     return entries
+
+
+def _count_match(metrics: Metrics, rule_id: str, action: str) -> None:
+    metrics.matches.labels(rule_id, action).inc()
 
 
 def _log_rejected(metrics: Metrics, rule_id: str, control: str, label: str,

@@ -71,6 +71,7 @@ async def build(conn: Conn, incident_id: int, table: RuleTable) -> dict[str, Any
             "match": [str(m) for m in rule.matchers], "file": rule.file, "line": rule.line,
             "steps": [s.describe() for s in rule.steps],
             "on_failure": rule.on_failure.describe() if rule.on_failure else None,
+            "page": rule.page,
         },
         "alerts": [{"inbox_id": a["id"], "received_at": a["received_at"].isoformat(),
                     "deliveries": a["deliveries"], "alert": json.loads(a["alert"])}

@@ -83,6 +83,8 @@ def _page_reasons(incident_id: int, bundle: dict[str, Any]) -> list[tuple[str, s
                   for a in bundle["actions"])
     if bundle["incident"]["severity"] == "sev1" and applied:
         reasons.append(("sev1_contained", f"page-{incident_id}-contained"))
+    if (bundle.get("rule") or {}).get("page"):
+        reasons.append(("rule_pages", f"page-{incident_id}-opened"))
     for a in bundle["actions"]:
         if a["kind"] == "containment_failed":
             reasons.append(("containment_failed", f"page-{incident_id}-failed-{a['seq']}"))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import os
 import re
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,6 +22,7 @@ from responder.rules.table import FIELDS, PLACEHOLDER, Control, Rule, RuleTable,
 
 Loc = tuple[str | int, ...]
 SKIPPED_DIRS = frozenset({"fixtures", "tests"})
+ALL_PACKS = "all"
 
 
 @dataclass
@@ -58,11 +59,14 @@ def load_rules(
     env: Mapping[str, str] | None = None,
     resolve_secrets: bool = True,
     public_keys: Sequence[Path] | None = None,
+    packs: Collection[str] = (),
 ) -> RuleTable:
     """Parse, validate and compile the table, or raise RuleError with every problem found.
 
-    With ``public_keys`` (strict mode) the table loads only if its detached signature
-    verifies against one of them.
+    A file that names a ``pack`` is part of the table only when that pack is in ``packs``
+    (``all`` enables every pack); files without one always are. With ``public_keys``
+    (strict mode) the table loads only if its detached signature verifies against one of
+    them; the signature covers every file of the directory, enabled or not.
     """
     env = os.environ if env is None else env
     if not rules_dir.is_dir():
@@ -77,12 +81,31 @@ def load_rules(
     sources = [_parse_file(path, problems) for path in files]
     if problems:
         raise RuleError(problems)
+    every = len(files)
+    sources, files = _enabled(rules_dir, sources, files, packs)
+    if len(files) != every:
+        digest = bundle_hash(rules_dir, files)  # the table's identity: what is in force
     table = _Compiler(sources, env, resolve_secrets, problems).compile(
         digest, tuple(str(f) for f in files)
     )
     if problems or table is None:
         raise RuleError(problems)
     return table
+
+
+def _enabled(rules_dir: Path, sources: list[_Source], files: list[Path],
+             packs: Collection[str]) -> tuple[list[_Source], list[Path]]:
+    """The files that are part of the table: those of no pack, and those of enabled packs."""
+    declared = {src.spec.pack for src in sources if src.spec is not None and src.spec.pack}
+    unknown = sorted(set(packs) - declared - {ALL_PACKS})
+    if unknown:
+        raise RuleError([RuleProblem(str(rules_dir), 0,
+                                     f"no rule file declares pack {', '.join(unknown)}"
+                                     f" (known: {', '.join(sorted(declared)) or 'none'})")])
+    keep = [i for i, src in enumerate(sources)
+            if src.spec is None or src.spec.pack is None or ALL_PACKS in packs
+            or src.spec.pack in packs]
+    return [sources[i] for i in keep], [files[i] for i in keep]
 
 
 def _parse_file(path: Path, problems: list[RuleProblem]) -> _Source:
@@ -307,7 +330,7 @@ class _Compiler:
                     tuple(s for s in steps if s is not None), on_failure,
                     on_unknown or on_failure, src.path, line_of(src.raw, loc), spec.mode,
                     spec.storm.max_incidents if spec.storm else None, storm_step,
-                    *self._evidence(src, loc, spec))
+                    *self._evidence(src, loc, spec), page=spec.page)
 
     def _evidence(self, src: _Source, loc: Loc, spec: RuleSpec) -> tuple[
             tuple[tuple[str, str, float], ...], tuple[tuple[str, Target, str, float], ...]]:

@@ -108,9 +108,13 @@ class RuleSpec(_Spec):
     mode: Literal["enforce", "dry_run"] = "enforce"
     storm: StormSpec | None = None
     evidence: EvidenceSpec | None = None
+    # Page a person for every new incident of this rule, containment or not.
+    page: bool = False
 
 
 class RuleFileSpec(_Spec):
+    # A file naming a pack is loaded only when that pack is enabled (RESPONDER_RULE_PACKS).
+    pack: str | None = Field(default=None, pattern=NAME)
     targets: dict[str, TargetSpec] = Field(default_factory=dict)
     controls: dict[str, ControlSpec] = Field(default_factory=dict)
     rules: list[RuleSpec] = Field(default_factory=list)

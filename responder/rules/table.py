@@ -134,6 +134,8 @@ class Rule:
     """Prometheus instant queries for evidence: (name, query, timeout_s)."""
     snapshots: tuple[tuple[str, Target, str, float], ...] = ()
     """Target GETs for evidence: (name, target, path, timeout_s)."""
+    page: bool = False
+    """Page for every new incident, not only for a SEV1 containment or a failure."""
 
     def matches(self, labels: Mapping[str, str]) -> bool:
         return all(m.matches(labels) for m in self.matchers)

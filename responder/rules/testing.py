@@ -59,6 +59,7 @@ class Case(_Strict):
 
 class Fixture(_Strict):
     rules_dir: str = ".."
+    packs: list[str] = Field(default_factory=list)
     tests: list[Case] = Field(min_length=1)
 
 
@@ -147,7 +148,7 @@ def run_file(path: Path, env: dict[str, str] | None = None) -> tuple[int, int, l
         raise RuleError([RuleProblem(str(path), 0, f"{'.'.join(map(str, err['loc']))}:"
                                                    f" {err['msg']}")]) from e
     table = load_rules((path.parent / fixture.rules_dir).resolve(), env=env,
-                       resolve_secrets=False)
+                       resolve_secrets=False, packs=fixture.packs)
     passed, failed, report = 0, 0, []
     for case in fixture.tests:
         got, want = run_case(table, case).lines(), expected(case).lines()

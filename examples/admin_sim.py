@@ -1,0 +1,110 @@
+"""A small generic admin API for the rule packs' targets (gateway, briefcase, edge, market
+data), so `make run` and the tests have somewhere to send their calls.
+
+Every service lives under its own prefix (``/gateway``, ``/edge``...). A PUT, POST or PATCH
+of a JSON object to ``/<service>/admin/...`` stores it; a GET of the same path returns it,
+so read-backs agree. A few status documents (the gateway's policy bundle) are there from
+the start. ``Idempotency-Key`` is honoured, and ``/_sim/state`` shows every call.
+
+Run: ``python -m examples.admin_sim --listen 127.0.0.1:9097 --token A --token B``
+"""
+
+from __future__ import annotations
+
+import argparse
+import hmac
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiohttp import web
+
+STATUS_DOCS: dict[str, dict[str, Any]] = {
+    "/gateway/admin/policy/bundle": {
+        "bundle_hash": "sha256:5f1c0e3a9d7b2c4e8f6a1b3d5c7e9f0a2b4c6d8e0f1a3b5c7d9e1f2a4b6c8d0e",
+        "version": "2026-11-20.1"},
+}
+
+
+@dataclass
+class SimState:
+    tokens: tuple[str, ...]
+    docs: dict[str, dict[str, Any]] = field(default_factory=lambda: dict(STATUS_DOCS))
+    calls: list[dict[str, Any]] = field(default_factory=list)
+    replies: dict[str, dict[str, Any]] = field(default_factory=dict)
+    failing: set[str] = field(default_factory=set)
+    """Path prefixes whose changes answer 503 (tests make a control fail with this)."""
+
+
+STATE = web.AppKey("state", SimState)
+
+
+def _authorised(request: web.Request, state: SimState) -> bool:
+    given = request.headers.get("Authorization", "").encode()
+    return any(hmac.compare_digest(given, f"Bearer {t}".encode()) for t in state.tokens)
+
+
+async def change(request: web.Request) -> web.Response:
+    state = request.app[STATE]
+    if not _authorised(request, state):
+        return web.json_response({"error": "unauthorized"}, status=401)
+    try:
+        body = await request.json()
+    except json.JSONDecodeError:
+        body = None
+    key = request.headers.get("Idempotency-Key")
+    call = {"method": request.method, "path": request.path, "body": body,
+            "idempotency_key": key, "applied": False}
+    state.calls.append(call)
+    if key is not None and key in state.replies:
+        return web.json_response({**state.replies[key], "replayed": True})
+    if any(request.path.startswith(p) for p in state.failing):
+        return web.json_response({"error": "injected fault"}, status=503)
+    if not isinstance(body, dict):
+        return web.json_response({"error": "the body must be a JSON object"}, status=400)
+    state.docs[request.path] = body
+    call["applied"] = True
+    if key is not None:
+        state.replies[key] = body
+    return web.json_response(body)
+
+
+async def read(request: web.Request) -> web.Response:
+    state = request.app[STATE]
+    if not _authorised(request, state):
+        return web.json_response({"error": "unauthorized"}, status=401)
+    doc = state.docs.get(request.path)
+    if doc is None:
+        return web.json_response({"error": "nothing set here yet"}, status=404)
+    return web.json_response(doc)
+
+
+async def sim_state(request: web.Request) -> web.Response:
+    state = request.app[STATE]
+    return web.json_response({"calls": state.calls, "docs": state.docs})
+
+
+def make_app(tokens: list[str]) -> web.Application:
+    """The simulator as an aiohttp application, accepting any of the tokens."""
+    app = web.Application()
+    app[STATE] = SimState(tuple(tokens))
+    app.router.add_get("/_sim/state", sim_state)
+    path = "/{service:[a-z0-9-]+}/admin/{rest:.+}"
+    for method in ("PUT", "POST", "PATCH"):
+        app.router.add_route(method, path, change)
+    app.router.add_get(path, read)
+    return app
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--listen", default="127.0.0.1:9097")
+    parser.add_argument("--token", action="append", required=True,
+                        help="an accepted bearer token (repeat for several)")
+    args = parser.parse_args()
+    host, _, port = args.listen.rpartition(":")
+    web.run_app(make_app(args.token), host=host, port=int(port), print=None)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,60 @@
+"""Run a rule table over events with the real planner and no target.
+
+Incidents are kept as the store keeps them: one open per (rule, scope), and an action
+already asked for by an incident is not asked again; a resolved alert or a release ends the
+incident. A call is assumed to succeed unless the same call failed at the time, in which
+case the rule's escalation is asked for, as the executor would.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Set
+
+from responder.engine.planner import PlannedStep, decide
+from responder.engine.policy import Policy
+from responder.replay.events import Action, AlertEvent, CloseEvent, Event, Observed
+from responder.rules.table import RuleTable
+
+IncidentKey = tuple[str, str]  # (rule id, scope)
+
+
+class Shadow:
+    """One rule table's view of the events fed to it."""
+
+    def __init__(self, table: RuleTable,
+                 open_incidents: Mapping[IncidentKey, Set[Action]] | None = None) -> None:
+        self.table = table
+        self._open: dict[IncidentKey, set[Action]] = {
+            k: set(v) for k, v in (open_incidents or {}).items()}
+
+    def feed(self, event: Event, failing: Set[Action] = frozenset()) -> Observed | None:
+        """What the table asks for an alert (None for other events)."""
+        if isinstance(event, CloseEvent):
+            self._open.pop((event.rule_id, event.scope), None)
+            return None
+        assert isinstance(event, AlertEvent)
+        seen = Observed()
+        # No storm guard and no global mode: replay shows what the rules ask for.
+        for d in decide(event.alert, self.table, Policy()):
+            seen.matched.add(d.rule.id)
+            incident = (d.rule.id, d.scope)
+            if d.action == "resolve":
+                self._open.pop(incident, None)
+                continue
+            asked = self._open.setdefault(incident, set())
+            if d.action == "contain":
+                for planned in d.steps:
+                    self._ask(seen, asked, d.rule.id, planned, failing)
+        return seen
+
+    def _ask(self, seen: Observed, asked: set[Action], rule_id: str, planned: PlannedStep,
+             failing: Set[Action]) -> None:
+        action = Action(planned.step.control.name, planned.key, planned.step.level)
+        if action in asked:
+            return
+        asked.add(action)
+        seen.asked.setdefault(action, rule_id)
+        if action in failing and planned.escalation is not None:
+            step, key = planned.escalation
+            self._ask(seen, asked, rule_id, PlannedStep("escalation", -1, step, key, None),
+                      failing)
