@@ -179,6 +179,15 @@ async def test_reconciler_leads_on_one_replica_and_moves_when_it_dies(
         assert [await post(http, p.port, body) for p in pair.values()] == [200, 200]
         await wait_for(lambda: no_pending(database), timeout_s=20, what="every step closed")
 
+        async def delivered() -> bool:
+            pending = await rows(database, "SELECT 1 FROM outbox WHERE status <> 'delivered'")
+            return not pending and bool(await rows(database, "SELECT 1 FROM outbox"))
+
+        # Both replicas run the outbox: rows are claimed, so each bundle arrives once.
+        await wait_for(delivered, timeout_s=20, what="every bundle delivered")
+        keys = [k for k, kind, _ in sink.accepted if kind == "bundle"]
+        assert keys and max(Counter(keys).values()) == 1
+
         [first] = await leaders()
         await kill(pair[first])
         [other] = set(pair) - {first}
@@ -189,13 +198,6 @@ async def test_reconciler_leads_on_one_replica_and_moves_when_it_dies(
                        what="drift repaired by the new leader")
         assert len(await log_details(database, "drift_corrected")) >= 1
 
-        async def delivered() -> bool:
-            pending = await rows(database, "SELECT 1 FROM outbox WHERE status <> 'delivered'")
-            return not pending and bool(await rows(database, "SELECT 1 FROM outbox"))
-
-        await wait_for(delivered, timeout_s=20, what="every bundle delivered")
-        keys = [k for k, kind, _ in sink.accepted if kind == "bundle"]
-        assert keys and max(Counter(keys).values()) == 1
     finally:
         await runner.cleanup()
 

@@ -5,3 +5,7 @@ ALTER TABLE steps
     ADD COLUMN lease_until timestamptz,
     ADD COLUMN claims      integer NOT NULL DEFAULT 0;
 CREATE INDEX steps_pending_claims ON steps (incident_id, lease_until) WHERE status = 'pending';
+
+-- The newest action record a sealed bundle covers: a replica that built its content from
+-- an older read than the last seal (another replica sealed in between) does not seal it.
+ALTER TABLE evidence ADD COLUMN actions_seq bigint;
