@@ -52,11 +52,9 @@ class LeaderLoop:
             finally:
                 self._set(False)
                 if conn is not None:
-                    # Closing the session releases the lock if we held it.
-                    with contextlib.suppress(*UNAVAILABLE, asyncpg.PostgresError):
-                        await asyncio.wait_for(conn.close(), timeout=self._check_s)
-                    if not conn.is_closed():
-                        conn.terminate()
+                    # Ending the session releases the lock if we held it. Terminate rather
+                    # than close: a check may still be in flight when we are cancelled.
+                    conn.terminate()
             await asyncio.sleep(self._check_s)
 
     async def _lead(self, conn: asyncpg.Connection) -> None:
