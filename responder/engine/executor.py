@@ -210,6 +210,10 @@ class Executor:
         async with self._slots, self._lock((step.control, step.key)):
             async with self._pool.acquire() as conn:
                 claim = await claim_step(conn, step.id, self.replica, self._lease_s)
+                # Read after the claim, in a statement of its own: it must see every
+                # outcome committed before the claim was granted.
+                held = await conn.fetchrow(HELD_SQL, step.id) if isinstance(claim, Claim) \
+                    else None
             if claim == "closed":
                 return True
             if claim == "busy":
@@ -220,7 +224,7 @@ class Executor:
             self._metrics.steps_inflight.inc()
             try:
                 async with self._leased(step):
-                    await self._execute_claimed(step)
+                    await self._execute_claimed(step, held)
             finally:
                 self._metrics.steps_inflight.dec()
             return True
@@ -273,9 +277,7 @@ class Executor:
                 log.warning("lease lost to another replica while calling", step=step.id)
                 return
 
-    async def _execute_claimed(self, step: StepRow) -> None:
-        async with self._pool.acquire() as conn:
-            held = await conn.fetchrow(HELD_SQL, step.id)
+    async def _execute_claimed(self, step: StepRow, held: asyncpg.Record | None) -> None:
         if held is None or held["status"] != "pending":
             return  # closed meanwhile (a sweep raced with the task that ran it)
         if held["held_rank"] is not None and held["held_rank"] >= step.rank:

@@ -15,25 +15,32 @@ from typing import Literal
 
 from responder.store.db import Conn
 
-# Serialise claims on one control key across replicas for this transaction. The lock is
-# taken in its own statement so that the UPDATE after it reads a snapshot that includes
-# every claim committed before the lock was granted (READ COMMITTED: one per statement).
-LOCK_SQL = """
-SELECT pg_advisory_xact_lock(hashtextextended(control || chr(31) || key, 0)) AS locked,
-       claimed_by, lease_until, status
-FROM steps WHERE id = $1
-"""
-
+# One statement, no lock held between round trips. It row-locks every pending step of the
+# step's control key, in id order (so two claimers cannot deadlock). Under READ COMMITTED a
+# row locked by a concurrent claim is waited for and then read as that claim committed it,
+# so of two replicas claiming steps on one key, the second sees the first's live lease.
 CLAIM_SQL = """
-UPDATE steps s SET claimed_by = $2, lease_until = now() + make_interval(secs => $3),
-                   claims = s.claims + 1
-WHERE s.id = $1 AND s.status = 'pending'
-  AND (s.claimed_by IS NULL OR s.claimed_by = $2 OR s.lease_until < now())
-  AND NOT EXISTS (
-      SELECT 1 FROM steps o
-      WHERE o.control = s.control AND o.key = s.key AND o.status = 'pending'
-        AND o.id <> s.id AND o.claimed_by <> $2 AND o.lease_until >= now())
-RETURNING s.claims
+WITH key_rows AS (
+    SELECT o.id, o.claimed_by, o.lease_until
+    FROM steps o, (SELECT control, key FROM steps WHERE id = $1) k
+    WHERE o.control = k.control AND o.key = k.key AND o.status = 'pending'
+    ORDER BY o.id
+    FOR UPDATE OF o
+), target AS (
+    SELECT * FROM key_rows WHERE id = $1
+), claimed AS (
+    UPDATE steps s SET claimed_by = $2, lease_until = now() + make_interval(secs => $3),
+                       claims = s.claims + 1
+    FROM target t
+    WHERE s.id = t.id
+      AND (t.claimed_by IS NULL OR t.claimed_by = $2 OR t.lease_until < now())
+      AND NOT EXISTS (SELECT 1 FROM key_rows b WHERE b.id <> $1 AND b.claimed_by <> $2
+                      AND b.lease_until >= now())
+    RETURNING s.claims
+)
+SELECT (SELECT count(*) FROM target) AS is_pending, (SELECT claims FROM claimed) AS claims,
+       (SELECT claimed_by FROM target) AS previous,
+       (SELECT lease_until FROM target) AS previous_until
 """
 
 RENEW_SQL = """
@@ -70,15 +77,15 @@ async def claim_step(conn: Conn, step_id: int, replica: str,
                      lease_s: float) -> Claim | Refusal:
     """Claim a pending step for ``replica``. "closed": nothing left to do; "busy": another
     replica holds a live lease on it or on another pending step of the same control key."""
-    async with conn.transaction():
-        before = await conn.fetchrow(LOCK_SQL, step_id)
-        if before is None or before["status"] != "pending":
-            return "closed"
-        claims = await conn.fetchval(CLAIM_SQL, step_id, replica, lease_s)
+    row = await conn.fetchrow(CLAIM_SQL, step_id, replica, lease_s)
+    assert row is not None  # the statement always returns one row
+    if not row["is_pending"]:
+        return "closed"
+    claims = row["claims"]
     if claims is None:
         return "busy"
-    previous = before["claimed_by"] if before["claimed_by"] != replica else None
-    return Claim(step_id, previous, before["lease_until"] if previous else None, claims)
+    previous = row["previous"] if row["previous"] != replica else None
+    return Claim(step_id, previous, row["previous_until"] if previous else None, claims)
 
 
 async def renew_claim(conn: Conn, step_id: int, replica: str, lease_s: float) -> bool:
