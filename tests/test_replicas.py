@@ -16,12 +16,18 @@ import asyncpg
 
 from examples.exchange import Faults
 from tests.conftest import (
+    ADMIN_TOKEN,
     ROOT,
+    VIEWER_TOKEN,
+    DaemonFactory,
     Exchange,
     Proc,
     fixture_bytes,
+    idle,
+    post_alerts,
     wait_for,
 )
+from tests.test_modes import call as api_call
 from tests.test_outbox import Receiver, serve
 from tests.test_process import daemon_env, kill, post, spawn
 
@@ -204,3 +210,23 @@ async def test_reconciler_leads_on_one_replica_and_moves_when_it_dies(
 
 async def _is_leader(http: aiohttp.ClientSession, proc: Proc, name: str) -> bool:
     return await metric(http, proc, name) == 1.0
+
+
+async def test_a_mode_switched_on_one_replica_holds_on_the_other(
+    make_daemon: DaemonFactory, http: aiohttp.ClientSession, exchange: Exchange,
+) -> None:
+    """Pausing automation through replica a pauses replica b too: b records, calls nothing."""
+    a = await make_daemon(replica_id="replica-a")
+    b = await make_daemon(replica_id="replica-b")
+    status, _ = await api_call(http, a, "POST", "/v1/mode", ADMIN_TOKEN,
+                           {"mode": "paused", "reason": "maintenance"})
+    assert status == 200
+
+    async def b_paused() -> bool:
+        _, answer = await api_call(http, b, "GET", "/v1/mode", VIEWER_TOKEN)
+        return bool(answer["mode"] == "paused")
+
+    await wait_for(b_paused, timeout_s=5, what="replica b to see the pause")
+    await post_alerts(http, b, fixture_bytes("firing-single.json"))
+    await idle(b)
+    assert exchange.state.calls == []
