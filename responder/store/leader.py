@@ -44,9 +44,15 @@ class LeaderLoop:
         while True:
             conn: asyncpg.Connection | None = None
             try:
-                conn = await asyncpg.connect(self._dsn, timeout=self._check_s * 2)
-                if await conn.fetchval("SELECT pg_try_advisory_lock($1)", self._lock_id):
-                    await self._lead(conn)
+                conn = await asyncpg.connect(
+                    self._dsn, timeout=self._check_s * 2,
+                    server_settings={"application_name": f"responder-leader-{self._role}"})
+                # One session for as long as it works: followers retry the lock on it.
+                while True:
+                    if await conn.fetchval("SELECT pg_try_advisory_lock($1)", self._lock_id,
+                                           timeout=self._check_s):
+                        await self._lead(conn)
+                    await asyncio.sleep(self._check_s)
             except (*UNAVAILABLE, asyncpg.PostgresError) as e:
                 log.warning("leader lock: store unavailable", role=self._role, error=str(e))
             finally:
@@ -70,9 +76,13 @@ class LeaderLoop:
             if not task.cancelled() and (error := task.exception()) is not None:
                 log.error("leader work crashed; giving up the lock and trying again",
                           role=self._role, error=repr(error))
+            await conn.execute("SELECT pg_advisory_unlock($1)", self._lock_id)
+            self._set(False)
+        except (*UNAVAILABLE, asyncpg.PostgresError):
+            log.warning("leader lock session failed: stopping", role=self._role)
+            raise
         finally:
             if not task.done():
-                log.warning("leader lock lost: stopping", role=self._role)
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
