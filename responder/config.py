@@ -8,6 +8,8 @@ config file, or a file with one token per line.
 from __future__ import annotations
 
 import os
+import secrets
+import socket
 import tomllib
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -118,6 +120,12 @@ class SinkSpec(BaseModel):
         return self
 
 
+def default_replica_id() -> str:
+    """hostname-pid-random: unique per process, so a restarted replica never mistakes an
+    old claim for its own."""
+    return f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
+
+
 class Settings(BaseSettings):
     """Everything the daemon can be told, validated at start."""
 
@@ -160,6 +168,12 @@ class Settings(BaseSettings):
     # Off by default: a SEV1 still firing after an outage has an old startsAt too.
     max_alert_age_s: float | None = Field(default=None, gt=0)
     intake_queue_max: int = Field(default=10_000, gt=0)
+    # Replicas (HA): who this process is in step claims, how long a claim lasts without
+    # renewal, and how often a leader-only loop checks that it still holds its lock.
+    replica_id: str = Field(default_factory=default_replica_id,
+                            pattern=r"^[A-Za-z0-9._:@-]{1,128}$")
+    step_lease_s: float = Field(default=10.0, ge=0.5)
+    leader_check_s: float = Field(default=2.0, gt=0)
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     # The operator web page's session cookies are signed with this; unset, each process makes
     # its own, so replicas behind one URL need a shared value.

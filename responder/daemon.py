@@ -21,7 +21,7 @@ from responder.actions.admin_http import AdminClient
 from responder.app import build_app
 from responder.auth import Principals, Role, TokenSet, token_sha256
 from responder.config import Settings
-from responder.engine.executor import Executor
+from responder.engine.executor import STORE_ERRORS, Executor
 from responder.engine.manual import expire_requests
 from responder.engine.modes import Modes
 from responder.engine.reconciler import Reconciler
@@ -41,6 +41,7 @@ from responder.state import DaemonState
 from responder.store.actionlog import ChainAppender, Entry
 from responder.store.db import Conn, create_pool, migrate
 from responder.store.embedded import start_embedded
+from responder.store.leader import LeaderLoop
 from responder.store.writer import Unit, Writer
 
 log = structlog.get_logger("responder")
@@ -83,6 +84,7 @@ class Daemon:
         self._runner: web.AppRunner | None = None
         self.reconciler: Reconciler | None = None
         self.kafka: KafkaIntake | None = None
+        self._dsn = ""
 
     async def run(self) -> None:
         """Start, serve until a signal, shut down."""
@@ -119,7 +121,8 @@ class Daemon:
         evidence, outbox = self._evidence(pool, writer)
         executor = Executor(pool, writer, self._rules, client, self.metrics,
                             deadline_s=s.step_deadline_s, read_back_s=s.read_back_deadline_s,
-                            changed=evidence.touch)
+                            changed=evidence.touch, replica=s.replica_id,
+                            lease_s=s.step_lease_s)
         self.reconciler = Reconciler(pool, writer, self._rules, client, executor, self.metrics,
                                      deadline_s=s.step_deadline_s)
         self.state = DaemonState(
@@ -139,13 +142,21 @@ class Daemon:
         if s.sinks:
             self._spawn(outbox.run(), "outbox")
         self._spawn(evidence.run(), "evidence", stop=lambda t: self._stop_evidence(t, evidence))
-        self._spawn(self._watch_expiries(modes, writer, s.event_window_s), "expiries")
+        self._spawn(self._watch_expiries(modes, writer, pool, s.event_window_s), "expiries")
         if s.reconcile_interval_s > 0:
-            self._spawn(self.reconciler.run(s.reconcile_interval_s), "reconciler")
+            self._spawn(self._leader("reconciler", functools.partial(
+                self.reconciler.run, s.reconcile_interval_s)).run(), "reconciler")
         if not s.webhook_tokens:
             log.warning("no webhook tokens configured: every webhook will be refused")
         log.info("listening", version=__version__, address=f"{s.host}:{self.port}",
+                 replica=s.replica_id,
                  rules=len(rules.rules), rules_hash=rules.bundle_hash, resumed=resumed)
+
+    def _leader(self, role: str, work: Callable[[], Coroutine[Any, Any, None]]) -> LeaderLoop:
+        """Work that runs on one replica at a time (see store/leader.py)."""
+        gauge = self.metrics.leader.labels(role)
+        return LeaderLoop(self._dsn, role, work, check_s=self.settings.leader_check_s,
+                          on_change=lambda is_leader: gauge.set(int(is_leader)))
 
     def _load_rules(self) -> RuleTable:
         rules = load_rules(self.settings.rules_dir, public_keys=self.settings.rules_keys,
@@ -157,7 +168,8 @@ class Daemon:
         return rules
 
     async def _open_store(self) -> asyncpg.Pool:
-        pool: asyncpg.Pool = await create_pool(await resolve_dsn(self.settings))
+        self._dsn = await resolve_dsn(self.settings)
+        pool: asyncpg.Pool = await create_pool(self._dsn)
         self._stack.push_async_callback(self._close_pool, pool)
         applied = await migrate(pool)
         if applied:
@@ -237,6 +249,15 @@ class Daemon:
             if cancelled:
                 log.warning("shutdown deadline passed; cancelled, will resume at next start",
                             tasks=cancelled)
+            # Hand our step leases on now, so another replica need not wait them out.
+            try:
+                released = await state.executor.let_go()
+            except STORE_ERRORS as e:
+                log.warning("step leases not released; they run out by themselves",
+                            error=str(e))
+            else:
+                if released:
+                    log.info("step leases released for other replicas", steps=released)
         # 4. Kafka offsets need no flush: each batch is committed once it is recorded.
         # 5. Close the HTTP site, flush queued writes (bounded), then the pool.
         await self._stack.aclose()
@@ -281,14 +302,19 @@ class Daemon:
                 await self.reload("SIGHUP")
 
     @staticmethod
-    async def _watch_expiries(modes: Modes, writer: Writer, window_s: float) -> None:
+    async def _watch_expiries(modes: Modes, writer: Writer, pool: asyncpg.Pool,
+                              window_s: float) -> None:
         """Record break-glass pauses and release requests that have run out of time.
 
-        Both stop applying at their expiry by themselves; this only writes it down.
+        Both stop applying at their expiry by themselves; this only writes it down. It runs
+        on every replica: each write is conditional on the row, so it happens once. Each
+        pass also reloads the mode, which another replica may have switched.
         """
         while True:
             await asyncio.sleep(EXPIRY_CHECK_S)
             try:
+                async with pool.acquire() as conn:
+                    await modes.load(conn)
                 if modes.expired():
                     await writer.submit(modes.end_break_glass("expired"))
                     log.warning("break-glass expired: automation acts again")
@@ -296,7 +322,7 @@ class Daemon:
                 expired = await writer.submit(expire_requests)
                 if expired:
                     log.warning("release requests expired unapproved", count=expired)
-            except StoreError as e:
+            except STORE_ERRORS as e:
                 log.warning("expiries not recorded yet", error=str(e))
 
     async def _stop_evidence(self, task: asyncio.Task[None], evidence: EvidenceBuilder) -> None:

@@ -70,3 +70,9 @@ class Metrics:
         self.kafka_lag = Gauge("responder_kafka_lag", "Messages behind on the alerts topic",
                                ["partition"], registry=r)
         self.draining = Gauge("responder_draining", "1 while shutting down", registry=r)
+        # Replicas (HA): takeovers of expired step leases, and which leader-only loops run here.
+        self.step_takeovers = Counter("responder_step_takeovers",
+                                      "Steps taken over after another replica's lease ran out",
+                                      registry=r)
+        self.leader = Gauge("responder_leader", "1 while this replica runs a leader-only loop",
+                            ["role"], registry=r)

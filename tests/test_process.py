@@ -40,6 +40,9 @@ def daemon_env(database: str, rules_dir: Path, **extra: str) -> dict[str, str]:
         "RESPONDER_RULES_DIR": str(rules_dir),
         "RESPONDER_WEBHOOK_TOKENS": WEBHOOK_TOKEN,
         "RESPONDER_SHUTDOWN_DEADLINE_S": "10",
+        # A killed daemon's step leases must run out before its restart takes them over.
+        "RESPONDER_STEP_LEASE_S": "1",
+        "RESPONDER_SWEEP_INTERVAL_S": "0.5",
         **extra,
     }
 

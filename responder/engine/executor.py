@@ -9,14 +9,21 @@ Levels never go down: under the per-key lock each step reads what the store hold
 key, and a pending step of higher rank on the same key counts as held. That matters after
 a crash, when a higher step may already be applied on the target without its outcome
 written: the lower step must not run after it.
+
+Several replicas may share the store. Before calling, a replica claims the step with a
+lease taken from the database clock (store/claims.py) and renews it while the call and
+its read-back run. A step, or a key, claimed by another replica is left to it; when its
+lease runs out (the replica died), the sweep of another replica takes the step over,
+records that, and calls with the same Idempotency-Key.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import weakref
 from collections import deque
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from typing import TypeVar
 
 import asyncpg
@@ -29,6 +36,7 @@ from responder.errors import ActionPermanentError, StoreError
 from responder.metrics import Metrics
 from responder.rules.table import Control, RuleTable, Step
 from responder.store.actionlog import ChainAppender, Entry
+from responder.store.claims import Claim, claim_step, let_go, renew_claim
 from responder.store.db import Conn
 from responder.store.steps import CloseStep, StepRow, insert_steps, pending_steps
 from responder.store.writer import Unit, Writer
@@ -60,7 +68,8 @@ class Executor:
                  client: AdminClient, metrics: Metrics, *, deadline_s: float,
                  max_concurrency: int = 64, store_retry_s: float = 1.0,
                  read_back_s: float = 3.0,
-                 changed: Callable[[set[int]], None] | None = None) -> None:
+                 changed: Callable[[set[int]], None] | None = None,
+                 replica: str = "local", lease_s: float = 10.0) -> None:
         self._pool = pool
         self._writer = writer
         self._rules = rules
@@ -70,6 +79,11 @@ class Executor:
         self._store_retry_s = store_retry_s
         self._read_back_s = read_back_s
         self._changed = changed
+        self.replica = replica
+        self._lease_s = lease_s
+        # Takeovers claimed but not yet written to the action log: a retry after a store
+        # error finds the claim already ours and must still record whose lease it replaced.
+        self._unrecorded: dict[int, Claim] = {}
         self._slots = asyncio.Semaphore(max_concurrency)
         self._queues: dict[int, deque[StepRow]] = {}
         self._known: set[int] = set()
@@ -114,7 +128,7 @@ class Executor:
     async def recover(self) -> int:
         """Queue every pending step that no task here is working on."""
         async with self._pool.acquire() as conn:
-            steps = await pending_steps(conn)
+            steps = await pending_steps(conn, self.replica)
         # A step that finished while the query ran is filtered by the status check in
         # _held, so reading _known after the query is safe.
         fresh = [s for s in steps if s.id not in self._known]
@@ -124,7 +138,8 @@ class Executor:
         return len(fresh)
 
     async def sweep(self, interval_s: float) -> None:
-        """Periodically pick up pending steps nobody is working on (after a crashed task)."""
+        """Periodically pick up pending steps nobody is working on: after a crashed task
+        here, or a replica that died and whose leases have run out."""
         while not self._closing:
             await asyncio.sleep(interval_s)
             try:
@@ -145,12 +160,17 @@ class Executor:
             await asyncio.wait(pending, timeout=2)
         return sorted(t.get_name() for t in pending)
 
+    async def let_go(self) -> int:
+        """End this replica's live leases so another replica can take over without waiting."""
+        async with self._pool.acquire() as conn:
+            return await let_go(conn, self.replica)
+
     async def _run_incident(self, incident_id: int) -> None:
         queue = self._queues[incident_id]
         while queue:
             step = queue[0]
             try:
-                await self._execute(step)
+                is_ours = await self._execute(step)
             except STORE_ERRORS as e:
                 if self._closing:
                     return
@@ -158,6 +178,13 @@ class Executor:
                             error=str(e))
                 await asyncio.sleep(self._store_retry_s)
                 continue
+            if not is_ours:
+                # Another replica holds this step or its key: leave the incident to it.
+                # The sweep looks again, and takes over only once that lease has run out.
+                for later in queue:
+                    self._known.discard(later.id)
+                queue.clear()
+                break
             queue.popleft()
             self._known.discard(step.id)
         # No await between the empty check and this cleanup: submit() cannot slip a step
@@ -178,30 +205,94 @@ class Executor:
             self._locks[key] = lock
         return lock
 
-    async def _execute(self, step: StepRow) -> None:
+    async def _execute(self, step: StepRow) -> bool:
+        """Run one step; False if another replica holds it (or its key) under a live lease."""
         with structlog.contextvars.bound_contextvars(correlation_id=step.correlation_id):
-            await self._execute_bound(step)
+            return await self._execute_bound(step)
 
-    async def _execute_bound(self, step: StepRow) -> None:
+    async def _execute_bound(self, step: StepRow) -> bool:
         async with self._slots, self._lock((step.control, step.key)):
+            async with self._pool.acquire() as conn:
+                claim = await claim_step(conn, step.id, self.replica, self._lease_s)
+                # Read after the claim, in a statement of its own: it must see every
+                # outcome committed before the claim was granted.
+                held = await conn.fetchrow(HELD_SQL, step.id) if isinstance(claim, Claim) \
+                    else None
+            if claim == "closed":
+                return True
+            if claim == "busy":
+                log.info("step left to the replica holding its lease", step=step.id,
+                         control=step.control, key=step.key)
+                return False
+            await self._record_takeover(step, claim)
             self._metrics.steps_inflight.inc()
             try:
-                await self._execute_locked(step)
+                async with self._leased(step):
+                    await self._execute_claimed(step, held)
             finally:
                 self._metrics.steps_inflight.dec()
+            return True
 
-    async def _execute_locked(self, step: StepRow) -> None:
-        async with self._pool.acquire() as conn:
-            held = await conn.fetchrow(HELD_SQL, step.id)
+    async def _record_takeover(self, step: StepRow, claim: Claim) -> None:
+        """Write down, before any call, that this replica took over another's lease."""
+        if claim.is_takeover:
+            self._unrecorded[step.id] = claim
+        owed = self._unrecorded.get(step.id)
+        if owed is None:
+            return
+        until = owed.previous_until.isoformat() if owed.previous_until else None
+        entry = Entry("step_taken_over", incident_id=step.incident_id, rule_id=step.rule_id,
+                      control=step.control, key=step.key, step_id=step.id,
+                      correlation_id=step.correlation_id,
+                      detail={"by": self.replica, "from": owed.previous, "lease_until": until,
+                              "claims": owed.claims, "idempotency_key": step.idempotency_key})
+
+        async def unit(conn: Conn, chain: ChainAppender) -> None:
+            chain.add(entry)
+
+        await self._record(unit)
+        del self._unrecorded[step.id]
+        self._metrics.step_takeovers.inc()
+        log.warning("took over a step whose lease ran out; calling with its key", step=step.id,
+                    previous=owed.previous, idempotency_key=step.idempotency_key)
+
+    @contextlib.asynccontextmanager
+    async def _leased(self, step: StepRow) -> AsyncIterator[None]:
+        """Renew the step's lease while the call and read-back run."""
+        renewer = asyncio.create_task(self._renew(step), name=f"lease-{step.id}")
+        try:
+            yield
+        finally:
+            renewer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await renewer
+
+    async def _renew(self, step: StepRow) -> None:
+        while True:
+            await asyncio.sleep(self._lease_s / 3)
+            try:
+                async with self._pool.acquire() as conn:
+                    is_held = await renew_claim(conn, step.id, self.replica, self._lease_s)
+            except STORE_ERRORS as e:
+                log.warning("lease not renewed: store unavailable", step=step.id, error=str(e))
+                continue
+            if not is_held:
+                # The call goes on: the target dedupes by Idempotency-Key, and only the
+                # first outcome closes the step.
+                log.warning("lease lost to another replica while calling", step=step.id)
+                return
+
+    async def _execute_claimed(self, step: StepRow, held: asyncpg.Record | None) -> None:
         if held is None or held["status"] != "pending":
             return  # closed meanwhile (a sweep raced with the task that ran it)
         if held["held_rank"] is not None and held["held_rank"] >= step.rank:
             await self._record(CloseStep(step, "already_contained",
-                                         {"held": held["held_level"]}))
+                                         {"held": held["held_level"]}, replica=self.replica))
             return
         if held["higher_id"] is not None:
             await self._record(CloseStep(step, "already_contained", {
-                "held": held["higher_level"], "superseded_by_step": held["higher_id"]}))
+                "held": held["higher_level"], "superseded_by_step": held["higher_id"]},
+                replica=self.replica))
             return
         table = self._rules()
         try:
@@ -231,7 +322,7 @@ class Executor:
         self._metrics.actions.labels(step.control, "applied").inc()
         log.info("step applied", step=step.id, control=step.control, key=step.key,
                  to_level=step.level, verified=verified)
-        await self._record(CloseStep(step, "applied", detail, verified))
+        await self._record(CloseStep(step, "applied", detail, verified, self.replica))
 
     async def _failed(self, step: StepRow, reason: str, detail: Mapping[str, object],
                       table: RuleTable) -> None:
@@ -252,9 +343,10 @@ class Executor:
         detail: Mapping[str, object] = {"error": reason, **detail_in}
         escalation = _escalation_for(step, table)
         metrics = self._metrics
+        replica = self.replica
 
         async def unit(conn: Conn, chain: ChainAppender) -> StepRow | None:
-            if not await CloseStep(step, "failed", detail)(conn, chain):
+            if not await CloseStep(step, "failed", detail, replica=replica)(conn, chain):
                 return None
             if escalation is None:
                 what = "escalation failed" if step.kind == "escalation" else "no escalation"

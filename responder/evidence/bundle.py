@@ -38,6 +38,10 @@ ORDER BY c.control, c.key
 """
 
 
+SEAL_LOCK_SQL = ("SELECT pg_advisory_xact_lock(hashtextextended('responder-evidence-'"
+                 " || $1::bigint, 0))")
+
+
 def digest_of(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
@@ -94,11 +98,16 @@ async def seal(conn: Conn, chain: ChainAppender, incident_id: int, content: dict
     Building reads a lot and runs outside the writer; this part is cheap and runs inside it.
     """
     content_digest = digest_of(canonical(content))
-    last = await conn.fetchrow("SELECT version, digest, content_digest FROM evidence"
-                               " WHERE incident_id = $1 ORDER BY version DESC LIMIT 1",
-                               incident_id)
+    # Replicas seal the incidents they changed; one seal per incident at a time.
+    await conn.execute(SEAL_LOCK_SQL, incident_id)
+    last = await conn.fetchrow("SELECT version, digest, content_digest, actions_seq"
+                               " FROM evidence WHERE incident_id = $1"
+                               " ORDER BY version DESC LIMIT 1", incident_id)
     if last is not None and last["content_digest"] == content_digest:
         return None
+    actions_seq = max((a["seq"] for a in content["actions"]), default=0)
+    if last is not None and (last["actions_seq"] or 0) > actions_seq:
+        return None  # built before another replica's newer seal: that one is current
     version = 1 if last is None else last["version"] + 1
     prev = None if last is None else last["digest"]
     bundle = {"version": version, "prev_digest": prev, "sealed_at": datetime.now(UTC).isoformat(),
@@ -107,8 +116,8 @@ async def seal(conn: Conn, chain: ChainAppender, incident_id: int, content: dict
     body = canonical(bundle)
     digest = digest_of(body)
     await conn.execute("INSERT INTO evidence (incident_id, version, digest, content_digest,"
-                       " prev_digest, body) VALUES ($1, $2, $3, $4, $5, $6)",
-                       incident_id, version, digest, content_digest, prev, body)
+                       " prev_digest, body, actions_seq) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                       incident_id, version, digest, content_digest, prev, body, actions_seq)
     chain.add(Entry("evidence_sealed", incident_id=incident_id,
                     correlation_id=content["incident"]["correlation_id"],
                     detail={"version": version, "digest": digest, "prev_digest": prev}))

@@ -137,12 +137,19 @@ SELECT s.id, s.incident_id, i.rule_id, s.kind, s.control, s.key, s.level, s.rank
        s.escalate_control, s.escalate_key, s.escalate_level, s.idempotency_key,
        s.correlation_id
 FROM steps s JOIN incidents i ON i.id = s.incident_id
-WHERE s.status = 'pending' ORDER BY s.id
+WHERE s.status = 'pending'
+  AND NOT EXISTS (
+      SELECT 1 FROM steps o
+      WHERE o.incident_id = s.incident_id AND o.status = 'pending'
+        AND o.claimed_by <> $1 AND o.lease_until >= now())
+ORDER BY s.id
 """
 
 
-async def pending_steps(conn: Conn) -> list[StepRow]:
-    return [StepRow(**dict(r)) for r in await conn.fetch(PENDING_SQL)]
+async def pending_steps(conn: Conn, replica: str) -> list[StepRow]:
+    """Pending steps of incidents no other replica is working on (no live lease there), so
+    an incident's steps still run in order after a takeover."""
+    return [StepRow(**dict(r)) for r in await conn.fetch(PENDING_SQL, replica)]
 
 
 CLOSE_SQL = """
@@ -179,6 +186,7 @@ class CloseStep:
     outcome: str
     detail: Mapping[str, object]
     verified: bool | None = None
+    replica: str | None = None
 
     async def __call__(self, conn: Conn, chain: ChainAppender) -> bool:
         return (await self.run_many(conn, chain, [self]))[0]
@@ -203,6 +211,8 @@ class CloseStep:
                                 correlation_id=s.correlation_id,
                                 detail={"status": c.outcome, "kind": s.kind, "level": s.level,
                                         "idempotency_key": s.idempotency_key,
-                                        "verified": c.verified, **c.detail}))
+                                        "verified": c.verified,
+                                        **({"replica": c.replica} if c.replica else {}),
+                                        **c.detail}))
         return [c.step.id in closed for c in closes]
 

@@ -1,0 +1,98 @@
+"""Step claims: which replica may call a step's target now, and until when.
+
+A claim is a lease on a pending step row. Only one replica holds a live lease on a step,
+and on any pending step of the same control key, so calls on one key never overlap across
+replicas (within a replica the executor's key lock does that). A lease that runs out
+(its replica died or lost the store) can be taken over; the new holder calls again with
+the same Idempotency-Key, which the target answers without applying twice.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Literal
+
+from responder.store.db import Conn
+
+# One statement, no lock held between round trips. It row-locks every pending step of the
+# step's control key, in id order (so two claimers cannot deadlock). Under READ COMMITTED a
+# row locked by a concurrent claim is waited for and then read as that claim committed it,
+# so of two replicas claiming steps on one key, the second sees the first's live lease.
+CLAIM_SQL = """
+WITH key_rows AS (
+    SELECT o.id, o.claimed_by, o.lease_until
+    FROM steps o, (SELECT control, key FROM steps WHERE id = $1) k
+    WHERE o.control = k.control AND o.key = k.key AND o.status = 'pending'
+    ORDER BY o.id
+    FOR UPDATE OF o
+), target AS (
+    SELECT * FROM key_rows WHERE id = $1
+), claimed AS (
+    UPDATE steps s SET claimed_by = $2, lease_until = now() + make_interval(secs => $3),
+                       claims = s.claims + 1
+    FROM target t
+    WHERE s.id = t.id
+      AND (t.claimed_by IS NULL OR t.claimed_by = $2 OR t.lease_until < now())
+      AND NOT EXISTS (SELECT 1 FROM key_rows b WHERE b.id <> $1 AND b.claimed_by <> $2
+                      AND b.lease_until >= now())
+    RETURNING s.claims
+)
+SELECT (SELECT count(*) FROM target) AS is_pending, (SELECT claims FROM claimed) AS claims,
+       (SELECT claimed_by FROM target) AS previous,
+       (SELECT lease_until FROM target) AS previous_until
+"""
+
+RENEW_SQL = """
+UPDATE steps SET lease_until = now() + make_interval(secs => $3)
+WHERE id = $1 AND claimed_by = $2 AND status = 'pending'
+RETURNING id
+"""
+
+LET_GO_SQL = """
+UPDATE steps SET lease_until = now()
+WHERE claimed_by = $1 AND status = 'pending' AND lease_until > now()
+RETURNING id
+"""
+
+
+@dataclass(frozen=True)
+class Claim:
+    """A claim taken; ``previous`` names the replica whose lease it replaced, if another."""
+
+    step_id: int
+    previous: str | None
+    previous_until: datetime | None
+    claims: int
+
+    @property
+    def is_takeover(self) -> bool:
+        return self.previous is not None
+
+
+Refusal = Literal["closed", "busy"]
+
+
+async def claim_step(conn: Conn, step_id: int, replica: str,
+                     lease_s: float) -> Claim | Refusal:
+    """Claim a pending step for ``replica``. "closed": nothing left to do; "busy": another
+    replica holds a live lease on it or on another pending step of the same control key."""
+    row = await conn.fetchrow(CLAIM_SQL, step_id, replica, lease_s)
+    assert row is not None  # the statement always returns one row
+    if not row["is_pending"]:
+        return "closed"
+    claims = row["claims"]
+    if claims is None:
+        return "busy"
+    previous = row["previous"] if row["previous"] != replica else None
+    return Claim(step_id, previous, row["previous_until"] if previous else None, claims)
+
+
+async def renew_claim(conn: Conn, step_id: int, replica: str, lease_s: float) -> bool:
+    """Extend our lease; False if the step closed or another replica took it over."""
+    return await conn.fetchval(RENEW_SQL, step_id, replica, lease_s) is not None
+
+
+async def let_go(conn: Conn, replica: str) -> int:
+    """End our live leases now (graceful shutdown) so another replica need not wait."""
+    return len(await conn.fetch(LET_GO_SQL, replica))

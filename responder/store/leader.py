@@ -1,0 +1,94 @@
+"""Leader-only loops: work that must run on one replica at a time.
+
+The leader holds a PostgreSQL session advisory lock on a connection of its own. The
+server releases the lock when that session ends, so a replica that dies (even by SIGKILL)
+hands leadership on as soon as its connection closes. The leader checks its connection on
+an interval and stops the work the moment the check fails, because it can no longer be
+sure it holds the lock; the others keep trying to take it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Callable, Coroutine
+from typing import Any
+
+import asyncpg
+import structlog
+
+from responder.store.db import UNAVAILABLE
+
+log = structlog.get_logger("responder.leader")
+
+# Advisory lock ids ("resp" + a role number), per database, shared by every replica.
+LOCK_IDS = {"reconciler": 0x7265_7370_0001}
+
+Work = Callable[[], Coroutine[Any, Any, None]]
+
+
+class LeaderLoop:
+    """Runs ``work`` only while this replica holds the role's lock."""
+
+    def __init__(self, dsn: str, role: str, work: Work, *, check_s: float,
+                 on_change: Callable[[bool], None] | None = None) -> None:
+        self._dsn = dsn
+        self._role = role
+        self._lock_id = LOCK_IDS[role]
+        self._work = work
+        self._check_s = check_s
+        self._on_change = on_change
+        self.is_leader = False
+
+    async def run(self) -> None:
+        while True:
+            conn: asyncpg.Connection | None = None
+            try:
+                conn = await asyncpg.connect(
+                    self._dsn, timeout=self._check_s * 2,
+                    server_settings={"application_name": f"responder-leader-{self._role}"})
+                # One session for as long as it works: followers retry the lock on it.
+                while True:
+                    if await conn.fetchval("SELECT pg_try_advisory_lock($1)", self._lock_id,
+                                           timeout=self._check_s):
+                        await self._lead(conn)
+                    await asyncio.sleep(self._check_s)
+            except (*UNAVAILABLE, asyncpg.PostgresError) as e:
+                log.warning("leader lock: store unavailable", role=self._role, error=str(e))
+            finally:
+                self._set(False)
+                if conn is not None:
+                    # Ending the session releases the lock if we held it. Terminate rather
+                    # than close: a check may still be in flight when we are cancelled.
+                    conn.terminate()
+            await asyncio.sleep(self._check_s)
+
+    async def _lead(self, conn: asyncpg.Connection) -> None:
+        """Run the work until it ends or the lock's session stops answering."""
+        self._set(True)
+        log.info("leading", role=self._role)
+        task = asyncio.create_task(self._work(), name=f"leader-{self._role}")
+        try:
+            while not task.done():
+                await asyncio.wait({task}, timeout=self._check_s)
+                if not task.done():
+                    await conn.fetchval("SELECT 1", timeout=self._check_s)
+            if not task.cancelled() and (error := task.exception()) is not None:
+                log.error("leader work crashed; giving up the lock and trying again",
+                          role=self._role, error=repr(error))
+            await conn.execute("SELECT pg_advisory_unlock($1)", self._lock_id)
+            self._set(False)
+        except (*UNAVAILABLE, asyncpg.PostgresError):
+            log.warning("leader lock session failed: stopping", role=self._role)
+            raise
+        finally:
+            if not task.done():
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+
+    def _set(self, is_leader: bool) -> None:
+        if is_leader != self.is_leader:
+            self.is_leader = is_leader
+            if self._on_change is not None:
+                self._on_change(is_leader)
