@@ -125,7 +125,7 @@ def test_replaying_the_same_samples_raises_the_same_alert() -> None:
 
 @pytest.mark.parametrize(("body", "where"), [
     (b"{not json", "malformed JSON"),
-    (b'{"name": "x", "value": 1}', "0.ts"),
+    (b'{"name": "x", "value": 1}', "0: missing field(s): ts"),
     (b'[{"name": "x", "value": true, "ts": 1}]', "0.value"),
     (b'[{"name": "x", "value": 1, "ts": 1700000000000}]', "not ms"),
     (b'{"samples": [{"name": "1x", "value": 1, "ts": 1}]}', "samples.0.name"),

@@ -148,7 +148,8 @@ class Evaluator:
                 counts.out_of_order += 1
                 continue
             series.last_ts = ts
-            newest = max(newest, ts)
+            if ts > newest:  # noqa: PLR1730 - max() costs a call per sample
+                newest = ts
             counts.evaluated += 1
             self._evaluate(key, series.watches, value, ts)
         self._newest_ts = newest

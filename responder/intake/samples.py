@@ -10,7 +10,6 @@ cost more than the evaluation.
 from __future__ import annotations
 
 import json
-import math
 import re
 from typing import Any
 
@@ -28,25 +27,18 @@ _KNOWN_MAX = 10_000
 _EMPTY: dict[str, str] = {}
 
 
-class _Names:
-    """Names already found valid, so the regex runs once per name (bounded)."""
-
-    def __init__(self, pattern: re.Pattern[str]) -> None:
-        self.pattern = pattern
-        self.known: set[str] = set()
-
-    def ok(self, name: object) -> bool:
-        if name in self.known:
-            return True
-        if type(name) is not str or len(name) > 200 or not self.pattern.fullmatch(name):
-            return False
-        if len(self.known) < _KNOWN_MAX:
-            self.known.add(name)
-        return True
+_known_metrics: set[str] = set()
+_known_labels: set[str] = set()
 
 
-_metric_names = _Names(_METRIC_NAME)
-_label_names = _Names(_LABEL_NAME)
+def _name_ok(name: object, pattern: re.Pattern[str], known: set[str]) -> bool:
+    """Check a name once; names found valid are remembered (bounded), so the regex runs once
+    per name, not once per sample."""
+    if type(name) is not str or len(name) > 200 or not pattern.fullmatch(name):
+        return False
+    if len(known) < _KNOWN_MAX:
+        known.add(name)
+    return True
 
 
 def parse_samples(value: bytes | None, max_bytes: int) -> list[Sample]:
@@ -69,45 +61,78 @@ def parse_samples(value: bytes | None, max_bytes: int) -> list[Sample]:
         data, prefix = [data], ""
     if not isinstance(data, list):
         raise PayloadError("samples", "must be an array")
-    return [_sample(item, f"{prefix}{i}") for i, item in enumerate(data)]
+    try:
+        return [_sample(item) for item in data]
+    except _Bad:
+        pass
+    for i, item in enumerate(data):  # only for a bad message: find which sample, to name it
+        try:
+            _sample(item)
+        except _Bad as e:
+            raise PayloadError(f"{prefix}{i}{e.field}", e.message) from None
+    raise AssertionError("unreachable")
 
 
-def _sample(item: Any, where: str) -> Sample:
+class _Bad(Exception):
+    """A sample failed a check; parse_samples then names it by its index."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(message)
+        self.field, self.message = field, message
+
+
+def _sample(item: Any) -> Sample:
     if type(item) is not dict:
-        raise PayloadError(where, "a sample must be an object")
-    if not item.keys() <= _FIELDS:
-        raise PayloadError(where, f"unknown field(s): {', '.join(sorted(item.keys() - _FIELDS))}")
-    name: Any = item.get("name")
-    if not _metric_names.ok(name):
-        raise PayloadError(f"{where}.name", "must be a metric name ([a-zA-Z_:][a-zA-Z0-9_:]*)")
-    labels = item.get("labels", _EMPTY)
-    if type(labels) is not dict or len(labels) > MAX_LABELS:
-        raise PayloadError(f"{where}.labels", f"must be an object of at most {MAX_LABELS}"
-                                              " string labels")
-    for label, text in labels.items():
-        if not _label_names.ok(label):
-            raise PayloadError(f"{where}.labels", f"bad label name {label!r:.80}")
-        if type(text) is not str or len(text) > MAX_LABEL_VALUE or not _storable(text):
-            raise PayloadError(f"{where}.labels.{label}", "must be a string of at most"
-                                                          f" {MAX_LABEL_VALUE} characters")
-    number = item.get("value")
+        raise _Bad("", "a sample must be an object")
+    try:
+        name: Any = item["name"]
+        number: Any = item["value"]
+        ts: Any = item["ts"]
+    except KeyError:
+        raise _Bad("", _unknown(item)) from None
+    labels: Any = item.get("labels", _EMPTY)
+    if len(item) != (4 if "labels" in item else 3):
+        raise _Bad("", _unknown(item))
+    if name not in _known_metrics and not _name_ok(name, _METRIC_NAME, _known_metrics):
+        raise _Bad(".name", "must be a metric name ([a-zA-Z_:][a-zA-Z0-9_:]*)")
+    _check_labels(labels)
     if type(number) is not float:
         # An int may be too large for a float; bool is an int but not a number here.
         if type(number) is not int or not -MAX_INT_VALUE < number < MAX_INT_VALUE:
-            raise PayloadError(f"{where}.value", "must be a number")
+            raise _Bad(".value", "must be a number")
         number = float(number)
-    elif math.isnan(number):
-        raise PayloadError(f"{where}.value", "must be a number, not NaN")
-    ts: Any = item.get("ts")
-    if type(ts) not in (int, float) or not 0 < ts < MAX_TS:
-        raise PayloadError(f"{where}.ts", "must be Unix seconds (a positive number, not ms)")
-    return name, labels, number, float(ts)
+    elif number != number:  # noqa: PLR0124 - NaN, without a call per sample
+        raise _Bad(".value", "must be a number, not NaN")
+    if type(ts) is not float:
+        if type(ts) is not int:
+            raise _Bad(".ts", "must be Unix seconds (a positive number, not ms)")
+        ts = float(ts)
+    if not 0 < ts < MAX_TS:
+        raise _Bad(".ts", "must be Unix seconds (a positive number, not ms)")
+    return name, labels, number, ts
+
+
+def _check_labels(labels: Any) -> None:
+    if type(labels) is not dict or len(labels) > MAX_LABELS:
+        raise _Bad(".labels", f"must be an object of at most {MAX_LABELS} string labels")
+    for label, text in labels.items():
+        if label not in _known_labels and not _name_ok(label, _LABEL_NAME, _known_labels):
+            raise _Bad(".labels", f"bad label name {label!r:.80}")
+        if type(text) is not str or len(text) > MAX_LABEL_VALUE or not (
+                (text.isascii() and "\x00" not in text) or _storable(text)):
+            raise _Bad(f".labels.{label}",
+                       f"must be a string of at most {MAX_LABEL_VALUE} characters")
+
+
+def _unknown(item: dict[str, Any]) -> str:
+    extra = sorted(str(k) for k in item.keys() - _FIELDS)
+    if extra:
+        return f"unknown field(s): {', '.join(extra)}"
+    return f"missing field(s): {', '.join(sorted(_FIELDS - {'labels'} - item.keys()))}"
 
 
 def _storable(text: str) -> bool:
     """No NUL and no lone surrogate: PostgreSQL must be able to store it in an alert."""
-    if text.isascii():
-        return "\x00" not in text
     try:
         text.encode("utf-8")
     except UnicodeEncodeError:
