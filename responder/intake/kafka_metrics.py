@@ -30,6 +30,7 @@ from responder.state import DaemonState
 
 log = structlog.get_logger("responder.kafka")
 FETCH_BYTES = 8 * 1_048_576
+YIELD_EVERY = 16  # messages; about 10 ms of work with 100 samples each
 
 
 class MetricsIntake(KafkaIntake):
@@ -55,8 +56,14 @@ class MetricsIntake(KafkaIntake):
         if evaluator.table is not self._state.rules:
             evaluator.bind(self._state.rules)  # the table was reloaded
         max_bytes = self._settings.kafka_max_message_bytes
+        count = 0
         for tp, messages in batch.items():
             for msg in messages:
+                if count % YIELD_EVERY == 0:
+                    # Evaluation is synchronous: let webhooks, containment and the next
+                    # fetch run between slices instead of after the whole batch.
+                    await asyncio.sleep(0)
+                count += 1
                 try:
                     samples = parse_samples(msg.value, max_bytes)
                 except PayloadError as e:
