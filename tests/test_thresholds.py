@@ -4,7 +4,6 @@ and out-of-order samples."""
 from __future__ import annotations
 
 from collections.abc import Sequence
-from pathlib import Path
 
 import pytest
 
@@ -105,7 +104,7 @@ def test_samples_from_the_far_future_and_unwatched_metrics_are_not_evaluated(
     assert evaluator.live_series == 0
 
 
-def test_a_reload_keeps_state_of_unchanged_rules(evaluator: Evaluator, tmp_path: Path) -> None:
+def test_a_reload_keeps_state_of_unchanged_rules(evaluator: Evaluator) -> None:
     """After a reload with the same conditions, a pending `for` carries on."""
     feed(evaluator, [35, 35, 35])
     evaluator.bind(load_rules(ROOT / "rules", env=ENV))

@@ -300,7 +300,7 @@ class _Compiler:
         self, src: _Source, index: int, spec: RuleSpec, controls: Mapping[str, Control]
     ) -> Rule | None:
         loc: Loc = ("rules", index)
-        matchers = self._matchers(src, (*loc, "match"), spec.match)
+        matchers = self._matchers(src, (*loc, "match"), spec.match or [])
         metric = (self._metric(src, (*loc, "metric"), spec.id, spec.metric)
                   if spec.metric is not None else None)
         steps = [self._step(src, (*loc, "steps", j), s, controls) for j, s in

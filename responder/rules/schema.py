@@ -148,7 +148,7 @@ class RuleSpec(_Spec):
     id: str = Field(pattern=NAME)
     description: str = ""
     severity: str = Field(pattern=r"^[a-z0-9]+$")
-    match: list[str] = Field(default_factory=list)
+    match: list[str] | None = Field(default=None, min_length=1)
     metric: MetricSpec | None = None
     steps: list[StepSpec] = Field(default_factory=list)
     on_failure: StepSpec | None = None
@@ -159,9 +159,9 @@ class RuleSpec(_Spec):
 
     @model_validator(mode="after")
     def _alert_or_metric(self) -> RuleSpec:
-        if self.metric is None and not self.match:
+        if self.metric is None and self.match is None:
             raise ValueError("a rule needs match (alert matchers) or metric (a threshold)")
-        if self.metric is not None and self.match:
+        if self.metric is not None and self.match is not None:
             raise ValueError("a metric rule takes its label matchers under metric.match")
         return self
 
