@@ -61,7 +61,6 @@ class KafkaIntake:
         self.paused = False
         self._topic, self._group = settings.kafka_alerts_topic, settings.kafka_group
         self._dlq_topic, self._lag = settings.kafka_dlq_topic, state.metrics.kafka_lag
-        self._fetch_bytes = max(1_048_576, settings.kafka_max_message_bytes + 1024)
 
     async def start(self) -> None:
         from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
@@ -70,7 +69,7 @@ class KafkaIntake:
         self._consumer = AIOKafkaConsumer(
             self._topic, bootstrap_servers=s.kafka_bootstrap,
             group_id=self._group, enable_auto_commit=False, auto_offset_reset="earliest",
-            max_partition_fetch_bytes=self._fetch_bytes)
+            max_partition_fetch_bytes=max(1_048_576, s.kafka_max_message_bytes + 1024))
         self._producer = AIOKafkaProducer(bootstrap_servers=s.kafka_bootstrap, acks="all")
         await self._producer.start()
         await self._consumer.start()

@@ -29,7 +29,6 @@ from responder.rules.table import METRICS_SOURCE
 from responder.state import DaemonState
 
 log = structlog.get_logger("responder.kafka")
-FETCH_BYTES = 8 * 1_048_576
 YIELD_EVERY = 16  # messages; about 10 ms of work with 100 samples each
 
 
@@ -44,8 +43,6 @@ class MetricsIntake(KafkaIntake):
         self._group = settings.kafka_metrics_group or f"{settings.kafka_group}-metrics"
         self._dlq_topic = settings.kafka_metrics_dlq_topic
         self._lag = state.metrics.kafka_metrics_lag
-        # Samples come in many small messages: fetch more per round, commit less often.
-        self._fetch_bytes = max(FETCH_BYTES, self._fetch_bytes)
         self.evaluator = Evaluator(state.rules, max_series=settings.metrics_max_series,
                                    stale_after_s=settings.metrics_stale_after_s,
                                    max_future_s=settings.metrics_max_future_s)
