@@ -50,6 +50,7 @@ test: setup system-deps lint typecheck check-rules compose-check unit
 
 bench: setup
 	$(PY) bench/run.py
+	$(PY) bench/metrics.py
 
 clean:
 	rm -rf $(VENV) .responder .mypy_cache .ruff_cache .pytest_cache

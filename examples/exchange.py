@@ -21,6 +21,7 @@ from aiohttp import web
 
 SYMBOL_MODES = ("NORMAL", "CANCEL_ONLY", "SOFT_HALT", "HARD_HALT")
 WITHDRAWAL_STATES = ("OPEN", "HALTED")
+ORDER_INTAKE_STATES = ("OPEN", "THROTTLED", "CLOSED")  # new orders: all, rate-limited, none
 
 
 @dataclass
@@ -50,6 +51,7 @@ class ExchangeState:
     symbols: dict[str, str] = field(default_factory=dict)
     global_mode: str = "NORMAL"
     withdrawals: str = "OPEN"
+    order_intake: str = "OPEN"
     calls: list[Call] = field(default_factory=list)
     replies: dict[str, tuple[int, dict[str, Any]]] = field(default_factory=dict)
     faults: Faults = field(default_factory=Faults)
@@ -62,6 +64,7 @@ class ExchangeState:
         self.symbols.clear()
         self.global_mode = "NORMAL"
         self.withdrawals = "OPEN"
+        self.order_intake = "OPEN"
 
 
 STATE = web.AppKey("state", ExchangeState)
@@ -120,6 +123,8 @@ def _apply_now(request: web.Request, state: ExchangeState, body: Any, field_name
         state.symbols[request.match_info["symbol"]] = value
     elif setter == "global":
         state.global_mode = value
+    elif setter == "intake":
+        state.order_intake = value
     else:
         state.withdrawals = value
     reply = {field_name: value}
@@ -157,6 +162,15 @@ async def get_withdrawals(request: web.Request) -> web.Response:
     return web.json_response({"state": "OPEN" if state.faults.read_lies else state.withdrawals})
 
 
+async def put_order_intake(request: web.Request) -> web.Response:
+    return await _apply(request, "state", ORDER_INTAKE_STATES, "intake")
+
+
+async def get_order_intake(request: web.Request) -> web.Response:
+    state = request.app[STATE]
+    return web.json_response({"state": "OPEN" if state.faults.read_lies else state.order_intake})
+
+
 async def metrics(request: web.Request) -> web.Response:
     """Prometheus text: the levels as ranks, and how many admin calls were applied."""
     state = request.app[STATE]
@@ -187,6 +201,7 @@ async def sim_calls(request: web.Request) -> web.Response:
         "symbols": state.symbols,
         "global_mode": state.global_mode,
         "withdrawals": state.withdrawals,
+        "order_intake": state.order_intake,
     })
 
 
@@ -206,6 +221,8 @@ def make_app(token: str) -> web.Application:
     app.router.add_get("/admin/global/mode", get_global)
     app.router.add_put("/admin/withdrawals", put_withdrawals)
     app.router.add_get("/admin/withdrawals", get_withdrawals)
+    app.router.add_put("/admin/orders/intake", put_order_intake)
+    app.router.add_get("/admin/orders/intake", get_order_intake)
     app.router.add_get("/_sim/state", sim_calls)
     app.router.add_post("/_sim/faults", sim_faults)
     app.router.add_post("/_sim/forget", sim_forget)

@@ -156,6 +156,13 @@ class Settings(BaseSettings):
     kafka_dlq_topic: str = "responder.alerts.dlq"
     kafka_group: str = "responder"
     kafka_max_message_bytes: int = Field(default=1_048_576, gt=0)
+    # Metric samples for metric rules; "" turns the metrics consumer off.
+    kafka_metrics_topic: str = "responder.metrics"
+    kafka_metrics_dlq_topic: str = "responder.metrics.dlq"
+    kafka_metrics_group: str | None = None  # default: "<kafka_group>-metrics"
+    metrics_max_series: int = Field(default=100_000, gt=0)
+    metrics_stale_after_s: float = Field(default=300.0, gt=0)
+    metrics_max_future_s: float = Field(default=300.0, gt=0)
     prometheus_url: str | None = Field(default=None, pattern=r"^https?://")
     public_url: str | None = None
     event_window_s: float = Field(default=300.0, gt=0)
@@ -196,7 +203,7 @@ class Settings(BaseSettings):
 
     @field_validator("database_url", "webhook_tokens_file", "viewer_tokens_file",
                      "principals_file", "max_alert_age_s", "prometheus_url", "kafka_bootstrap",
-                     "web_session_secret", mode="before")
+                     "web_session_secret", "kafka_metrics_group", mode="before")
     @classmethod
     def _empty_is_unset(cls, value: Any) -> Any:
         return None if value == "" else value

@@ -33,6 +33,7 @@ from responder.evidence.sinks import build_sinks
 from responder.evidence.snapshots import Snapshot
 from responder.evidence.snapshots import take as take_snapshots
 from responder.intake.kafka import KafkaIntake
+from responder.intake.kafka_metrics import MetricsIntake
 from responder.metrics import Metrics
 from responder.redaction import Redactor
 from responder.rules.loader import load_rules
@@ -85,6 +86,7 @@ class Daemon:
         self.reconciler: Reconciler | None = None
         self.kafka: KafkaIntake | None = None
         self._dsn = ""
+        self.metrics_intake: MetricsIntake | None = None
 
     async def run(self) -> None:
         """Start, serve until a signal, shut down."""
@@ -137,6 +139,11 @@ class Daemon:
             await self.kafka.start()
             self._stack.push_async_callback(self.kafka.stop)
             self._spawn(self.kafka.run(), "kafka-intake")
+        if s.kafka_bootstrap and s.kafka_metrics_topic:
+            self.metrics_intake = MetricsIntake(s, self.state)
+            await self.metrics_intake.start()
+            self._stack.push_async_callback(self.metrics_intake.stop)
+            self._spawn(self.metrics_intake.run(), "kafka-metrics")
         resumed = await executor.recover()
         self._spawn(executor.sweep(s.sweep_interval_s), "sweeper")
         if s.sinks:
@@ -240,8 +247,9 @@ class Daemon:
         if state is not None:
             # 1. Stop intake: webhooks answer 503 from now on, Kafka is paused.
             state.is_draining = True
-            if self.kafka is not None:
-                self.kafka.paused = True
+            for consumer in (self.kafka, self.metrics_intake):
+                if consumer is not None:
+                    consumer.paused = True
             self.metrics.draining.set(1)
             # 2. Let in-flight containment finish within the deadline.
             # 3. Cancel the rest; they stay pending in the store and resume at next start.

@@ -69,6 +69,17 @@ class Metrics:
                                     ["sink"], registry=r)
         self.kafka_lag = Gauge("responder_kafka_lag", "Messages behind on the alerts topic",
                                ["partition"], registry=r)
+        self.kafka_metrics_lag = Gauge("responder_kafka_metrics_lag",
+                                       "Messages behind on the metrics topic", ["partition"],
+                                       registry=r)
+        self.metric_samples = Counter("responder_metric_samples",
+                                      "Metric samples by outcome (evaluated, ignored: no rule"
+                                      " watches the metric, out_of_order, series_limit, future)",
+                                      ["outcome"], registry=r)
+        self.metric_series = Gauge("responder_metric_series", "Live series under evaluation",
+                                   registry=r)
+        self.metric_series_forgotten = Counter("responder_metric_series_forgotten",
+                                               "Series forgotten after going stale", registry=r)
         self.draining = Gauge("responder_draining", "1 while shutting down", registry=r)
         # Replicas (HA): takeovers of expired step leases, and which leader-only loops run here.
         self.step_takeovers = Counter("responder_step_takeovers",

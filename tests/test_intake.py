@@ -247,9 +247,11 @@ async def test_health_and_readiness(make_daemon: DaemonFactory,
     async with http.get(url(daemon, "/readyz")) as resp:
         ready = await resp.json()
         assert resp.status == 200
-    assert ready["store"] is True and ready["rules"] == 7
+    assert daemon.state is not None
+    shipped = len(daemon.state.rules.rules)
+    assert ready["store"] is True and ready["rules"] == shipped > 0
     text = await metrics_text(http, daemon)
-    assert metric(text, "responder_rules_loaded") == 7
+    assert metric(text, "responder_rules_loaded") == shipped
 
 
 async def test_draining_daemon_answers_503(make_daemon: DaemonFactory, exchange: Exchange,

@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parent.parent
 SCHEMAS = ROOT / "docs" / "schemas"
 CHECK = Path(sys.executable).parent / "check-jsonschema"
@@ -34,3 +36,23 @@ def test_normalised_alert_schema(tmp_path: Path) -> None:
                                "labels": {"alertname": "X"}, "extra": 1}))
     assert _valid(SCHEMAS / "kafka-alert.schema.json", good)
     assert not _valid(SCHEMAS / "kafka-alert.schema.json", bad)
+
+
+def test_metric_samples_schema_agrees_with_the_parser(tmp_path: Path) -> None:
+    """The three documented sample shapes validate and parse; a poison one fails both."""
+    from responder.intake.alertmanager import PayloadError
+    from responder.intake.samples import parse_samples
+
+    one = {"name": "settlement_lag_p99", "labels": {"venue": "main"}, "value": 42.5,
+           "ts": 1795000000.25}
+    shapes = {"one": one, "array": [one, {**one, "ts": 1795000015}], "batch": {"samples": [one]}}
+    for name, body in shapes.items():
+        path = tmp_path / f"{name}.json"
+        path.write_text(json.dumps(body))
+        assert _valid(SCHEMAS / "kafka-metric-samples.schema.json", path), name
+        assert parse_samples(path.read_bytes(), 10_000)
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({"samples": [{**one, "value": "high"}]}))
+    assert not _valid(SCHEMAS / "kafka-metric-samples.schema.json", bad)
+    with pytest.raises(PayloadError):
+        parse_samples(bad.read_bytes(), 10_000)

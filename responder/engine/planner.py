@@ -84,7 +84,7 @@ def decide(alert: Alert, table: RuleTable, policy: Policy | None = None) -> list
     """One decision per matching rule."""
     policy = policy or Policy()
     decisions = []
-    for rule in table.match(alert.labels):
+    for rule in table.match(alert.labels, alert.source):
         scope = scope_of(rule, alert)
         if alert.status == "resolved":
             decisions.append(Decision(rule, scope, "resolve"))

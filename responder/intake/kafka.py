@@ -52,20 +52,24 @@ def parse_message(value: bytes | None, max_bytes: int) -> list[Alert]:
 class KafkaIntake:
     """Consumes the alerts topic; commits a batch's offsets once its alerts are recorded."""
 
+    source = SOURCE
+
     def __init__(self, settings: Settings, state: DaemonState) -> None:
         self._settings = settings
         self._state = state
         self._consumer: Any = None
         self._producer: Any = None
         self.paused = False
+        self._topic, self._group = settings.kafka_alerts_topic, settings.kafka_group
+        self._dlq_topic, self._lag = settings.kafka_dlq_topic, state.metrics.kafka_lag
 
     async def start(self) -> None:
         from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
         s = self._settings
         self._consumer = AIOKafkaConsumer(
-            s.kafka_alerts_topic, bootstrap_servers=s.kafka_bootstrap,
-            group_id=s.kafka_group, enable_auto_commit=False, auto_offset_reset="earliest",
+            self._topic, bootstrap_servers=s.kafka_bootstrap,
+            group_id=self._group, enable_auto_commit=False, auto_offset_reset="earliest",
             max_partition_fetch_bytes=max(1_048_576, s.kafka_max_message_bytes + 1024))
         self._producer = AIOKafkaProducer(bootstrap_servers=s.kafka_bootstrap, acks="all")
         await self._producer.start()
@@ -138,11 +142,11 @@ class KafkaIntake:
                      steps=len(recorded.steps))
 
     async def _dead_letter(self, tp: Any, msg: Any, reason: str) -> None:
-        self._state.metrics.rejected.labels(SOURCE, "poison").inc()
+        self._state.metrics.rejected.labels(self.source, "poison").inc()
         log.warning("poison message sent to the dead-letter topic", partition=tp.partition,
                     offset=msg.offset, reason=reason)
         await self._producer.send_and_wait(
-            self._settings.kafka_dlq_topic, msg.value or b"", key=msg.key,
+            self._dlq_topic, msg.value or b"", key=msg.key,
             headers=[("reason", reason.encode()), ("topic", tp.topic.encode()),
                      ("partition", str(tp.partition).encode()),
                      ("offset", str(msg.offset).encode())])
@@ -153,4 +157,4 @@ class KafkaIntake:
             if high is None:
                 continue
             position = await self._consumer.position(tp)
-            self._state.metrics.kafka_lag.labels(str(tp.partition)).set(max(0, high - position))
+            self._lag.labels(str(tp.partition)).set(max(0, high - position))

@@ -16,9 +16,25 @@ from ruamel.yaml.error import MarkedYAMLError
 
 from responder.errors import RuleError, RuleProblem
 from responder.rules.matchers import Matcher, MatcherSyntaxError, parse_matchers
-from responder.rules.schema import ControlSpec, RuleFileSpec, RuleSpec, StepSpec, TargetSpec
+from responder.rules.schema import (
+    ControlSpec,
+    MetricSpec,
+    RuleFileSpec,
+    RuleSpec,
+    StepSpec,
+    TargetSpec,
+)
 from responder.rules.signing import verify
-from responder.rules.table import FIELDS, PLACEHOLDER, Control, Rule, RuleTable, Step, Target
+from responder.rules.table import (
+    FIELDS,
+    PLACEHOLDER,
+    Control,
+    MetricCondition,
+    Rule,
+    RuleTable,
+    Step,
+    Target,
+)
 
 Loc = tuple[str | int, ...]
 SKIPPED_DIRS = frozenset({"fixtures", "tests"})
@@ -183,12 +199,21 @@ class _Compiler:
         }
         rules: list[Rule] = []
         seen: set[str] = set()
+        alertnames: dict[str, str] = {}
         for src in self.sources:
             assert src.spec is not None
             for i, spec in enumerate(src.spec.rules):
                 if spec.id in seen:
                     self.problem(src, ("rules", i, "id"), f"duplicate rule id {spec.id!r}")
                 seen.add(spec.id)
+                if spec.metric is not None:
+                    # An internal alert is matched to its rule by alertname alone.
+                    name = spec.metric.alertname or spec.id
+                    if name in alertnames:
+                        self.problem(src, ("rules", i, "metric"),
+                                     f"alertname {name!r} also raised by metric rule"
+                                     f" {alertnames[name]!r}")
+                    alertnames[name] = spec.id
                 rule = self._rule(src, i, spec, controls)
                 if rule is not None:
                     rules.append(rule)
@@ -298,12 +323,9 @@ class _Compiler:
         self, src: _Source, index: int, spec: RuleSpec, controls: Mapping[str, Control]
     ) -> Rule | None:
         loc: Loc = ("rules", index)
-        matchers: list[Matcher] = []
-        for j, text in enumerate(spec.match):
-            try:
-                matchers.extend(parse_matchers(text))
-            except MatcherSyntaxError as e:
-                self.problem(src, (*loc, "match", j), str(e))
+        matchers = self._matchers(src, (*loc, "match"), spec.match or [])
+        metric = (self._metric(src, (*loc, "metric"), spec.id, spec.metric)
+                  if spec.metric is not None else None)
         steps = [self._step(src, (*loc, "steps", j), s, controls) for j, s in
                  enumerate(spec.steps)]
         on_failure = (self._step(src, (*loc, "on_failure"), spec.on_failure, controls)
@@ -324,13 +346,33 @@ class _Compiler:
                          f"rule {spec.id!r} has steps but no on_failure escalation (fail-closed)")
         if any(s is None for s in steps) or (spec.on_failure and on_failure is None) or (
             spec.on_unknown_scope and on_unknown is None
-        ):
+        ) or (spec.metric is not None and metric is None):
             return None
         return Rule(spec.id, spec.description, spec.severity, tuple(matchers),
                     tuple(s for s in steps if s is not None), on_failure,
                     on_unknown or on_failure, src.path, line_of(src.raw, loc), spec.mode,
                     spec.storm.max_incidents if spec.storm else None, storm_step,
-                    *self._evidence(src, loc, spec), page=spec.page)
+                    *self._evidence(src, loc, spec), page=spec.page,
+                    metric=metric)
+
+    def _matchers(self, src: _Source, loc: Loc, texts: Sequence[str]) -> list[Matcher]:
+        matchers: list[Matcher] = []
+        for j, text in enumerate(texts):
+            try:
+                matchers.extend(parse_matchers(text))
+            except MatcherSyntaxError as e:
+                self.problem(src, (*loc, j), str(e))
+        return matchers
+
+    def _metric(self, src: _Source, loc: Loc, rule_id: str,
+                spec: MetricSpec) -> MetricCondition | None:
+        before = len(self.problems)
+        matchers = self._matchers(src, (*loc, "match"), spec.match)
+        if len(self.problems) > before:
+            return None
+        clear = spec.threshold if spec.clear is None else spec.clear
+        return MetricCondition(spec.name, tuple(matchers), spec.op, spec.threshold,
+                               spec.for_s, clear, spec.alertname or rule_id)
 
     def _evidence(self, src: _Source, loc: Loc, spec: RuleSpec) -> tuple[
             tuple[tuple[str, str, float], ...], tuple[tuple[str, Target, str, float], ...]]:

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 DEFAULT_KEY_PATTERN = r"^[A-Za-z0-9._:-]{1,64}$"
 NAME = r"^[a-z0-9][a-z0-9_-]{0,62}$"
 LABEL = r"^[a-zA-Z_][a-zA-Z0-9_]*$"
+METRIC_NAME = r"^[a-zA-Z_:][a-zA-Z0-9_:]*$"
+_DURATION = re.compile(r"^(?:(\d+(?:\.\d+)?)h)?(?:(\d+(?:\.\d+)?)m)?(?:(\d+(?:\.\d+)?)s)?$")
 
 
 class _Spec(BaseModel):
@@ -97,11 +100,56 @@ class EvidenceSpec(_Spec):
     snapshots: list[SnapshotSpec] = Field(default_factory=list)
 
 
+def duration_s(value: Any) -> Any:
+    """Seconds from a number or a Prometheus-style duration such as ``90s``, ``2m`` or ``1h30m``."""
+    if not isinstance(value, str):
+        return value
+    m = _DURATION.match(value.strip())
+    if m is None or not value.strip():
+        raise ValueError(f"not a duration: {value!r} (expected seconds or e.g. 30s, 2m, 1h)")
+    hours, minutes, seconds = (float(g) if g else 0.0 for g in m.groups())
+    return hours * 3600 + minutes * 60 + seconds
+
+
+class MetricSpec(_Spec):
+    """A threshold condition on metric samples: ``name{match} op threshold`` held for ``for``.
+
+    Once firing, the condition clears only when ``name op clear`` stops holding, so a value
+    hovering near the threshold does not flap. ``clear`` defaults to the threshold.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    name: str = Field(pattern=METRIC_NAME)
+    match: list[str] = Field(default_factory=list)
+    op: Literal[">", ">=", "<", "<="]
+    threshold: float = Field(allow_inf_nan=False)
+    for_s: float = Field(default=0.0, ge=0, le=7 * 86400, alias="for")
+    clear: float | None = Field(default=None, allow_inf_nan=False)
+    alertname: str | None = Field(default=None, pattern=LABEL)
+
+    _for_duration = field_validator("for_s", mode="before")(duration_s)
+
+    @model_validator(mode="after")
+    def _clear_on_the_safe_side(self) -> MetricSpec:
+        if self.clear is None:
+            return self
+        above = self.op in (">", ">=")
+        if above and self.clear > self.threshold:
+            raise ValueError(f"clear ({self.clear:g}) must be at or below the threshold"
+                             f" ({self.threshold:g}) for {self.op}")
+        if not above and self.clear < self.threshold:
+            raise ValueError(f"clear ({self.clear:g}) must be at or above the threshold"
+                             f" ({self.threshold:g}) for {self.op}")
+        return self
+
+
 class RuleSpec(_Spec):
     id: str = Field(pattern=NAME)
     description: str = ""
     severity: str = Field(pattern=r"^[a-z0-9]+$")
-    match: list[str] = Field(min_length=1)
+    match: list[str] | None = Field(default=None, min_length=1)
+    metric: MetricSpec | None = None
     steps: list[StepSpec] = Field(default_factory=list)
     on_failure: StepSpec | None = None
     on_unknown_scope: StepSpec | None = None
@@ -110,6 +158,14 @@ class RuleSpec(_Spec):
     evidence: EvidenceSpec | None = None
     # Page a person for every new incident of this rule, containment or not.
     page: bool = False
+
+    @model_validator(mode="after")
+    def _alert_or_metric(self) -> RuleSpec:
+        if self.metric is None and self.match is None:
+            raise ValueError("a rule needs match (alert matchers) or metric (a threshold)")
+        if self.metric is not None and self.match is not None:
+            raise ValueError("a metric rule takes its label matchers under metric.match")
+        return self
 
 
 class RuleFileSpec(_Spec):

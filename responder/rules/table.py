@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import operator
 import re
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote
 
@@ -14,6 +15,10 @@ from responder.rules.matchers import Matcher
 
 PLACEHOLDER = re.compile(r"\{([^{}]*)\}")
 FIELDS = frozenset({"key", "level", "control"})
+METRICS_SOURCE = "metrics"
+"""The source of internal alerts raised by metric rules; only metric rules match them."""
+COMPARISONS: Mapping[str, Callable[[float, float], bool]] = {
+    ">": operator.gt, ">=": operator.ge, "<": operator.lt, "<=": operator.le}
 
 
 @dataclass(frozen=True)
@@ -115,6 +120,32 @@ class Step:
 
 
 @dataclass(frozen=True)
+class MetricCondition:
+    """``name{matchers} op threshold`` held for ``for_s``; once firing, it holds until
+    ``name op clear`` no longer does (hysteresis)."""
+
+    name: str
+    matchers: tuple[Matcher, ...]
+    op: str
+    threshold: float
+    for_s: float
+    clear: float
+    alertname: str
+
+    @property
+    def compare(self) -> Callable[[float, float], bool]:
+        return COMPARISONS[self.op]
+
+    def selects(self, labels: Mapping[str, str]) -> bool:
+        return all(m.matches(labels) for m in self.matchers)
+
+    def describe(self) -> str:
+        selector = ",".join(str(m) for m in self.matchers)
+        return (f"{self.name}{{{selector}}} {self.op} {self.threshold:g} for {self.for_s:g}s"
+                f" (clears at {self.clear:g})")
+
+
+@dataclass(frozen=True)
 class Rule:
     """Matchers plus the ordered containment steps and the escalation for failure."""
 
@@ -136,6 +167,8 @@ class Rule:
     """Target GETs for evidence: (name, target, path, timeout_s)."""
     page: bool = False
     """Page for every new incident, not only for a SEV1 containment or a failure."""
+    metric: MetricCondition | None = None
+    """Set for a metric rule: it matches only the internal alerts its condition raises."""
 
     def matches(self, labels: Mapping[str, str]) -> bool:
         return all(m.matches(labels) for m in self.matchers)
@@ -154,9 +187,25 @@ class RuleTable:
     rules: tuple[Rule, ...]
     bundle_hash: str
     files: tuple[str, ...]
+    _alert_rules: tuple[Rule, ...] = field(init=False, repr=False, compare=False)
+    _by_alertname: Mapping[str, Rule] = field(init=False, repr=False, compare=False)
 
-    def match(self, labels: Mapping[str, str]) -> list[Rule]:
-        return [r for r in self.rules if r.matches(labels)]
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_alert_rules",
+                           tuple(r for r in self.rules if r.metric is None))
+        object.__setattr__(self, "_by_alertname", {r.metric.alertname: r for r in self.rules
+                                                   if r.metric is not None})
+
+    def match(self, labels: Mapping[str, str], source: str = "") -> list[Rule]:
+        """Alert rules for alerts from outside; for an internal alert, its own metric rule."""
+        if source == METRICS_SOURCE:
+            rule = self._by_alertname.get(labels.get("alertname", ""))
+            return [rule] if rule is not None else []
+        return [r for r in self._alert_rules if r.matches(labels)]
+
+    @property
+    def metric_rules(self) -> tuple[Rule, ...]:
+        return tuple(self._by_alertname.values())
 
     def rule(self, rule_id: str) -> Rule | None:
         return next((r for r in self.rules if r.id == rule_id), None)

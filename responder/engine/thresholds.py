@@ -1,0 +1,220 @@
+"""Evaluate metric samples against the table's metric rules and raise internal alerts.
+
+State is per series (metric name + sorted labels) and lives in memory only. Time is the
+samples' own ``ts``: ``for`` is measured between sample times, so evaluation is
+deterministic and a replay of the same samples raises the same alerts (same ``startsAt``,
+same fingerprint), which the inbox then absorbs as re-deliveries.
+
+- A series is live once a sample of a metric some rule watches arrives; the rules whose
+  label matchers select it are bound to it then, not matched again per sample.
+- At most ``max_series`` series are live. A sample of a new series past that is counted
+  (``series_limit``) and not evaluated.
+- A series with no sample for ``stale_after_s`` of sample time (measured against the newest
+  ``ts`` seen on any series) is forgotten; if it was firing, its alert is resolved.
+- A sample not newer than its series' last one (out of order, or a replay) is dropped and
+  counted (``out_of_order``): evaluating it would move the series back in time.
+- A sample more than ``max_future_s`` ahead of the wall clock is dropped (``future``): it
+  would otherwise make every other series look stale.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sys
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from responder.model import Alert, Status
+from responder.rules.table import METRICS_SOURCE, MetricCondition, Rule, RuleTable
+
+Sample = tuple[str, Mapping[str, str], float, float]
+"""(metric name, labels, value, ts in Unix seconds)."""
+SeriesKey = tuple[str, tuple[tuple[str, str], ...]]
+"""(metric name, sorted label pairs)."""
+OUTCOMES = ("evaluated", "ignored", "out_of_order", "series_limit", "future")
+
+
+def rfc3339(ts: float) -> str:
+    """Sample time as the RFC 3339 text alerts carry (microseconds, UTC)."""
+    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+class _Watch:
+    """One rule's state on one series: pending since a time, or firing."""
+
+    __slots__ = ("clear", "compare", "cond", "firing", "for_s", "rule", "since", "threshold")
+
+    def __init__(self, rule: Rule, cond: MetricCondition) -> None:
+        self.rule = rule
+        self.cond = cond
+        self.compare = cond.compare
+        self.threshold = cond.threshold
+        self.clear = cond.clear
+        self.for_s = cond.for_s
+        self.since: float | None = None
+        self.firing = False
+
+
+class _Series:
+    __slots__ = ("last_ts", "watches")
+
+    def __init__(self, watches: tuple[_Watch, ...]) -> None:
+        self.last_ts = float("-inf")
+        self.watches = watches
+
+
+@dataclass
+class Counts:
+    """Running totals, flushed to Prometheus counters by the caller (cheap on the hot path)."""
+
+    evaluated: int = 0
+    ignored: int = 0
+    out_of_order: int = 0
+    series_limit: int = 0
+    future: int = 0
+    forgotten: int = 0
+
+
+class Evaluator:
+    """Per-series threshold state for one rule table; sync and free of I/O."""
+
+    def __init__(self, table: RuleTable, *, max_series: int, stale_after_s: float,
+                 max_future_s: float = 300.0,
+                 clock: Callable[[], float] = time.time) -> None:
+        self.max_series = max_series
+        self.stale_after_s = stale_after_s
+        self.max_future_s = max_future_s
+        self._clock = clock
+        self.counts = Counts()
+        self._series: dict[SeriesKey, _Series] = {}
+        self._newest_ts = float("-inf")
+        self._swept_at = float("-inf")
+        self._out: list[Alert] = []
+        self.table = table
+        self._by_name: dict[str, tuple[Rule, ...]] = {}
+        self.bind(table)
+
+    @property
+    def live_series(self) -> int:
+        return len(self._series)
+
+    def bind(self, table: RuleTable) -> None:
+        """Use a (reloaded) table. A series keeps its state for a rule whose condition is
+        unchanged; series of metrics no rule watches any more are forgotten."""
+        self.table = table
+        by_name: dict[str, list[Rule]] = {}
+        for rule in table.metric_rules:
+            assert rule.metric is not None
+            by_name.setdefault(rule.metric.name, []).append(rule)
+        self._by_name = {name: tuple(rules) for name, rules in by_name.items()}
+        for key in list(self._series):
+            series = self._series[key]
+            if key[0] not in self._by_name:
+                del self._series[key]
+                continue
+            kept = {(w.rule.id, w.cond): w for w in series.watches}
+            watches = []
+            for w in self._watches_for(key):
+                old = kept.get((w.rule.id, w.cond))
+                if old is not None:
+                    w.since, w.firing = old.since, old.firing
+                watches.append(w)
+            series.watches = tuple(watches)
+
+    def observe(self, samples: Iterable[Sample]) -> None:
+        """Evaluate samples in order; alerts they raise wait in ``take()``."""
+        by_name, series_of, counts = self._by_name, self._series, self.counts
+        horizon = self._clock() + self.max_future_s
+        newest = self._newest_ts
+        for name, labels, value, ts in samples:
+            if name not in by_name:
+                counts.ignored += 1
+                continue
+            if ts > horizon:
+                counts.future += 1
+                continue
+            key = (name, tuple(sorted(labels.items())))
+            series = series_of.get(key)
+            if series is None:
+                if len(series_of) >= self.max_series:
+                    counts.series_limit += 1
+                    continue
+                key = _interned(key)
+                series = series_of[key] = _Series(self._watches_for(key))
+            elif ts <= series.last_ts:
+                counts.out_of_order += 1
+                continue
+            series.last_ts = ts
+            if ts > newest:  # noqa: PLR1730 - max() costs a call per sample
+                newest = ts
+            counts.evaluated += 1
+            self._evaluate(key, series.watches, value, ts)
+        self._newest_ts = newest
+        if newest - self._swept_at >= self.stale_after_s / 4:
+            self.sweep()
+
+    def _evaluate(self, key: SeriesKey, watches: tuple[_Watch, ...], value: float,
+                  ts: float) -> None:
+        for w in watches:
+            if w.firing:
+                if not w.compare(value, w.clear):
+                    self._emit(key, w, "resolved", value, ts)
+                    w.firing, w.since = False, None
+            elif w.compare(value, w.threshold):
+                if w.since is None:
+                    w.since = ts
+                if ts - w.since >= w.for_s:
+                    w.firing = True
+                    self._emit(key, w, "firing", value, ts)
+            else:
+                w.since = None
+
+    def sweep(self) -> None:
+        """Forget series with no sample for ``stale_after_s``; resolve the firing ones."""
+        self._swept_at = self._newest_ts
+        cutoff = self._newest_ts - self.stale_after_s
+        stale = [key for key, s in self._series.items() if s.last_ts < cutoff]
+        for key in stale:
+            series = self._series.pop(key)
+            for w in series.watches:
+                if w.firing:
+                    self._emit(key, w, "resolved", None, series.last_ts)
+        self.counts.forgotten += len(stale)
+
+    def take(self) -> list[Alert]:
+        """The alerts raised since the last call, in the order they were raised."""
+        out, self._out = self._out, []
+        return out
+
+    def _watches_for(self, key: SeriesKey) -> tuple[_Watch, ...]:
+        labels = dict(key[1])
+        watches = []
+        for rule in self._by_name.get(key[0], ()):
+            assert rule.metric is not None
+            if rule.metric.selects(labels):
+                watches.append(_Watch(rule, rule.metric))
+        return tuple(watches)
+
+    def _emit(self, key: SeriesKey, w: _Watch, status: Status, value: float | None,
+              ts: float) -> None:
+        assert w.since is not None
+        labels = dict(key[1])
+        fingerprint = hashlib.sha256(json.dumps([w.rule.id, labels], sort_keys=True).encode())
+        labels["alertname"] = w.cond.alertname
+        annotations = {"summary": f"{key[0]}: {w.cond.describe()}", "rule": w.rule.id}
+        if value is not None:
+            annotations["value"] = f"{value:g}"
+        else:
+            annotations["resolved_by"] = "stale"
+        self._out.append(Alert(
+            source=METRICS_SOURCE, fingerprint=fingerprint.hexdigest()[:16], status=status,
+            labels=labels, annotations=annotations, starts_at=rfc3339(w.since),
+            ends_at=rfc3339(ts) if status == "resolved" else ""))
+
+
+def _interned(key: SeriesKey) -> SeriesKey:
+    """The key of a new series with interned label names: series share those strings."""
+    return sys.intern(key[0]), tuple((sys.intern(k), v) for k, v in key[1])

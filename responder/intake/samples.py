@@ -1,0 +1,140 @@
+"""Metric samples from the metrics topic: ``{name, labels, value, ts}``, one or a batch.
+
+A message is one sample object, a JSON array of them, or ``{"samples": [...]}`` (schema in
+``docs/schemas/kafka-metric-samples.schema.json``). The whole message is checked before any
+of it is evaluated, so a message is either evaluated or dead-lettered, never half.
+Checks are written out by hand: this runs for every sample, and a model per sample would
+cost more than the evaluation.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+from responder.engine.thresholds import Sample
+from responder.intake.alertmanager import PayloadError
+
+MAX_LABELS = 64
+MAX_LABEL_VALUE = 1024
+MAX_INT_VALUE = 2**63
+MAX_TS = 1e11  # the year 5138: a larger ts is a unit mistake (ms or ns), not a time
+_FIELDS = frozenset({"name", "labels", "value", "ts"})
+_METRIC_NAME = re.compile(r"[a-zA-Z_:][a-zA-Z0-9_:]*")
+_LABEL_NAME = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
+_KNOWN_MAX = 10_000
+_EMPTY: dict[str, str] = {}
+
+
+_known_metrics: set[str] = set()
+_known_labels: set[str] = set()
+
+
+def _name_ok(name: object, pattern: re.Pattern[str], known: set[str]) -> bool:
+    """Check a name once; names found valid are remembered (bounded), so the regex runs once
+    per name, not once per sample."""
+    if type(name) is not str or len(name) > 200 or not pattern.fullmatch(name):
+        return False
+    if len(known) < _KNOWN_MAX:
+        known.add(name)
+    return True
+
+
+def parse_samples(value: bytes | None, max_bytes: int) -> list[Sample]:
+    """The samples one message carries, or PayloadError naming the first bad field."""
+    if value is None:
+        raise PayloadError("", "empty message")
+    if len(value) > max_bytes:
+        raise PayloadError("", f"message over {max_bytes} bytes")
+    try:
+        data = json.loads(value)
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise PayloadError("", f"malformed JSON: {e}") from e
+    if isinstance(data, dict) and "samples" in data:
+        if len(data) != 1:
+            raise PayloadError("", "a batch object holds only samples")
+        data, prefix = data["samples"], "samples."
+    elif isinstance(data, list):
+        prefix = ""
+    else:
+        data, prefix = [data], ""
+    if not isinstance(data, list):
+        raise PayloadError("samples", "must be an array")
+    try:
+        return [_sample(item) for item in data]
+    except _Bad:
+        pass
+    for i, item in enumerate(data):  # only for a bad message: find which sample, to name it
+        try:
+            _sample(item)
+        except _Bad as e:
+            raise PayloadError(f"{prefix}{i}{e.field}", e.message) from None
+    raise AssertionError("unreachable")
+
+
+class _Bad(Exception):
+    """A sample failed a check; parse_samples then names it by its index."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(message)
+        self.field, self.message = field, message
+
+
+def _sample(item: Any) -> Sample:
+    if type(item) is not dict:
+        raise _Bad("", "a sample must be an object")
+    try:
+        name: Any = item["name"]
+        number: Any = item["value"]
+        ts: Any = item["ts"]
+    except KeyError:
+        raise _Bad("", _unknown(item)) from None
+    labels: Any = item.get("labels", _EMPTY)
+    if len(item) != (4 if "labels" in item else 3):
+        raise _Bad("", _unknown(item))
+    if name not in _known_metrics and not _name_ok(name, _METRIC_NAME, _known_metrics):
+        raise _Bad(".name", "must be a metric name ([a-zA-Z_:][a-zA-Z0-9_:]*)")
+    _check_labels(labels)
+    if type(number) is not float:
+        # An int may be too large for a float; bool is an int but not a number here.
+        if type(number) is not int or not -MAX_INT_VALUE < number < MAX_INT_VALUE:
+            raise _Bad(".value", "must be a number")
+        number = float(number)
+    elif number != number:  # noqa: PLR0124 - NaN, without a call per sample
+        raise _Bad(".value", "must be a number, not NaN")
+    if type(ts) is not float:
+        if type(ts) is not int:
+            raise _Bad(".ts", "must be Unix seconds (a positive number, not ms)")
+        ts = float(ts)
+    if not 0 < ts < MAX_TS:
+        raise _Bad(".ts", "must be Unix seconds (a positive number, not ms)")
+    return name, labels, number, ts
+
+
+def _check_labels(labels: Any) -> None:
+    if type(labels) is not dict or len(labels) > MAX_LABELS:
+        raise _Bad(".labels", f"must be an object of at most {MAX_LABELS} string labels")
+    for label, text in labels.items():
+        if label not in _known_labels and not _name_ok(label, _LABEL_NAME, _known_labels):
+            raise _Bad(".labels", f"bad label name {label!r:.80}")
+        if type(text) is not str or len(text) > MAX_LABEL_VALUE or not (
+                (text.isascii() and "\x00" not in text) or _storable(text)):
+            raise _Bad(f".labels.{label}",
+                       f"must be a string of at most {MAX_LABEL_VALUE} characters")
+
+
+def _unknown(item: dict[str, Any]) -> str:
+    extra = sorted(str(k) for k in item.keys() - _FIELDS)
+    if extra:
+        return f"unknown field(s): {', '.join(extra)}"
+    return f"missing field(s): {', '.join(sorted(_FIELDS - {'labels'} - item.keys()))}"
+
+
+def _storable(text: str) -> bool:
+    """No NUL and no lone surrogate: PostgreSQL must be able to store it in an alert."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return "\x00" not in text
