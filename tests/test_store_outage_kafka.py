@@ -10,14 +10,15 @@ from prometheus_client import CollectorRegistry
 
 from responder.daemon import Daemon
 from tests.conftest import Broker, Exchange, PrivatePostgres, fixture_bytes, settings_for, wait_for
-from tests.test_kafka import committed, kafka_settings, produce
+from tests.test_kafka import committed, dead_letters, kafka_settings, produce
 
 
 async def test_kafka_offset_waits_for_the_store(
     kafka: Broker, private_postgres: PrivatePostgres, rules_dir: Path, exchange: Exchange,
 ) -> None:
     """While the store is down the consumer keeps its offset uncommitted and calls nothing;
-    when the store returns the same message is recorded, contained, and only then committed."""
+    when the store returns the same message is recorded, contained, and only then committed.
+    A poison message in the re-read batch reaches the dead-letter topic once, not per retry."""
     ks = kafka_settings(kafka)
     topic, group = ks["kafka_alerts_topic"], ks["kafka_group"]
     daemon = Daemon(settings_for(private_postgres.dsn, rules_dir, **ks),
@@ -25,7 +26,7 @@ async def test_kafka_offset_waits_for_the_store(
     await daemon.start()
     try:
         await asyncio.to_thread(private_postgres.stop)
-        await produce(kafka, topic, fixture_bytes("firing-single.json"))
+        await produce(kafka, topic, b"{poison", fixture_bytes("firing-single.json"))
         await asyncio.sleep(4)  # several poll-and-retry rounds against the dead store
         assert await committed(kafka, topic, group) is None
         assert exchange.state.calls == []
@@ -34,8 +35,9 @@ async def test_kafka_offset_waits_for_the_store(
                        what="containment once the store is back")
 
         async def is_committed() -> bool:
-            return await committed(kafka, topic, group) == 1
+            return await committed(kafka, topic, group) == 2
 
         await wait_for(is_committed, timeout_s=15, what="the offset commit")
+        assert [m.value for m in await dead_letters(kafka, ks["kafka_dlq_topic"])] == [b"{poison"]
     finally:
         await daemon.shutdown()

@@ -93,28 +93,39 @@ class KafkaIntake:
             try:
                 batch = await self._consumer.getmany(timeout_ms=500, max_records=500)
                 if batch:
-                    await self._handle(batch)
+                    try:
+                        await self._handle(batch)
+                    except KafkaError:
+                        # Neither committed nor wholly handled: read it again, or the next
+                        # batch's commit would skip past it.
+                        self._rewind(batch)
+                        raise
                 await self._export_lag()
             except KafkaError as e:
                 log.warning("kafka unavailable; retrying", error=str(e))
                 await asyncio.sleep(RETRY_S)
 
+    def _rewind(self, batch: dict[Any, list[Any]]) -> None:
+        for tp, messages in batch.items():
+            self._consumer.seek(tp, messages[0].offset)
+
     async def _handle(self, batch: dict[Any, list[Any]]) -> None:
         alerts: list[Alert] = []
         per_message: list[list[Alert]] = []
+        poison: list[tuple[Any, Any, str]] = []
         for tp, messages in batch.items():
             for msg in messages:
                 try:
                     parsed = parse_message(msg.value, self._settings.kafka_max_message_bytes)
                 except PayloadError as e:
-                    await self._dead_letter(tp, msg, str(e))
+                    poison.append((tp, msg, str(e)))
                     continue
                 alerts.extend(parsed)
                 per_message.append(parsed)
         try:
             # Each message is its own delivery with its own correlation id; the writer
             # still commits them together.
-            results = await asyncio.gather(*(self._record(a) for a in per_message if a),
+            results = await asyncio.gather(*(self._record_message(a) for a in per_message if a),
                                            return_exceptions=True)
             for result in results:
                 if isinstance(result, BaseException):
@@ -122,10 +133,13 @@ class KafkaIntake:
         except StoreError as e:
             # Not recorded, so not committed: read the same messages again after a pause.
             log.warning("kafka batch not recorded; will read it again", error=str(e))
-            for tp, messages in batch.items():
-                self._consumer.seek(tp, messages[0].offset)
+            self._rewind(batch)
             await asyncio.sleep(RETRY_S)
             return
+        # Dead-lettered only once the rest is recorded: a store outage re-reads the batch,
+        # and its poison must not reach the dead-letter topic once per retry.
+        for tp, msg, reason in poison:
+            await self._dead_letter(tp, msg, reason)
         from aiokafka.structs import OffsetAndMetadata
 
         await self._consumer.commit({tp: OffsetAndMetadata(messages[-1].offset + 1, "")
@@ -133,7 +147,7 @@ class KafkaIntake:
         for alert in alerts:
             self._state.metrics.alerts.labels(SOURCE, alert.status).inc()
 
-    async def _record(self, alerts: list[Alert]) -> None:
+    async def _record_message(self, alerts: list[Alert]) -> None:
         cid = correlation.new_id()
         with structlog.contextvars.bound_contextvars(correlation_id=cid):
             recorded = await self._state.record(alerts, correlation_id=cid)

@@ -18,6 +18,7 @@ from typing import Any
 
 import structlog
 
+from responder import correlation
 from responder.config import Settings
 from responder.engine.thresholds import OUTCOMES, Counts, Evaluator
 from responder.errors import StoreError
@@ -68,7 +69,8 @@ class MetricsIntake(KafkaIntake):
                     continue
                 evaluator.observe(samples)
         alerts = evaluator.take()
-        if alerts and not await self._record(alerts):
+        cid = correlation.new_id()
+        if alerts and not await self._record(alerts, cid):
             return  # stopping with the alerts unrecorded: the batch is read again next start
         from aiokafka.structs import OffsetAndMetadata
 
@@ -78,14 +80,16 @@ class MetricsIntake(KafkaIntake):
         for alert in alerts:
             self._state.metrics.alerts.labels(METRICS_SOURCE, alert.status).inc()
             log.info("metric rule alert recorded", status=alert.status,
-                     alertname=alert.labels.get("alertname"), starts_at=alert.starts_at)
+                     alertname=alert.labels.get("alertname"), starts_at=alert.starts_at,
+                     correlation_id=cid)
 
-    async def _record(self, alerts: list[Alert]) -> bool:
+    async def _record(self, alerts: list[Alert], cid: str) -> bool:
         """Record until stored (True), or until stopping (False). The evaluator has already
         moved on, so reading the samples again would not raise these alerts: hold them."""
         while True:
             try:
-                await self._state.record(alerts)
+                with structlog.contextvars.bound_contextvars(correlation_id=cid):
+                    await self._state.record(alerts, correlation_id=cid)
             except StoreError as e:
                 if self.paused:
                     return False
