@@ -16,7 +16,7 @@ from typing import Any
 
 import structlog
 
-from responder import correlation
+from responder import correlation, failpoints
 from responder.config import Settings
 from responder.errors import StoreError
 from responder.intake.alertmanager import PayloadError, payload_alerts
@@ -136,6 +136,7 @@ class KafkaIntake:
             self._rewind(batch)
             await asyncio.sleep(RETRY_S)
             return
+        failpoints.reach(failpoints.KAFKA_AFTER_RECORD)
         # Dead-lettered only once the rest is recorded: a store outage re-reads the batch,
         # and its poison must not reach the dead-letter topic once per retry.
         for tp, msg, reason in poison:
