@@ -181,6 +181,9 @@ class Settings(BaseSettings):
                             pattern=r"^[A-Za-z0-9._:@-]{1,128}$")
     step_lease_s: float = Field(default=10.0, ge=0.5)
     leader_check_s: float = Field(default=2.0, gt=0)
+    manual_wait_s: float = Field(default=5.0, ge=0, le=60)
+    """How long a person's change waits for automation in flight on the same key (any
+    replica) before it is refused with 409 key_busy."""
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     # The operator web page's session cookies are signed with this; unset, each process makes
     # its own, so replicas behind one URL need a shared value.

@@ -14,6 +14,7 @@ import pytest
 from examples.exchange import Faults
 from responder.cli import main
 from responder.daemon import Daemon
+from responder.store.claims import KEY_LOCK_NS
 from tests.conftest import (
     ADMIN_TOKEN,
     OPERATOR_TOKEN,
@@ -314,3 +315,55 @@ async def test_a_nul_in_the_key_gets_400(make_daemon: DaemonFactory,
     status, answer = await call(http, daemon, "POST", "/v1/controls/symbol-mode/BT%00C/contain",
                                 OPERATOR_TOKEN, {"to_level": "HARD_HALT", "reason": "x"})
     assert (status, answer["error"]) == (400, "invalid_field")
+
+
+async def test_a_person_waits_for_automation_on_another_replica(
+    make_daemon: DaemonFactory, exchange: Exchange, http: aiohttp.ClientSession, database: str,
+) -> None:
+    """A live claim by another replica on the key makes a release wait, then answer 409."""
+    daemon = await make_daemon(manual_wait_s=0.5)
+    await post_alerts(http, daemon, SPLIT_BRAIN)
+    await idle(daemon)
+    conn = await asyncpg.connect(database)
+    try:
+        incident = await conn.fetchval("SELECT id FROM incidents")
+        step = await conn.fetchval(
+            "INSERT INTO steps (incident_id, kind, position, control, key, level, rank,"
+            " idempotency_key, claimed_by, lease_until) VALUES ($1, 'step', 9, 'symbol-mode',"
+            " 'BTC-USD', 'SOFT_HALT', 2, 'other-key', 'replica-b', now() + interval '1 min')"
+            " RETURNING id", incident)
+        calls = len(exchange.state.calls)
+        status, answer = await call(http, daemon, "POST",
+                                    "/v1/controls/symbol-mode/BTC-USD/release", OPERATOR_TOKEN,
+                                    release_body("CANCEL_ONLY"))
+        assert (status, answer["error"]) == (409, "key_busy")
+        assert "replica-b" in answer["message"]
+        assert len(exchange.state.calls) == calls
+        await conn.execute("UPDATE steps SET status = 'done' WHERE id = $1", step)
+    finally:
+        await conn.close()
+    status, _ = await call(http, daemon, "POST", "/v1/controls/symbol-mode/BTC-USD/release",
+                           OPERATOR_TOKEN, release_body("CANCEL_ONLY"))
+    assert status == 200
+    assert exchange.state.symbols["BTC-USD"] == "CANCEL_ONLY"
+
+
+async def test_automation_waits_for_a_person_on_another_replica(
+    make_daemon: DaemonFactory, exchange: Exchange, http: aiohttp.ClientSession, database: str,
+) -> None:
+    """While a person's change holds the key (the lock another replica's API takes), an
+    automatic step on it is not called; it runs once the key is free."""
+    daemon = await make_daemon(sweep_interval_s=0.2)
+    conn = await asyncpg.connect(database)
+    try:
+        await conn.execute("SELECT pg_advisory_lock($1, hashtext('symbol-mode/BTC-USD'))",
+                           KEY_LOCK_NS)
+        await post_alerts(http, daemon, SPLIT_BRAIN)
+        await asyncio.sleep(1.5)
+        assert "BTC-USD" not in exchange.state.symbols
+        await conn.execute("SELECT pg_advisory_unlock($1, hashtext('symbol-mode/BTC-USD'))",
+                           KEY_LOCK_NS)
+        await wait_for(lambda: exchange.state.symbols.get("BTC-USD") == "HARD_HALT",
+                       what="the step once the key is free")
+    finally:
+        await conn.close()

@@ -7,8 +7,9 @@ ticket. A release moves one stop at a time; it never happens automatically.
 
 from __future__ import annotations
 
+import contextlib
 import uuid
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
@@ -19,6 +20,7 @@ from responder.errors import ActionPermanentError, ResponderError
 from responder.rules.table import Control
 from responder.state import DaemonState
 from responder.store.actionlog import ChainAppender, Entry
+from responder.store.claims import KeyBusy, hold_key
 from responder.store.db import Conn
 
 Kind = Literal["release", "contain"]
@@ -91,10 +93,20 @@ def _check(control: Control, change: ManualChange, current: str) -> None:
                             f"{control.name} is at {current}: release to {allowed} first")
 
 
+@contextlib.asynccontextmanager
+async def _across_replicas(state: DaemonState, control: str, key: str) -> AsyncIterator[None]:
+    try:
+        async with hold_key(state.pool, control, key, state.settings.manual_wait_s):
+            yield
+    except KeyBusy as e:
+        raise ManualRefused(409, "key_busy", f"{e}; try again shortly") from None
+
+
 async def apply_manual(state: DaemonState, change: ManualChange) -> dict[str, Any]:
     """Apply the change through the target; ManualRefused if it is not allowed or fails."""
     control, key = _resolve(state, change)
-    async with state.executor.key_lock(control.name, key):
+    async with state.executor.key_lock(control.name, key), \
+            _across_replicas(state, control.name, key):
         async with state.pool.acquire() as conn:
             held = await conn.fetchrow(HELD_SQL, control.name, key)
         current = held["level"] if held is not None else control.levels[0]

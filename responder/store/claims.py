@@ -9,9 +9,15 @@ the same Idempotency-Key, which the target answers without applying twice.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import time
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal
+
+import asyncpg
 
 from responder.store.db import Conn
 
@@ -19,8 +25,17 @@ from responder.store.db import Conn
 # step's control key, in id order (so two claimers cannot deadlock). Under READ COMMITTED a
 # row locked by a concurrent claim is waited for and then read as that claim committed it,
 # so of two replicas claiming steps on one key, the second sees the first's live lease.
+KEY_LOCK_NS = 0x6B657973  # advisory lock namespace: one lock per (control, key)
+"""A person's change to a key holds this lock (session level, on its own connection) while
+it calls the target; an automatic claim on the key is refused while it is held. Two
+replicas therefore never change one key at once, whoever acts."""
+
 CLAIM_SQL = """
-WITH key_rows AS (
+WITH free AS (
+    -- Taken and released within this statement: only asks whether a person holds the key.
+    SELECT pg_try_advisory_xact_lock({ns}, hashtext(control || '/' || key)) AS ok
+    FROM steps WHERE id = $1
+), key_rows AS (
     SELECT o.id, o.claimed_by, o.lease_until
     FROM steps o, (SELECT control, key FROM steps WHERE id = $1) k
     WHERE o.control = k.control AND o.key = k.key AND o.status = 'pending'
@@ -36,11 +51,22 @@ WITH key_rows AS (
       AND (t.claimed_by IS NULL OR t.claimed_by = $2 OR t.lease_until < now())
       AND NOT EXISTS (SELECT 1 FROM key_rows b WHERE b.id <> $1 AND b.claimed_by <> $2
                       AND b.lease_until >= now())
+      AND (SELECT ok FROM free)
     RETURNING s.claims
 )
 SELECT (SELECT count(*) FROM target) AS is_pending, (SELECT claims FROM claimed) AS claims,
        (SELECT claimed_by FROM target) AS previous,
        (SELECT lease_until FROM target) AS previous_until
+"""
+
+CLAIM_SQL = CLAIM_SQL.replace("{ns}", str(KEY_LOCK_NS))
+
+HOLD_KEY_SQL = "SELECT pg_try_advisory_lock($1, hashtext($2 || '/' || $3))"
+FREE_KEY_SQL = "SELECT pg_advisory_unlock($1, hashtext($2 || '/' || $3))"
+LIVE_CLAIM_SQL = """
+SELECT claimed_by FROM steps
+WHERE control = $1 AND key = $2 AND status = 'pending' AND lease_until >= now()
+LIMIT 1
 """
 
 RENEW_SQL = """
@@ -96,3 +122,37 @@ async def renew_claim(conn: Conn, step_id: int, replica: str, lease_s: float) ->
 async def let_go(conn: Conn, replica: str) -> int:
     """End our live leases now (graceful shutdown) so another replica need not wait."""
     return len(await conn.fetch(LET_GO_SQL, replica))
+
+
+class KeyBusy(Exception):
+    """Someone else is changing the key: automation on a replica, or another person."""
+
+
+@contextlib.asynccontextmanager
+async def hold_key(pool: asyncpg.Pool, control: str, key: str,
+                   wait_s: float) -> AsyncIterator[None]:
+    """Hold a control key for a person's change, across replicas: wait up to ``wait_s`` for
+    automatic steps in flight on it (live claims) and for other people's changes to end."""
+    async with pool.acquire() as conn:
+        deadline = time.monotonic() + wait_s
+        while True:
+            if await conn.fetchval(HOLD_KEY_SQL, KEY_LOCK_NS, control, key):
+                holder = await conn.fetchval(LIVE_CLAIM_SQL, control, key)
+                if holder is None:
+                    break
+                await conn.fetchval(FREE_KEY_SQL, KEY_LOCK_NS, control, key)
+                why = f"automation ({holder}) is changing {control}[{key}] now"
+            else:
+                why = f"another person's change to {control}[{key}] is in progress"
+            if time.monotonic() >= deadline:
+                raise KeyBusy(why)
+            await asyncio.sleep(0.2)
+        try:
+            yield
+        finally:
+            try:
+                await conn.fetchval(FREE_KEY_SQL, KEY_LOCK_NS, control, key)
+            except Exception:
+                # A session that cannot unlock must not go back to the pool holding the key.
+                conn.terminate()
+                raise
