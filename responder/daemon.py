@@ -39,6 +39,7 @@ from responder.redaction import Redactor
 from responder.rules.loader import load_rules
 from responder.rules.table import RuleTable
 from responder.state import DaemonState
+from responder.store import queries
 from responder.store.actionlog import ChainAppender, Entry
 from responder.store.db import Conn, create_pool, migrate
 from responder.store.embedded import start_embedded
@@ -316,13 +317,17 @@ class Daemon:
 
         Both stop applying at their expiry by themselves; this only writes it down. It runs
         on every replica: each write is conditional on the row, so it happens once. Each
-        pass also reloads the mode, which another replica may have switched.
+        pass also reloads the mode, which another replica may have switched, and gives the
+        blast-radius guard what every replica contained in its window.
         """
         while True:
             await asyncio.sleep(EXPIRY_CHECK_S)
             try:
                 async with pool.acquire() as conn:
                     await modes.load(conn)
+                    if modes.guard is not None:
+                        modes.guard.absorb(await queries.recent_containments(
+                            conn, modes.guard.window_s))
                 if modes.expired():
                     await writer.submit(modes.end_break_glass("expired"))
                     log.warning("break-glass expired: automation acts again")

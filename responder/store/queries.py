@@ -157,3 +157,16 @@ async def evidence_versions(conn: Conn, incident_id: int) -> list[asyncpg.Record
     return list(await conn.fetch(
         "SELECT version, digest, prev_digest, created_at FROM evidence WHERE incident_id = $1"
         " ORDER BY version DESC", incident_id))
+
+
+RECENT_CONTAINMENTS_SQL = """
+SELECT i.rule_id, count(*) AS n FROM incidents i
+WHERE i.opened_at > now() - make_interval(secs => $1) AND i.scope <> 'storm'
+  AND EXISTS (SELECT 1 FROM steps s WHERE s.incident_id = i.id AND s.kind = 'step')
+GROUP BY i.rule_id
+"""
+
+
+async def recent_containments(conn: Conn, window_s: float) -> dict[str, int]:
+    """Incidents with containment steps opened in the last window, by any replica."""
+    return {r["rule_id"]: r["n"] for r in await conn.fetch(RECENT_CONTAINMENTS_SQL, window_s)}
