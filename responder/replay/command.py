@@ -19,7 +19,8 @@ from responder.engine.policy import parse_time
 from responder.errors import ReplayInputError, ResponderError, RuleError
 from responder.replay.diff import Report, replay
 from responder.replay.file_input import read_file
-from responder.replay.shadow import Shadow
+from responder.replay.metric_changes import changed, file_notes, store_notes, unreplayable
+from responder.replay.shadow import MAX_SERIES, STALE_AFTER_S, Shadow
 from responder.rules.loader import load_rules
 from responder.rules.table import RuleTable
 
@@ -48,16 +49,32 @@ def load_table(rules_dir: Path, packs: list[str]) -> RuleTable:
 
 
 def from_file(candidate: RuleTable, baseline: RuleTable, path: Path,
-              since: datetime | None) -> Report:
-    events = read_file(path, since)
-    return replay(events, Shadow(candidate), Shadow(baseline))
+              since: datetime | None, settings: Settings | None = None) -> Report:
+    """Both tables over the file's alerts and samples; each evaluates the samples itself,
+    with the daemon's series limit and staleness."""
+    max_series = settings.metrics_max_series if settings else MAX_SERIES
+    stale_after_s = settings.metrics_stale_after_s if settings else STALE_AFTER_S
+    report = replay(read_file(path, since),
+                    Shadow(candidate, max_series=max_series, stale_after_s=stale_after_s),
+                    Shadow(baseline, max_series=max_series, stale_after_s=stale_after_s))
+    report.notes += file_notes(report.samples, changed(baseline, candidate))
+    return report
 
 
-async def from_store(candidate: RuleTable, conn: Any, since: datetime | None) -> Report:
+async def from_store(candidate: RuleTable, conn: Any, since: datetime | None,
+                     in_force: RuleTable | None = None) -> Report:
+    """The candidate over the recorded alerts, compared with what was done. ``in_force``
+    (the configured table) tells which metric rules the candidate changes: the store keeps
+    no samples, so those are noted rather than re-evaluated."""
     from responder.replay.store_input import read_store
 
     history = await read_store(conn, since)
-    return replay(history.events, Shadow(candidate, history.open_at_start), history.baseline)
+    metric = unreplayable(history.events, candidate)
+    report = replay(history.events, Shadow(candidate, history.open_at_start), history.baseline,
+                    metric.skipped)
+    changes = changed(in_force, candidate) if in_force is not None else None
+    report.notes += store_notes(metric, changes, candidate)
+    return report
 
 
 def render(report: Report, header: str, as_json: bool) -> str:
@@ -92,14 +109,19 @@ async def _report(settings: Settings, args: argparse.Namespace,
     candidate = load_table(args.rules, packs)
     if args.from_file is not None:
         base_dir = args.baseline or settings.rules_dir
-        report = from_file(candidate, load_table(base_dir, packs), args.from_file, since)
+        report = from_file(candidate, load_table(base_dir, packs), args.from_file, since,
+                           settings)
         return report, f"replay of {args.from_file}: baseline {base_dir}, candidate {args.rules}"
     if args.baseline is not None:
         raise ResponderError("--baseline compares with a table over --from FILE; from the"
                              " store the baseline is what was done")
+    try:
+        in_force: RuleTable | None = load_table(settings.rules_dir, packs)
+    except RuleError:
+        in_force = None  # noted in the report: changed metric rules are then found less well
     conn = await connect(settings)
     try:
-        report = await from_store(candidate, conn, since)
+        report = await from_store(candidate, conn, since, in_force)
     finally:
         await conn.close()
     window = f" since {since.isoformat()}" if since else ""
