@@ -1,6 +1,7 @@
 """``responder replay``: load the tables, read the inputs, print the differences.
 
-Exit code 0: no differences; 1: differences; 2: an error (bad rules, input, store).
+Exit code 0: no differences; 1: differences, or a changed metric rule the input cannot
+evaluate (a note says which); 2: an error (bad rules, input, store).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from responder.config import Settings
 from responder.engine.policy import parse_time
 from responder.errors import ReplayInputError, ResponderError, RuleError
 from responder.replay.diff import Report, replay
+from responder.replay.events import SampleEvent
 from responder.replay.file_input import read_file
 from responder.replay.metric_changes import changed, file_notes, store_notes, unreplayable
 from responder.replay.shadow import MAX_SERIES, STALE_AFTER_S, Shadow
@@ -54,10 +56,12 @@ def from_file(candidate: RuleTable, baseline: RuleTable, path: Path,
     with the daemon's series limit and staleness."""
     max_series = settings.metrics_max_series if settings else MAX_SERIES
     stale_after_s = settings.metrics_stale_after_s if settings else STALE_AFTER_S
-    report = replay(read_file(path, since),
+    events = read_file(path, since)
+    report = replay(events,
                     Shadow(candidate, max_series=max_series, stale_after_s=stale_after_s),
                     Shadow(baseline, max_series=max_series, stale_after_s=stale_after_s))
-    report.notes += file_notes(report.samples, changed(baseline, candidate))
+    sampled = {e.sample[0] for e in events if isinstance(e, SampleEvent)}
+    report.notes += file_notes(sampled, changed(baseline, candidate), candidate)
     return report
 
 
@@ -86,7 +90,8 @@ def render(report: Report, header: str, as_json: bool) -> str:
 async def run(settings: Settings, args: argparse.Namespace,
               connect: Callable[[Settings], Awaitable[Any]],
               names: Callable[[str | None], list[str]]) -> int:
-    """The command: print the report; exit 0 (no differences), 1 (some) or 2 (an error)."""
+    """The command: print the report; exit 0 (no differences), 1 (some, or a change it
+    cannot evaluate) or 2 (an error)."""
     try:
         report, header = await _report(settings, args, connect, names)
     except RuleError as e:
@@ -98,7 +103,8 @@ async def run(settings: Settings, args: argparse.Namespace,
         print(f"responder: {e}", file=sys.stderr)
         return 2
     print(render(report, header, args.json))
-    return 1 if report.changed else 0
+    # A change replay cannot evaluate is not shown to be safe: it does not pass as "none".
+    return 1 if report.changed or report.notes else 0
 
 
 async def _report(settings: Settings, args: argparse.Namespace,

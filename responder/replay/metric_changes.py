@@ -10,7 +10,7 @@ as if the candidate had raised them.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Sequence, Set
 from dataclasses import dataclass, field
 
 from responder.replay.events import AlertEvent, Event
@@ -105,8 +105,12 @@ def store_notes(found: StoreMetricAlerts, changes: dict[str, str] | None,
     return notes
 
 
-def file_notes(samples: int, changes: dict[str, str]) -> list[str]:
-    if samples or not changes:
-        return []
-    return [f"metric rule {rule_id} changed ({what}), but the input holds no metric samples,"
-            " so it was not evaluated." for rule_id, what in sorted(changes.items())]
+def file_notes(sampled: Set[str], changes: dict[str, str], candidate: RuleTable) -> list[str]:
+    """Notes for changed metric rules whose metric the input has no sample of."""
+    notes = []
+    for rule_id, what in sorted(changes.items()):
+        rule = candidate.rule(rule_id)
+        if rule is not None and rule.metric is not None and rule.metric.name not in sampled:
+            notes.append(f"metric rule {rule_id} changed ({what}), but the input holds no"
+                         f" {rule.metric.name} samples, so it was not evaluated.")
+    return notes
