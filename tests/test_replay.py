@@ -389,6 +389,29 @@ def test_a_changed_metric_rule_without_samples_is_noted(tmp_path: Path) -> None:
     assert "holds no settlement_lag_p99 samples" in note
 
 
+def test_a_lower_clear_resolves_later_even_when_the_series_goes_stale(tmp_path: Path) -> None:
+    """`clear` 20 -> 10: the baseline resolves at the sample of 15; under the candidate the
+    series stays firing until it has been silent for the stale time, and the report says
+    it went stale rather than quoting the other series' sample that moved time on."""
+    points = [("a", v, 30 * i) for i, v in enumerate([35, 40, 40, 40, 15])]
+    points += [("b", 5, 150 + 60 * i) for i in range(1, 8)]
+    path = tmp_path / "stale.jsonl"
+    path.write_text("\n".join(json.dumps({"name": LAG, "labels": {"venue": venue},
+                                           "value": v, "ts": T0 + at})
+                              for venue, v, at in points))
+    rules = edited(tmp_path, "clear-10", "clear: 20", "clear: 10")
+    report = from_file(load_table(rules, []), load_table(ROOT / "rules", []), path, None)
+    [changed] = report.changed
+    # Venue a's last sample is at 120 s; the sweep (every 75 s of sample time or more) at
+    # venue b's sample of 450 s (line 10) is the first to find it silent for over 300 s.
+    assert (changed.ref, changed.status) == ("stale.jsonl:10", "resolved")
+    assert changed.sample == ('settlement_lag_p99{venue="a"} gone stale'
+                              ' (last sample 2026-11-18T11:08:40.000000Z)')
+    assert changed.differences == [Difference(
+        "when", before=("2026-11-18T11:08:40Z", "stale.jsonl:5"),
+        after=("2026-11-18T11:14:10Z",), rules=(THROTTLE,), status="resolved")]
+
+
 async def record_lag(daemon: Daemon, values: Sequence[float]) -> None:
     """Evaluate samples as the metrics intake does and record the alerts they raise."""
     assert daemon.state is not None

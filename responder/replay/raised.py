@@ -11,7 +11,7 @@ raised under one table only (``raised``), and its actions are new or missing.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
 from responder.model import Alert
@@ -127,8 +127,18 @@ def _rules(r: Raised) -> tuple[str, ...]:
 
 
 def _diff(r: Raised, diffs: list[Difference]) -> AlertDiff:
-    name, labels, value, _ = r.event.sample
-    selector = ",".join(f'{k}="{v}"' for k, v in sorted(labels.items()))
-    series = f"{name}{{{selector}}}" if selector else name
+    if r.alert.annotations.get("resolved_by") == "stale":
+        # Resolved because its series fell silent: the sample at hand only moved time on.
+        metric = r.alert.annotations.get("summary", "").partition(":")[0]
+        series = {k: v for k, v in r.alert.labels.items() if k != "alertname"}
+        sample = f"{_series(metric, series)} gone stale (last sample {r.alert.ends_at})"
+    else:
+        name, labels, value, _ = r.event.sample
+        sample = f"{_series(name, labels)} = {value:g}"
     return AlertDiff(r.event.ref, r.event.at, r.alert.labels.get("alertname", ""),
-                     dict(r.alert.labels), diffs, r.alert.status, f"{series} = {value:g}")
+                     dict(r.alert.labels), diffs, r.alert.status, sample)
+
+
+def _series(name: str, labels: Mapping[str, str]) -> str:
+    selector = ",".join(f'{k}="{v}"' for k, v in sorted(labels.items()))
+    return f"{name}{{{selector}}}" if selector else name
