@@ -465,3 +465,13 @@ async def test_store_replay_notes_a_changed_metric_rule_and_replays_unchanged_on
     out = capsys.readouterr().out.splitlines()
     assert out[1].startswith(f"note: metric rule {THROTTLE} changed (")
     assert out[2].startswith("0 alerts replayed, 0 with differences")
+    # Without the table in force, the recorded alerts still tell the condition changed.
+    monkeypatch.setenv("RESPONDER_RULES_DIR", str(tmp_path / "nowhere"))
+    assert await asyncio.to_thread(main, ["replay", "--rules", str(tmp_path / "t2")]) == 1
+    out = capsys.readouterr().out.splitlines()
+    assert out[1] == (
+        f"note: metric rule {THROTTLE} changed (recorded under settlement_lag_p99{{}} > 30"
+        " for 60s (clears at 20) -> settlement_lag_p99{} > 50 for 60s (clears at 20)): the"
+        " store keeps no samples, so a store replay cannot show when it would fire; 2 of its"
+        " recorded alerts not replayed. Replay the samples with --from FILE.")
+    assert out[2].startswith(f"note: the configured rules ({tmp_path / 'nowhere'}) do not load")

@@ -124,11 +124,16 @@ async def _report(settings: Settings, args: argparse.Namespace,
     try:
         in_force: RuleTable | None = load_table(settings.rules_dir, packs)
     except RuleError:
-        in_force = None  # noted in the report: changed metric rules are then found less well
+        in_force = None
     conn = await connect(settings)
     try:
         report = await from_store(candidate, conn, since, in_force)
     finally:
         await conn.close()
+    if in_force is None and candidate.metric_rules:
+        report.notes.append(
+            f"the configured rules ({settings.rules_dir}) do not load, so a changed metric"
+            " rule is found only through its recorded alerts; set RESPONDER_RULES_DIR to the"
+            " rules in force, or replay the samples with --from FILE.")
     window = f" since {since.isoformat()}" if since else ""
     return report, f"replay of the store{window}: baseline what was done, candidate {args.rules}"

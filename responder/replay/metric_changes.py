@@ -83,25 +83,28 @@ def unreplayable(events: Sequence[Event], candidate: RuleTable) -> StoreMetricAl
     return out
 
 
+def _recorded_change(recorded: str, rule: Rule | None) -> str:
+    # The summary is "<metric>: <condition>", and the condition names the metric again.
+    was = recorded.partition(": ")[2] or recorded or "unknown"
+    now = rule.metric.describe() if rule is not None and rule.metric is not None else "none"
+    return f"recorded under {was} -> {now}"
+
+
 def store_notes(found: StoreMetricAlerts, changes: dict[str, str] | None,
                 candidate: RuleTable) -> list[str]:
-    """Plain notes on what a store replay cannot show about metric rules."""
+    """Plain notes on what a store replay cannot show about metric rules. ``changes`` is
+    None when there is no table in force to compare with: then only the recorded alerts
+    tell that a rule changed."""
     notes = []
     rule_ids = sorted(found.by_rule.keys() | (changes or {}).keys())
     for rule_id in rule_ids:
         rule = candidate.rule(rule_id)
-        what = (changes or {}).get(rule_id) or (
-            f"recorded {found.recorded[rule_id]!r}, candidate"
-            f" {condition(rule) if rule is not None else '-'!r}")
+        what = (changes or {}).get(rule_id) or _recorded_change(found.recorded[rule_id], rule)
         count = found.by_rule.get(rule_id, 0)
         left_out = f"; {count} of its recorded alerts not replayed" if count else ""
         notes.append(f"metric rule {rule_id} changed ({what}): the store keeps no samples, so"
                      f" a store replay cannot show when it would fire{left_out}. Replay the"
                      " samples with --from FILE.")
-    if changes is None and candidate.metric_rules:
-        notes.append("the configured rules did not load, so metric rules the candidate"
-                     " changes are found only through their recorded alerts: samples are not"
-                     " stored, replay them with --from FILE to evaluate thresholds.")
     return notes
 
 
