@@ -82,8 +82,9 @@ def _replay_parser(sub: Any) -> None:
     rp.add_argument("--rules", type=Path, required=True, help="the candidate rules directory")
     rp.add_argument("--since", help="RFC 3339 time, or a duration back from now (24h, 7d)")
     rp.add_argument("--from", dest="from_file", type=Path,
-                    help="alerts from a file (Alertmanager payloads or responder's alert shape,"
-                         " JSON or JSON lines) instead of the store")
+                    help="alerts and/or metric samples from a file (Alertmanager payloads,"
+                         " responder's alert shape, the metrics topic's sample shapes; JSON or"
+                         " JSON lines) instead of the store")
     rp.add_argument("--baseline", type=Path, help="with --from: the table to compare with"
                     " (default: RESPONDER_RULES_DIR)")
     rp.add_argument("--packs", help="rule packs enabled in both tables (default:"

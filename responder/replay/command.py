@@ -1,6 +1,7 @@
 """``responder replay``: load the tables, read the inputs, print the differences.
 
-Exit code 0: no differences; 1: differences; 2: an error (bad rules, input, store).
+Exit code 0: no differences; 1: differences, or a changed metric rule the input cannot
+evaluate (a note says which); 2: an error (bad rules, input, store).
 """
 
 from __future__ import annotations
@@ -18,8 +19,10 @@ from responder.config import Settings
 from responder.engine.policy import parse_time
 from responder.errors import ReplayInputError, ResponderError, RuleError
 from responder.replay.diff import Report, replay
+from responder.replay.events import SampleEvent
 from responder.replay.file_input import read_file
-from responder.replay.shadow import Shadow
+from responder.replay.metric_changes import changed, file_notes, store_notes, unreplayable
+from responder.replay.shadow import MAX_SERIES, STALE_AFTER_S, Shadow
 from responder.rules.loader import load_rules
 from responder.rules.table import RuleTable
 
@@ -48,16 +51,34 @@ def load_table(rules_dir: Path, packs: list[str]) -> RuleTable:
 
 
 def from_file(candidate: RuleTable, baseline: RuleTable, path: Path,
-              since: datetime | None) -> Report:
+              since: datetime | None, settings: Settings | None = None) -> Report:
+    """Both tables over the file's alerts and samples; each evaluates the samples itself,
+    with the daemon's series limit and staleness."""
+    max_series = settings.metrics_max_series if settings else MAX_SERIES
+    stale_after_s = settings.metrics_stale_after_s if settings else STALE_AFTER_S
     events = read_file(path, since)
-    return replay(events, Shadow(candidate), Shadow(baseline))
+    report = replay(events,
+                    Shadow(candidate, max_series=max_series, stale_after_s=stale_after_s),
+                    Shadow(baseline, max_series=max_series, stale_after_s=stale_after_s))
+    sampled = {e.sample[0] for e in events if isinstance(e, SampleEvent)}
+    report.notes += file_notes(sampled, changed(baseline, candidate), candidate)
+    return report
 
 
-async def from_store(candidate: RuleTable, conn: Any, since: datetime | None) -> Report:
+async def from_store(candidate: RuleTable, conn: Any, since: datetime | None,
+                     in_force: RuleTable | None = None) -> Report:
+    """The candidate over the recorded alerts, compared with what was done. ``in_force``
+    (the configured table) tells which metric rules the candidate changes: the store keeps
+    no samples, so those are noted rather than re-evaluated."""
     from responder.replay.store_input import read_store
 
     history = await read_store(conn, since)
-    return replay(history.events, Shadow(candidate, history.open_at_start), history.baseline)
+    metric = unreplayable(history.events, candidate)
+    report = replay(history.events, Shadow(candidate, history.open_at_start), history.baseline,
+                    metric.skipped)
+    changes = changed(in_force, candidate) if in_force is not None else None
+    report.notes += store_notes(metric, changes, candidate)
+    return report
 
 
 def render(report: Report, header: str, as_json: bool) -> str:
@@ -69,7 +90,8 @@ def render(report: Report, header: str, as_json: bool) -> str:
 async def run(settings: Settings, args: argparse.Namespace,
               connect: Callable[[Settings], Awaitable[Any]],
               names: Callable[[str | None], list[str]]) -> int:
-    """The command: print the report; exit 0 (no differences), 1 (some) or 2 (an error)."""
+    """The command: print the report; exit 0 (no differences), 1 (some, or a change it
+    cannot evaluate) or 2 (an error)."""
     try:
         report, header = await _report(settings, args, connect, names)
     except RuleError as e:
@@ -81,7 +103,8 @@ async def run(settings: Settings, args: argparse.Namespace,
         print(f"responder: {e}", file=sys.stderr)
         return 2
     print(render(report, header, args.json))
-    return 1 if report.changed else 0
+    # A change replay cannot evaluate is not shown to be safe: it does not pass as "none".
+    return 1 if report.changed or report.notes else 0
 
 
 async def _report(settings: Settings, args: argparse.Namespace,
@@ -92,15 +115,25 @@ async def _report(settings: Settings, args: argparse.Namespace,
     candidate = load_table(args.rules, packs)
     if args.from_file is not None:
         base_dir = args.baseline or settings.rules_dir
-        report = from_file(candidate, load_table(base_dir, packs), args.from_file, since)
+        report = from_file(candidate, load_table(base_dir, packs), args.from_file, since,
+                           settings)
         return report, f"replay of {args.from_file}: baseline {base_dir}, candidate {args.rules}"
     if args.baseline is not None:
         raise ResponderError("--baseline compares with a table over --from FILE; from the"
                              " store the baseline is what was done")
+    try:
+        in_force: RuleTable | None = load_table(settings.rules_dir, packs)
+    except RuleError:
+        in_force = None
     conn = await connect(settings)
     try:
-        report = await from_store(candidate, conn, since)
+        report = await from_store(candidate, conn, since, in_force)
     finally:
         await conn.close()
+    if in_force is None and candidate.metric_rules:
+        report.notes.append(
+            f"the configured rules ({settings.rules_dir}) do not load, so a changed metric"
+            " rule is found only through its recorded alerts; set RESPONDER_RULES_DIR to the"
+            " rules in force, or replay the samples with --from FILE.")
     window = f" since {since.isoformat()}" if since else ""
     return report, f"replay of the store{window}: baseline what was done, candidate {args.rules}"

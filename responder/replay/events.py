@@ -1,14 +1,15 @@
 """What a replay feeds through a rule table, in order, and what each alert asked for.
 
-The input is a sequence of events. Today there are alerts and incident closures (a
-release closes incidents, so the next alert contains again); metric samples for threshold
-rules can join as another event kind without changing the rest.
+The input is a sequence of events: alerts, incident closures (a release closes incidents,
+so the next alert contains again) and metric samples, which each table evaluates with its
+own threshold state; the internal alerts a sample raises are then planned like any other.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from responder.engine.thresholds import Sample
 from responder.model import Alert
 
 
@@ -41,7 +42,16 @@ class CloseEvent:
     scope: str
 
 
-Event = AlertEvent | CloseEvent
+@dataclass(frozen=True)
+class SampleEvent:
+    """A metric sample as it arrived; ``ref`` says where (file:line), ``at`` is its time."""
+
+    sample: Sample
+    ref: str
+    at: str
+
+
+Event = AlertEvent | CloseEvent | SampleEvent
 
 
 @dataclass
