@@ -45,6 +45,7 @@ from responder.store.db import Conn, create_pool, migrate
 from responder.store.embedded import start_embedded
 from responder.store.leader import LeaderLoop
 from responder.store.writer import Unit, Writer
+from responder.web.session import prune_revoked
 
 log = structlog.get_logger("responder")
 
@@ -332,6 +333,8 @@ class Daemon:
                     await writer.submit(modes.end_break_glass("expired"))
                     log.warning("break-glass expired: automation acts again")
                 await writer.submit(functools.partial(prune_nonces, window_s=window_s))
+                async with pool.acquire() as conn:
+                    await prune_revoked(conn)
                 expired = await writer.submit(expire_requests)
                 if expired:
                     log.warning("release requests expired unapproved", count=expired)

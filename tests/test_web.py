@@ -330,6 +330,27 @@ async def test_logout_ends_the_session(make_daemon: DaemonFactory, browser: Brow
         assert resp.status == 303
 
 
+async def test_logout_holds_on_every_replica(make_daemon: DaemonFactory,
+                                             browser: Browsers) -> None:
+    """Two replicas share the session secret and the store: a logout through one ends the
+    session on the other too (and so across restarts)."""
+    secret = "s3ssion-secret-shared-by-replicas-0123456789"
+    first = await make_daemon(web_session_secret=secret)
+    second = await make_daemon(web_session_secret=secret)
+    b = await browser(first)
+    await b.login(VIEWER_TOKEN)
+    cookie = next(c for c in b.http.cookie_jar if c.key == "responder_session").value
+    other = await browser(second)
+    async with other.http.get(f"http://127.0.0.1:{second.port}/", allow_redirects=False,
+                              cookies={"responder_session": cookie}) as resp:
+        assert resp.status == 200  # the cookie opens the other replica's page
+    status, _, _ = await b.post("/logout", {"csrf": b.csrf})
+    assert status == 303
+    async with other.http.get(f"http://127.0.0.1:{second.port}/", allow_redirects=False,
+                              cookies={"responder_session": cookie}) as resp:
+        assert resp.status == 303
+
+
 async def test_forged_or_expired_cookie_is_refused(make_daemon: DaemonFactory,
                                                    browser: Browsers) -> None:
     """A cookie signed with another secret, edited, or past its expiry opens nothing."""

@@ -13,7 +13,7 @@ from responder.auth import Role
 from responder.state import STATE
 from responder.web.context import WEB
 from responder.web.render import page
-from responder.web.session import COOKIE, Session, same_token
+from responder.web.session import COOKIE, Session, revoked_in_store, same_token
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 SessionHandler = Callable[[web.Request, Session], Awaitable[web.StreamResponse]]
@@ -21,9 +21,17 @@ FormHandler = Callable[[web.Request, Session, MultiDictProxy[Any]],
                        Awaitable[web.StreamResponse]]
 
 
-def current(request: web.Request) -> Session | None:
-    web_ctx = request.app[WEB]
-    return web_ctx.sessions.check(request.cookies.get(COOKIE), request.app[STATE].principals)
+async def current(request: web.Request) -> Session | None:
+    """The request's session: signed, unexpired, its principal still configured, and not
+    logged out on any replica."""
+    state = request.app[STATE]
+    session = request.app[WEB].sessions.check(request.cookies.get(COOKIE), state.principals)
+    if session is None:
+        return None
+    async with state.pool.acquire() as conn:
+        if await revoked_in_store(conn, session.sid):
+            return None
+    return session
 
 
 def refuse(request: web.Request, session: Session | None, status: int, message: str,
@@ -38,7 +46,7 @@ def viewer_page(handler: SessionHandler) -> Handler:
     """A page for anyone logged in; without a session, the login page."""
 
     async def guarded(request: web.Request) -> web.StreamResponse:
-        session = current(request)
+        session = await current(request)
         if session is None:
             raise web.HTTPSeeOther("/login")
         return await handler(request, session)
@@ -88,7 +96,7 @@ def form_for(role: Role) -> Callable[[FormHandler], Handler]:
 
     def wrap(handler: FormHandler) -> Handler:
         async def guarded(request: web.Request) -> web.StreamResponse:
-            session = current(request)
+            session = await current(request)
             if session is None:
                 return refuse(request, None, 401, "Your session has ended; log in again.",
                               "no_session")

@@ -16,7 +16,7 @@ from responder.state import STATE
 from responder.web.context import WEB, WebContext
 from responder.web.guard import checked_form, current, form_for
 from responder.web.render import page
-from responder.web.session import COOKIE, LOGIN_COOKIE, Session
+from responder.web.session import COOKIE, LOGIN_COOKIE, Session, revoke_in_store
 
 log = structlog.get_logger("responder.web")
 
@@ -40,7 +40,7 @@ def _login_page(request: web.Request, status: int = 200, message: str = "") -> w
 
 
 async def login_form(request: web.Request) -> web.StreamResponse:
-    if current(request) is not None:
+    if await current(request) is not None:
         raise web.HTTPSeeOther("/")
     return _login_page(request)
 
@@ -73,6 +73,8 @@ async def login(request: web.Request) -> web.StreamResponse:
 @form_for("viewer")
 async def logout(request: web.Request, session: Session, _: object) -> web.StreamResponse:
     ctx = request.app[WEB]
+    async with request.app[STATE].pool.acquire() as conn:
+        await revoke_in_store(conn, session)
     ctx.sessions.revoke(session)
     log.info("web logout", principal=session.principal.name)
     response = web.HTTPSeeOther("/login")

@@ -3,7 +3,8 @@
 A cookie is ``base64url(json).hex(hmac-sha256)``: the name, role, CSRF token, session id and
 expiry, signed with a secret from settings (or one made per process). It holds no API token.
 Each request re-reads the principal by name, so a removed or demoted principal loses its
-session at once. Logout revokes the session id in this process; the cookie expires anyway.
+session at once. Logout revokes the session id in the store (every replica refuses it from
+then on, restarts included) until the cookie would have expired anyway.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import time
 from dataclasses import dataclass
 
 from responder.auth import Principal, Principals
+from responder.store.db import Conn
 
 COOKIE = "responder_session"
 LOGIN_COOKIE = "responder_login"
@@ -79,10 +81,30 @@ class Sessions:
         return Session(principal, csrf, sid, expires_at)
 
     def revoke(self, session: Session, now: float | None = None) -> None:
-        """Refuse this session from now on (in this process); forget expired revocations."""
+        """Refuse this session in this process at once (the store is told by the caller)."""
         now = time.time() if now is None else now
         self._revoked = {sid: t for sid, t in self._revoked.items() if t > now}
         self._revoked[session.sid] = session.expires_at
+
+
+REVOKE_SQL = """
+INSERT INTO web_sessions_revoked (sid, expires_at) VALUES ($1, to_timestamp($2))
+ON CONFLICT (sid) DO NOTHING
+"""
+IS_REVOKED_SQL = "SELECT 1 FROM web_sessions_revoked WHERE sid = $1"
+PRUNE_SQL = "DELETE FROM web_sessions_revoked WHERE expires_at < now()"
+
+
+async def revoke_in_store(conn: Conn, session: Session) -> None:
+    await conn.execute(REVOKE_SQL, session.sid, session.expires_at)
+
+
+async def revoked_in_store(conn: Conn, sid: str) -> bool:
+    return await conn.fetchval(IS_REVOKED_SQL, sid) is not None
+
+
+async def prune_revoked(conn: Conn) -> None:
+    await conn.execute(PRUNE_SQL)
 
 
 def same_token(expected: str, given: object) -> bool:
