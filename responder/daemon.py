@@ -232,8 +232,21 @@ class Daemon:
                stop: Callable[[asyncio.Task[None]], Awaitable[None]] | None = None) -> None:
         """Run a background task and stop it at shutdown (in reverse order of start)."""
         task = asyncio.create_task(coro, name=name)
+        task.add_done_callback(self._task_ended)
         self._tasks.append(task)
         self._stack.push_async_callback(stop or self._stop_task, task)
+
+    def _task_ended(self, task: asyncio.Task[None]) -> None:
+        """A background task must not die unseen: log it, count it, and stop being ready
+        so a balancer and the ResponderNotReady alert take the replica out."""
+        if task.cancelled() or (error := task.exception()) is None:
+            return
+        name = task.get_name()
+        log.error("background task died; this replica is no longer ready", task=name,
+                  error=f"{type(error).__name__}: {error}", exc_info=error)
+        self.metrics.task_failures.labels(name).inc()
+        if self.state is not None:
+            self.state.dead_tasks.add(name)
 
     def _rules(self) -> RuleTable:
         assert self.state is not None
@@ -351,6 +364,8 @@ class Daemon:
 
     @staticmethod
     async def _stop_task(task: asyncio.Task[None]) -> None:
+        if task.done():
+            return  # ended by itself; an error was logged when it died (_task_ended)
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task

@@ -87,3 +87,6 @@ class Metrics:
                                       registry=r)
         self.leader = Gauge("responder_leader", "1 while this replica runs a leader-only loop",
                             ["role"], registry=r)
+        self.task_failures = Counter("responder_background_task_failures",
+                                     "Background tasks (intake, executor sweep, sealer, ...)"
+                                     " that ended with an error", ["task"], registry=r)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import asyncpg
 from aiohttp import web
@@ -38,6 +38,8 @@ class DaemonState:
     client: AdminClient
     modes: Modes
     is_draining: bool = False
+    dead_tasks: set[str] = field(default_factory=set)
+    """Background tasks that ended with an error: the replica is then not ready."""
     reload: Callable[[str], Awaitable[RuleTable]] | None = None
     evidence: EvidenceBuilder | None = None
 

@@ -17,7 +17,7 @@ from tenacity import (
     wait_exponential_jitter,
 )
 
-from responder import __version__
+from responder import __version__, jsontext
 from responder.errors import ActionError, ActionPermanentError, ActionTransientError
 from responder.metrics import Metrics
 from responder.redaction import Redactor
@@ -139,8 +139,8 @@ class AdminClient:
         if not 200 <= resp.status < 300:
             raise ActionTransientError(f"{control.target.name} answered {resp.status} to a read")
         try:
-            answer = json.loads(text)
-        except json.JSONDecodeError:
+            answer = jsontext.loads(text)
+        except jsontext.JSONTextError:
             return None, record
         return control.level_in(answer), record
 

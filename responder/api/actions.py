@@ -11,6 +11,7 @@ from aiohttp import web
 
 from responder.auth import Principal, Role
 from responder.intake.alertmanager import PayloadError, check_text
+from responder.params import plain_int, utc_time
 from responder.state import STATE
 from responder.store import queries
 
@@ -49,12 +50,9 @@ def _time(value: str | None, name: str) -> datetime | None:
     if value is None:
         return None
     try:
-        parsed = datetime.fromisoformat(value)
+        return utc_time(value)
     except ValueError as e:
-        raise ValueError(f"{name}: expected an ISO 8601 time") from e
-    if parsed.tzinfo is None:
-        raise ValueError(f"{name}: the time needs a UTC offset")
-    return parsed
+        raise ValueError(f"{name}: expected an ISO 8601 time with a UTC offset ({e})") from e
 
 
 def _text(value: str | None, name: str) -> str | None:
@@ -71,9 +69,10 @@ def _text(value: str | None, name: str) -> str | None:
 def _int(value: str | None, name: str, default: int, maximum: int) -> int:
     if value is None:
         return default
-    if not value.isdigit() or not 0 <= int(value) <= maximum:
+    number = plain_int(value, maximum)
+    if number is None:
         raise ValueError(f"{name}: expected an integer from 0 to {maximum}")
-    return int(value)
+    return number
 
 
 @require("viewer")
@@ -102,11 +101,11 @@ async def list_actions(request: web.Request, _: Principal) -> web.StreamResponse
 
 @require("viewer")
 async def get_incident(request: web.Request, _: Principal) -> web.StreamResponse:
-    raw = request.match_info["incident_id"]
-    if not raw.isdigit():
+    incident_id = plain_int(request.match_info["incident_id"])
+    if incident_id is None:
         return _bad("incident id must be an integer")
     async with request.app[STATE].pool.acquire() as conn:
-        incident = await queries.incident_timeline(conn, int(raw))
+        incident = await queries.incident_timeline(conn, incident_id)
     if incident is None:
         return web.json_response({"error": "not_found"}, status=404)
     return _json(incident)
@@ -119,12 +118,14 @@ def _json(data: Any) -> web.Response:
 @require("viewer")
 async def get_evidence(request: web.Request, _: Principal) -> web.StreamResponse:
     """The incident's sealed bundle (latest, or ?version=N) with its digest."""
-    raw = request.match_info["incident_id"]
-    version = request.query.get("version")
-    if not raw.isdigit() or (version is not None and not version.isdigit()):
+    incident_id = plain_int(request.match_info["incident_id"])
+    raw_version = request.query.get("version")
+    version = plain_int(raw_version, 2**31 - 1) if raw_version is not None else None
+    if incident_id is None or (raw_version is not None and version is None):
         return _bad("incident id and version are integers")
+    raw = str(incident_id)
     async with request.app[STATE].pool.acquire() as conn:
-        row = await queries.evidence_bundle(conn, int(raw), int(version) if version else None)
+        row = await queries.evidence_bundle(conn, incident_id, version)
     if row is None:
         return web.json_response({"error": "not_found"}, status=404)
     return web.json_response({"incident_id": int(raw), "version": row["version"],

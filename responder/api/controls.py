@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from aiohttp import web
 
+from responder import jsontext
 from responder.api.actions import require
 from responder.auth import Principal
 from responder.engine.manual import (
@@ -18,6 +18,7 @@ from responder.engine.manual import (
     approve_release,
 )
 from responder.intake.alertmanager import PayloadError, check_text
+from responder.params import plain_int
 from responder.state import STATE
 from responder.store import queries
 
@@ -68,8 +69,8 @@ def _path_part(request: web.Request, name: str) -> str:
 
 async def _change(request: web.Request, principal: Principal, kind: Kind) -> web.Response:
     try:
-        body = json.loads(await request.read())
-    except (json.JSONDecodeError, UnicodeDecodeError):
+        body = jsontext.loads(await request.read())
+    except jsontext.JSONTextError:
         return _refuse(400, "malformed_json", "the body must be a JSON object")
     if not isinstance(body, dict):
         return _refuse(400, "malformed_json", "the body must be a JSON object")
@@ -104,11 +105,11 @@ async def list_requests(request: web.Request, _: Principal) -> web.StreamRespons
 @require("operator")
 async def approve(request: web.Request, principal: Principal) -> web.StreamResponse:
     state = request.app[STATE]
-    raw = request.match_info["request_id"]
-    if not raw.isdigit():
+    request_id = plain_int(request.match_info["request_id"])
+    if request_id is None:
         return _refuse(400, "invalid_id", "the request id is a number")
     try:
-        result = await approve_release(state, int(raw), principal)
+        result = await approve_release(state, request_id, principal)
     except ManualRefused as e:
         state.metrics.rejected.labels("controls", e.code).inc()
         return _refuse(e.status, e.code, str(e))

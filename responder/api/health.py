@@ -21,9 +21,11 @@ CONTAINED_SQL = "SELECT control, count(*) AS n FROM control_levels WHERE rank > 
 async def readiness(state: DaemonState) -> dict[str, object]:
     store_ok = await ping(state.pool)
     rules_ok = bool(state.rules.rules)
-    return {"ready": store_ok and rules_ok and not state.is_draining, "store": store_ok,
-            "rules": len(state.rules.rules), "rules_hash": state.rules.bundle_hash,
-            "draining": state.is_draining}
+    dead = sorted(state.dead_tasks)
+    return {"ready": store_ok and rules_ok and not state.is_draining and not dead,
+            "store": store_ok, "rules": len(state.rules.rules),
+            "rules_hash": state.rules.bundle_hash, "draining": state.is_draining,
+            "dead_tasks": dead}
 
 
 async def readyz(request: web.Request) -> web.Response:

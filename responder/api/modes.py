@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from aiohttp import web
 
+from responder import jsontext
 from responder.api.actions import require
 from responder.auth import Principal
 from responder.engine.modes import MAX_BREAK_GLASS_S
@@ -21,8 +21,8 @@ class _Bad(ValueError):
 
 async def _body(request: web.Request) -> dict[str, Any]:
     try:
-        body = json.loads(await request.read())
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        body = jsontext.loads(await request.read())
+    except jsontext.JSONTextError as e:
         raise _Bad("the body must be a JSON object") from e
     if not isinstance(body, dict):
         raise _Bad("the body must be a JSON object")

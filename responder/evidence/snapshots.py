@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 import aiohttp
 
+from responder import jsontext
 from responder.redaction import Redactor
 from responder.rules.table import Rule, Target
 
@@ -33,8 +34,9 @@ async def _query(session: aiohttp.ClientSession, base: str | None, name: str, qu
         async with session.get(f"{base.rstrip('/')}/api/v1/query", params={"query": query},
                                timeout=aiohttp.ClientTimeout(total=timeout_s)) as resp:
             text = (await resp.content.read(MAX_RESULT)).decode("utf-8", "replace")
-            ok = resp.status == 200 and json.loads(text).get("status") == "success"
-    except (aiohttp.ClientError, TimeoutError, json.JSONDecodeError) as e:
+            answer = jsontext.loads(text) if resp.status == 200 else None
+            ok = isinstance(answer, dict) and answer.get("status") == "success"
+    except (aiohttp.ClientError, TimeoutError, jsontext.JSONTextError) as e:
         return Snapshot(name, "prometheus", False,
                         json.dumps({"error": f"{type(e).__name__}: {e}", "query": query}))
     return Snapshot(name, "prometheus", ok, json.dumps({"query": query, "answer": text}))

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from responder import jsontext
 from responder.model import Alert
 
 RFC3339 = r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,9})?(Z|[+-]\d{2}:\d{2})$"
@@ -68,8 +68,8 @@ def check_text(value: Any, path: str) -> None:
 def parse_payload(body: bytes) -> list[Alert]:
     """The alerts in a webhook body, or PayloadError naming the first bad field."""
     try:
-        data = json.loads(body)
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        data = jsontext.loads(body)
+    except jsontext.JSONTextError as e:
         raise PayloadError("", f"malformed JSON: {e}") from e
     if not isinstance(data, dict):
         raise PayloadError("", "payload must be a JSON object")

@@ -24,11 +24,13 @@ import structlog
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
 
+from responder import jsontext
 from responder.correlation import REQUEST_KEY
 from responder.errors import StoreUnavailable
 from responder.intake.alertmanager import RFC3339, PayloadError, check_text
 from responder.intake.refusals import read_within, refuse
 from responder.model import Alert
+from responder.params import plain_int
 from responder.state import STATE, DaemonState
 
 log = structlog.get_logger("responder.intake")
@@ -49,8 +51,8 @@ class _Event(BaseModel):
 def parse_event(body: bytes, source: str) -> tuple[Alert, str]:
     """The alert an event carries and its event id, or PayloadError naming the field."""
     try:
-        data = json.loads(body)
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        data = jsontext.loads(body)
+    except jsontext.JSONTextError as e:
         raise PayloadError("", f"malformed JSON: {e}") from e
     if not isinstance(data, dict):
         raise PayloadError("", "the event must be a JSON object")
@@ -76,9 +78,10 @@ def normalised_alert(data: dict[str, object], source: str) -> tuple[Alert, str]:
 def signature_problem(secrets: Sequence[SecretStr], timestamp: str, body: bytes,
                       signature: str, window_s: float, now: float) -> str | None:
     """None if the signature is good and fresh, else the reason code."""
-    if not timestamp.isdigit():
+    seconds = plain_int(timestamp)
+    if seconds is None:
         return "bad_timestamp"
-    if abs(now - int(timestamp)) > window_s:
+    if abs(now - seconds) > window_s:
         return "stale_timestamp"
     scheme, _, given = signature.partition("=")
     if scheme != "sha256" or not given:

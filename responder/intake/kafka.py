@@ -11,12 +11,11 @@ counted, and never blocks its partition.
 from __future__ import annotations
 
 import asyncio
-import json
 from typing import Any
 
 import structlog
 
-from responder import correlation, failpoints
+from responder import correlation, failpoints, jsontext
 from responder.config import Settings
 from responder.errors import StoreError
 from responder.intake.alertmanager import PayloadError, payload_alerts
@@ -38,8 +37,8 @@ def parse_message(value: bytes | None, max_bytes: int) -> list[Alert]:
     if len(value) > max_bytes:
         raise PayloadError("", f"message over {max_bytes} bytes")
     try:
-        data = json.loads(value)
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        data = jsontext.loads(value)
+    except jsontext.JSONTextError as e:
         raise PayloadError("", f"malformed JSON: {e}") from e
     if not isinstance(data, dict):
         raise PayloadError("", "a message must be a JSON object")
@@ -100,6 +99,14 @@ class KafkaIntake:
                         # batch's commit would skip past it.
                         self._rewind(batch)
                         raise
+                    except Exception:
+                        # A bug, not bad input (that is dead-lettered): keep the consumer
+                        # alive and the batch uncommitted; the log and the lag say so.
+                        self._rewind(batch)
+                        log.exception("kafka batch failed; reading it again", topic=self._topic)
+                        self._state.metrics.task_failures.labels(f"kafka:{self._topic}").inc()
+                        await asyncio.sleep(RETRY_S)
+                        continue
                 await self._export_lag()
             except KafkaError as e:
                 log.warning("kafka unavailable; retrying", error=str(e))

@@ -51,6 +51,9 @@ def parse_samples(value: bytes | None, max_bytes: int) -> list[Sample]:
         data = json.loads(value)
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise PayloadError("", f"malformed JSON: {e}") from e
+    except RecursionError:
+        # Its shape checks below never recurse, so only the decoder can hit the limit.
+        raise PayloadError("", "malformed JSON: nested too deeply") from None
     if isinstance(data, dict) and "samples" in data:
         if len(data) != 1:
             raise PayloadError("", "a batch object holds only samples")

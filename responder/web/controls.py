@@ -19,6 +19,7 @@ from responder.engine.manual import (
     apply_manual,
     approve_release,
 )
+from responder.params import plain_int
 from responder.state import STATE
 from responder.store import queries
 from responder.web.context import WEB
@@ -95,10 +96,11 @@ async def approve(request: web.Request, session: Session,
                   form: MultiDictProxy[Any]) -> web.StreamResponse:
     raw = form.get("request_id")
     try:
-        if not isinstance(raw, str) or not raw.isdigit() or len(raw) > 18:
+        request_id = plain_int(raw) if isinstance(raw, str) else None
+        if request_id is None:
             return await _refused(request, session, ManualRefused(
                 400, "invalid_id", "request_id: a number"))
-        await approve_release(request.app[STATE], int(raw), session.principal)
+        await approve_release(request.app[STATE], request_id, session.principal)
     except ManualRefused as e:
         return await _refused(request, session, e)
     raise web.HTTPSeeOther("/controls?done=approved")

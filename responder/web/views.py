@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from aiohttp import web
 
+from responder.params import plain_int, utc_time
 from responder.state import STATE
 from responder.store import queries
 from responder.web.context import WEB
@@ -30,9 +31,10 @@ class BadQuery(ValueError):
 def _id(value: str | None, name: str) -> int | None:
     if value is None or value == "":
         return None
-    if not value.isdigit() or int(value) > MAX_ID:
+    number = plain_int(value, MAX_ID)
+    if number is None:
         raise BadQuery(f"{name}: expected a positive integer")
-    return int(value)
+    return number
 
 
 def _time(value: str | None, name: str) -> datetime | None:
@@ -40,10 +42,9 @@ def _time(value: str | None, name: str) -> datetime | None:
     if value is None or value == "":
         return None
     try:
-        parsed = datetime.fromisoformat(value)
+        return utc_time(value, naive_is_utc=True)
     except ValueError as e:
         raise BadQuery(f"{name}: expected a time such as 2026-11-23T08:00") from e
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
 def _text(value: str | None, name: str) -> str | None:

@@ -1,0 +1,46 @@
+"""JSON from outside: parse errors of every kind become one ValueError, and nesting is bounded.
+
+``json.loads`` raises RecursionError on a few kilobytes of ``[[[[…`` and the recursive code
+that reads a parsed document afterwards can hit the same limit; neither may become a 500 or
+a dead consumer task.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+MAX_DEPTH = 32
+
+
+class JSONTextError(ValueError):
+    """Not JSON, not UTF-8, or nested deeper than MAX_DEPTH."""
+
+
+def loads(data: bytes | str, max_depth: int = MAX_DEPTH) -> Any:
+    try:
+        value = json.loads(data)
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise JSONTextError(str(e)) from e
+    except RecursionError:
+        raise JSONTextError(f"nested deeper than {max_depth} levels") from None
+    if _depth_over(value, max_depth):
+        raise JSONTextError(f"nested deeper than {max_depth} levels")
+    return value
+
+
+def _depth_over(value: Any, max_depth: int) -> bool:
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict):
+            children: Any = item.values()
+        elif isinstance(item, list):
+            children = item
+        else:
+            continue
+        if depth > max_depth:
+            return True
+        stack.extend((child, depth + 1) for child in children
+                     if isinstance(child, dict | list))
+    return False
