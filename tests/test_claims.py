@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator
 import asyncpg
 import pytest
 
-from responder.store.claims import Claim, claim_step, let_go, renew_claim
+from responder.store.claims import Claim, KeyBusy, claim_step, hold_key, let_go, renew_claim
 from responder.store.db import create_pool, migrate
 from responder.store.steps import pending_steps
 
@@ -113,3 +113,32 @@ async def test_sweep_leaves_incidents_another_replica_works_on(pool: asyncpg.Poo
         assert [s.id for s in await pending_steps(conn, "a")] == [first, second]
     taken = await claim(pool, first, "a")
     assert isinstance(taken, Claim) and taken.previous == "b"
+
+
+async def test_a_lease_that_ran_out_is_not_renewed(pool: asyncpg.Pool) -> None:
+    """Once a lease has run out others may act on the key (a person holding it, say), so
+    its holder cannot quietly extend it: its outcome is left to the next claim."""
+    step = await new_step(pool, "SOL-USD")
+    assert isinstance(await claim(pool, step, "a"), Claim)
+    await expire(pool, step)
+    async with hold_key(pool, "symbol_mode", "SOL-USD", wait_s=0):  # nobody holds a live claim
+        async with pool.acquire() as conn:
+            assert not await renew_claim(conn, step, "a", 30)
+        assert await claim(pool, step, "a") == "busy"  # the person holds the key
+    again = await claim(pool, step, "a")
+    assert isinstance(again, Claim)
+
+
+async def test_hold_key_waits_for_a_live_claim_then_gives_up(pool: asyncpg.Pool) -> None:
+    step = await new_step(pool, "ADA-USD")
+    assert isinstance(await claim(pool, step, "a"), Claim)
+    with pytest.raises(KeyBusy, match="automation"):
+        async with hold_key(pool, "symbol_mode", "ADA-USD", wait_s=0.3):
+            pass
+    async with pool.acquire() as conn:
+        await conn.execute("UPDATE steps SET status = 'done' WHERE id = $1", step)
+    async with hold_key(pool, "symbol_mode", "ADA-USD", wait_s=0.3):
+        # a second person is refused while the first holds it
+        with pytest.raises(KeyBusy, match="person"):
+            async with hold_key(pool, "symbol_mode", "ADA-USD", wait_s=0.2):
+                pass

@@ -268,3 +268,39 @@ async def test_alert_storm_trips_the_guard(make_daemon: DaemonFactory, exchange:
     kinds = await log_kinds(database)
     assert kinds.count("storm_guard_tripped") == 480
     assert kinds.count("alert_received") == 500
+
+
+async def test_an_unclaimed_higher_step_does_not_stand_in_for_a_lower_one(
+    make_daemon: DaemonFactory, exchange: Exchange, http: aiohttp.ClientSession, database: str,
+) -> None:
+    """A higher step on the key that no one has claimed yet has not reached the target: the
+    lower step is applied, not closed as already contained (had the higher one then failed,
+    the key would have stayed open)."""
+    daemon = await make_daemon(sweep_interval_s=60)
+    conn = await asyncpg.connect(database)
+    try:
+        incident = await conn.fetchval(
+            "INSERT INTO incidents (rule_id, scope, severity, status, rules_hash)"
+            " VALUES ('split-brain', 'symbol=BTC-USD', 'sev1', 'open', 'x') RETURNING id")
+        await conn.execute(
+            "INSERT INTO steps (incident_id, kind, position, control, key, level, rank,"
+            " idempotency_key) VALUES ($1, 'step', 0, 'symbol-mode', 'BTC-USD', 'HARD_HALT', 3,"
+            " 'planned-elsewhere')", incident)
+    finally:
+        await conn.close()
+    status, _ = await post_alerts(http, daemon, payload(alert("LedgerInvariantViolation",
+                                                              "BTC-USD")))
+    assert status == 200
+    await wait_for(lambda: exchange.state.symbols.get("BTC-USD") == "CANCEL_ONLY",
+                   what="the lower step applied")
+    outcomes = [json.loads(b)["detail"] for b in await _bodies(database, "outcome")]
+    assert {o["status"] for o in outcomes if o["level"] == "CANCEL_ONLY"} == {"applied"}
+
+
+async def _bodies(dsn: str, kind: str) -> list[str]:
+    conn = await asyncpg.connect(dsn)
+    try:
+        return [r["body"] for r in await conn.fetch(
+            "SELECT body FROM action_log WHERE kind = $1 ORDER BY seq", kind)]
+    finally:
+        await conn.close()

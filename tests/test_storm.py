@@ -64,3 +64,15 @@ async def test_another_replicas_containments_count(
     assert len(symbol_calls) == 2
     assert exchange.state.global_mode == "HARD_HALT"
     assert (await log_kinds(database)).count("storm_guard_tripped") == 3
+
+
+def test_a_scope_admitted_long_ago_is_counted_again() -> None:
+    """A repeat is a repeat only within the window; a day later it is a new containment."""
+    guard = StormGuard(window_s=60, global_max=3)
+    rule = _rule(None)
+    for scope in ("s1", "s2", "s3"):
+        assert guard.admit(rule, scope, now=0.0) is None
+    assert guard.admit(rule, "s1", now=30.0) is None  # within the window: a repeat
+    guard.absorb({"r": 50}, now=86_400.0)
+    refused = guard.admit(rule, "s1", now=86_401.0)
+    assert refused is not None and "50 containments" in refused

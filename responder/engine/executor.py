@@ -6,9 +6,10 @@ in between leaves the step pending; the next start calls again with the same key
 the target answers without applying twice.
 
 Levels never go down: under the per-key lock each step reads what the store holds for its
-key, and a pending step of higher rank on the same key counts as held. That matters after
-a crash, when a higher step may already be applied on the target without its outcome
-written: the lower step must not run after it.
+key, and a pending step of higher rank on the same key that was already claimed (so may have
+reached the target) counts as held. That matters after a crash, when a higher step may
+already be applied on the target without its outcome written: the lower step must not run
+after it.
 
 Several replicas may share the store. Before calling, a replica claims the step with a
 lease taken from the database clock (store/claims.py) and renews it while the call and
@@ -24,6 +25,7 @@ import contextlib
 import weakref
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping
+from dataclasses import dataclass
 from typing import TypeVar
 
 import asyncpg
@@ -55,10 +57,20 @@ LEFT JOIN LATERAL (
     SELECT id, level FROM steps h
     WHERE h.control = s.control AND h.key = s.key AND h.status = 'pending'
       AND h.rank > s.rank
+      -- Only a step that was claimed can have reached the target. One never claimed must
+      -- not stand in for the lower step: if it then failed, the key would stay uncontained.
+      AND h.claims > 0
     ORDER BY h.rank DESC LIMIT 1
 ) p ON true
 WHERE s.id = $1
 """
+
+
+@dataclass
+class _Lease:
+    """Set by the renewer when the step's claim could not be kept."""
+
+    lost: bool = False
 
 
 class Executor:
@@ -227,11 +239,11 @@ class Executor:
             await self._record_takeover(step, claim)
             self._metrics.steps_inflight.inc()
             try:
-                async with self._leased(step):
-                    await self._execute_claimed(step, held)
+                async with self._leased(step) as lease:
+                    await self._execute_claimed(step, held, lease)
             finally:
                 self._metrics.steps_inflight.dec()
-            return True
+            return not lease.lost
 
     async def _record_takeover(self, step: StepRow, claim: Claim) -> None:
         """Write down, before any call, that this replica took over another's lease."""
@@ -257,17 +269,18 @@ class Executor:
                     previous=owed.previous, idempotency_key=step.idempotency_key)
 
     @contextlib.asynccontextmanager
-    async def _leased(self, step: StepRow) -> AsyncIterator[None]:
+    async def _leased(self, step: StepRow) -> AsyncIterator[_Lease]:
         """Renew the step's lease while the call and read-back run."""
-        renewer = asyncio.create_task(self._renew(step), name=f"lease-{step.id}")
+        lease = _Lease()
+        renewer = asyncio.create_task(self._renew(step, lease), name=f"lease-{step.id}")
         try:
-            yield
+            yield lease
         finally:
             renewer.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await renewer
 
-    async def _renew(self, step: StepRow) -> None:
+    async def _renew(self, step: StepRow, lease: _Lease) -> None:
         while True:
             await asyncio.sleep(self._lease_s / 3)
             try:
@@ -277,12 +290,16 @@ class Executor:
                 log.warning("lease not renewed: store unavailable", step=step.id, error=str(e))
                 continue
             if not is_held:
-                # The call goes on: the target dedupes by Idempotency-Key, and only the
-                # first outcome closes the step.
-                log.warning("lease lost to another replica while calling", step=step.id)
+                # Once the lease has run out another replica, or a person holding the key,
+                # may act on it: this replica no longer writes the step's outcome. The new
+                # holder calls again with the same Idempotency-Key and records it.
+                lease.lost = True
+                log.warning("lease lost while calling; the outcome is left to the next"
+                            " holder", step=step.id)
                 return
 
-    async def _execute_claimed(self, step: StepRow, held: asyncpg.Record | None) -> None:
+    async def _execute_claimed(self, step: StepRow, held: asyncpg.Record | None,
+                               lease: _Lease) -> None:
         if held is None or held["status"] != "pending":
             return  # closed meanwhile (a sweep raced with the task that ran it)
         if held["held_rank"] is not None and held["held_rank"] >= step.rank:
@@ -300,9 +317,13 @@ class Executor:
             call = await self._client.apply(control, step.key, step.level,
                                             step.idempotency_key, self._deadline_s)
         except (CallFailed, ActionPermanentError) as e:
+            if lease.lost:
+                return
             record = e.record if isinstance(e, CallFailed) else None
             await self._failed(step, str(e), {"call": record.to_json() if record else None},
                                table)
+            return
+        if lease.lost:
             return
         verified: bool | None = None
         # "before" is the level responder held; the target is not read before the call,
@@ -317,8 +338,11 @@ class Executor:
             if not verified:
                 reason = (f"read-back: the target reports {observed or 'no level'}, not"
                           f" {step.level}")
-                await self._failed(step, reason, detail, table)
+                if not lease.lost:
+                    await self._failed(step, reason, detail, table)
                 return
+        if lease.lost:
+            return
         self._metrics.actions.labels(step.control, "applied").inc()
         log.info("step applied", step=step.id, control=step.control, key=step.key,
                  to_level=step.level, verified=verified)

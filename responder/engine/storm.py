@@ -47,7 +47,8 @@ class StormGuard:
         """None if this containment may go ahead, else why the guard refuses it."""
         now = time.monotonic() if now is None else now
         self._prune(now)
-        if (rule.id, scope) in self._seen:
+        seen_at = self._seen.get((rule.id, scope))
+        if seen_at is not None and seen_at >= now - self.window_s:
             return None  # already admitted in this window: a repeat, not a new containment
         per_rule = self._by_rule.setdefault(rule.id, deque())
         rule_count = self._count(per_rule, self._shared_by_rule.get(rule.id, 0))
@@ -70,5 +71,9 @@ class StormGuard:
         for times in self._by_rule.values():
             while times and times[0] < horizon:
                 times.popleft()
-        if len(self._seen) > 4 * max(self.global_max, 1):
-            self._seen = {k: t for k, t in self._seen.items() if t >= horizon}
+        # Insertion order is admission order (a key is only admitted again once pruned).
+        while self._seen:
+            oldest = next(iter(self._seen))
+            if self._seen[oldest] >= horizon:
+                break
+            del self._seen[oldest]

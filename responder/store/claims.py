@@ -71,7 +71,7 @@ LIMIT 1
 
 RENEW_SQL = """
 UPDATE steps SET lease_until = now() + make_interval(secs => $3)
-WHERE id = $1 AND claimed_by = $2 AND status = 'pending'
+WHERE id = $1 AND claimed_by = $2 AND status = 'pending' AND lease_until >= now()
 RETURNING id
 """
 
