@@ -272,6 +272,29 @@ async def test_two_person_release_needs_a_second_operator(
     assert kinds == ["release_requested", "release_approved", "release_intent", "release"]
 
 
+async def test_an_approval_does_not_release_a_newer_containment(
+    make_daemon: DaemonFactory, exchange: Exchange, http: aiohttp.ClientSession,
+    rules_dir: Path,
+) -> None:
+    """Released from CANCEL_ONLY, approved after a new incident raised the key to HARD_HALT:
+    the approval is refused as stale and the key stays at HARD_HALT."""
+    two_person(rules_dir)
+    daemon = await make_daemon()
+    await post_alerts(http, daemon, fixture_bytes("firing-single.json"))
+    await idle(daemon)
+    assert exchange.state.symbols["BTC-USD"] == "CANCEL_ONLY"
+    status, body = await call(http, daemon, "POST", "/v1/controls/symbol-mode/BTC-USD/release",
+                              OPERATOR_TOKEN, release_body("NORMAL"))
+    assert status == 202, body
+    await post_alerts(http, daemon, SPLIT_BRAIN)
+    await idle(daemon)
+    assert exchange.state.symbols["BTC-USD"] == "HARD_HALT"
+    approve = f"/v1/release-requests/{body['request_id']}/approve"
+    status, refused = await call(http, daemon, "POST", approve, SECOND_OPERATOR_TOKEN)
+    assert (status, refused["error"]) == (409, "stale_request")
+    assert exchange.state.symbols["BTC-USD"] == "HARD_HALT"
+
+
 async def test_unapproved_release_expires_and_stays_contained(
     make_daemon: DaemonFactory, exchange: Exchange, http: aiohttp.ClientSession,
     rules_dir: Path, database: str,

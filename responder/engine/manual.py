@@ -57,6 +57,8 @@ class ManualChange:
     ticket: str | None
     principal: Principal
     approved_by: Principal | None = None
+    expected_from: str | None = None
+    """For an approved release: the level it was requested from, which must still hold."""
 
 
 def _resolve(state: DaemonState, change: ManualChange) -> tuple[Control, str]:
@@ -79,6 +81,10 @@ def _resolve(state: DaemonState, change: ManualChange) -> tuple[Control, str]:
 
 
 def _check(control: Control, change: ManualChange, current: str) -> None:
+    if change.expected_from is not None and current != change.expected_from:
+        raise ManualRefused(409, "stale_request",
+                            f"{control.name} is at {current} now, not {change.expected_from}"
+                            " as when the release was requested; request it again")
     current_rank, to_rank = control.rank(current), control.rank(change.to_level)
     if change.kind == "contain":
         if to_rank <= current_rank:
@@ -180,9 +186,12 @@ async def _request_release(state: DaemonState, change: ManualChange, key: str, c
 
 
 APPROVE_SQL = """
-UPDATE release_requests SET status = 'approved', approved_by = $2, decided_at = now()
-WHERE id = $1 AND status = 'pending' AND expires_at > now()
-RETURNING control, key, to_level, reason, ticket, requested_by
+UPDATE release_requests r SET status = 'approved', approved_by = $2, decided_at = now()
+WHERE r.id = $1 AND r.status = 'pending' AND r.expires_at > now()
+  -- Approve only what was asked: the level may have been raised since (a new incident).
+  AND r.from_level = (SELECT c.level FROM control_levels c
+                      WHERE c.control = r.control AND c.key = r.key)
+RETURNING control, key, from_level, to_level, reason, ticket, requested_by
 """
 
 
@@ -209,12 +218,17 @@ async def approve_release(state: DaemonState, request_id: int,
 
     approved = await state.writer.submit(unit)
     if approved is None:
+        if row["status"] == "pending" and row["expires_at"] > datetime.now(UTC):
+            raise ManualRefused(409, "stale_request",
+                                f"release request {request_id} was made from a level that no"
+                                " longer holds; request it again")
         raise ManualRefused(409, "not_pending",
                             f"release request {request_id} is {row['status']} or has expired;"
                             " the control stays contained")
     change = ManualChange("release", approved["control"], approved["key"] or UNKEYED,
                           approved["to_level"], approved["reason"], approved["ticket"],
-                          Principal(approved["requested_by"], "operator"), approved_by=approver)
+                          Principal(approved["requested_by"], "operator"), approved_by=approver,
+                          expected_from=approved["from_level"])
     return await apply_manual(state, change)
 
 
