@@ -28,6 +28,9 @@ def _bearer(authorization: str | None) -> str | None:
     return given.strip()
 
 
+TOKEN_TAG_CHARS = 16
+
+
 def token_sha256(token: str) -> str:
     """The form in which a principal's token is configured."""
     return hashlib.sha256(token.encode()).hexdigest()
@@ -74,6 +77,15 @@ class Principals:
     def named(self, name: str) -> Principal | None:
         """The principal configured under this name now (a web session re-checks its role)."""
         return next((p for p, _ in self._entries if p.name == name), None)
+
+    def still_holding(self, name: str, token_tag: str) -> Principal | None:
+        """The principal under this name if the token it logged in with (known by a tag of
+        its hash) is still configured: rotating a leaked token ends its web sessions."""
+        if len(token_tag) != TOKEN_TAG_CHARS:
+            return None
+        return next((p for p, digest in self._entries
+                     if p.name == name and hmac.compare_digest(digest[:TOKEN_TAG_CHARS],
+                                                               token_tag)), None)
 
     def authenticate(self, authorization: str | None) -> Principal | str:
         """The principal, or the reason it is refused (``missing_token``, ``bad_token``)."""

@@ -353,12 +353,14 @@ async def test_logout_holds_on_every_replica(make_daemon: DaemonFactory,
 
 async def test_forged_or_expired_cookie_is_refused(make_daemon: DaemonFactory,
                                                    browser: Browsers) -> None:
-    """A cookie signed with another secret, edited, or past its expiry opens nothing."""
+    """A cookie signed with another secret, edited, past its expiry, or made with a token
+    that is no longer configured (rotated after a leak) opens nothing."""
     import time
 
-    from responder.auth import Principal
+    from responder.auth import Principal, token_sha256
     from responder.web.context import WEB
     from responder.web.session import Sessions
+    from tests.conftest import ADMIN_TOKEN
 
     daemon = await make_daemon(web_session_secret="s" * 40)
     assert daemon.state is not None
@@ -366,13 +368,16 @@ async def test_forged_or_expired_cookie_is_refused(make_daemon: DaemonFactory,
     app = daemon._runner.app
     mine = app[WEB].sessions
     admin = Principal("ada", "admin")
-    _, forged = Sessions(b"another-secret" * 3, 3600).issue(admin)
-    _, expired = mine.issue(admin, now=time.time() - 2 * mine.ttl_s)
-    _, good = mine.issue(admin)
+    digest = token_sha256(ADMIN_TOKEN)
+    _, forged = Sessions(b"another-secret" * 3, 3600).issue(admin, digest)
+    _, expired = mine.issue(admin, digest, now=time.time() - 2 * mine.ttl_s)
+    _, rotated = mine.issue(admin, token_sha256("a-token-no-longer-configured"))
+    _, good = mine.issue(admin, digest)
     payload, _, sig = good.rpartition(".")
     edited = payload[:-2] + ("AA" if payload[-2:] != "AA" else "BB") + "." + sig
     b = await browser(daemon)
-    for cookie, expected in ((forged, 303), (expired, 303), (edited, 303), (good, 200)):
+    for cookie, expected in ((forged, 303), (expired, 303), (edited, 303), (rotated, 303),
+                             (good, 200)):
         async with b.http.get(f"http://127.0.0.1:{daemon.port}/", allow_redirects=False,
                               cookies={"responder_session": cookie}) as resp:
             assert resp.status == expected

@@ -12,6 +12,7 @@ import secrets
 import structlog
 from aiohttp import web
 
+from responder.auth import token_sha256
 from responder.state import STATE
 from responder.web.context import WEB, WebContext
 from responder.web.guard import checked_form, current, form_for
@@ -63,7 +64,7 @@ async def login(request: web.Request) -> web.StreamResponse:
         return _login_page(request, 401, "That token is not accepted.")
     ctx.logins.labels("ok").inc()
     log.info("web login", principal=who.name, role=who.role, remote=request.remote)
-    _, cookie = ctx.sessions.issue(who)
+    _, cookie = ctx.sessions.issue(who, token_sha256(token.strip()))
     response = web.HTTPSeeOther("/")
     _set_cookie(response, ctx, COOKIE, cookie, int(ctx.sessions.ttl_s))
     response.del_cookie(LOGIN_COOKIE, path="/")

@@ -18,7 +18,7 @@ import secrets
 import time
 from dataclasses import dataclass
 
-from responder.auth import Principal, Principals
+from responder.auth import TOKEN_TAG_CHARS, Principal, Principals
 from responder.store.db import Conn
 
 COOKIE = "responder_session"
@@ -47,13 +47,16 @@ class Sessions:
     def _sign(self, payload: bytes) -> str:
         return hmac.new(self._secret, payload, hashlib.sha256).hexdigest()
 
-    def issue(self, principal: Principal, now: float | None = None) -> tuple[Session, str]:
-        """A new session and its cookie value."""
+    def issue(self, principal: Principal, token_digest: str,
+              now: float | None = None) -> tuple[Session, str]:
+        """A new session and its cookie value; ``token_digest`` is the SHA-256 of the token
+        it logged in with (the cookie keeps a tag of it, never the token)."""
         now = time.time() if now is None else now
         session = Session(principal, secrets.token_urlsafe(32), secrets.token_urlsafe(16),
                           now + self.ttl_s)
         payload = json.dumps({"n": principal.name, "c": session.csrf, "s": session.sid,
-                              "e": session.expires_at}, separators=(",", ":")).encode()
+                              "e": session.expires_at, "t": token_digest[:TOKEN_TAG_CHARS]},
+                             separators=(",", ":")).encode()
         encoded = base64.urlsafe_b64encode(payload).decode().rstrip("=")
         return session, f"{encoded}.{self._sign(encoded.encode())}"
 
@@ -69,13 +72,15 @@ class Sessions:
             return None
         try:
             data = json.loads(base64.urlsafe_b64decode(encoded + "=" * (-len(encoded) % 4)))
-            name, csrf, sid, expires_at = data["n"], data["c"], data["s"], float(data["e"])
+            name, csrf, sid, tag = data["n"], data["c"], data["s"], data["t"]
+            expires_at = float(data["e"])
         except (binascii.Error, ValueError, KeyError, TypeError):
             return None
         now = time.time() if now is None else now
         if expires_at <= now or sid in self._revoked:
             return None
-        principal = principals.named(name) if isinstance(name, str) else None
+        principal = (principals.still_holding(name, tag)
+                     if isinstance(name, str) and isinstance(tag, str) else None)
         if principal is None or not isinstance(csrf, str) or not isinstance(sid, str):
             return None
         return Session(principal, csrf, sid, expires_at)
