@@ -19,6 +19,9 @@ from selenium.common.exceptions import NoSuchElementException
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
+from selenium.webdriver.remote.webelement import WebElement
+from selenium.webdriver.support.expected_conditions import staleness_of
+from selenium.webdriver.support.wait import WebDriverWait
 
 from tests.conftest import (
     OPERATOR_TOKEN,
@@ -82,16 +85,25 @@ class Pages:
         self.driver.save_screenshot(str(self.artefacts / f"{name}.png"))
         self.driver.set_window_size(*LAPTOP)
 
+    def navigate_by(self, element: WebElement) -> None:
+        """Click something that loads a page, and wait until the new page has replaced the
+        old one (a click returns before the navigation ends)."""
+        old = self.driver.find_element(By.TAG_NAME, "html")
+        element.click()
+        wait = WebDriverWait(self.driver, 30)
+        wait.until(staleness_of(old))
+        wait.until(lambda d: d.execute_script("return document.readyState") == "complete")
+
     def text(self) -> str:
         return str(self.driver.find_element(By.TAG_NAME, "body").text)
 
     def login(self, token: str) -> None:
         self.open("/login")
         self.driver.find_element(By.ID, "token").send_keys(token)
-        self.driver.find_element(By.ID, "login").click()
+        self.navigate_by(self.driver.find_element(By.ID, "login"))
 
     def logout(self) -> None:
-        self.driver.find_element(By.CSS_SELECTOR, ".who button").click()
+        self.navigate_by(self.driver.find_element(By.CSS_SELECTOR, ".who button"))
 
     def viewer_flow(self) -> dict[str, str]:
         """Log in as a viewer, see the incident, find no release form, have a forged one refused."""
@@ -103,7 +115,8 @@ class Pages:
         seen["incidents"] = self.text()
         self.shot("incidents")
         self.shot("incidents-phone", PHONE)
-        self.driver.find_element(By.CSS_SELECTOR, "#incidents a[href='/incidents/1']").click()
+        self.navigate_by(
+            self.driver.find_element(By.CSS_SELECTOR, "#incidents a[href='/incidents/1']"))
         seen["incident"] = self.text()
         self.shot("incident")
         self.shot("incident-phone", PHONE)
@@ -126,7 +139,8 @@ class Pages:
                 i.type = 'hidden'; i.name = k; i.value = v; f.appendChild(i);
             }
             document.body.appendChild(f); f.submit();""")
-        self.driver.find_element(By.CSS_SELECTOR, "p.error")
+        WebDriverWait(self.driver, 30).until(
+            lambda d: d.find_elements(By.CSS_SELECTOR, "p.error"))
         seen["forged"] = self.text()
         self.shot("release-refused-viewer")
         self.logout()
@@ -144,7 +158,7 @@ class Pages:
         seen["to_level"] = str(form.find_element(By.NAME, "to_level").get_attribute("value"))
         form.find_element(By.NAME, "reason").send_keys("split brain resolved; book reconciled")
         form.find_element(By.NAME, "ticket").send_keys("INC-4711")
-        form.find_element(By.CSS_SELECTOR, "button").click()
+        self.navigate_by(form.find_element(By.CSS_SELECTOR, "button"))
         self.driver.find_element(By.CSS_SELECTOR, "p.notice")
         seen["controls"] = self.text()
         self.shot("controls-released")
