@@ -13,7 +13,7 @@ from typing import Any
 
 from responder import __version__
 from responder.config import Settings, load_settings
-from responder.errors import AuditChainError, ConfigError, ResponderError, RuleError
+from responder.errors import AuditChainError, ConfigError, ResponderError, RuleError, explain
 from responder.logging import configure_logging
 from responder.redaction import Redactor
 
@@ -105,14 +105,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as e:
         print(f"responder: invalid setting: {e}", file=sys.stderr)
         return 2
-    except RuleError as e:
-        print("responder: invalid rules:", file=sys.stderr)
-        for problem in e.problems:
-            print(f"  {problem}", file=sys.stderr)
-        return 2
     except ResponderError as e:
-        print(f"responder: {e}", file=sys.stderr)
-        return 1
+        print(explain(e), file=sys.stderr)
+        return 2 if isinstance(e, RuleError) else 1
 
 
 def _dispatch(args: argparse.Namespace) -> int:

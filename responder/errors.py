@@ -45,6 +45,13 @@ class RuleError(ResponderError):
         super().__init__("; ".join(str(p) for p in problems))
 
 
+def explain(error: ResponderError) -> str:
+    """What a command prints for an error: a rule table's problems one per line."""
+    if isinstance(error, RuleError):
+        return "responder: invalid rules:\n" + "\n".join(f"  {p}" for p in error.problems)
+    return f"responder: {error}"
+
+
 class StoreError(ResponderError):
     """The store refused or failed an operation."""
 

@@ -17,14 +17,16 @@ class JSONTextError(ValueError):
     """Not JSON, not UTF-8, or nested deeper than MAX_DEPTH."""
 
 
-def loads(data: bytes | str, max_depth: int = MAX_DEPTH) -> Any:
+def loads(data: bytes | str, max_depth: int | None = MAX_DEPTH) -> Any:
+    """The parsed document. ``max_depth=None`` skips the depth walk, for a hot path whose
+    own shape checks never recurse (only the decoder's recursion is caught then)."""
     try:
         value = json.loads(data)
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise JSONTextError(str(e)) from e
     except RecursionError:
-        raise JSONTextError(f"nested deeper than {max_depth} levels") from None
-    if _depth_over(value, max_depth):
+        raise JSONTextError("nested too deeply") from None
+    if max_depth is not None and _depth_over(value, max_depth):
         raise JSONTextError(f"nested deeper than {max_depth} levels")
     return value
 

@@ -15,11 +15,12 @@ from typing import Any
 
 import structlog
 
-from responder import correlation, failpoints, jsontext
+from responder import correlation, failpoints
 from responder.config import Settings
 from responder.errors import StoreError
 from responder.intake.alertmanager import PayloadError, payload_alerts
 from responder.intake.events import normalised_alert
+from responder.intake.message import decode_message
 from responder.model import Alert
 from responder.state import DaemonState
 
@@ -32,14 +33,7 @@ STOP_S = 5.0
 
 def parse_message(value: bytes | None, max_bytes: int) -> list[Alert]:
     """The alerts one message carries, or PayloadError with the reason it is poison."""
-    if value is None:
-        raise PayloadError("", "empty message")
-    if len(value) > max_bytes:
-        raise PayloadError("", f"message over {max_bytes} bytes")
-    try:
-        data = jsontext.loads(value)
-    except jsontext.JSONTextError as e:
-        raise PayloadError("", f"malformed JSON: {e}") from e
+    data = decode_message(value, max_bytes)
     if not isinstance(data, dict):
         raise PayloadError("", "a message must be a JSON object")
     if "alerts" in data:

@@ -9,12 +9,12 @@ cost more than the evaluation.
 
 from __future__ import annotations
 
-import json
 import re
 from typing import Any
 
 from responder.engine.thresholds import Sample
 from responder.intake.alertmanager import PayloadError
+from responder.intake.message import decode_message
 
 MAX_LABELS = 64
 MAX_LABEL_VALUE = 1024
@@ -43,17 +43,8 @@ def _name_ok(name: object, pattern: re.Pattern[str], known: set[str]) -> bool:
 
 def parse_samples(value: bytes | None, max_bytes: int) -> list[Sample]:
     """The samples one message carries, or PayloadError naming the first bad field."""
-    if value is None:
-        raise PayloadError("", "empty message")
-    if len(value) > max_bytes:
-        raise PayloadError("", f"message over {max_bytes} bytes")
-    try:
-        data = json.loads(value)
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise PayloadError("", f"malformed JSON: {e}") from e
-    except RecursionError:
-        # Its shape checks below never recurse, so only the decoder can hit the limit.
-        raise PayloadError("", "malformed JSON: nested too deeply") from None
+    # The shape checks below never recurse: no depth walk on this hot path.
+    data = decode_message(value, max_bytes, max_depth=None)
     if isinstance(data, dict) and "samples" in data:
         if len(data) != 1:
             raise PayloadError("", "a batch object holds only samples")

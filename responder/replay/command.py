@@ -17,7 +17,7 @@ from typing import Any
 
 from responder.config import Settings
 from responder.engine.policy import parse_time
-from responder.errors import ReplayInputError, ResponderError, RuleError
+from responder.errors import ReplayInputError, ResponderError, RuleError, explain
 from responder.replay.diff import Report, replay
 from responder.replay.events import SampleEvent
 from responder.replay.file_input import read_file
@@ -94,13 +94,8 @@ async def run(settings: Settings, args: argparse.Namespace,
     cannot evaluate) or 2 (an error)."""
     try:
         report, header = await _report(settings, args, connect, names)
-    except RuleError as e:
-        print("responder: invalid rules:", file=sys.stderr)
-        for problem in e.problems:
-            print(f"  {problem}", file=sys.stderr)
-        return 2
     except ResponderError as e:
-        print(f"responder: {e}", file=sys.stderr)
+        print(explain(e), file=sys.stderr)
         return 2
     print(render(report, header, args.json))
     # A change replay cannot evaluate is not shown to be safe: it does not pass as "none".
