@@ -304,3 +304,44 @@ async def _bodies(dsn: str, kind: str) -> list[str]:
             "SELECT body FROM action_log WHERE kind = $1 ORDER BY seq", kind)]
     finally:
         await conn.close()
+
+
+async def _incident_states(dsn: str) -> list[str]:
+    conn = await asyncpg.connect(dsn)
+    try:
+        return [r["status"] for r in await conn.fetch("SELECT status FROM incidents ORDER BY id")]
+    finally:
+        await conn.close()
+
+
+async def test_an_incident_resolves_with_its_last_firing_alert(
+    make_daemon: DaemonFactory, exchange: Exchange, http: aiohttp.ClientSession, database: str,
+) -> None:
+    """Two alerts of one incident (two ledger checkers on BTC-USD): the first resolving
+    leaves the incident open; the second resolving closes it. Nothing is lowered."""
+    daemon = await make_daemon()
+    first = alert("LedgerInvariantViolation", "BTC-USD", fingerprint="ledger-a", checker="a")
+    second = alert("LedgerInvariantViolation", "BTC-USD", fingerprint="ledger-b", checker="b")
+    await post_alerts(http, daemon, payload(first, second))
+    await idle(daemon)
+    assert await _incident_states(database) == ["open"]
+    await post_alerts(http, daemon, payload({**first, "status": "resolved"}, status="resolved"))
+    await idle(daemon)
+    assert await _incident_states(database) == ["open"]
+    notes = [json.loads(b)["detail"]["note"] for b in await _bodies(database, "alert_resolved")]
+    assert notes == ["alert resolved; other alerts of the incident still fire"]
+    await post_alerts(http, daemon, payload({**second, "status": "resolved"}, status="resolved"))
+    await idle(daemon)
+    assert await _incident_states(database) == ["resolved"]
+    assert exchange.state.symbols == {"BTC-USD": "CANCEL_ONLY"}
+
+
+async def test_firing_then_resolved_in_one_payload_resolves(
+    make_daemon: DaemonFactory, exchange: Exchange, http: aiohttp.ClientSession, database: str,
+) -> None:
+    daemon = await make_daemon()
+    firing = alert("LedgerInvariantViolation", "ETH-USD", fingerprint="ledger-e")
+    await post_alerts(http, daemon, payload(firing, {**firing, "status": "resolved"}))
+    await idle(daemon)
+    assert await _incident_states(database) == ["resolved"]
+    assert exchange.state.symbols == {"ETH-USD": "CANCEL_ONLY"}  # containment held

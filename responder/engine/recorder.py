@@ -24,7 +24,7 @@ from responder.redaction import Redactor
 from responder.rules.table import RuleTable
 from responder.store.actionlog import ChainAppender, Entry
 from responder.store.db import Conn
-from responder.store.intake_sql import RECORD_SQL
+from responder.store.intake_sql import ALERTS_SQL, RECORD_SQL
 from responder.store.steps import Inserted, NewStep, StepRow, held_entry, intent_entry
 
 log = structlog.get_logger("responder.engine")
@@ -79,6 +79,9 @@ class RecordAlerts:
         row = await conn.fetchrow(RECORD_SQL, *plan.arguments(chain.rules_hash))
         assert row is not None
         outcome = _Outcome(row, plan)
+        states = plan.alert_states([key for key in owners if outcome.inbox[key][1] == 1])
+        if states[0]:
+            outcome.settle(await conn.fetchval(ALERTS_SQL, *states))
         entries: list[Entry] = []
         for key, (j, alert) in owners.items():
             inbox_id, deliveries = outcome.inbox[key]
@@ -136,6 +139,7 @@ class _Plan:
 
     def __init__(self, owners: dict[str, tuple[int, Alert]],
                  jobs: Sequence[RecordAlerts]) -> None:
+        self.owners = owners
         self.alerts = [a for _, a in owners.values()]
         self.decisions = {key: decide(a, jobs[j].table, jobs[j].policy)
                           for key, (j, a) in owners.items()}
@@ -149,6 +153,18 @@ class _Plan:
                 for p in d.steps:
                     self.step_index[(key, id(p))] = len(self.steps)
                     self.steps.append((key, d, p, f"responder-{uuid.uuid4()}"))
+
+    def alert_states(self, fresh: Sequence[str]) -> list[list[object]]:
+        """(rule, scope, fingerprint, firing) of each new alert's decisions, in order: what
+        ALERTS_SQL needs to tell which incidents still have an alert firing."""
+        states: list[list[object]] = [[], [], [], []]
+        for key in fresh:
+            alert = self.owners[key][1]
+            for d in self.decisions[key]:
+                for column, value in zip(states, (d.rule.id, d.scope, alert.fingerprint,
+                                                  d.action != "resolve"), strict=True):
+                    column.append(value)
+        return states
 
     def arguments(self, rules_hash: str) -> list[object]:
         a = self.alerts
@@ -186,10 +202,17 @@ class _Outcome:
         self.plan = plan
         self.inbox = {k: (i, n) for k, i, n in json.loads(row["inbox"])}
         self.incidents = {(r, s): (i, new) for r, s, i, new in json.loads(row["incidents"])}
-        self.resolved = {(r, s): i for r, s, i in json.loads(row["resolved"])}
+        self.resolved: dict[tuple[str, str], int] = {}
+        self.still_open: dict[tuple[str, str], int] = {}
         self.steps = {ord_ - 1: (inc, held, rank, sid)
                       for ord_, inc, held, rank, sid in json.loads(row["steps"])}
         self.announced: set[int] = set()
+
+    def settle(self, incidents: str) -> None:
+        """Which incidents the batch's resolved alerts resolved, and which stay open because
+        another of their alerts still fires."""
+        for rule_id, scope, incident_id, resolved in json.loads(incidents):
+            (self.resolved if resolved else self.still_open)[(rule_id, scope)] = incident_id
 
     def entries_for(self, chain: ChainAppender, alert: Alert, inbox_id: int,
                     decisions: list[Decision],
@@ -203,7 +226,8 @@ class _Outcome:
             chain.after_commit(functools.partial(_count_match, job.metrics, d.rule.id,
                                                  d.action))
             if d.action == "resolve":
-                entries.append(_resolved_entry(alert, d, self.resolved.get((d.rule.id, d.scope))))
+                entries.append(_resolved_entry(alert, d, self.resolved.get((d.rule.id, d.scope)),
+                                               self.still_open.get((d.rule.id, d.scope))))
                 continue
             if (d.rule.id, d.scope) not in self.incidents:
                 raise IncidentRace(f"incident {d.rule.id} {d.scope} opened concurrently")
@@ -352,9 +376,14 @@ def step_entry(planned: PlannedStep, ins: Inserted) -> Entry | None:
     return None
 
 
-def _resolved_entry(alert: Alert, d: Decision, incident_id: int | None) -> Entry:
-    note = ("resolved, containment held" if incident_id is not None
-            else "no open incident; nothing opened")
+def _resolved_entry(alert: Alert, d: Decision, resolved: int | None,
+                    still_open: int | None) -> Entry:
+    if resolved is not None:
+        incident_id, note = resolved, "resolved, containment held"
+    elif still_open is not None:
+        incident_id, note = still_open, "alert resolved; other alerts of the incident still fire"
+    else:
+        incident_id, note = None, "no open incident; nothing opened"
     return Entry("alert_resolved", incident_id=incident_id, rule_id=d.rule.id,
                  detail={"fingerprint": alert.fingerprint, "note": note})
 

@@ -1,9 +1,9 @@
 """Run a rule table over events with the real planner and no target.
 
 Incidents are kept as the store keeps them: one open per (rule, scope), and an action
-already asked for by an incident is not asked again; a resolved alert or a release ends the
-incident. A call is assumed to succeed unless the same call failed at the time, in which
-case the rule's escalation is asked for, as the executor would.
+already asked for by an incident is not asked again; the last of its firing alerts to
+resolve, or a release, ends the incident. A call is assumed to succeed unless the same call
+failed at the time, in which case the rule's escalation is asked for, as the executor would.
 
 Metric samples go through the table's own threshold evaluator, in order, with sample time
 driving ``for`` as in the daemon; the internal alerts it raises are planned like any other.
@@ -35,6 +35,9 @@ class Shadow:
         self.table = table
         self._open: dict[IncidentKey, set[Action]] = {
             k: set(v) for k, v in (open_incidents or {}).items()}
+        # Fingerprints firing per incident; unknown (absent) for incidents open at the start,
+        # which end at their first resolved alert, as the store's untracked ones do.
+        self._firing: dict[IncidentKey, set[str]] = {}
         # Samples in a file are past: none is "from the future", whatever the wall clock says.
         self._evaluator = Evaluator(table, max_series=max_series, stale_after_s=stale_after_s,
                                     max_future_s=math.inf)
@@ -43,6 +46,7 @@ class Shadow:
         """What the table asks for an alert (None for other events)."""
         if isinstance(event, CloseEvent):
             self._open.pop((event.rule_id, event.scope), None)
+            self._firing.pop((event.rule_id, event.scope), None)
             return None
         if isinstance(event, SampleEvent):
             return None
@@ -60,9 +64,16 @@ class Shadow:
             seen.matched.add(d.rule.id)
             incident = (d.rule.id, d.scope)
             if d.action == "resolve":
+                firing = self._firing.get(incident)
+                if firing is not None:
+                    firing.discard(alert.fingerprint)
+                    if firing:
+                        continue  # another alert of the incident still fires
                 self._open.pop(incident, None)
+                self._firing.pop(incident, None)
                 continue
             asked = self._open.setdefault(incident, set())
+            self._firing.setdefault(incident, set()).add(alert.fingerprint)
             if d.action == "contain":
                 for planned in d.steps:
                     self._ask(seen, asked, d.rule.id, planned, failing)

@@ -35,11 +35,6 @@ WITH inb AS (
     UNION ALL
     SELECT i.id, i.rule_id, i.scope, false FROM incidents i
     JOIN want w ON w.rule_id = i.rule_id AND w.scope = i.scope WHERE i.status = 'open'
-), resolved AS (
-    UPDATE incidents i SET status = 'resolved', resolved_at = now()
-    FROM (SELECT DISTINCT rule_id, scope FROM dec WHERE action = 'resolve') r
-    WHERE i.rule_id = r.rule_id AND i.scope = r.scope AND i.status = 'open'
-    RETURNING i.id, i.rule_id, i.scope
 ), st AS (
     -- Several new alerts of one batch may ask for the same step: the first one asks.
     SELECT DISTINCT ON (inc.id, s.kind, s.control, s.key, s.level) s.*, inc.id AS incident_id
@@ -72,10 +67,50 @@ SELECT
      FROM inb) AS inbox,
     (SELECT coalesce(jsonb_agg(jsonb_build_array(rule_id, scope, id, is_new)), '[]')
      FROM inc) AS incidents,
-    (SELECT coalesce(jsonb_agg(jsonb_build_array(rule_id, scope, id)), '[]')
-     FROM resolved) AS resolved,
     (SELECT coalesce(jsonb_agg(jsonb_build_array(st.ord, st.incident_id, h.level, h.rank,
                                                  ins.id)), '[]')
      FROM st LEFT JOIN held h ON h.ord = st.ord
      LEFT JOIN ins ON ins.idempotency_key = st.idempotency_key) AS steps
+"""
+
+
+ALERTS_SQL = """
+WITH d AS (
+    SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::bool[]) WITH ORDINALITY
+        AS d(rule_id, scope, fingerprint, firing, ord)
+), last AS (
+    -- The batch's last word on each alert of each incident.
+    SELECT DISTINCT ON (rule_id, scope, fingerprint) * FROM d
+    ORDER BY rule_id, scope, fingerprint, ord DESC
+), inc AS (
+    SELECT i.id, i.rule_id, i.scope FROM incidents i
+    JOIN (SELECT DISTINCT rule_id, scope FROM last) k
+      ON k.rule_id = i.rule_id AND k.scope = i.scope
+    WHERE i.status = 'open'
+), marked AS (
+    INSERT INTO incident_alerts (incident_id, fingerprint, firing)
+    SELECT inc.id, l.fingerprint, l.firing FROM last l
+    JOIN inc ON inc.rule_id = l.rule_id AND inc.scope = l.scope
+    ON CONFLICT (incident_id, fingerprint) DO UPDATE SET firing = EXCLUDED.firing
+    RETURNING incident_id
+), resolved AS (
+    -- Resolved by this batch when an alert of it resolved and none of its alerts fires
+    -- any more, counting both what the batch says and what was stored before it.
+    UPDATE incidents i SET status = 'resolved', resolved_at = now()
+    FROM inc
+    WHERE i.id = inc.id
+      AND EXISTS (SELECT 1 FROM last l WHERE l.rule_id = inc.rule_id AND l.scope = inc.scope
+                  AND NOT l.firing)
+      AND NOT EXISTS (SELECT 1 FROM last l WHERE l.rule_id = inc.rule_id
+                      AND l.scope = inc.scope AND l.firing)
+      AND NOT EXISTS (SELECT 1 FROM incident_alerts a WHERE a.incident_id = inc.id
+                      AND a.firing AND a.fingerprint NOT IN (
+                          SELECT l.fingerprint FROM last l
+                          WHERE l.rule_id = inc.rule_id AND l.scope = inc.scope))
+    RETURNING i.id
+)
+SELECT coalesce(jsonb_agg(jsonb_build_array(inc.rule_id, inc.scope, inc.id,
+                                            inc.id IN (SELECT id FROM resolved))), '[]')
+       AS incidents
+FROM inc
 """
