@@ -123,11 +123,10 @@ async def get_evidence(request: web.Request, _: Principal) -> web.StreamResponse
     version = plain_int(raw_version, 2**31 - 1) if raw_version is not None else None
     if incident_id is None or (raw_version is not None and version is None):
         return _bad("incident id and version are integers")
-    raw = str(incident_id)
     async with request.app[STATE].pool.acquire() as conn:
         row = await queries.evidence_bundle(conn, incident_id, version)
     if row is None:
         return web.json_response({"error": "not_found"}, status=404)
-    return web.json_response({"incident_id": int(raw), "version": row["version"],
+    return web.json_response({"incident_id": incident_id, "version": row["version"],
                               "digest": row["digest"], "prev_digest": row["prev_digest"],
                               "bundle": json.loads(row["body"])})
