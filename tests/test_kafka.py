@@ -66,8 +66,8 @@ async def _committed_is(kafka: Broker, settings: dict[str, Any], offset: int) ->
         == offset
 
 
-async def dead_letters(kafka: Broker, topic: str) -> list[Any]:
-    """Every message on a dead-letter topic so far."""
+async def topic_messages(kafka: Broker, topic: str) -> list[Any]:
+    """Every message on a topic so far (a dead-letter topic, a sink's topic)."""
     consumer = AIOKafkaConsumer(topic, bootstrap_servers=kafka.bootstrap,
                                 auto_offset_reset="earliest", enable_auto_commit=False)
     await consumer.start()
@@ -87,7 +87,7 @@ async def test_poison_goes_to_the_dead_letter_topic(
     await produce(kafka, settings["kafka_alerts_topic"], b"{not json", normalised("ETH-USD"))
     await wait_for(lambda: exchange.state.symbols.get("ETH-USD") == "HARD_HALT",
                    timeout_s=30, what="the message after the poison")
-    [dead] = await dead_letters(kafka, settings["kafka_dlq_topic"])
+    [dead] = await topic_messages(kafka, settings["kafka_dlq_topic"])
     headers = {k: v.decode() for k, v in dead.headers}
     assert dead.value == b"{not json"
     assert headers["offset"] == "0" and headers["partition"] == "0"

@@ -182,7 +182,7 @@ async def test_kafka_sink_delivers_each_bundle_once(
     kafka: Broker, make_daemon: DaemonFactory, http: aiohttp.ClientSession, database: str,
 ) -> None:
     """With the broker down for a while, every bundle still lands on the topic once."""
-    from aiokafka import AIOKafkaConsumer
+    from tests.test_kafka import topic_messages
 
     if kafka.popen is not None:
         kafka.stop()  # down at first: deliveries must wait and retry
@@ -195,14 +195,7 @@ async def test_kafka_sink_delivers_each_bundle_once(
         await wait_for(lambda: _attempted(database), timeout_s=20, what="a failed attempt")
         kafka.start()
     await wait_for(lambda: all_delivered(database), timeout_s=60, what="Kafka delivery")
-    consumer = AIOKafkaConsumer(topic, bootstrap_servers=kafka.bootstrap,
-                                auto_offset_reset="earliest", enable_auto_commit=False)
-    await consumer.start()
-    try:
-        batch = await consumer.getmany(timeout_ms=5000)
-    finally:
-        await consumer.stop()
-    keys = [m.key.decode() for msgs in batch.values() for m in msgs]
+    keys = [m.key.decode() for m in await topic_messages(kafka, topic)]
     expected = [r["idempotency_key"] for r in await outbox(database)]
     assert sorted(keys) == sorted(expected)
 

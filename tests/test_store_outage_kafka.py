@@ -10,7 +10,7 @@ from prometheus_client import CollectorRegistry
 
 from responder.daemon import Daemon
 from tests.conftest import Broker, Exchange, PrivatePostgres, fixture_bytes, settings_for, wait_for
-from tests.test_kafka import committed, dead_letters, kafka_settings, produce
+from tests.test_kafka import committed, kafka_settings, produce, topic_messages
 
 
 async def test_kafka_offset_waits_for_the_store(
@@ -38,6 +38,6 @@ async def test_kafka_offset_waits_for_the_store(
             return await committed(kafka, topic, group) == 2
 
         await wait_for(is_committed, timeout_s=15, what="the offset commit")
-        assert [m.value for m in await dead_letters(kafka, ks["kafka_dlq_topic"])] == [b"{poison"]
+        assert [m.value for m in await topic_messages(kafka, ks["kafka_dlq_topic"])] == [b"{poison"]
     finally:
         await daemon.shutdown()
