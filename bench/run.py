@@ -44,6 +44,7 @@ STARTS_AT = "2026-11-23T05:32:58.043380198Z"
 READY_TIMEOUT_S = 30.0
 STOP_TIMEOUT_S = 15.0
 REQUEST_TIMEOUT_S = 30.0
+QUIET_S = 1.0
 
 
 class BenchError(Exception):
@@ -230,6 +231,14 @@ async def stop(proc: asyncio.subprocess.Process) -> None:
             await proc.wait()
 
 
+def cpu_s(pid: int) -> float | None:
+    """User plus system CPU seconds one process has used so far."""
+    with contextlib.suppress(OSError, ValueError, IndexError):
+        fields = Path(f"/proc/{pid}/stat").read_text(encoding="utf-8").rpartition(")")[2].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return None
+
+
 def peak_rss_mib(pid: int) -> float | None:
     """VmHWM of one process (not its children, not PostgreSQL)."""
     with contextlib.suppress(OSError):
@@ -333,6 +342,7 @@ class Level:
     calls_per_s: float
     peak_rss_mib: float | None
     notes: list[str]
+    cpu_ms_per_alert: float | None = None
 
     @property
     def alerts_per_s(self) -> float:
@@ -357,8 +367,12 @@ async def measure(system: str, concurrency: int, *, args: argparse.Namespace,
         if warmup:
             done = await send(server, warmup, concurrency, args.level_timeout_s)
             await receiver.wait_for(done.acked, args.calls_timeout_s)
+        cpu_before = cpu_s(server.proc.pid)
         sent = await send(server, items, concurrency, args.level_timeout_s)
         await receiver.wait_for(sent.acked, args.calls_timeout_s)
+        # Work after the call (read-back, outcome, evidence) is part of each alert's cost.
+        await asyncio.sleep(QUIET_S)
+        cpu_after = cpu_s(server.proc.pid)
         rss = peak_rss_mib(server.proc.pid)
     arrivals = [(s, receiver.arrivals_ns[s]) for s in sent.sent_ns if s in receiver.arrivals_ns]
     latencies = sorted((at - sent.sent_ns[s]) / 1e6 for s, at in arrivals)
@@ -375,8 +389,11 @@ async def measure(system: str, concurrency: int, *, args: argparse.Namespace,
         notes.append(f"send phase stopped at --level-timeout-s {args.level_timeout_s}")
     if tail := log_tail(log, 5):
         notes.append("server output (last lines):\n" + tail)
+    cpu_ms = None
+    if cpu_before is not None and cpu_after is not None and sent.acked:
+        cpu_ms = (cpu_after - cpu_before) * 1000 / len(sent.acked)
     return Level(system, concurrency, sent, latencies, len(arrivals),
-                 len(arrivals) / span_s if span_s > 0 else 0.0, rss, notes)
+                 len(arrivals) / span_s if span_s > 0 else 0.0, rss, notes, cpu_ms)
 
 
 def _ms(value: float | None) -> str:
@@ -385,14 +402,15 @@ def _ms(value: float | None) -> str:
 
 def table(levels: list[Level]) -> str:
     rows = ["| system | concurrency | alerts/s | p50 ms | p99 ms | peak RSS MiB"
-            " | calls arrived/sent | admin calls/s |",
-            "|---|--:|--:|--:|--:|--:|--:|--:|"]
+            " | calls arrived/sent | admin calls/s | server CPU ms/alert |",
+            "|---|--:|--:|--:|--:|--:|--:|--:|--:|"]
     for lv in sorted(levels, key=lambda lv: (lv.concurrency, SYSTEMS.index(lv.system))):
         rss = "n/a" if lv.peak_rss_mib is None else f"{lv.peak_rss_mib:.0f}"
         rows.append(f"| {lv.system} | {lv.concurrency} | {lv.alerts_per_s:.0f}"
                     f" | {_ms(percentile(lv.latencies_ms, 50))}"
                     f" | {_ms(percentile(lv.latencies_ms, 99))} | {rss}"
-                    f" | {lv.arrived}/{len(lv.sent.sent_ns)} | {lv.calls_per_s:.0f} |")
+                    f" | {lv.arrived}/{len(lv.sent.sent_ns)} | {lv.calls_per_s:.0f}"
+                    f" | {_ms(lv.cpu_ms_per_alert)} |")
     return "\n".join(rows)
 
 
@@ -434,7 +452,9 @@ def report(levels: list[Level], args: argparse.Namespace, pg_version: str) -> st
         "alerts/s: webhooks answered 2xx per second of the send phase. p50/p99: send to"
         " admin-call arrival. admin calls/s: calls arrived per second from the first send"
         " to the last arrival. Peak RSS: VmHWM of the server process only (for responder,"
-        " the daemon, not PostgreSQL).",
+        " the daemon, not PostgreSQL). Server CPU ms/alert: the server process's user and"
+        f" system CPU from the first measured send to {QUIET_S:.0f} s after the last call"
+        " arrived, per webhook answered (PostgreSQL's own CPU is not in it).",
     ]
     if met := targets(levels):
         parts += ["", "## Targets", "", *met]

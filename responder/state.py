@@ -48,7 +48,8 @@ class DaemonState:
         """Durably record alerts and their plan; only then start executing."""
         recorded = await self.writer.submit(
             RecordAlerts(alerts, self.rules, self.metrics, self.redactor, self.modes.policy(),
-                         nonce, correlation_id))
+                         nonce, correlation_id, self.executor.replica,
+                         self.settings.step_lease_s))
         self.executor.submit(recorded.steps)
         if self.evidence is not None:
             self.evidence.touch(recorded.incidents)

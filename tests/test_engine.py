@@ -345,3 +345,24 @@ async def test_firing_then_resolved_in_one_payload_resolves(
     await idle(daemon)
     assert await _incident_states(database) == ["resolved"]
     assert exchange.state.symbols == {"ETH-USD": "CANCEL_ONLY"}  # containment held
+
+
+async def test_a_new_incidents_first_step_is_claimed_while_recorded(
+    make_daemon: DaemonFactory, exchange: Exchange, http: aiohttp.ClientSession, database: str,
+) -> None:
+    """The transaction that records a new incident also claims its first step for this
+    replica, so the call follows the commit with no claim of its own: the step ends with
+    one claim, not two. A later step on the same incident is claimed the usual way."""
+    daemon = await make_daemon()
+    await post_alerts(http, daemon, payload(alert("LedgerInvariantViolation", "BTC-USD")))
+    await idle(daemon)
+    assert exchange.state.symbols == {"BTC-USD": "CANCEL_ONLY"}
+    conn = await asyncpg.connect(database)
+    try:
+        rows = await conn.fetch("SELECT control, status, claims, claimed_by FROM steps"
+                                " ORDER BY control DESC")
+    finally:
+        await conn.close()
+    assert [(r["control"], r["status"], r["claims"]) for r in rows] == [
+        ("withdrawals", "done", 1), ("symbol-mode", "done", 1)]
+    assert {r["claimed_by"] for r in rows} == {daemon.settings.replica_id}

@@ -22,11 +22,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 import weakref
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Literal, TypeVar
 
 import asyncpg
 import structlog
@@ -38,7 +39,7 @@ from responder.errors import ActionPermanentError, StoreError
 from responder.metrics import Metrics
 from responder.rules.table import Control, RuleTable, Step
 from responder.store.actionlog import ChainAppender, Entry
-from responder.store.claims import Claim, claim_step, let_go, renew_claim
+from responder.store.claims import Claim, Refusal, claim_step, let_go, renew_claim
 from responder.store.db import Conn
 from responder.store.steps import CloseStep, StepRow, insert_steps, pending_steps
 from responder.store.writer import Unit, Writer
@@ -64,6 +65,45 @@ LEFT JOIN LATERAL (
 ) p ON true
 WHERE s.id = $1
 """
+
+
+LOCKED_RETRIES = 20
+LOCKED_PAUSE_S = 0.025
+"""A claim refused only because the key's lock is held (usually a batch recording a step
+on it, for milliseconds) is tried again this often before being left to the sweep."""
+
+
+class _KeyLock(asyncio.Lock):
+    """The per-key lock, counting how often it was taken: a step claimed while it was
+    recorded may skip its claim and held-level reads only if nothing else took the key's
+    lock since (no other step, person or drift repair touched the key here)."""
+
+    taken = 0
+
+    async def acquire(self) -> Literal[True]:
+        await super().acquire()
+        self.taken += 1
+        return True
+
+
+@dataclass(frozen=True)
+class _Early:
+    """A step claimed while recorded: the key lock's count then, and when."""
+
+    lock: _KeyLock
+    taken: int
+    at: float
+
+
+@dataclass(frozen=True)
+class _Held:
+    """What the store holds for a step's key (HELD_SQL), read right after its claim."""
+
+    status: str
+    held_level: str | None = None
+    held_rank: int | None = None
+    higher_id: int | None = None
+    higher_level: str | None = None
 
 
 @dataclass
@@ -101,8 +141,9 @@ class Executor:
         self._known: set[int] = set()
         # Keep strong references so running tasks are not garbage-collected.
         self._tasks: dict[int, asyncio.Task[None]] = {}
-        self._locks: weakref.WeakValueDictionary[tuple[str, str], asyncio.Lock] = (
+        self._locks: weakref.WeakValueDictionary[tuple[str, str], _KeyLock] = (
             weakref.WeakValueDictionary())
+        self._early: dict[int, _Early] = {}
         self._closing = False
 
     @property
@@ -117,6 +158,9 @@ class Executor:
             if step.id in self._known:
                 continue
             self._known.add(step.id)
+            if step.preclaimed:
+                lock = self._lock((step.control, step.key))  # kept alive by the entry
+                self._early[step.id] = _Early(lock, lock.taken, time.monotonic())
             self._queues.setdefault(step.incident_id, deque()).append(step)
             if step.incident_id not in self._tasks:
                 task = asyncio.create_task(self._run_incident(step.incident_id),
@@ -133,6 +177,7 @@ class Executor:
         del self._tasks[incident_id]
         for step in self._queues.pop(incident_id, ()):
             self._known.discard(step.id)
+            self._early.pop(step.id, None)
         if not task.cancelled() and (error := task.exception()) is not None:
             log.error("incident task crashed; the sweeper will retry", incident=incident_id,
                       error=repr(error))
@@ -195,6 +240,7 @@ class Executor:
                 # The sweep looks again, and takes over only once that lease has run out.
                 for later in queue:
                     self._known.discard(later.id)
+                    self._early.pop(later.id, None)
                 queue.clear()
                 break
             queue.popleft()
@@ -210,10 +256,10 @@ class Executor:
         """The lock that serialises every change to one control key, automatic or manual."""
         return self._lock((control, key))
 
-    def _lock(self, key: tuple[str, str]) -> asyncio.Lock:
+    def _lock(self, key: tuple[str, str]) -> _KeyLock:
         lock = self._locks.get(key)
         if lock is None:
-            lock = asyncio.Lock()
+            lock = _KeyLock()
             self._locks[key] = lock
         return lock
 
@@ -223,19 +269,25 @@ class Executor:
             return await self._execute_bound(step)
 
     async def _execute_bound(self, step: StepRow) -> bool:
-        async with self._slots, self._lock((step.control, step.key)):
-            async with self._pool.acquire() as conn:
-                claim = await claim_step(conn, step.id, self.replica, self._lease_s)
-                # Read after the claim, in a statement of its own: it must see every
-                # outcome committed before the claim was granted.
-                held = await conn.fetchrow(HELD_SQL, step.id) if isinstance(claim, Claim) \
-                    else None
+        early = self._early.pop(step.id, None)
+        lock = self._lock((step.control, step.key))
+        async with self._slots, lock:
+            claim: Claim | Refusal
+            if early is not None and self._still_early(early, lock):
+                # Claimed by the transaction that recorded it, alone on its key, and
+                # nothing has touched the key since: what a claim and a held-level read
+                # would return is known, so the call goes out without them.
+                claim = Claim(step.id, None, None, 1)
+                held: _Held | None = _Held("pending", step.held_before)
+            else:
+                claim, held = await self._claim(step)
             if claim == "closed":
                 return True
-            if claim == "busy":
+            if claim in ("busy", "locked"):
                 log.info("step left to the replica holding its lease", step=step.id,
                          control=step.control, key=step.key)
                 return False
+            assert isinstance(claim, Claim)
             await self._record_takeover(step, claim)
             self._metrics.steps_inflight.inc()
             try:
@@ -244,6 +296,26 @@ class Executor:
             finally:
                 self._metrics.steps_inflight.dec()
             return not lease.lost
+
+    def _still_early(self, early: _Early, lock: _KeyLock) -> bool:
+        """The early claim holds if only this task took the key's lock since it was recorded
+        and its lease (from the recording transaction) has most of its time left."""
+        return (early.lock is lock and lock.taken == early.taken + 1
+                and time.monotonic() - early.at < self._lease_s / 2)
+
+    async def _claim(self, step: StepRow) -> tuple[Claim | Refusal, _Held | None]:
+        for _ in range(LOCKED_RETRIES):
+            async with self._pool.acquire() as conn:
+                claim = await claim_step(conn, step.id, self.replica, self._lease_s)
+                # Read after the claim, in a statement of its own: it must see every
+                # outcome committed before the claim was granted.
+                row = await conn.fetchrow(HELD_SQL, step.id) if isinstance(claim, Claim) \
+                    else None
+                held = _Held(**dict(row)) if row is not None else None
+            if claim != "locked":
+                break
+            await asyncio.sleep(LOCKED_PAUSE_S)
+        return claim, held
 
     async def _record_takeover(self, step: StepRow, claim: Claim) -> None:
         """Write down, before any call, that this replica took over another's lease."""
@@ -298,17 +370,17 @@ class Executor:
                             " holder", step=step.id)
                 return
 
-    async def _execute_claimed(self, step: StepRow, held: asyncpg.Record | None,
+    async def _execute_claimed(self, step: StepRow, held: _Held | None,
                                lease: _Lease) -> None:
-        if held is None or held["status"] != "pending":
+        if held is None or held.status != "pending":
             return  # closed meanwhile (a sweep raced with the task that ran it)
-        if held["held_rank"] is not None and held["held_rank"] >= step.rank:
+        if held.held_rank is not None and held.held_rank >= step.rank:
             await self._record(CloseStep(step, "already_contained",
-                                         {"held": held["held_level"]}, replica=self.replica))
+                                         {"held": held.held_level}, replica=self.replica))
             return
-        if held["higher_id"] is not None:
+        if held.higher_id is not None:
             await self._record(CloseStep(step, "already_contained", {
-                "held": held["higher_level"], "superseded_by_step": held["higher_id"]},
+                "held": held.higher_level, "superseded_by_step": held.higher_id},
                 replica=self.replica))
             return
         table = self._rules()
@@ -329,7 +401,7 @@ class Executor:
         # "before" is the level responder held; the target is not read before the call,
         # which would only delay containment. "after" is what the read-back saw.
         detail: dict[str, object] = {"call": call.to_json(),
-                                     "before": held["held_level"] or control.levels[0]}
+                                     "before": held.held_level or control.levels[0]}
         if control.is_readable:
             verified, observed, reads = await self._client.verify(
                 control, step.key, step.level, self._read_back_s)

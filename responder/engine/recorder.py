@@ -1,7 +1,8 @@
 """Record alerts and the engine's decisions in one transaction: inbox, incidents, intents.
 
 However many alerts and webhooks a batch carries, recording it costs two statements: the
-plan (inbox, incidents, steps) and the action-log append.
+plan (inbox, incidents, steps) and the action-log append; three when the batch may claim
+new steps for this replica (the key locks come first, in a statement of their own).
 """
 
 from __future__ import annotations
@@ -23,11 +24,17 @@ from responder.model import Alert
 from responder.redaction import Redactor
 from responder.rules.table import RuleTable
 from responder.store.actionlog import ChainAppender, Entry
+from responder.store.claims import KEY_LOCK_NS
 from responder.store.db import Conn
-from responder.store.intake_sql import ALERTS_SQL, RECORD_SQL
+from responder.store.intake_sql import ALERTS_SQL, LOCK_KEYS_SQL, RECORD_SQL
 from responder.store.steps import Inserted, NewStep, StepRow, held_entry, intent_entry
 
 log = structlog.get_logger("responder.engine")
+
+MAX_EARLY_CLAIMS = 32
+"""Keys per batch whose first step may be claimed while recording. Each costs an advisory
+lock until commit, and PostgreSQL's lock table is shared and finite; a step past this
+count is claimed the usual way, a round trip later."""
 
 @dataclass
 class Recorded:
@@ -56,6 +63,9 @@ class RecordAlerts:
     nonce: tuple[str, str] | None = None
     """(source, event id) of a signed event: recorded with the alerts, refused if seen."""
     correlation_id: str | None = None
+    replica: str | None = None
+    """Claim a new incident's first step for this replica while recording (None: never)."""
+    lease_s: float = 10.0
 
     async def __call__(self, conn: Conn, chain: ChainAppender) -> Recorded:
         return (await self.run_many(conn, chain, [self]))[0]
@@ -76,11 +86,17 @@ class RecordAlerts:
                 else:
                     owners[alert.dedup_key] = (j, alert)
         plan = _Plan(owners, jobs)
-        row = await conn.fetchrow(RECORD_SQL, *plan.arguments(chain.rules_hash))
+        replica = jobs[0].replica
+        locked: list[str] = []
+        if replica is not None and plan.steps:
+            keys = sorted({f"{p.step.control.name}/{p.key}" for _, _, p, _ in plan.steps})
+            locked = await conn.fetchval(LOCK_KEYS_SQL, keys[:MAX_EARLY_CLAIMS], KEY_LOCK_NS)
+        row = await conn.fetchrow(RECORD_SQL, *plan.arguments(chain.rules_hash), locked,
+                                  replica, jobs[0].lease_s)
         assert row is not None
         outcome = _Outcome(row, plan)
         states = plan.alert_states([key for key in owners if outcome.inbox[key][1] == 1])
-        if states[0]:
+        if not all(states[3]):  # firing alerts alone were tracked by RECORD_SQL
             outcome.settle(await conn.fetchval(ALERTS_SQL, *states))
         entries: list[Entry] = []
         for key, (j, alert) in owners.items():
@@ -204,8 +220,8 @@ class _Outcome:
         self.incidents = {(r, s): (i, new) for r, s, i, new in json.loads(row["incidents"])}
         self.resolved: dict[tuple[str, str], int] = {}
         self.still_open: dict[tuple[str, str], int] = {}
-        self.steps = {ord_ - 1: (inc, held, rank, sid)
-                      for ord_, inc, held, rank, sid in json.loads(row["steps"])}
+        self.steps = {ord_ - 1: (inc, held, rank, sid, bool(pre))
+                      for ord_, inc, held, rank, sid, pre in json.loads(row["steps"])}
         self.announced: set[int] = set()
 
     def settle(self, incidents: str) -> None:
@@ -266,7 +282,7 @@ class _Outcome:
         index = self.plan.step_index.get((dedup_key, id(p)))
         if index is None or index not in self.steps:
             return None
-        _, held_level, held_rank, step_id = self.steps[index]
+        _, held_level, held_rank, step_id, preclaimed = self.steps[index]
         _, _, _, idem = self.plan.steps[index]
         wanted = new_step(incident_id, d.rule.id, p)
         row = None
@@ -274,7 +290,7 @@ class _Outcome:
             row = StepRow(step_id, incident_id, d.rule.id, wanted.kind, wanted.control,
                           wanted.key, wanted.level, wanted.rank, wanted.escalate_control,
                           wanted.escalate_key, wanted.escalate_level, idem,
-                          self.plan.cids[dedup_key])
+                          self.plan.cids[dedup_key], preclaimed, held_level)
             result.steps.append(row)
         held = held_level if held_rank is not None and held_rank >= wanted.rank else None
         return step_entry(p, Inserted(wanted, row, held))

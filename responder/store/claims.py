@@ -55,6 +55,7 @@ WITH free AS (
     RETURNING s.claims
 )
 SELECT (SELECT count(*) FROM target) AS is_pending, (SELECT claims FROM claimed) AS claims,
+       (SELECT ok FROM free) AS key_free,
        (SELECT claimed_by FROM target) AS previous,
        (SELECT lease_until FROM target) AS previous_until
 """
@@ -96,20 +97,22 @@ class Claim:
         return self.previous is not None
 
 
-Refusal = Literal["closed", "busy"]
+Refusal = Literal["closed", "busy", "locked"]
 
 
 async def claim_step(conn: Conn, step_id: int, replica: str,
                      lease_s: float) -> Claim | Refusal:
     """Claim a pending step for ``replica``. "closed": nothing left to do; "busy": another
-    replica holds a live lease on it or on another pending step of the same control key."""
+    replica holds a live lease on it or on another pending step of the same control key;
+    "locked": no lease stands in the way, but someone holds the key's lock now (a person's
+    change, or a batch recording a step on the key, which holds it for milliseconds)."""
     row = await conn.fetchrow(CLAIM_SQL, step_id, replica, lease_s)
     assert row is not None  # the statement always returns one row
     if not row["is_pending"]:
         return "closed"
     claims = row["claims"]
     if claims is None:
-        return "busy"
+        return "busy" if row["key_free"] else "locked"
     previous = row["previous"] if row["previous"] != replica else None
     return Claim(step_id, previous, row["previous_until"] if previous else None, claims)
 

@@ -2,7 +2,11 @@
 
 Inbox upsert, incident open and resolve, and step insert (with the held-level check) run
 as data-modifying CTEs, so the whole plan costs one round trip. Only alerts that are new
-(first delivery) open incidents or add steps. Results come back as four JSON arrays.
+(first delivery) open incidents or add steps. Results come back as three JSON arrays.
+
+A step may be claimed here for the recording replica (see ``pre``), which saves its claim
+and held-level reads before the call: the executor still takes the normal path when
+anything on the key moved in between (engine/executor.py).
 """
 
 RECORD_SQL = """
@@ -35,6 +39,16 @@ WITH inb AS (
     UNION ALL
     SELECT i.id, i.rule_id, i.scope, false FROM incidents i
     JOIN want w ON w.rule_id = i.rule_id AND w.scope = i.scope WHERE i.status = 'open'
+), firing AS (
+    -- Which alerts of each open incident fire, so it resolves with its last one. A batch
+    -- with resolved alerts then runs ALERTS_SQL too, which sees these rows.
+    INSERT INTO incident_alerts (incident_id, fingerprint, firing)
+    SELECT DISTINCT inc.id, af.fingerprint, true
+    FROM dec JOIN inc ON inc.rule_id = dec.rule_id AND inc.scope = dec.scope
+    JOIN unnest($1::text[], $3::text[]) AS af(dedup_key, fingerprint)
+      ON af.dedup_key = dec.dedup_key
+    WHERE dec.action <> 'resolve'
+    ON CONFLICT (incident_id, fingerprint) DO UPDATE SET firing = true
 ), st AS (
     -- Several new alerts of one batch may ask for the same step: the first one asks.
     SELECT DISTINCT ON (inc.id, s.kind, s.control, s.key, s.level) s.*, inc.id AS incident_id
@@ -50,17 +64,36 @@ WITH inb AS (
 ), held AS (
     SELECT st.ord, c.level, c.rank FROM st
     JOIN control_levels c ON c.control = st.control AND c.key = st.key
+), go AS (
+    SELECT st.* FROM st LEFT JOIN held h ON h.ord = st.ord
+    WHERE h.rank IS NULL OR h.rank < st.rank
+), pre AS (
+    -- Claimed for this replica in this transaction, so its call can follow the commit at
+    -- once: only the first new step of a new incident, alone on its key here and in the
+    -- store, whose key lock this transaction took in an earlier statement (so no other
+    -- transaction can be adding a step on the key unseen by this snapshot).
+    SELECT g.ord FROM go g
+    WHERE $32::text IS NOT NULL
+      AND g.control || '/' || g.key = ANY($31::text[])
+      AND g.ord = (SELECT min(o.ord) FROM go o WHERE o.incident_id = g.incident_id)
+      AND NOT EXISTS (SELECT 1 FROM go o WHERE o.control = g.control AND o.key = g.key
+                      AND o.ord <> g.ord)
+      AND NOT EXISTS (SELECT 1 FROM steps p WHERE p.status = 'pending'
+                      AND (p.incident_id = g.incident_id
+                           OR (p.control = g.control AND p.key = g.key)))
 ), ins AS (
     INSERT INTO steps (incident_id, kind, position, control, key, level, rank,
                        escalate_control, escalate_key, escalate_level, idempotency_key,
-                       correlation_id)
-    SELECT st.incident_id, st.kind, st.position, st.control, st.key, st.level, st.rank,
-           st.escalate_control, st.escalate_key, st.escalate_level, st.idempotency_key,
-           st.correlation_id
-    FROM st LEFT JOIN held h ON h.ord = st.ord
-    WHERE h.rank IS NULL OR h.rank < st.rank
+                       correlation_id, claimed_by, lease_until, claims)
+    SELECT go.incident_id, go.kind, go.position, go.control, go.key, go.level, go.rank,
+           go.escalate_control, go.escalate_key, go.escalate_level, go.idempotency_key,
+           go.correlation_id,
+           CASE WHEN pre.ord IS NOT NULL THEN $32::text END,
+           CASE WHEN pre.ord IS NOT NULL THEN now() + make_interval(secs => $33) END,
+           CASE WHEN pre.ord IS NOT NULL THEN 1 ELSE 0 END
+    FROM go LEFT JOIN pre ON pre.ord = go.ord
     ON CONFLICT (incident_id, kind, control, key, level) DO NOTHING
-    RETURNING id, idempotency_key
+    RETURNING id, idempotency_key, claimed_by IS NOT NULL AS preclaimed
 )
 SELECT
     (SELECT coalesce(jsonb_agg(jsonb_build_array(dedup_key, id, deliveries)), '[]')
@@ -68,7 +101,7 @@ SELECT
     (SELECT coalesce(jsonb_agg(jsonb_build_array(rule_id, scope, id, is_new)), '[]')
      FROM inc) AS incidents,
     (SELECT coalesce(jsonb_agg(jsonb_build_array(st.ord, st.incident_id, h.level, h.rank,
-                                                 ins.id)), '[]')
+                                                 ins.id, ins.preclaimed)), '[]')
      FROM st LEFT JOIN held h ON h.ord = st.ord
      LEFT JOIN ins ON ins.idempotency_key = st.idempotency_key) AS steps
 """
@@ -114,3 +147,12 @@ SELECT coalesce(jsonb_agg(jsonb_build_array(inc.rule_id, inc.scope, inc.id,
        AS incidents
 FROM inc
 """
+
+
+LOCK_KEYS_SQL = """
+SELECT coalesce(array_agg(k), '{}') FROM unnest($1::text[]) AS k
+WHERE pg_try_advisory_xact_lock($2, hashtext(k))
+"""
+"""Try the key locks (store/claims.py KEY_LOCK_NS) of the keys a batch may claim at once.
+Held until the batch commits; a key someone holds (a person, a claim, another batch) is
+simply not claimed early."""

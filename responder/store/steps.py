@@ -27,6 +27,10 @@ class StepRow:
     escalate_level: str | None
     idempotency_key: str
     correlation_id: str | None = None
+    preclaimed: bool = False
+    """Claimed for this replica in the transaction that recorded it (store/intake_sql.py)."""
+    held_before: str | None = None
+    """The key's held level when it was recorded; only meaningful when preclaimed."""
 
 
 @dataclass(frozen=True)
