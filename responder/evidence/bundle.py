@@ -12,9 +12,12 @@ from __future__ import annotations
 import hashlib
 import json
 import socket
+from collections import defaultdict
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
+
+import asyncpg
 
 from responder import __version__
 from responder.config import SinkSpec
@@ -23,45 +26,81 @@ from responder.rules.table import RuleTable
 from responder.store.actionlog import ChainAppender, Entry, canonical
 from responder.store.db import Conn
 
+INCIDENTS_SQL = "SELECT * FROM incidents WHERE id = ANY($1::bigint[])"
+
 ALERTS_SQL = """
-SELECT id, alert, received_at, deliveries FROM inbox WHERE id IN (
-    SELECT (body::jsonb -> 'detail' ->> 'inbox_id')::bigint FROM action_log
-    WHERE incident_id = $1 AND kind = 'alert_matched')
-ORDER BY id
+SELECT m.incident_id, i.id, i.alert, i.received_at, i.deliveries
+FROM (SELECT DISTINCT incident_id, (body::jsonb -> 'detail' ->> 'inbox_id')::bigint AS inbox_id
+      FROM action_log WHERE incident_id = ANY($1::bigint[]) AND kind = 'alert_matched') m
+JOIN inbox i ON i.id = m.inbox_id
+ORDER BY m.incident_id, i.id
+"""
+
+RECORDS_SQL = """
+SELECT incident_id, body, hash FROM action_log WHERE incident_id = ANY($1::bigint[])
+ORDER BY incident_id, seq
 """
 
 CONTROLS_SQL = """
-SELECT c.control, c.key, c.level, c.set_by, c.set_kind, c.verified, c.updated_at
-FROM control_levels c
-WHERE (c.control, c.key) IN (SELECT control, key FROM steps WHERE incident_id = $1)
-ORDER BY c.control, c.key
+SELECT s.incident_id, c.control, c.key, c.level, c.set_by, c.set_kind, c.verified,
+       c.updated_at
+FROM (SELECT DISTINCT incident_id, control, key FROM steps
+      WHERE incident_id = ANY($1::bigint[])) s
+JOIN control_levels c ON c.control = s.control AND c.key = s.key
+ORDER BY s.incident_id, c.control, c.key
 """
 
-
-SEAL_LOCK_SQL = ("SELECT pg_advisory_xact_lock(hashtextextended('responder-evidence-'"
-                 " || $1::bigint, 0))")
+SNAPSHOTS_SQL = """
+SELECT incident_id, name, kind, ok, result, taken_at FROM evidence_snapshots
+WHERE incident_id = ANY($1::bigint[])
+ORDER BY incident_id, name
+"""
 
 
 def digest_of(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
+def _by_incident(rows: list[asyncpg.Record]) -> dict[int, list[asyncpg.Record]]:
+    """Rows grouped by their incident_id column, keeping the query's order in each group."""
+    groups: dict[int, list[asyncpg.Record]] = defaultdict(list)
+    for row in rows:
+        groups[row["incident_id"]].append(row)
+    return groups
+
+
 async def build(conn: Conn, incident_id: int, table: RuleTable) -> dict[str, Any] | None:
-    """The bundle's content for an incident as the store holds it now (no timestamps of
-    its own, so an unchanged incident builds the same content)."""
-    incident = await conn.fetchrow("SELECT * FROM incidents WHERE id = $1", incident_id)
-    if incident is None:
-        return None
-    alerts = await conn.fetch(ALERTS_SQL, incident_id)
-    records = await conn.fetch("SELECT body, hash FROM action_log WHERE incident_id = $1"
-                               " ORDER BY seq", incident_id)
-    controls = await conn.fetch(CONTROLS_SQL, incident_id)
+    """The bundle's content for one incident; see build_many."""
+    return (await build_many(conn, [incident_id], table)).get(incident_id)
+
+
+async def build_many(conn: Conn, incident_ids: Sequence[int],
+                     table: RuleTable) -> dict[int, dict[str, Any]]:
+    """Each incident's bundle content as the store holds it now, by incident id (an id with
+    no incident is left out), read with one query per kind of row whatever the count.
+
+    Content has no timestamps of its own, so an unchanged incident builds the same content.
+    """
+    ids = list(incident_ids)
+    incidents = await conn.fetch(INCIDENTS_SQL, ids)
+    if not incidents:
+        return {}
+    ids = [i["id"] for i in incidents]
+    alerts = _by_incident(await conn.fetch(ALERTS_SQL, ids))
+    records = _by_incident(await conn.fetch(RECORDS_SQL, ids))
+    controls = _by_incident(await conn.fetch(CONTROLS_SQL, ids))
+    snapshots = _by_incident(await conn.fetch(SNAPSHOTS_SQL, ids))
+    return {i["id"]: _content(i, table, alerts[i["id"]], records[i["id"]], controls[i["id"]],
+                              snapshots[i["id"]])
+            for i in incidents}
+
+
+def _content(incident: asyncpg.Record, table: RuleTable, alerts: list[asyncpg.Record],
+             records: list[asyncpg.Record], controls: list[asyncpg.Record],
+             snapshots: list[asyncpg.Record]) -> dict[str, Any]:
     rule = table.rule(incident["rule_id"])
-    snapshots = await conn.fetch("SELECT name, kind, ok, result, taken_at FROM"
-                                 " evidence_snapshots WHERE incident_id = $1 ORDER BY name",
-                                 incident_id)
     return {
-        "incident": {"id": incident_id, "rule_id": incident["rule_id"],
+        "incident": {"id": incident["id"], "rule_id": incident["rule_id"],
                      "scope": incident["scope"], "severity": incident["severity"],
                      "status": incident["status"],
                      "correlation_id": incident["correlation_id"],
@@ -89,6 +128,10 @@ async def build(conn: Conn, incident_id: int, table: RuleTable) -> dict[str, Any
                       "verified": c["verified"], "since": c["updated_at"].isoformat()}
                      for c in controls],
     }
+
+
+SEAL_LOCK_SQL = ("SELECT pg_advisory_xact_lock(hashtextextended('responder-evidence-'"
+                 " || $1::bigint, 0))")
 
 
 async def seal(conn: Conn, chain: ChainAppender, incident_id: int, content: dict[str, Any],
