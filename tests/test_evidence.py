@@ -234,7 +234,7 @@ async def test_a_batch_seals_what_one_at_a_time_seals(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """Sealing several incidents in one flush makes, in one commit, the same versions, chain
-    entries and deliveries as sealing them one at a time."""
+    entries and deliveries as sealing them one at a time; then, unchanged, none again."""
     table, sinks = await unsealed_incidents(make_daemon, http, monkeypatch, 6)
     name = database.rpartition("/")[2]
     copy = f"{name}_copy"  # an exact copy, so that both ways start from the same store
@@ -250,6 +250,8 @@ async def test_a_batch_seals_what_one_at_a_time_seals(
         assert [r["incident_id"] for r in batched if "version" in r] == ids
         assert {r["kind"] for r in batched if "kind" in r} == {"bundle", "page"}
         assert batched[-1] == {"chain": ids}
+        await seal_with(database, table, sinks, [ids])
+        assert await sealed_rows(database) == batched
     finally:
         await admin.execute(f'DROP DATABASE IF EXISTS "{copy}" WITH (FORCE)')
         await admin.close()

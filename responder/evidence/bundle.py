@@ -197,6 +197,16 @@ def _rounds(seals: Sequence[Seal]) -> list[list[int]]:
     return rounds
 
 
+def _news(content: dict[str, Any]) -> dict[str, Any]:
+    """What a new version is compared on: the content without the records of earlier seals.
+
+    Every seal appends a record to the incident's log, so counting those would make each
+    version news to the next, and an incident touched again unchanged would be sealed again.
+    """
+    return {**content,
+            "actions": [a for a in content["actions"] if a["kind"] != "evidence_sealed"]}
+
+
 async def _seal_round(conn: Conn, chain: ChainAppender,
                       seals: Sequence[Seal]) -> list[dict[str, Any] | None]:
     rows_last = await conn.fetch(LAST_SQL, [s.incident_id for s in seals])
@@ -206,7 +216,7 @@ async def _seal_round(conn: Conn, chain: ChainAppender,
     rows: list[tuple[int, int, str, str, str | None, str, int]] = []
     deliveries: list[OutboxRow] = []
     for s in seals:
-        content_digest = digest_of(canonical(s.content))
+        content_digest = digest_of(canonical(_news(s.content)))
         prior = last.get(s.incident_id)
         actions_seq = max((a["seq"] for a in s.content["actions"]), default=0)
         if prior is not None and prior["content_digest"] == content_digest:
