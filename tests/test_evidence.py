@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import json
+from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -13,12 +15,18 @@ import asyncpg
 import pytest
 
 from responder.cli import main
+from responder.config import SinkSpec
 from responder.daemon import Daemon
+from responder.evidence.builder import EvidenceBuilder
+from responder.evidence.bundle import Seal, build_many
+from responder.rules.table import RuleTable
+from responder.store.writer import Writer
 from tests.conftest import (
     EXCHANGE_TOKEN,
     OPERATOR_TOKEN,
     VIEWER_TOKEN,
     DaemonFactory,
+    dsn_for,
     fixture_bytes,
     idle,
     post_alerts,
@@ -133,3 +141,140 @@ async def test_export_verifies_and_one_byte_breaks_it(
     archive.write_bytes(bytes(data))
     assert main(["evidence", "verify", str(archive)]) == 1
     assert "evidence BROKEN" in capsys.readouterr().err
+
+
+def several_symbols(n: int) -> bytes:
+    """One webhook carrying n firing alerts, each for its own symbol: n incidents."""
+    body = json.loads(fixture_bytes("firing-single.json"))
+    [alert] = body["alerts"]
+    body["alerts"] = [{**alert, "labels": {**alert["labels"], "symbol": f"S{i}-USD"},
+                       "fingerprint": f"{i:016x}"} for i in range(n)]
+    return json.dumps(body).encode()
+
+
+async def sealed_rows(dsn: str) -> list[dict[str, Any]]:
+    """Every sealed version without its seal-time fields, and the outbox rows it made."""
+    conn = await asyncpg.connect(dsn)
+    try:
+        rows = await conn.fetch("SELECT incident_id, version, content_digest, prev_digest IS NULL"
+                                " AS first, actions_seq, body FROM evidence"
+                                " ORDER BY incident_id, version")
+        keys = await conn.fetch("SELECT incident_id, sink, kind, idempotency_key FROM outbox"
+                                " ORDER BY idempotency_key")
+        chain = await conn.fetch("SELECT incident_id FROM action_log"
+                                 " WHERE kind = 'evidence_sealed' ORDER BY seq")
+    finally:
+        await conn.close()
+    out = []
+    for r in rows:
+        body = json.loads(r["body"])
+        for seal_field in ("sealed_at", "prev_digest", "responder"):
+            body.pop(seal_field)
+        out.append({**dict(r), "body": body})
+    return out + [dict(k) for k in keys] + [{"chain": [c["incident_id"] for c in chain]}]
+
+
+async def unsealed_incidents(make_daemon: DaemonFactory, http: aiohttp.ClientSession,
+                             monkeypatch: pytest.MonkeyPatch,
+                             n: int) -> tuple[RuleTable, Sequence[SinkSpec]]:
+    """n contained incidents that the daemon (now stopped) never sealed, and its rules and
+    sinks: a bundle sink and a paging one."""
+    async def no_flush(self: EvidenceBuilder) -> None:
+        self._dirty.clear()
+
+    with monkeypatch.context() as patch:
+        patch.setattr(EvidenceBuilder, "flush", no_flush)
+        daemon = await make_daemon(sinks=[
+            {"name": "files", "kind": "file", "dir": "/nonexistent/evidence"},
+            {"name": "chat", "kind": "slack", "url": "http://127.0.0.1:9/", "bundles": False,
+             "pages": True}])
+        await post_alerts(http, daemon, several_symbols(n))
+        await idle(daemon)
+        assert daemon.state is not None
+        table, sinks = daemon.state.rules, daemon.settings.sinks
+        await daemon.shutdown()
+    return table, sinks
+
+
+async def incident_ids(dsn: str) -> list[int]:
+    conn = await asyncpg.connect(dsn)
+    try:
+        return [r["id"] for r in await conn.fetch("SELECT id FROM incidents ORDER BY id")]
+    finally:
+        await conn.close()
+
+
+@contextlib.asynccontextmanager
+async def own_writer(dsn: str, table: RuleTable) -> AsyncIterator[tuple[asyncpg.Pool, Writer]]:
+    """A pool and a running writer of the test's own on the store."""
+    pool = await asyncpg.create_pool(dsn, min_size=1, max_size=2)
+    writer = Writer(pool, lambda: table.bundle_hash)
+    task = asyncio.create_task(writer.run())
+    try:
+        yield pool, writer
+    finally:
+        writer.stop()
+        await task
+        await pool.close()
+
+
+async def seal_with(dsn: str, table: RuleTable, sinks: Sequence[SinkSpec],
+                    batches: Sequence[Sequence[int]]) -> int:
+    """Seal with a builder of the test's own, one flush per batch; the writer's commits."""
+    async with own_writer(dsn, table) as (pool, writer):
+        builder = EvidenceBuilder(pool, writer, lambda: table, sinks=sinks, link="http://x")
+        for batch in batches:
+            builder.touch(list(batch))
+            await builder.flush()
+    return writer.batches
+
+
+async def test_a_batch_seals_what_one_at_a_time_seals(
+    make_daemon: DaemonFactory, http: aiohttp.ClientSession, database: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Sealing several incidents in one flush makes, in one commit, the same versions, chain
+    entries and deliveries as sealing them one at a time; then, unchanged, none again."""
+    table, sinks = await unsealed_incidents(make_daemon, http, monkeypatch, 6)
+    name = database.rpartition("/")[2]
+    copy = f"{name}_copy"  # an exact copy, so that both ways start from the same store
+    admin = await asyncpg.connect(dsn_for("postgres"))
+    try:
+        await admin.execute(f'CREATE DATABASE "{copy}" TEMPLATE "{name}"')
+        ids = await incident_ids(database)
+        assert len(ids) == 6
+        assert await seal_with(database, table, sinks, [ids]) == 1
+        assert await seal_with(dsn_for(copy), table, sinks, [[i] for i in ids]) == len(ids)
+        batched = await sealed_rows(database)
+        assert batched == await sealed_rows(dsn_for(copy))
+        assert [r["incident_id"] for r in batched if "version" in r] == ids
+        assert {r["kind"] for r in batched if "kind" in r} == {"bundle", "page"}
+        assert batched[-1] == {"chain": ids}
+        await seal_with(database, table, sinks, [ids])
+        assert await sealed_rows(database) == batched
+    finally:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{copy}" WITH (FORCE)')
+        await admin.close()
+
+
+async def test_one_content_sealed_twice_in_a_batch_is_one_version(
+    make_daemon: DaemonFactory, http: aiohttp.ClientSession, database: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Two seals of the same content merged into one commit (a unit left queued by a
+    cancelled flush, then sealed again) make one version each, and one sealed hook each."""
+    table, sinks = await unsealed_incidents(make_daemon, http, monkeypatch, 3)
+    ids = await incident_ids(database)
+    hooks: list[int] = []
+    async with own_writer(database, table) as (pool, writer):
+        async with pool.acquire() as conn:
+            contents = await build_many(conn, ids, table)
+        seals = [Seal(i, contents[i], sinks, sealed=lambda: hooks.append(1)) for i in ids]
+        results = await asyncio.gather(*(writer.submit(s) for s in seals + seals))
+    assert writer.batches == 1
+    assert [r and r["version"] for r in results] == [1, 1, 1, None, None, None]
+    assert len(hooks) == 3
+    rows = await sealed_rows(database)
+    assert [(r["incident_id"], r["version"]) for r in rows if "version" in r] == [
+        (i, 1) for i in ids]
+    assert rows[-1] == {"chain": ids}

@@ -4,22 +4,34 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any
 
 import asyncpg
 import structlog
 
 from responder.config import SinkSpec
-from responder.evidence.bundle import build, seal
+from responder.evidence.bundle import Seal, build_many
 from responder.evidence.snapshots import Snapshot
 from responder.rules.table import RuleTable
-from responder.store.actionlog import ChainAppender
-from responder.store.db import Conn
+from responder.store.db import UNAVAILABLE
 from responder.store.writer import Writer
 
 log = structlog.get_logger("responder.evidence")
 
 Snapshotter = Callable[[int, RuleTable], Awaitable[list[Snapshot]]]
+
+MAX_BATCH = 500
+"""Incidents built and sealed together: a few statements per batch, not per incident."""
+
+SNAPSHOT_CONCURRENCY = 16
+"""Snapshot fetches at once, so a burst of new incidents is not a burst on the targets."""
+
+RULES_SQL = "SELECT id, rule_id FROM incidents WHERE id = ANY($1::bigint[])"
+
+SNAPSHOTS_SQL = """
+INSERT INTO evidence_snapshots (incident_id, name, kind, ok, result)
+SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[], $4::bool[], $5::text[])
+ON CONFLICT DO NOTHING
+"""
 
 
 class EvidenceBuilder:
@@ -55,43 +67,85 @@ class EvidenceBuilder:
             await self.flush()
 
     async def flush(self) -> None:
-        """Seal every touched incident now."""
-        dirty, self._dirty = self._dirty, set()
-        for incident_id in sorted(dirty):
-            try:
-                await self._seal(incident_id)
-            except Exception as e:  # evidence must never stop containment; retry later
-                log.warning("evidence not sealed yet; will retry", incident=incident_id,
-                            error=str(e))
-                self._dirty.add(incident_id)
-                self._wake.set()
+        """Seal every touched incident now, MAX_BATCH at a time."""
+        todo = sorted(self._dirty)
+        self._dirty.clear()
+        try:
+            while todo:
+                await self._seal_batch(todo[:MAX_BATCH])
+                del todo[:MAX_BATCH]
+        finally:
+            # Cancelled part way (shutdown): what was not sealed yet is still owed a seal.
+            self._dirty.update(todo)
 
-    async def _snapshots(self, incident_id: int) -> list[Snapshot]:
-        """Snapshots the incident's rule declares, taken once, before its first seal."""
-        if self._snapshotter is None or incident_id in self._snapped:
-            return []
-        snaps = await self._snapshotter(incident_id, self._rules())
-        self._snapped.add(incident_id)
-        return snaps
+    def _retry_later(self, incident_ids: Sequence[int], error: BaseException) -> None:
+        # Evidence must never stop containment; the next pass tries again.
+        log.warning("evidence not sealed yet; will retry", incidents=list(incident_ids),
+                    error=f"{type(error).__name__}: {error}")
+        self._dirty.update(incident_ids)
+        self._wake.set()
 
-    async def _seal(self, incident_id: int) -> None:
-        snaps = await self._snapshots(incident_id)
+    async def _seal_batch(self, incident_ids: list[int]) -> None:
+        table = self._rules()
+        try:
+            snaps, failed = await self._snapshots(incident_ids, table)
+            async with self._pool.acquire() as conn:
+                if snaps:
+                    await conn.execute(SNAPSHOTS_SQL, *[list(c) for c in zip(
+                        *((i, s.name, s.kind, s.ok, s.result) for i, s in snaps), strict=True)])
+                # Read outside the writer: a change committed meanwhile touches the incident
+                # again, and the next pass seals it.
+                contents = await build_many(conn, incident_ids, table)
+        except UNAVAILABLE as e:
+            self._retry_later(incident_ids, e)
+            return
+        except Exception as e:
+            if len(incident_ids) == 1:
+                self._retry_later(incident_ids, e)
+                return
+            for incident_id in incident_ids:  # find the one that cannot be built
+                await self._seal_batch([incident_id])
+            return
+        self._snapped.update(i for i in incident_ids if i not in failed)
+        for incident_id, error in failed.items():
+            self._retry_later([incident_id], error)
+        # One unit per incident: the writer merges them into one statement per kind, and
+        # if that fails it retries them one by one, so one bad seal fails alone.
+        seals = [Seal(i, contents[i], self._sinks, self._link, self._sealed)
+                 for i in incident_ids if i in contents and i not in failed]
+        results = await asyncio.gather(*(self._writer.submit(s) for s in seals),
+                                       return_exceptions=True)
+        for s, result in zip(seals, results, strict=True):
+            if isinstance(result, BaseException):
+                self._retry_later([s.incident_id], result)
+
+    async def _snapshots(self, incident_ids: list[int], table: RuleTable,
+                         ) -> tuple[list[tuple[int, Snapshot]], dict[int, Exception]]:
+        """Snapshots the incidents' rules declare, taken once, before an incident's first
+        seal, concurrently; and the incidents whose snapshots could not be taken."""
+        todo = [i for i in incident_ids if i not in self._snapped]
+        snapshotter = self._snapshotter
+        if snapshotter is None or not todo:
+            return [], {}
         async with self._pool.acquire() as conn:
-            for s in snaps:
-                await conn.execute("INSERT INTO evidence_snapshots (incident_id, name, kind, ok,"
-                                   " result) VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
-                                   incident_id, s.name, s.kind, s.ok, s.result)
-            # Read outside the writer: a change committed meanwhile touches the incident
-            # again, and the next pass seals it.
-            content = await build(conn, incident_id, self._rules())
-        if content is not None:
-            await self._writer.submit(self._unit(incident_id, content))
+            rows = await conn.fetch(RULES_SQL, todo)
+        # Asking only for rules that declare something spares a look-up per new incident.
+        wanted = [r["id"] for r in rows
+                  if (rule := table.rule(r["rule_id"])) and (rule.queries or rule.snapshots)]
+        limit = asyncio.Semaphore(SNAPSHOT_CONCURRENCY)
 
-    def _unit(self, incident_id: int, content: dict[str, Any]) -> Any:
-        async def unit(conn: Conn, chain: ChainAppender) -> Any:
-            result = await seal(conn, chain, incident_id, content, self._sinks, self._link)
-            if result is not None and self._sealed is not None:
-                chain.after_commit(self._sealed)
-            return result
+        async def take(incident_id: int) -> list[Snapshot]:
+            async with limit:
+                return await snapshotter(incident_id, table)
 
-        return unit
+        taken = await asyncio.gather(*(take(i) for i in wanted), return_exceptions=True)
+        snaps: list[tuple[int, Snapshot]] = []
+        failed: dict[int, Exception] = {}
+        for incident_id, result in zip(wanted, taken, strict=True):
+            if isinstance(result, Exception):
+                failed[incident_id] = result
+            elif isinstance(result, BaseException):
+                raise result
+            else:
+                snaps += [(incident_id, s) for s in result]
+        return snaps, failed

@@ -12,56 +12,96 @@ from __future__ import annotations
 import hashlib
 import json
 import socket
-from collections.abc import Sequence
+from collections import defaultdict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+import asyncpg
+
 from responder import __version__
 from responder.config import SinkSpec
-from responder.evidence.outbox import enqueue
+from responder.evidence.outbox import OutboxRow, enqueue_rows, outbox_rows
 from responder.rules.table import RuleTable
 from responder.store.actionlog import ChainAppender, Entry, canonical
 from responder.store.db import Conn
 
+INCIDENTS_SQL = "SELECT * FROM incidents WHERE id = ANY($1::bigint[])"
+
 ALERTS_SQL = """
-SELECT id, alert, received_at, deliveries FROM inbox WHERE id IN (
-    SELECT (body::jsonb -> 'detail' ->> 'inbox_id')::bigint FROM action_log
-    WHERE incident_id = $1 AND kind = 'alert_matched')
-ORDER BY id
+SELECT m.incident_id, i.id, i.alert, i.received_at, i.deliveries
+FROM (SELECT DISTINCT incident_id, (body::jsonb -> 'detail' ->> 'inbox_id')::bigint AS inbox_id
+      FROM action_log WHERE incident_id = ANY($1::bigint[]) AND kind = 'alert_matched') m
+JOIN inbox i ON i.id = m.inbox_id
+ORDER BY m.incident_id, i.id
+"""
+
+RECORDS_SQL = """
+SELECT incident_id, body, hash FROM action_log WHERE incident_id = ANY($1::bigint[])
+ORDER BY incident_id, seq
 """
 
 CONTROLS_SQL = """
-SELECT c.control, c.key, c.level, c.set_by, c.set_kind, c.verified, c.updated_at
-FROM control_levels c
-WHERE (c.control, c.key) IN (SELECT control, key FROM steps WHERE incident_id = $1)
-ORDER BY c.control, c.key
+SELECT s.incident_id, c.control, c.key, c.level, c.set_by, c.set_kind, c.verified,
+       c.updated_at
+FROM (SELECT DISTINCT incident_id, control, key FROM steps
+      WHERE incident_id = ANY($1::bigint[])) s
+JOIN control_levels c ON c.control = s.control AND c.key = s.key
+ORDER BY s.incident_id, c.control, c.key
 """
 
-
-SEAL_LOCK_SQL = ("SELECT pg_advisory_xact_lock(hashtextextended('responder-evidence-'"
-                 " || $1::bigint, 0))")
+SNAPSHOTS_SQL = """
+SELECT incident_id, name, kind, ok, result, taken_at FROM evidence_snapshots
+WHERE incident_id = ANY($1::bigint[])
+ORDER BY incident_id, name
+"""
 
 
 def digest_of(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
+def _by_incident(rows: list[asyncpg.Record]) -> dict[int, list[asyncpg.Record]]:
+    """Rows grouped by their incident_id column, keeping the query's order in each group."""
+    groups: dict[int, list[asyncpg.Record]] = defaultdict(list)
+    for row in rows:
+        groups[row["incident_id"]].append(row)
+    return groups
+
+
 async def build(conn: Conn, incident_id: int, table: RuleTable) -> dict[str, Any] | None:
-    """The bundle's content for an incident as the store holds it now (no timestamps of
-    its own, so an unchanged incident builds the same content)."""
-    incident = await conn.fetchrow("SELECT * FROM incidents WHERE id = $1", incident_id)
-    if incident is None:
-        return None
-    alerts = await conn.fetch(ALERTS_SQL, incident_id)
-    records = await conn.fetch("SELECT body, hash FROM action_log WHERE incident_id = $1"
-                               " ORDER BY seq", incident_id)
-    controls = await conn.fetch(CONTROLS_SQL, incident_id)
+    """The bundle's content for one incident; see build_many."""
+    return (await build_many(conn, [incident_id], table)).get(incident_id)
+
+
+async def build_many(conn: Conn, incident_ids: Sequence[int],
+                     table: RuleTable) -> dict[int, dict[str, Any]]:
+    """Each incident's bundle content as the store holds it now, by incident id (an id with
+    no incident is left out), read with one query per kind of row whatever the count.
+
+    Content has no timestamps of its own, so an unchanged incident builds the same content.
+    """
+    ids = list(incident_ids)
+    incidents = await conn.fetch(INCIDENTS_SQL, ids)
+    if not incidents:
+        return {}
+    ids = [i["id"] for i in incidents]
+    alerts = _by_incident(await conn.fetch(ALERTS_SQL, ids))
+    records = _by_incident(await conn.fetch(RECORDS_SQL, ids))
+    controls = _by_incident(await conn.fetch(CONTROLS_SQL, ids))
+    snapshots = _by_incident(await conn.fetch(SNAPSHOTS_SQL, ids))
+    return {i["id"]: _content(i, table, alerts[i["id"]], records[i["id"]], controls[i["id"]],
+                              snapshots[i["id"]])
+            for i in incidents}
+
+
+def _content(incident: asyncpg.Record, table: RuleTable, alerts: list[asyncpg.Record],
+             records: list[asyncpg.Record], controls: list[asyncpg.Record],
+             snapshots: list[asyncpg.Record]) -> dict[str, Any]:
     rule = table.rule(incident["rule_id"])
-    snapshots = await conn.fetch("SELECT name, kind, ok, result, taken_at FROM"
-                                 " evidence_snapshots WHERE incident_id = $1 ORDER BY name",
-                                 incident_id)
     return {
-        "incident": {"id": incident_id, "rule_id": incident["rule_id"],
+        "incident": {"id": incident["id"], "rule_id": incident["rule_id"],
                      "scope": incident["scope"], "severity": incident["severity"],
                      "status": incident["status"],
                      "correlation_id": incident["correlation_id"],
@@ -91,37 +131,119 @@ async def build(conn: Conn, incident_id: int, table: RuleTable) -> dict[str, Any
     }
 
 
-async def seal(conn: Conn, chain: ChainAppender, incident_id: int, content: dict[str, Any],
-               sinks: Sequence[SinkSpec] = (), link: str = "") -> dict[str, Any] | None:
-    """Seal content (built by build()) as a new version if it changed since the last one.
+LOCK_SQL = """
+SELECT pg_advisory_xact_lock(hashtextextended('responder-evidence-' || id, 0))
+FROM unnest($1::bigint[]) AS l(id)
+"""
+
+LAST_SQL = """
+SELECT DISTINCT ON (incident_id) incident_id, version, digest, content_digest, actions_seq
+FROM evidence WHERE incident_id = ANY($1::bigint[])
+ORDER BY incident_id, version DESC
+"""
+
+INSERT_SQL = """
+INSERT INTO evidence (incident_id, version, digest, content_digest, prev_digest, body,
+                      actions_seq)
+SELECT * FROM unnest($1::bigint[], $2::int[], $3::text[], $4::text[], $5::text[], $6::text[],
+                     $7::bigint[])
+"""
+
+
+@dataclass(frozen=True)
+class Seal:
+    """A writer unit: seal content (built by build_many()) as the incident's next version if
+    it changed since the last one. Concurrent seals merge into a few statements.
 
     Building reads a lot and runs outside the writer; this part is cheap and runs inside it.
     """
-    content_digest = digest_of(canonical(content))
-    # Replicas seal the incidents they changed; one seal per incident at a time.
-    await conn.execute(SEAL_LOCK_SQL, incident_id)
-    last = await conn.fetchrow("SELECT version, digest, content_digest, actions_seq"
-                               " FROM evidence WHERE incident_id = $1"
-                               " ORDER BY version DESC LIMIT 1", incident_id)
-    if last is not None and last["content_digest"] == content_digest:
-        return None
-    actions_seq = max((a["seq"] for a in content["actions"]), default=0)
-    if last is not None and (last["actions_seq"] or 0) > actions_seq:
-        return None  # built before another replica's newer seal: that one is current
-    version = 1 if last is None else last["version"] + 1
-    prev = None if last is None else last["digest"]
-    bundle = {"version": version, "prev_digest": prev, "sealed_at": datetime.now(UTC).isoformat(),
-              "responder": {"version": __version__, "host": socket.gethostname()},
-              **content}
-    body = canonical(bundle)
-    digest = digest_of(body)
-    await conn.execute("INSERT INTO evidence (incident_id, version, digest, content_digest,"
-                       " prev_digest, body, actions_seq) VALUES ($1, $2, $3, $4, $5, $6, $7)",
-                       incident_id, version, digest, content_digest, prev, body, actions_seq)
-    chain.add(Entry("evidence_sealed", incident_id=incident_id,
-                    correlation_id=content["incident"]["correlation_id"],
-                    detail={"version": version, "digest": digest, "prev_digest": prev}))
+
+    incident_id: int
+    content: dict[str, Any]
+    sinks: Sequence[SinkSpec] = ()
+    link: str = ""
+    sealed: Callable[[], None] | None = None
+
+    async def __call__(self, conn: Conn, chain: ChainAppender) -> dict[str, Any] | None:
+        return (await self.run_many(conn, chain, [self]))[0]
+
+    @staticmethod
+    async def run_many(conn: Conn, chain: ChainAppender,
+                       seals: Sequence[Seal]) -> list[dict[str, Any] | None]:
+        """The version and digest sealed for each, or None where nothing new was sealed."""
+        # Replicas seal the incidents they changed; one seal per incident at a time. Locks
+        # are taken in id order, so two replicas sealing overlapping batches queue up
+        # rather than deadlock.
+        await conn.execute(LOCK_SQL, sorted({s.incident_id for s in seals}))
+        results: list[dict[str, Any] | None] = [None] * len(seals)
+        for positions in _rounds(seals):
+            sealed = await _seal_round(conn, chain, [seals[i] for i in positions])
+            for i, result in zip(positions, sealed, strict=True):
+                results[i] = result
+        return results
+
+
+def _rounds(seals: Sequence[Seal]) -> list[list[int]]:
+    """Positions of seals split so that each incident is at most once per round, in order:
+    a second seal of one incident must chain onto the version the first one made."""
+    rounds: list[list[int]] = []
+    seen: dict[int, int] = {}
+    for i, s in enumerate(seals):
+        n = seen.get(s.incident_id, 0)
+        seen[s.incident_id] = n + 1
+        if n == len(rounds):
+            rounds.append([])
+        rounds[n].append(i)
+    return rounds
+
+
+def _news(content: dict[str, Any]) -> dict[str, Any]:
+    """What a new version is compared on: the content without the records of earlier seals.
+
+    Every seal appends a record to the incident's log, so counting those would make each
+    version news to the next, and an incident touched again unchanged would be sealed again.
+    """
+    return {**content,
+            "actions": [a for a in content["actions"] if a["kind"] != "evidence_sealed"]}
+
+
+async def _seal_round(conn: Conn, chain: ChainAppender,
+                      seals: Sequence[Seal]) -> list[dict[str, Any] | None]:
+    rows_last = await conn.fetch(LAST_SQL, [s.incident_id for s in seals])
+    last = {r["incident_id"]: r for r in rows_last}
+    host = socket.gethostname()
+    results: list[dict[str, Any] | None] = []
+    rows: list[tuple[int, int, str, str, str | None, str, int]] = []
+    deliveries: list[OutboxRow] = []
+    for s in seals:
+        content_digest = digest_of(canonical(_news(s.content)))
+        prior = last.get(s.incident_id)
+        actions_seq = max((a["seq"] for a in s.content["actions"]), default=0)
+        if prior is not None and prior["content_digest"] == content_digest:
+            results.append(None)  # unchanged since the last version
+            continue
+        if prior is not None and (prior["actions_seq"] or 0) > actions_seq:
+            results.append(None)  # built before another replica's newer seal: that one is current
+            continue
+        version = 1 if prior is None else prior["version"] + 1
+        prev = None if prior is None else prior["digest"]
+        bundle = {"version": version, "prev_digest": prev,
+                  "sealed_at": datetime.now(UTC).isoformat(),
+                  "responder": {"version": __version__, "host": host}, **s.content}
+        body = canonical(bundle)
+        digest = digest_of(body)
+        rows.append((s.incident_id, version, digest, content_digest, prev, body, actions_seq))
+        chain.add(Entry("evidence_sealed", incident_id=s.incident_id,
+                        correlation_id=s.content["incident"]["correlation_id"],
+                        detail={"version": version, "digest": digest, "prev_digest": prev}))
+        deliveries += outbox_rows(s.incident_id, version, digest, bundle, s.sinks,
+                                  f"{s.link}/v1/incidents/{s.incident_id}" if s.link else "")
+        if s.sealed is not None:
+            chain.after_commit(s.sealed)
+        results.append({"version": version, "digest": digest})
+    if rows:
+        await conn.execute(INSERT_SQL, *[list(c) for c in zip(*rows, strict=True)])
     # In the same transaction: a crash cannot seal a version and lose its deliveries.
-    await enqueue(conn, incident_id, version, digest, bundle, sinks,
-                  f"{link}/v1/incidents/{incident_id}" if link else "")
-    return {"version": version, "digest": digest}
+    await enqueue_rows(conn, deliveries)
+    return results
+

@@ -52,11 +52,15 @@ def summary(bundle: dict[str, Any], link: str) -> str:
             f": contained {controls}{tail}. {link}{cid}")
 
 
-async def enqueue(conn: Conn, incident_id: int, version: int, digest: str,
-                  bundle: dict[str, Any], sinks: Sequence[SinkSpec], link: str) -> None:
+OutboxRow = tuple[int, str, str, str, str]
+"""incident_id, sink, kind, idempotency_key, payload: the columns ENQUEUE_SQL takes."""
+
+
+def outbox_rows(incident_id: int, version: int, digest: str, bundle: dict[str, Any],
+                sinks: Sequence[SinkSpec], link: str) -> list[OutboxRow]:
     """Outbox rows for a newly sealed version: the bundle for bundle sinks, and pages."""
     text = summary(bundle, link)
-    rows: list[tuple[int, str, str, str, str]] = []
+    rows: list[OutboxRow] = []
     for sink in sinks:
         if sink.bundles:
             rows.append((incident_id, sink.name, "bundle",
@@ -73,6 +77,11 @@ async def enqueue(conn: Conn, incident_id: int, version: int, digest: str,
                                          "correlation_id": bundle["incident"].get(
                                              "correlation_id"),
                                          "summary": text, "link": link})))
+    return rows
+
+
+async def enqueue_rows(conn: Conn, rows: Sequence[OutboxRow]) -> None:
+    """Write outbox rows, however many, in one statement; a key already there is kept."""
     if rows:
         await conn.execute(ENQUEUE_SQL, *[list(c) for c in zip(*rows, strict=True)])
 
