@@ -239,6 +239,16 @@ def cpu_s(pid: int) -> float | None:
     return None
 
 
+def machine_busy_s() -> float | None:
+    """CPU seconds all processes of the machine have used (every core, idle excluded)."""
+    with contextlib.suppress(OSError, ValueError):
+        fields = [int(v) for v in Path("/proc/stat").read_text(encoding="utf-8")
+                  .splitlines()[0].split()[1:]]
+        idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle + iowait
+        return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")
+    return None
+
+
 def peak_rss_mib(pid: int) -> float | None:
     """VmHWM of one process (not its children, not PostgreSQL)."""
     with contextlib.suppress(OSError):
@@ -343,6 +353,7 @@ class Level:
     peak_rss_mib: float | None
     notes: list[str]
     cpu_ms_per_alert: float | None = None
+    machine_ms_per_alert: float | None = None
 
     @property
     def alerts_per_s(self) -> float:
@@ -367,12 +378,12 @@ async def measure(system: str, concurrency: int, *, args: argparse.Namespace,
         if warmup:
             done = await send(server, warmup, concurrency, args.level_timeout_s)
             await receiver.wait_for(done.acked, args.calls_timeout_s)
-        cpu_before = cpu_s(server.proc.pid)
+        cpu_before, busy_before = cpu_s(server.proc.pid), machine_busy_s()
         sent = await send(server, items, concurrency, args.level_timeout_s)
         await receiver.wait_for(sent.acked, args.calls_timeout_s)
         # Work after the call (read-back, outcome, evidence) is part of each alert's cost.
         await asyncio.sleep(QUIET_S)
-        cpu_after = cpu_s(server.proc.pid)
+        cpu_after, busy_after = cpu_s(server.proc.pid), machine_busy_s()
         rss = peak_rss_mib(server.proc.pid)
     arrivals = [(s, receiver.arrivals_ns[s]) for s in sent.sent_ns if s in receiver.arrivals_ns]
     latencies = sorted((at - sent.sent_ns[s]) / 1e6 for s, at in arrivals)
@@ -389,11 +400,14 @@ async def measure(system: str, concurrency: int, *, args: argparse.Namespace,
         notes.append(f"send phase stopped at --level-timeout-s {args.level_timeout_s}")
     if tail := log_tail(log, 5):
         notes.append("server output (last lines):\n" + tail)
-    cpu_ms = None
+    cpu_ms = machine_ms = None
     if cpu_before is not None and cpu_after is not None and sent.acked:
         cpu_ms = (cpu_after - cpu_before) * 1000 / len(sent.acked)
+    if busy_before is not None and busy_after is not None and sent.acked:
+        machine_ms = (busy_after - busy_before) * 1000 / len(sent.acked)
     return Level(system, concurrency, sent, latencies, len(arrivals),
-                 len(arrivals) / span_s if span_s > 0 else 0.0, rss, notes, cpu_ms)
+                 len(arrivals) / span_s if span_s > 0 else 0.0, rss, notes, cpu_ms,
+                 machine_ms)
 
 
 def _ms(value: float | None) -> str:
@@ -402,15 +416,16 @@ def _ms(value: float | None) -> str:
 
 def table(levels: list[Level]) -> str:
     rows = ["| system | concurrency | alerts/s | p50 ms | p99 ms | peak RSS MiB"
-            " | calls arrived/sent | admin calls/s | server CPU ms/alert |",
-            "|---|--:|--:|--:|--:|--:|--:|--:|--:|"]
+            " | calls arrived/sent | admin calls/s | server CPU ms/alert"
+            " | machine CPU ms/alert |",
+            "|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|"]
     for lv in sorted(levels, key=lambda lv: (lv.concurrency, SYSTEMS.index(lv.system))):
         rss = "n/a" if lv.peak_rss_mib is None else f"{lv.peak_rss_mib:.0f}"
         rows.append(f"| {lv.system} | {lv.concurrency} | {lv.alerts_per_s:.0f}"
                     f" | {_ms(percentile(lv.latencies_ms, 50))}"
                     f" | {_ms(percentile(lv.latencies_ms, 99))} | {rss}"
                     f" | {lv.arrived}/{len(lv.sent.sent_ns)} | {lv.calls_per_s:.0f}"
-                    f" | {_ms(lv.cpu_ms_per_alert)} |")
+                    f" | {_ms(lv.cpu_ms_per_alert)} | {_ms(lv.machine_ms_per_alert)} |")
     return "\n".join(rows)
 
 
@@ -454,7 +469,11 @@ def report(levels: list[Level], args: argparse.Namespace, pg_version: str) -> st
         " to the last arrival. Peak RSS: VmHWM of the server process only (for responder,"
         " the daemon, not PostgreSQL). Server CPU ms/alert: the server process's user and"
         f" system CPU from the first measured send to {QUIET_S:.0f} s after the last call"
-        " arrived, per webhook answered (PostgreSQL's own CPU is not in it).",
+        " arrived, per webhook answered (PostgreSQL's own CPU is not in it). Machine CPU"
+        " ms/alert: the same over every process and core (server, PostgreSQL, this driver"
+        " and its admin-call receiver, anything else running), so"
+        f" {os.cpu_count()} cores / machine CPU per alert bounds what any concurrency can"
+        " reach.",
     ]
     if met := targets(levels):
         parts += ["", "## Targets", "", *met]

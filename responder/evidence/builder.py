@@ -22,6 +22,10 @@ Snapshotter = Callable[[int, RuleTable], Awaitable[list[Snapshot]]]
 MAX_BATCH = 500
 """Incidents built and sealed together: a few statements per batch, not per incident."""
 
+SEALS_PER_COMMIT = 16
+"""Seals handed to the writer at a time. The writer shares one transaction at a time with
+intake; a large group of seals in it would hold new alerts' 2xx for tens of ms."""
+
 SNAPSHOT_CONCURRENCY = 16
 """Snapshot fetches at once, so a burst of new incidents is not a burst on the targets."""
 
@@ -113,11 +117,13 @@ class EvidenceBuilder:
         # if that fails it retries them one by one, so one bad seal fails alone.
         seals = [Seal(i, contents[i], self._sinks, self._link, self._sealed)
                  for i in incident_ids if i in contents and i not in failed]
-        results = await asyncio.gather(*(self._writer.submit(s) for s in seals),
-                                       return_exceptions=True)
-        for s, result in zip(seals, results, strict=True):
-            if isinstance(result, BaseException):
-                self._retry_later([s.incident_id], result)
+        for start in range(0, len(seals), SEALS_PER_COMMIT):
+            chunk = seals[start:start + SEALS_PER_COMMIT]
+            results = await asyncio.gather(*(self._writer.submit(s) for s in chunk),
+                                           return_exceptions=True)
+            for s, result in zip(chunk, results, strict=True):
+                if isinstance(result, BaseException):
+                    self._retry_later([s.incident_id], result)
 
     async def _snapshots(self, incident_ids: list[int], table: RuleTable,
                          ) -> tuple[list[tuple[int, Snapshot]], dict[int, Exception]]:
