@@ -66,6 +66,19 @@ class RecordAlerts:
     replica: str | None = None
     """Claim a new incident's first step for this replica while recording (None: never)."""
     lease_s: float = 10.0
+    prepared: dict[str, _Prepared] = field(init=False, repr=False, compare=False)
+    """Per alert (by dedup key), what needs no store: worked out when the unit is made,
+    in the intake's task, so the writer's one transaction at a time does not wait on it."""
+
+    def __post_init__(self) -> None:
+        prepared: dict[str, _Prepared] = {}
+        for alert in self.alerts:
+            if alert.dedup_key not in prepared:
+                body = alert.to_json()
+                prepared[alert.dedup_key] = _Prepared(
+                    decide(alert, self.table, self.policy), json.dumps(body),
+                    self.redactor.value(body), self.redactor.value(alert.labels))
+        object.__setattr__(self, "prepared", prepared)
 
     async def __call__(self, conn: Conn, chain: ChainAppender) -> Recorded:
         return (await self.run_many(conn, chain, [self]))[0]
@@ -115,6 +128,14 @@ class RecordAlerts:
         return results
 
 
+@dataclass(frozen=True)
+class _Prepared:
+    decisions: list[Decision]
+    alert_json: str
+    redacted: object
+    redacted_labels: object
+
+
 def _bound(hook: Callable[[], None], correlation_id: str | None) -> Callable[[], None]:
     """Run an after-commit hook with its alert's correlation id on every log line: hooks
     run in the writer's task, outside the intake request's context."""
@@ -157,8 +178,8 @@ class _Plan:
                  jobs: Sequence[RecordAlerts]) -> None:
         self.owners = owners
         self.alerts = [a for _, a in owners.values()]
-        self.decisions = {key: decide(a, jobs[j].table, jobs[j].policy)
-                          for key, (j, a) in owners.items()}
+        self.prepared = {key: jobs[j].prepared[key] for key, (j, _) in owners.items()}
+        self.decisions = {key: p.decisions for key, p in self.prepared.items()}
         self.cids = {key: jobs[j].correlation_id for key, (j, _) in owners.items()}
         self.steps: list[tuple[str, Decision, PlannedStep, str]] = []
         self.step_index: dict[tuple[str, int], int] = {}  # (dedup key, id(planned)) -> ord
@@ -189,7 +210,7 @@ class _Plan:
         return [
             [x.dedup_key for x in a], [x.source for x in a], [x.fingerprint for x in a],
             [x.status for x in a], [x.starts_at for x in a],
-            [json.dumps(x.to_json()) for x in a], [x.group_key for x in a],
+            [self.prepared[x.dedup_key].alert_json for x in a], [x.group_key for x in a],
             [x.truncated_alerts for x in a],
             [k for k, _ in dec], [d.rule.id for _, d in dec], [d.scope for _, d in dec],
             [d.rule.severity for _, d in dec], [d.action for _, d in dec],
@@ -235,7 +256,7 @@ class _Outcome:
                     result: Recorded, job: RecordAlerts) -> list[Entry]:
         entries = [Entry("alert_received", detail={
             "inbox_id": inbox_id,
-            "alert": job.redactor.value(alert.to_json()),
+            "alert": job.prepared[alert.dedup_key].redacted,
             "matched_rules": [d.rule.id for d in decisions],
         })]
         for d in decisions:
@@ -258,7 +279,7 @@ class _Outcome:
             entries.append(Entry("alert_matched", incident_id=incident_id, rule_id=d.rule.id,
                                  detail={"inbox_id": inbox_id, "fingerprint": alert.fingerprint,
                                          "starts_at": alert.starts_at,
-                                         "labels": job.redactor.value(alert.labels)}))
+                                         "labels": job.prepared[alert.dedup_key].redacted_labels}))
             # A notify-only incident gets its evidence (and any page) like any other.
             result.incidents.add(incident_id)
             if d.action == "notify":
