@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import Any
 
@@ -10,6 +11,7 @@ import asyncpg
 from structlog.testing import capture_logs
 
 from examples.exchange import Faults
+from responder.store.claims import KEY_LOCK_NS
 from tests.conftest import (
     DaemonFactory,
     Exchange,
@@ -366,3 +368,63 @@ async def test_a_new_incidents_first_step_is_claimed_while_recorded(
     assert [(r["control"], r["status"], r["claims"]) for r in rows] == [
         ("withdrawals", "done", 1), ("symbol-mode", "done", 1)]
     assert {r["claimed_by"] for r in rows} == {daemon.settings.replica_id}
+
+
+async def _claims(dsn: str) -> dict[str, int]:
+    conn = await asyncpg.connect(dsn)
+    try:
+        rows = await conn.fetch("SELECT control, claims FROM steps WHERE status = 'done'")
+    finally:
+        await conn.close()
+    return {r["control"]: r["claims"] for r in rows}
+
+
+async def test_an_early_claim_is_checked_again_when_its_key_was_touched_meanwhile(
+    make_daemon: DaemonFactory, exchange: Exchange, http: aiohttp.ClientSession, database: str,
+) -> None:
+    """Between recording and running, something else took the key here (a person's change,
+    a drift repair, another step): the step is claimed and its key read again before the
+    call, not run on what was true when it was recorded."""
+    daemon = await make_daemon()
+    assert daemon.state is not None
+    lock = daemon.state.executor.key_lock("withdrawals", "")
+    await lock.acquire()
+
+    async def someone_else() -> None:
+        async with lock:
+            await asyncio.sleep(0)
+
+    intruder = asyncio.create_task(someone_else())
+    await asyncio.sleep(0)  # queued for the key before the step is
+    status, _ = await post_alerts(http, daemon, payload(alert("LedgerInvariantViolation",
+                                                              "BTC-USD")))
+    assert status == 200
+    lock.release()
+    await intruder
+    await idle(daemon)
+    assert exchange.state.withdrawals == "HALTED"
+    assert [c.path for c in exchange.state.calls].count("/admin/withdrawals") == 1
+    assert (await _claims(database))["withdrawals"] == 2  # the early claim, then its check
+
+
+async def test_a_claim_meeting_a_held_key_lock_tries_again_soon(
+    make_daemon: DaemonFactory, exchange: Exchange, http: aiohttp.ClientSession, database: str,
+) -> None:
+    """A key lock held briefly (here by hand; in practice a batch recording a step on the
+    key) delays a claim by milliseconds, not until the next sweep."""
+    daemon = await make_daemon(sweep_interval_s=60)
+    holder = await asyncpg.connect(database)
+    try:
+        await holder.execute("SELECT pg_advisory_lock($1, hashtext('symbol-mode/BTC-USD'))",
+                             KEY_LOCK_NS)
+        status, _ = await post_alerts(http, daemon, payload(alert("LedgerInvariantViolation",
+                                                                  "BTC-USD")))
+        assert status == 200
+        await asyncio.sleep(0.15)
+        assert "BTC-USD" not in exchange.state.symbols
+        await holder.execute("SELECT pg_advisory_unlock($1, hashtext('symbol-mode/BTC-USD'))",
+                             KEY_LOCK_NS)
+        await wait_for(lambda: exchange.state.symbols.get("BTC-USD") == "CANCEL_ONLY",
+                       timeout_s=3, what="the symbol step, claimed once the lock was free")
+    finally:
+        await holder.close()
