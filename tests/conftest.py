@@ -206,12 +206,17 @@ async def idle(daemon: Daemon, timeout_s: float = 10.0) -> None:
     await wait_for(quiet, timeout_s, "the executor to go idle")
 
 
-async def log_kinds(dsn: str) -> list[str]:
+async def query(dsn: str, sql: str, *args: Any) -> list[asyncpg.Record]:
+    """Rows of one statement, on a connection of the test's own."""
     conn = await asyncpg.connect(dsn)
     try:
-        return [r["kind"] for r in await conn.fetch("SELECT kind FROM action_log ORDER BY seq")]
+        return list(await conn.fetch(sql, *args))
     finally:
         await conn.close()
+
+
+async def log_kinds(dsn: str) -> list[str]:
+    return [r["kind"] for r in await query(dsn, "SELECT kind FROM action_log ORDER BY seq")]
 
 
 @dataclass

@@ -19,6 +19,7 @@ from tests.conftest import (
     idle,
     log_kinds,
     post_alerts,
+    query,
     wait_for,
 )
 
@@ -359,23 +360,15 @@ async def test_a_new_incidents_first_step_is_claimed_while_recorded(
     await post_alerts(http, daemon, payload(alert("LedgerInvariantViolation", "BTC-USD")))
     await idle(daemon)
     assert exchange.state.symbols == {"BTC-USD": "CANCEL_ONLY"}
-    conn = await asyncpg.connect(database)
-    try:
-        rows = await conn.fetch("SELECT control, status, claims, claimed_by FROM steps"
-                                " ORDER BY control DESC")
-    finally:
-        await conn.close()
+    rows = await query(database, "SELECT control, status, claims, claimed_by FROM steps"
+                                 " ORDER BY control DESC")
     assert [(r["control"], r["status"], r["claims"]) for r in rows] == [
         ("withdrawals", "done", 1), ("symbol-mode", "done", 1)]
     assert {r["claimed_by"] for r in rows} == {daemon.settings.replica_id}
 
 
 async def _claims(dsn: str) -> dict[str, int]:
-    conn = await asyncpg.connect(dsn)
-    try:
-        rows = await conn.fetch("SELECT control, claims FROM steps WHERE status = 'done'")
-    finally:
-        await conn.close()
+    rows = await query(dsn, "SELECT control, claims FROM steps WHERE status = 'done'")
     return {r["control"]: r["claims"] for r in rows}
 
 

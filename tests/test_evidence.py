@@ -30,6 +30,7 @@ from tests.conftest import (
     fixture_bytes,
     idle,
     post_alerts,
+    query,
     url,
     wait_for,
 )
@@ -197,11 +198,7 @@ async def unsealed_incidents(make_daemon: DaemonFactory, http: aiohttp.ClientSes
 
 
 async def incident_ids(dsn: str) -> list[int]:
-    conn = await asyncpg.connect(dsn)
-    try:
-        return [r["id"] for r in await conn.fetch("SELECT id FROM incidents ORDER BY id")]
-    finally:
-        await conn.close()
+    return [r["id"] for r in await query(dsn, "SELECT id FROM incidents ORDER BY id")]
 
 
 @contextlib.asynccontextmanager
