@@ -6,11 +6,13 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
+from types import SimpleNamespace
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.structs import TopicPartition
 
+from responder.intake.kafka import rewind
 from tests.conftest import Broker, DaemonFactory, Exchange, fixture_bytes, idle, wait_for
 
 
@@ -127,3 +129,24 @@ async def test_consumer_rejoins_after_a_broker_bounce(
     await wait_for(lambda: "ADA-USD" in exchange.state.symbols, timeout_s=60,
                    what="an alert after the bounce")
     assert sum(c.applied for c in exchange.state.calls if "SOL-USD" in c.path) == 1
+
+
+async def test_a_rewind_skips_partitions_taken_away_and_rewinds_the_rest(
+        kafka: Broker) -> None:
+    """A batch read again after a failure, when a rebalance has meanwhile taken one of its
+    partitions: the others still go back to the batch's first message (else the next
+    commit would skip what was never recorded); the lost one is its new owner's."""
+    topic = f"rewind-{uuid.uuid4().hex[:8]}"
+    await produce(kafka, topic, b"0", b"1", b"2")
+    consumer = AIOKafkaConsumer(bootstrap_servers=kafka.bootstrap, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        kept, lost = TopicPartition(topic, 0), TopicPartition(f"{topic}-gone", 0)
+        consumer.assign([kept])
+        await consumer.seek_to_end(kept)
+        assert await consumer.position(kept) == 3
+        first = SimpleNamespace(offset=1)
+        assert rewind(consumer, {lost: [first], kept: [first]}) == [lost]
+        assert await consumer.position(kept) == 1
+    finally:
+        await consumer.stop()

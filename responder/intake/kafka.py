@@ -107,8 +107,7 @@ class KafkaIntake:
                 await asyncio.sleep(RETRY_S)
 
     def _rewind(self, batch: dict[Any, list[Any]]) -> None:
-        for tp, messages in batch.items():
-            self._consumer.seek(tp, messages[0].offset)
+        rewind(self._consumer, batch)
 
     async def _handle(self, batch: dict[Any, list[Any]]) -> None:
         alerts: list[Alert] = []
@@ -174,3 +173,25 @@ class KafkaIntake:
                 continue
             position = await self._consumer.position(tp)
             self._lag.labels(str(tp.partition)).set(max(0, high - position))
+
+
+def rewind(consumer: Any, batch: dict[Any, list[Any]]) -> list[Any]:
+    """Read a batch again from its first message, partition by partition; return the
+    partitions skipped because a rebalance took them from this consumer meanwhile.
+
+    A skipped partition loses nothing: its new owner starts from the last committed offset,
+    which is before this batch. Stopping at the first refusal would leave the remaining
+    partitions past messages never recorded, for the next commit to skip for good.
+    """
+    from aiokafka.errors import IllegalStateError
+
+    skipped = []
+    for tp, messages in batch.items():
+        try:
+            consumer.seek(tp, messages[0].offset)
+        except IllegalStateError:
+            skipped.append(tp)
+    if skipped:
+        log.info("partitions reassigned before their batch was read again; their new owner"
+                 " reads it", partitions=[f"{tp.topic}[{tp.partition}]" for tp in skipped])
+    return skipped
