@@ -8,8 +8,6 @@ config file, or a file with one token per line.
 from __future__ import annotations
 
 import os
-import secrets
-import socket
 import tomllib
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -120,12 +118,6 @@ class SinkSpec(BaseModel):
         return self
 
 
-def default_replica_id() -> str:
-    """hostname-pid-random: unique per process, so a restarted replica never mistakes an
-    old claim for its own."""
-    return f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
-
-
 class Settings(BaseSettings):
     """Everything the daemon can be told, validated at start."""
 
@@ -177,8 +169,8 @@ class Settings(BaseSettings):
     intake_queue_max: int = Field(default=10_000, gt=0)
     # Replicas (HA): who this process is in step claims, how long a claim lasts without
     # renewal, and how often a leader-only loop checks that it still holds its lock.
-    replica_id: str = Field(default_factory=default_replica_id,
-                            pattern=r"^[A-Za-z0-9._:@-]{1,128}$")
+    replica_id: str | None = Field(default=None, pattern=r"^[A-Za-z0-9._:@-]{1,128}$")
+    """Unset: a name kept in the data directory (store/identity.py)."""
     step_lease_s: float = Field(default=10.0, ge=0.5)
     leader_check_s: float = Field(default=2.0, gt=0)
     manual_wait_s: float = Field(default=5.0, ge=0, le=60)

@@ -26,7 +26,7 @@ from responder.engine.manual import expire_requests
 from responder.engine.modes import Modes
 from responder.engine.reconciler import Reconciler
 from responder.engine.storm import StormGuard
-from responder.errors import RuleError, StoreError
+from responder.errors import ConfigError, RuleError, StoreError
 from responder.evidence.builder import EvidenceBuilder
 from responder.evidence.outbox import OutboxWorker
 from responder.evidence.sinks import build_sinks
@@ -43,6 +43,7 @@ from responder.store import queries
 from responder.store.actionlog import ChainAppender, Entry
 from responder.store.db import Conn, create_pool, migrate
 from responder.store.embedded import start_embedded
+from responder.store.identity import Identity
 from responder.store.leader import LeaderLoop
 from responder.store.writer import Unit, Writer
 from responder.web.session import prune_revoked
@@ -89,6 +90,7 @@ class Daemon:
         self.kafka: KafkaIntake | None = None
         self._dsn = ""
         self.metrics_intake: MetricsIntake | None = None
+        self.replica_id = ""
 
     async def run(self) -> None:
         """Start, serve until a signal, shut down."""
@@ -116,6 +118,11 @@ class Daemon:
         s = self.settings
         rules = self._load_rules()
         pool = await self._open_store()
+        identity = Identity(self._dsn, check_s=s.leader_check_s)
+        self.replica_id = await identity.take(s.replica_id, s.data_dir)
+        # Released last: the name stays held until this process has stopped claiming.
+        self._stack.push_async_callback(identity.release)
+        self._spawn(self._keep_identity(identity), "identity")
         writer = Writer(pool, self._rules_hash, max_pending=s.intake_queue_max)
         self._spawn(writer.run(), "writer", stop=lambda t: self._stop_writer(writer, t))
         client = AdminClient(self.metrics, self.redactor)
@@ -125,7 +132,7 @@ class Daemon:
         evidence, outbox = self._evidence(pool, writer)
         executor = Executor(pool, writer, self._rules, client, self.metrics,
                             deadline_s=s.step_deadline_s, read_back_s=s.read_back_deadline_s,
-                            changed=evidence.touch, replica=s.replica_id,
+                            changed=evidence.touch, replica=self.replica_id,
                             lease_s=s.step_lease_s)
         self.reconciler = Reconciler(pool, writer, self._rules, client, executor, self.metrics,
                                      deadline_s=s.step_deadline_s)
@@ -158,8 +165,16 @@ class Daemon:
         if not s.webhook_tokens:
             log.warning("no webhook tokens configured: every webhook will be refused")
         log.info("listening", version=__version__, address=f"{s.host}:{self.port}",
-                 replica=s.replica_id,
+                 replica=self.replica_id,
                  rules=len(rules.rules), rules_hash=rules.bundle_hash, resumed=resumed)
+
+    async def _keep_identity(self, identity: Identity) -> None:
+        try:
+            await identity.keep()
+        except ConfigError as e:
+            # Another live process has this replica's name: stop claiming under it.
+            log.error("replica name lost to another process; stopping", error=str(e))
+            self.should_exit.set()
 
     def _leader(self, role: str, work: Callable[[], Coroutine[Any, Any, None]]) -> LeaderLoop:
         """Work that runs on one replica at a time (see store/leader.py)."""

@@ -139,11 +139,13 @@ DaemonFactory = Callable[..., Awaitable[Daemon]]
 
 
 @pytest.fixture
-async def make_daemon(database: str, rules_dir: Path) -> AsyncIterator[DaemonFactory]:
+async def make_daemon(database: str, rules_dir: Path,
+                      tmp_path: Path) -> AsyncIterator[DaemonFactory]:
     """Start in-process daemons on free ports; every one is shut down afterwards."""
     started: list[Daemon] = []
 
     async def factory(**overrides: Any) -> Daemon:
+        overrides.setdefault("data_dir", tmp_path / "data")
         daemon = Daemon(settings_for(database, rules_dir, **overrides),
                         registry=CollectorRegistry())
         await daemon.start()
@@ -235,7 +237,9 @@ def spawn_daemon(tmp_path: Path, env: dict[str, str], port: int | None = None,
                  name: str = "daemon") -> Proc:
     port = port or free_port()
     log_path = tmp_path / f"{name}-{uuid.uuid4().hex[:6]}.log"
-    full_env = {**os.environ, **env, "RESPONDER_LISTEN": f"127.0.0.1:{port}"}
+    # One data directory per test: a restart in the test keeps its replica name.
+    full_env = {"RESPONDER_DATA_DIR": str(tmp_path / "data"), **os.environ, **env,
+                "RESPONDER_LISTEN": f"127.0.0.1:{port}"}
     with log_path.open("wb") as out:
         popen = subprocess.Popen([sys.executable, "-m", "responder", "run"], env=full_env,
                                  stdout=out, stderr=subprocess.STDOUT, cwd=ROOT)

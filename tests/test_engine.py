@@ -364,7 +364,7 @@ async def test_a_new_incidents_first_step_is_claimed_while_recorded(
                                  " ORDER BY control DESC")
     assert [(r["control"], r["status"], r["claims"]) for r in rows] == [
         ("withdrawals", "done", 1), ("symbol-mode", "done", 1)]
-    assert {r["claimed_by"] for r in rows} == {daemon.settings.replica_id}
+    assert {r["claimed_by"] for r in rows} == {daemon.replica_id}
 
 
 async def _claims(dsn: str) -> dict[str, int]:

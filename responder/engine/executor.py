@@ -144,6 +144,8 @@ class Executor:
         self._locks: weakref.WeakValueDictionary[tuple[str, str], _KeyLock] = (
             weakref.WeakValueDictionary())
         self._early: dict[int, _Early] = {}
+        # Steps claimed by this process (not an earlier one under the same replica name).
+        self._claimed_here: set[int] = set()
         self._closing = False
 
     @property
@@ -159,6 +161,7 @@ class Executor:
                 continue
             self._known.add(step.id)
             if step.preclaimed:
+                self._claimed_here.add(step.id)
                 lock = self._lock((step.control, step.key))  # kept alive by the entry
                 self._early[step.id] = _Early(lock, lock.taken, time.monotonic())
             self._queues.setdefault(step.incident_id, deque()).append(step)
@@ -176,8 +179,7 @@ class Executor:
         # the sweeper picks them up again, so an incident is never stuck.
         del self._tasks[incident_id]
         for step in self._queues.pop(incident_id, ()):
-            self._known.discard(step.id)
-            self._early.pop(step.id, None)
+            self._forget(step.id)
         if not task.cancelled() and (error := task.exception()) is not None:
             log.error("incident task crashed; the sweeper will retry", incident=incident_id,
                       error=repr(error))
@@ -239,18 +241,24 @@ class Executor:
                 # Another replica holds this step or its key: leave the incident to it.
                 # The sweep looks again, and takes over only once that lease has run out.
                 for later in queue:
-                    self._known.discard(later.id)
-                    self._early.pop(later.id, None)
+                    self._forget(later.id)
                 queue.clear()
                 break
             queue.popleft()
             self._known.discard(step.id)
+            self._claimed_here.discard(step.id)
         # No await between the empty check and this cleanup: submit() cannot slip a step
         # into a queue that is about to be forgotten.
         del self._tasks[incident_id]
         del self._queues[incident_id]
         if self._changed is not None:
             self._changed({incident_id})
+
+    def _forget(self, step_id: int) -> None:
+        """Drop a step this task will not run; the sweep may queue it again. Whether this
+        process claimed it is kept, so claiming it again is not taken for a restart's."""
+        self._known.discard(step_id)
+        self._early.pop(step_id, None)
 
     def key_lock(self, control: str, key: str) -> asyncio.Lock:
         """The lock that serialises every change to one control key, automatic or manual."""
@@ -318,27 +326,38 @@ class Executor:
         return claim, held
 
     async def _record_takeover(self, step: StepRow, claim: Claim) -> None:
-        """Write down, before any call, that this replica took over another's lease."""
-        if claim.is_takeover:
+        """Write down, before any call, that this replica took over another's lease, or
+        resumed one its name held before this process started (a restart)."""
+        resumed = (not claim.is_takeover and claim.claims > 1
+                   and step.id not in self._claimed_here)
+        self._claimed_here.add(step.id)
+        if claim.is_takeover or resumed:
             self._unrecorded[step.id] = claim
         owed = self._unrecorded.get(step.id)
         if owed is None:
             return
         until = owed.previous_until.isoformat() if owed.previous_until else None
-        entry = Entry("step_taken_over", incident_id=step.incident_id, rule_id=step.rule_id,
+        kind = "step_taken_over" if owed.is_takeover else "step_resumed"
+        entry = Entry(kind, incident_id=step.incident_id, rule_id=step.rule_id,
                       control=step.control, key=step.key, step_id=step.id,
                       correlation_id=step.correlation_id,
-                      detail={"by": self.replica, "from": owed.previous, "lease_until": until,
-                              "claims": owed.claims, "idempotency_key": step.idempotency_key})
+                      detail={"by": self.replica, "from": owed.previous or self.replica,
+                              "lease_until": until, "claims": owed.claims,
+                              "idempotency_key": step.idempotency_key})
 
         async def unit(conn: Conn, chain: ChainAppender) -> None:
             chain.add(entry)
 
         await self._record(unit)
         del self._unrecorded[step.id]
-        self._metrics.step_takeovers.inc()
-        log.warning("took over a step whose lease ran out; calling with its key", step=step.id,
-                    previous=owed.previous, idempotency_key=step.idempotency_key)
+        if owed.is_takeover:
+            self._metrics.step_takeovers.inc()
+            log.warning("took over a step whose lease ran out; calling with its key",
+                        step=step.id, previous=owed.previous,
+                        idempotency_key=step.idempotency_key)
+        else:
+            log.warning("resumed a step this replica claimed before it restarted; calling"
+                        " with its key", step=step.id, idempotency_key=step.idempotency_key)
 
     @contextlib.asynccontextmanager
     async def _leased(self, step: StepRow) -> AsyncIterator[_Lease]:
