@@ -26,7 +26,7 @@ from responder.engine.manual import expire_requests
 from responder.engine.modes import Modes
 from responder.engine.reconciler import Reconciler
 from responder.engine.storm import StormGuard
-from responder.errors import ConfigError, RuleError, StoreError
+from responder.errors import RuleError, StoreError
 from responder.evidence.builder import EvidenceBuilder
 from responder.evidence.outbox import OutboxWorker
 from responder.evidence.sinks import build_sinks
@@ -118,11 +118,11 @@ class Daemon:
         s = self.settings
         rules = self._load_rules()
         pool = await self._open_store()
-        identity = Identity(self._dsn, check_s=s.leader_check_s)
-        self.replica_id = await identity.take(s.replica_id, s.data_dir)
+        identity = Identity(self._dsn, s.data_dir, check_s=s.leader_check_s)
+        self.replica_id = await identity.take(s.replica_id)
         # Released last: the name stays held until this process has stopped claiming.
         self._stack.push_async_callback(identity.release)
-        self._spawn(self._keep_identity(identity), "identity")
+        self._spawn(identity.keep(), "identity")
         writer = Writer(pool, self._rules_hash, max_pending=s.intake_queue_max)
         self._spawn(writer.run(), "writer", stop=lambda t: self._stop_writer(writer, t))
         client = AdminClient(self.metrics, self.redactor)
@@ -167,14 +167,6 @@ class Daemon:
         log.info("listening", version=__version__, address=f"{s.host}:{self.port}",
                  replica=self.replica_id,
                  rules=len(rules.rules), rules_hash=rules.bundle_hash, resumed=resumed)
-
-    async def _keep_identity(self, identity: Identity) -> None:
-        try:
-            await identity.keep()
-        except ConfigError as e:
-            # Another live process has this replica's name: stop claiming under it.
-            log.error("replica name lost to another process; stopping", error=str(e))
-            self.should_exit.set()
 
     def _leader(self, role: str, work: Callable[[], Coroutine[Any, Any, None]]) -> LeaderLoop:
         """Work that runs on one replica at a time (see store/leader.py)."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 
@@ -46,11 +47,14 @@ class DaemonState:
     async def record(self, alerts: Sequence[Alert], nonce: tuple[str, str] | None = None,
                      correlation_id: str | None = None) -> Recorded:
         """Durably record alerts and their plan; only then start executing."""
+        started = time.monotonic()
+        # No claims taken while recording once draining: those steps would stay leased to
+        # a process that no longer runs them, and other replicas would wait out the lease.
+        replica = None if self.executor.closing else self.executor.replica
         recorded = await self.writer.submit(
             RecordAlerts(alerts, self.rules, self.metrics, self.redactor, self.modes.policy(),
-                         nonce, correlation_id, self.executor.replica,
-                         self.settings.step_lease_s))
-        self.executor.submit(recorded.steps)
+                         nonce, correlation_id, replica, self.settings.step_lease_s))
+        self.executor.submit(recorded.steps, recorded_from=started)
         if self.evidence is not None:
             self.evidence.touch(recorded.incidents)
         return recorded

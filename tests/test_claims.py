@@ -10,7 +10,15 @@ from collections.abc import AsyncIterator
 import asyncpg
 import pytest
 
-from responder.store.claims import Claim, KeyBusy, claim_step, hold_key, let_go, renew_claim
+from responder.store.claims import (
+    KEY_LOCK_NS,
+    Claim,
+    KeyBusy,
+    claim_step,
+    hold_key,
+    let_go,
+    renew_claim,
+)
 from responder.store.db import create_pool, migrate
 from responder.store.steps import pending_steps
 
@@ -143,3 +151,39 @@ async def test_hold_key_waits_for_a_live_claim_then_gives_up(pool: asyncpg.Pool)
         with pytest.raises(KeyBusy, match="person"):
             async with hold_key(pool, "symbol_mode", "ADA-USD", wait_s=0.2):
                 pass
+
+
+async def test_a_claim_gives_way_to_a_step_claimed_while_it_waited(pool: asyncpg.Pool) -> None:
+    """Replica a's writer closes step r on a key, takes the key's lock and records step p
+    claimed for itself, as RECORD_SQL does. Meanwhile replica b claims step s on the same
+    key: its statement waits on r's row lock, then misses p (inserted after it began). b
+    must give its claim back rather than hold a second live lease on the key."""
+    key = f"K-{uuid.uuid4().hex[:8]}"
+    r = await new_step(pool, key)
+    s = await new_step(pool, key, "HARD_HALT")
+    conn = await pool.acquire()
+    try:
+        tx = conn.transaction()
+        await tx.start()
+        await conn.execute("UPDATE steps SET status = 'done' WHERE id = $1", r)
+        assert await conn.fetchval("SELECT pg_try_advisory_xact_lock($1, hashtext($2))",
+                                   KEY_LOCK_NS, f"symbol_mode/{key}")
+        incident = await conn.fetchval(
+            "INSERT INTO incidents (rule_id, scope, severity, status, rules_hash)"
+            " VALUES ('r', $1, 'sev1', 'open', 'h') RETURNING id", uuid.uuid4().hex)
+        p = await conn.fetchval(
+            "INSERT INTO steps (incident_id, kind, position, control, key, level, rank,"
+            " idempotency_key, claimed_by, lease_until, claims) VALUES ($1, 'step', 0,"
+            " 'symbol_mode', $2, 'CANCEL_ONLY', 1, $3, 'a', now() + interval '30 s', 1)"
+            " RETURNING id", incident, key, f"k-{uuid.uuid4()}")
+        b = asyncio.create_task(claim(pool, s, "b"))
+        await asyncio.sleep(0.3)
+        assert not b.done()  # waiting on r's row lock
+        await tx.commit()
+    finally:
+        await pool.release(conn)
+    assert await b == "busy"
+    async with pool.acquire() as c:
+        live = await c.fetch("SELECT id, claimed_by FROM steps WHERE key = $1"
+                             " AND status = 'pending' AND lease_until >= now()", key)
+    assert [(x["id"], x["claimed_by"]) for x in live] == [(p, "a")]

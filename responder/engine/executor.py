@@ -144,16 +144,20 @@ class Executor:
         self._locks: weakref.WeakValueDictionary[tuple[str, str], _KeyLock] = (
             weakref.WeakValueDictionary())
         self._early: dict[int, _Early] = {}
-        # Steps claimed by this process (not an earlier one under the same replica name).
-        self._claimed_here: set[int] = set()
         self._closing = False
 
     @property
     def inflight(self) -> int:
         return len(self._tasks)
 
-    def submit(self, steps: Iterable[StepRow]) -> None:
-        """Queue steps for execution; each incident's steps run in the order given."""
+    @property
+    def closing(self) -> bool:
+        return self._closing
+
+    def submit(self, steps: Iterable[StepRow], recorded_from: float | None = None) -> None:
+        """Queue steps for execution; each incident's steps run in the order given.
+        ``recorded_from``: the monotonic time before the steps' recording began, which any
+        lease taken while recording them starts after."""
         if self._closing:
             return
         for step in steps:
@@ -161,9 +165,9 @@ class Executor:
                 continue
             self._known.add(step.id)
             if step.preclaimed:
-                self._claimed_here.add(step.id)
                 lock = self._lock((step.control, step.key))  # kept alive by the entry
-                self._early[step.id] = _Early(lock, lock.taken, time.monotonic())
+                at = time.monotonic() if recorded_from is None else recorded_from
+                self._early[step.id] = _Early(lock, lock.taken, at)
             self._queues.setdefault(step.incident_id, deque()).append(step)
             if step.incident_id not in self._tasks:
                 task = asyncio.create_task(self._run_incident(step.incident_id),
@@ -246,7 +250,6 @@ class Executor:
                 break
             queue.popleft()
             self._known.discard(step.id)
-            self._claimed_here.discard(step.id)
         # No await between the empty check and this cleanup: submit() cannot slip a step
         # into a queue that is about to be forgotten.
         del self._tasks[incident_id]
@@ -255,8 +258,7 @@ class Executor:
             self._changed({incident_id})
 
     def _forget(self, step_id: int) -> None:
-        """Drop a step this task will not run; the sweep may queue it again. Whether this
-        process claimed it is kept, so claiming it again is not taken for a restart's."""
+        """Drop a step this task will not run; the sweep may queue it again."""
         self._known.discard(step_id)
         self._early.pop(step_id, None)
 
@@ -281,7 +283,10 @@ class Executor:
         lock = self._lock((step.control, step.key))
         async with self._slots, lock:
             claim: Claim | Refusal
+            first_renewal_s = self._lease_s / 3
             if early is not None and self._still_early(early, lock):
+                # The lease began when it was recorded: renew on that lease's schedule.
+                first_renewal_s = max(0.0, early.at + self._lease_s / 3 - time.monotonic())
                 # Claimed by the transaction that recorded it, alone on its key, and
                 # nothing has touched the key since: what a claim and a held-level read
                 # would return is known, so the call goes out without them.
@@ -299,7 +304,7 @@ class Executor:
             await self._record_takeover(step, claim)
             self._metrics.steps_inflight.inc()
             try:
-                async with self._leased(step) as lease:
+                async with self._leased(step, first_renewal_s) as lease:
                     await self._execute_claimed(step, held, lease)
             finally:
                 self._metrics.steps_inflight.dec()
@@ -326,44 +331,34 @@ class Executor:
         return claim, held
 
     async def _record_takeover(self, step: StepRow, claim: Claim) -> None:
-        """Write down, before any call, that this replica took over another's lease, or
-        resumed one its name held before this process started (a restart)."""
-        resumed = (not claim.is_takeover and claim.claims > 1
-                   and step.id not in self._claimed_here)
-        self._claimed_here.add(step.id)
-        if claim.is_takeover or resumed:
+        """Write down, before any call, that this replica took over another's lease."""
+        if claim.is_takeover:
             self._unrecorded[step.id] = claim
         owed = self._unrecorded.get(step.id)
         if owed is None:
             return
         until = owed.previous_until.isoformat() if owed.previous_until else None
-        kind = "step_taken_over" if owed.is_takeover else "step_resumed"
-        entry = Entry(kind, incident_id=step.incident_id, rule_id=step.rule_id,
+        entry = Entry("step_taken_over", incident_id=step.incident_id, rule_id=step.rule_id,
                       control=step.control, key=step.key, step_id=step.id,
                       correlation_id=step.correlation_id,
-                      detail={"by": self.replica, "from": owed.previous or self.replica,
-                              "lease_until": until, "claims": owed.claims,
-                              "idempotency_key": step.idempotency_key})
+                      detail={"by": self.replica, "from": owed.previous, "lease_until": until,
+                              "claims": owed.claims, "idempotency_key": step.idempotency_key})
 
         async def unit(conn: Conn, chain: ChainAppender) -> None:
             chain.add(entry)
 
         await self._record(unit)
         del self._unrecorded[step.id]
-        if owed.is_takeover:
-            self._metrics.step_takeovers.inc()
-            log.warning("took over a step whose lease ran out; calling with its key",
-                        step=step.id, previous=owed.previous,
-                        idempotency_key=step.idempotency_key)
-        else:
-            log.warning("resumed a step this replica claimed before it restarted; calling"
-                        " with its key", step=step.id, idempotency_key=step.idempotency_key)
+        self._metrics.step_takeovers.inc()
+        log.warning("took over a step whose lease ran out; calling with its key", step=step.id,
+                    previous=owed.previous, idempotency_key=step.idempotency_key)
 
     @contextlib.asynccontextmanager
-    async def _leased(self, step: StepRow) -> AsyncIterator[_Lease]:
+    async def _leased(self, step: StepRow, first_s: float) -> AsyncIterator[_Lease]:
         """Renew the step's lease while the call and read-back run."""
         lease = _Lease()
-        renewer = asyncio.create_task(self._renew(step, lease), name=f"lease-{step.id}")
+        renewer = asyncio.create_task(self._renew(step, lease, first_s),
+                                      name=f"lease-{step.id}")
         try:
             yield lease
         finally:
@@ -371,9 +366,11 @@ class Executor:
             with contextlib.suppress(asyncio.CancelledError):
                 await renewer
 
-    async def _renew(self, step: StepRow, lease: _Lease) -> None:
+    async def _renew(self, step: StepRow, lease: _Lease, first_s: float) -> None:
+        wait_s = first_s
         while True:
-            await asyncio.sleep(self._lease_s / 3)
+            await asyncio.sleep(wait_s)
+            wait_s = self._lease_s / 3
             try:
                 async with self._pool.acquire() as conn:
                     is_held = await renew_claim(conn, step.id, self.replica, self._lease_s)

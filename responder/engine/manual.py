@@ -111,8 +111,11 @@ async def _across_replicas(state: DaemonState, control: str, key: str) -> AsyncI
 async def apply_manual(state: DaemonState, change: ManualChange) -> dict[str, Any]:
     """Apply the change through the target; ManualRefused if it is not allowed or fails."""
     control, key = _resolve(state, change)
-    async with state.executor.key_lock(control.name, key), \
-            _across_replicas(state, control.name, key):
+    # The key across replicas first: it waits for live claims to end, and a step claimed
+    # while it was recorded needs this replica's key lock to finish, so holding that lock
+    # while waiting would only wait out the person's own timeout.
+    async with _across_replicas(state, control.name, key), \
+            state.executor.key_lock(control.name, key):
         async with state.pool.acquire() as conn:
             held = await conn.fetchrow(HELD_SQL, control.name, key)
         current = held["level"] if held is not None else control.levels[0]

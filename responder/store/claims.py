@@ -62,6 +62,22 @@ SELECT (SELECT count(*) FROM target) AS is_pending, (SELECT claims FROM claimed)
 
 CLAIM_SQL = CLAIM_SQL.replace("{ns}", str(KEY_LOCK_NS))
 
+RECHECK_SQL = """
+WITH undone AS (
+    UPDATE steps s SET claims = s.claims - 1, lease_until = now()
+    WHERE s.id = $1 AND s.claimed_by = $2 AND s.status = 'pending' AND EXISTS (
+        SELECT 1 FROM steps o
+        WHERE o.control = s.control AND o.key = s.key AND o.status = 'pending'
+          AND o.id <> s.id AND o.claimed_by <> $2 AND o.lease_until >= now())
+    RETURNING 1
+)
+SELECT count(*) FROM undone
+"""
+"""Run after a granted claim, in a statement of its own so it sees every commit before it.
+CLAIM_SQL reads the key's steps as its statement began; a step another replica claimed in
+the transaction that recorded it (RECORD_SQL) and committed while this claim waited on a
+row lock is not among them. If there is one, the claim is given back."""
+
 HOLD_KEY_SQL = "SELECT pg_try_advisory_lock($1, hashtext($2 || '/' || $3))"
 FREE_KEY_SQL = "SELECT pg_advisory_unlock($1, hashtext($2 || '/' || $3))"
 LIVE_CLAIM_SQL = """
@@ -113,6 +129,8 @@ async def claim_step(conn: Conn, step_id: int, replica: str,
     claims = row["claims"]
     if claims is None:
         return "busy" if row["key_free"] else "locked"
+    if await conn.fetchval(RECHECK_SQL, step_id, replica):
+        return "busy"
     previous = row["previous"] if row["previous"] != replica else None
     return Claim(step_id, previous, row["previous_until"] if previous else None, claims)
 

@@ -1,15 +1,16 @@
-"""Who this replica is in step claims, kept across restarts, held by one process at a time.
+"""Who this replica is in step claims, and ending the claims of the process it replaced.
 
-A step claimed by a replica that then died is left until its lease runs out, because a
-replica that merely lost the store may still be calling. A restart that comes back under
-the same name can take its own claims at once instead: it knows the old process is gone,
-because the name is held by a PostgreSQL session advisory lock for the life of a process,
-and the server frees it the moment that process's connection closes (a crash included).
+A step claimed by a replica that died is left until its lease runs out, because a replica
+that merely lost the store may still be calling. A process that restarts from the same data
+directory need not wait that long for its predecessor's claims: each process holds its own
+name with a PostgreSQL session advisory lock, which the server frees when that process's
+connection closes (a crash included), and the data directory remembers the last name used
+from it. At start, if that name's lock is free, the old process is gone and its leases are
+ended, so the sweep takes its steps over at once (recorded as takeovers).
 
-The name comes from RESPONDER_REPLICA_ID, else from a file in the data directory, made
-once. A configured name another live process holds stops the start; a name from the file
-that is held (two processes sharing a data directory) gives way to one of this process's
-own, which resumes nothing early.
+A name is never shared by two live processes: RESPONDER_REPLICA_ID if set and free, else
+one of this process's own. A configured name still held (another live process, or one the
+server has not yet seen die) gives way to a derived name, so the replica starts either way.
 """
 
 from __future__ import annotations
@@ -23,101 +24,110 @@ from pathlib import Path
 import asyncpg
 import structlog
 
-from responder.errors import ConfigError
 from responder.store.db import UNAVAILABLE
 
 log = structlog.get_logger("responder.identity")
 
 LOCK_NS = 0x72657069  # "repi": advisory lock namespace for replica names
 TRY_SQL = "SELECT pg_try_advisory_lock($1, hashtext($2))"
+UNLOCK_SQL = "SELECT pg_advisory_unlock($1, hashtext($2))"
+END_LEASES_SQL = """
+UPDATE steps SET lease_until = now()
+WHERE claimed_by = $1 AND status = 'pending' AND lease_until > now()
+RETURNING id
+"""
 FILE_NAME = "replica-id"
 
 
-def process_name() -> str:
-    """hostname-pid-random: unique to this process."""
-    return f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
-
-
-def saved_name(data_dir: Path) -> str | None:
-    """The name kept in the data directory, made on first use; None if it cannot be."""
-    path = data_dir / FILE_NAME
-    try:
-        name = path.read_text(encoding="utf-8").strip()
-        if name:
-            return name
-    except FileNotFoundError:
-        pass
-    except OSError as e:
-        log.warning("replica name file unreadable; using a name of this process's own",
-                    path=str(path), error=str(e))
-        return None
-    name = f"{socket.gethostname()}-{secrets.token_hex(4)}"[:128]
-    try:
-        data_dir.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(name + "\n", encoding="utf-8")
-        tmp.replace(path)
-    except OSError as e:
-        log.warning("replica name not saved; a restart will not resume its claims early",
-                    path=str(path), error=str(e))
-    return name
+def process_name(base: str | None = None) -> str:
+    """A name unique to this process: hostname (or ``base``), pid and a random part."""
+    return f"{base or socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"[-128:]
 
 
 class Identity:
     """Holds this replica's name for as long as the process runs (see module doc)."""
 
-    def __init__(self, dsn: str, *, check_s: float) -> None:
+    def __init__(self, dsn: str, data_dir: Path, *, check_s: float) -> None:
         self._dsn = dsn
+        self._file = data_dir / FILE_NAME
         self._check_s = check_s
         self._conn: asyncpg.Connection | None = None
         self.name = ""
 
-    async def take(self, configured: str | None, data_dir: Path) -> str:
-        """Hold the configured or saved name; ConfigError if a configured one is in use."""
-        wanted = configured or saved_name(data_dir)
-        if wanted is not None and await self._hold(wanted):
-            self.name = wanted
-            return wanted
-        if configured is not None:
-            raise ConfigError(f"RESPONDER_REPLICA_ID: {configured!r} is held by another live"
-                              " process on this database; give each replica its own")
-        fallback = process_name()
-        if wanted is not None:
-            log.warning("replica name in use by another process (a shared data directory?);"
-                        " using one of this process's own", wanted=wanted, name=fallback)
-        if not await self._hold(fallback):
-            raise ConfigError(f"replica name {fallback!r} is held by another process")
-        self.name = fallback
-        return fallback
+    async def take(self, configured: str | None) -> str:
+        """Hold a name for this process and end the leases of the one it replaced."""
+        self._conn = await asyncpg.connect(self._dsn, timeout=self._check_s * 2,
+                                           server_settings={
+                                               "application_name": "responder-identity"})
+        name = configured or process_name()
+        if not await self._conn.fetchval(TRY_SQL, LOCK_NS, name):
+            held, name = name, process_name(configured)
+            log.warning("replica name held by another session (a live process, or one the"
+                        " server has not yet seen end); using a name of this process's own",
+                        wanted=held, name=name)
+            await self._conn.fetchval(TRY_SQL, LOCK_NS, name)
+        self.name = name
+        previous = self._remember(name)
+        if previous is not None and previous != name:
+            await self._end_leases_of(previous)
+        return name
 
-    async def _hold(self, name: str) -> bool:
-        await self.release()
-        conn = await asyncpg.connect(self._dsn, timeout=self._check_s * 2, server_settings={
-            "application_name": "responder-identity"})
-        if await conn.fetchval(TRY_SQL, LOCK_NS, name):
-            self._conn = conn
-            return True
-        await conn.close()
-        return False
+    def _remember(self, name: str) -> str | None:
+        """Write our name to the data directory; return the one it held before."""
+        previous = None
+        try:
+            previous = self._file.read_text(encoding="utf-8").strip() or None
+        except FileNotFoundError:
+            pass
+        except OSError as e:
+            log.warning("replica name file unreadable", path=str(self._file), error=str(e))
+        try:
+            self._file.parent.mkdir(parents=True, exist_ok=True)
+            tmp = self._file.with_suffix(".tmp")
+            tmp.write_text(name + "\n", encoding="utf-8")
+            tmp.replace(self._file)
+        except OSError as e:
+            log.warning("replica name not saved; the next start waits out this process's"
+                        " leases", path=str(self._file), error=str(e))
+        return previous
+
+    async def _end_leases_of(self, previous: str) -> None:
+        assert self._conn is not None
+        if not await self._conn.fetchval(TRY_SQL, LOCK_NS, previous):
+            log.info("the previous process of this data directory still holds its name;"
+                     " its steps resume when their leases run out", previous=previous)
+            return
+        await self._conn.fetchval(UNLOCK_SQL, LOCK_NS, previous)
+        ended = await self._conn.fetch(END_LEASES_SQL, previous)
+        if ended:
+            log.warning("the previous process of this data directory is gone: its step"
+                        " leases are ended, to be taken over now", previous=previous,
+                        steps=len(ended))
 
     async def keep(self) -> None:
-        """Check the holding session; if it ends, take the name again on a new one. If
-        another process took it meanwhile, raise: two live processes must not share it."""
+        """Check the holding session; if it ends, hold the name again on a new one."""
+        held = True
         while True:
             await asyncio.sleep(self._check_s)
             try:
-                if self._conn is not None and not self._conn.is_closed():
+                if self._conn is None or self._conn.is_closed():
+                    await self.release()
+                    self._conn = await asyncpg.connect(self._dsn, timeout=self._check_s * 2)
+                    held = False
+                if held:
                     await self._conn.fetchval("SELECT 1", timeout=self._check_s)
                     continue
+                held = bool(await self._conn.fetchval(TRY_SQL, LOCK_NS, self.name))
+                if held:
+                    log.info("replica name held again", name=self.name)
+                else:
+                    log.error("replica name held by another session; a replica starting from"
+                              " this data directory meanwhile may end this one's leases",
+                              name=self.name)
             except (*UNAVAILABLE, asyncpg.PostgresError) as e:
-                log.warning("replica name session lost; taking the name again", error=str(e))
-            try:
-                if not await self._hold(self.name):
-                    raise ConfigError(f"replica name {self.name!r} was taken by another"
-                                      " process while the store was unreachable")
-                log.info("replica name held again", name=self.name)
-            except (*UNAVAILABLE, asyncpg.PostgresError) as e:
-                log.warning("replica name not held: store unavailable", error=str(e))
+                log.warning("replica name session lost; holding the name again", error=str(e))
+                await self.release()
+                held = False
 
     async def release(self) -> None:
         conn, self._conn = self._conn, None

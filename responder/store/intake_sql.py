@@ -89,7 +89,10 @@ WITH inb AS (
            go.escalate_control, go.escalate_key, go.escalate_level, go.idempotency_key,
            go.correlation_id,
            CASE WHEN pre.ord IS NOT NULL THEN $32::text END,
-           CASE WHEN pre.ord IS NOT NULL THEN now() + make_interval(secs => $33) END,
+           -- The clock, not the transaction's start: the executor times the lease from
+           -- before the recording began, so it must not have begun earlier.
+           CASE WHEN pre.ord IS NOT NULL THEN clock_timestamp() + make_interval(secs => $33)
+           END,
            CASE WHEN pre.ord IS NOT NULL THEN 1 ELSE 0 END
     FROM go LEFT JOIN pre ON pre.ord = go.ord
     ON CONFLICT (incident_id, kind, control, key, level) DO NOTHING
