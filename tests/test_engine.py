@@ -244,6 +244,32 @@ async def test_drift_is_repaired(make_daemon: DaemonFactory, exchange: Exchange,
     assert (again.checked, again.corrected) == (3, 0)
 
 
+async def test_drift_repair_waits_for_a_key_being_changed_elsewhere(
+    make_daemon: DaemonFactory, exchange: Exchange, http: aiohttp.ClientSession, database: str,
+) -> None:
+    """A key another replica holds a live claim on may be on its way up: repairing it to
+    the held level now could land after that raise and lower it. It waits a pass."""
+    daemon = await make_daemon()
+    await post_alerts(http, daemon, fixture_bytes("firing-single.json"))
+    await idle(daemon)
+    await query(database,
+                "INSERT INTO steps (incident_id, kind, position, control, key, level, rank,"
+                " idempotency_key, claimed_by, lease_until, claims)"
+                " SELECT id, 'step', 9, 'symbol-mode', 'BTC-USD', 'HARD_HALT', 3, 'elsewhere',"
+                " 'replica-b', now() + interval '1 minute', 1 FROM incidents LIMIT 1")
+    exchange.state.forget()
+    assert daemon.reconciler is not None
+    report = await daemon.reconciler.pass_once()
+    assert (report.corrected, report.busy) == (1, 1)  # withdrawals now; the symbol later
+    assert exchange.state.withdrawals == "HALTED"
+    assert "BTC-USD" not in exchange.state.symbols
+    await query(database, "UPDATE steps SET status = 'failed' WHERE idempotency_key"
+                          " = 'elsewhere'")
+    report = await daemon.reconciler.pass_once()
+    assert (report.corrected, report.busy) == (1, 0)
+    assert exchange.state.symbols == {"BTC-USD": "CANCEL_ONLY"}
+
+
 async def test_reconciler_runs_on_its_interval(make_daemon: DaemonFactory, exchange: Exchange,
                                                http: aiohttp.ClientSession) -> None:
     """With an interval set, drift is repaired without anyone asking."""

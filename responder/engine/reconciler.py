@@ -23,6 +23,7 @@ from responder.errors import ActionError
 from responder.metrics import Metrics
 from responder.rules.table import Control, RuleTable
 from responder.store.actionlog import ChainAppender, Entry
+from responder.store.claims import KeyBusy, hold_key
 from responder.store.db import Conn
 from responder.store.writer import Writer
 
@@ -42,6 +43,8 @@ class PassReport:
     corrected: int = 0
     failed: int = 0
     unreadable: int = 0
+    busy: int = 0
+    """Keys below their held level left for the next pass: being changed elsewhere."""
     seconds: float = 0.0
     corrections: list[tuple[str, str]] = field(default_factory=list)
 
@@ -107,8 +110,33 @@ class Reconciler:
                 return
             if observed is not None and control.rank(observed) >= held["rank"]:
                 return
-            await self._repair(control, key, held["level"], observed, held["incident_id"],
-                               report)
+            try:
+                # Across replicas too: a step in flight on the key elsewhere may be raising
+                # it right now, and repairing to the held level after that would lower it.
+                async with hold_key(self._pool, control.name, key, wait_s=0):
+                    await self._repair_held(control, key, report)
+            except KeyBusy as e:
+                report.busy += 1
+                log.info("reconcile: key being changed; checked again next pass",
+                         control=control.name, key=key, why=str(e))
+
+    async def _repair_held(self, control: Control, key: str, report: PassReport) -> None:
+        """With the key held: read both sides again, then repair if still below."""
+        async with self._pool.acquire() as conn:
+            held = await conn.fetchrow("SELECT level, rank, incident_id FROM control_levels"
+                                       " WHERE control = $1 AND key = $2", control.name, key)
+        if held is None or held["rank"] == 0:
+            return
+        try:
+            observed, _ = await self._client.read(control, key, control.target.timeout_s)
+        except ActionError as e:
+            report.unreadable += 1
+            log.warning("reconcile: target unreadable", control=control.name, key=key,
+                        error=str(e))
+            return
+        if observed is not None and control.rank(observed) >= held["rank"]:
+            return
+        await self._repair(control, key, held["level"], observed, held["incident_id"], report)
 
     async def _repair(self, control: Control, key: str, level: str, observed: str | None,
                       incident_id: int | None, report: PassReport) -> None:
