@@ -105,13 +105,11 @@ async def test_crash_before_the_call_completes_exactly_once(
         await runner.cleanup()
 
 
-async def test_crash_during_the_call_applies_once(
-    tmp_path: Path, database: str, rules_dir: Path, procs: list[Proc],
-    http: aiohttp.ClientSession, exchange: Exchange,
-) -> None:
-    """Killed while the call is in flight, the retry reuses the key and the target applies once."""
+async def _kill_mid_call_and_restart(tmp_path: Path, procs: list[Proc],
+                                     http: aiohttp.ClientSession, exchange: Exchange,
+                                     env: dict[str, str]) -> None:
+    """Start a daemon, kill it while its first call is in flight, start it again."""
     exchange.state.faults = Faults(delay_s=1.5)
-    env = daemon_env(database, rules_dir, RESPONDER_STEP_DEADLINE_S="60")
     proc = await spawn(tmp_path, procs, env)
     assert await post(http, proc.port, fixture_bytes("firing-single.json")) == 200
     await wait_for(lambda: exchange.state.total_inflight > 0, what="a call in flight")
@@ -119,6 +117,15 @@ async def test_crash_during_the_call_applies_once(
     await wait_for(lambda: exchange.state.total_inflight == 0, what="the orphaned call")
     exchange.state.faults = Faults()
     await spawn(tmp_path, procs, env)
+
+
+async def test_crash_during_the_call_applies_once(
+    tmp_path: Path, database: str, rules_dir: Path, procs: list[Proc],
+    http: aiohttp.ClientSession, exchange: Exchange,
+) -> None:
+    """Killed while the call is in flight, the retry reuses the key and the target applies once."""
+    env = daemon_env(database, rules_dir, RESPONDER_STEP_DEADLINE_S="60")
+    await _kill_mid_call_and_restart(tmp_path, procs, http, exchange, env)
     await wait_for(lambda: fetchval(database, "SELECT count(*) = 0 FROM steps"
                                               " WHERE status = 'pending'"),
                    what="every step closed")
@@ -139,16 +146,9 @@ async def test_a_restart_takes_over_its_predecessors_claims_without_waiting(
     """Killed mid-call with a long lease, the daemon restarts from the same data directory,
     finds its predecessor gone (its name's lock is free) and takes its claimed step over at
     once, recorded as a takeover, instead of waiting out a minute's lease."""
-    exchange.state.faults = Faults(delay_s=1.5)
     env = daemon_env(database, rules_dir, RESPONDER_STEP_DEADLINE_S="60",
                      RESPONDER_STEP_LEASE_S="60")
-    proc = await spawn(tmp_path, procs, env)
-    assert await post(http, proc.port, fixture_bytes("firing-single.json")) == 200
-    await wait_for(lambda: exchange.state.total_inflight > 0, what="a call in flight")
-    await kill(proc)
-    await wait_for(lambda: exchange.state.total_inflight == 0, what="the orphaned call")
-    exchange.state.faults = Faults()
-    await spawn(tmp_path, procs, env)
+    await _kill_mid_call_and_restart(tmp_path, procs, http, exchange, env)
     await wait_for(lambda: fetchval(database, "SELECT count(*) = 0 FROM steps"
                                               " WHERE status = 'pending'"),
                    timeout_s=15, what="every step closed well inside the 60 s lease")

@@ -94,49 +94,43 @@ class Reconciler:
 
     async def _check(self, control: Control, key: str, report: PassReport) -> None:
         async with self._slots, self._executor.key_lock(control.name, key):
-            async with self._pool.acquire() as conn:
-                held = await conn.fetchrow("SELECT level, rank, incident_id FROM control_levels"
-                                           " WHERE control = $1 AND key = $2",
-                                           control.name, key)
-            if held is None or held["rank"] == 0:
-                return  # released meanwhile
-            report.checked += 1
-            try:
-                observed, _ = await self._client.read(control, key, control.target.timeout_s)
-            except ActionError as e:
-                report.unreadable += 1
-                log.warning("reconcile: target unreadable", control=control.name, key=key,
-                            error=str(e))
-                return
-            if observed is not None and control.rank(observed) >= held["rank"]:
+            if await self._below(control, key, report) is None:
                 return
             try:
                 # Across replicas too: a step in flight on the key elsewhere may be raising
                 # it right now, and repairing to the held level after that would lower it.
+                # With the key held, both sides are read again before the repair.
                 async with hold_key(self._pool, control.name, key, wait_s=0):
-                    await self._repair_held(control, key, report)
+                    below = await self._below(control, key, report, again=True)
+                    if below is not None:
+                        held, observed = below
+                        await self._repair(control, key, held["level"], observed,
+                                           held["incident_id"], report)
             except KeyBusy as e:
                 report.busy += 1
                 log.info("reconcile: key being changed; checked again next pass",
                          control=control.name, key=key, why=str(e))
 
-    async def _repair_held(self, control: Control, key: str, report: PassReport) -> None:
-        """With the key held: read both sides again, then repair if still below."""
+    async def _below(self, control: Control, key: str, report: PassReport, *,
+                     again: bool = False) -> tuple[asyncpg.Record, str | None] | None:
+        """The held level and what the target reports, if the target is below it; ``again``
+        for the second look, which does not count as another key checked."""
         async with self._pool.acquire() as conn:
             held = await conn.fetchrow("SELECT level, rank, incident_id FROM control_levels"
                                        " WHERE control = $1 AND key = $2", control.name, key)
         if held is None or held["rank"] == 0:
-            return
+            return None  # released meanwhile
+        report.checked += 0 if again else 1
         try:
             observed, _ = await self._client.read(control, key, control.target.timeout_s)
         except ActionError as e:
             report.unreadable += 1
             log.warning("reconcile: target unreadable", control=control.name, key=key,
                         error=str(e))
-            return
+            return None
         if observed is not None and control.rank(observed) >= held["rank"]:
-            return
-        await self._repair(control, key, held["level"], observed, held["incident_id"], report)
+            return None
+        return held, observed
 
     async def _repair(self, control: Control, key: str, level: str, observed: str | None,
                       incident_id: int | None, report: PassReport) -> None:
