@@ -7,6 +7,7 @@ import contextlib
 import hashlib
 import json
 from collections.abc import AsyncIterator, Sequence
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -275,3 +276,28 @@ async def test_one_content_sealed_twice_in_a_batch_is_one_version(
     assert [(r["incident_id"], r["version"]) for r in rows if "version" in r] == [
         (i, 1) for i in ids]
     assert rows[-1] == {"chain": ids}
+
+
+async def test_a_seal_read_before_the_current_version_is_dropped(
+    make_daemon: DaemonFactory, http: aiohttp.ClientSession, database: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Two replicas seal one incident from the same action records but read where its
+    controls stand at different moments. Whichever commits last, the version read later
+    stays the current one."""
+    table, sinks = await unsealed_incidents(make_daemon, http, monkeypatch, 1)
+    [incident] = await incident_ids(database)
+    async with own_writer(database, table) as (pool, writer):
+        async with pool.acquire() as conn:
+            content = (await build_many(conn, [incident], table))[incident]
+        earlier = {**content, "controls": [{**c, "level": "NORMAL"} for c in content["controls"]]}
+        assert earlier != content
+        t0 = datetime(2026, 11, 23, 5, 0, tzinfo=UTC)
+        later = await writer.submit(Seal(incident, content, sinks,
+                                         built_at=t0 + timedelta(seconds=2)))
+        stale = await writer.submit(Seal(incident, earlier, sinks, built_at=t0))
+        newer = await writer.submit(Seal(incident, earlier, sinks,
+                                         built_at=t0 + timedelta(seconds=3)))
+    assert later is not None and later["version"] == 1
+    assert stale is None
+    assert newer is not None and newer["version"] == 2

@@ -9,7 +9,7 @@ import asyncpg
 import structlog
 
 from responder.config import SinkSpec
-from responder.evidence.bundle import Seal, build_many
+from responder.evidence.bundle import BUILT_AT_SQL, Seal, build_many
 from responder.evidence.snapshots import Snapshot
 from responder.rules.table import RuleTable
 from responder.store.db import UNAVAILABLE
@@ -99,6 +99,7 @@ class EvidenceBuilder:
                         *((i, s.name, s.kind, s.ok, s.result) for i, s in snaps), strict=True)])
                 # Read outside the writer: a change committed meanwhile touches the incident
                 # again, and the next pass seals it.
+                built_at = await conn.fetchval(BUILT_AT_SQL)
                 contents = await build_many(conn, incident_ids, table)
         except UNAVAILABLE as e:
             self._retry_later(incident_ids, e)
@@ -115,7 +116,7 @@ class EvidenceBuilder:
             self._retry_later([incident_id], error)
         # One unit per incident: the writer merges them into one statement per kind, and
         # if that fails it retries them one by one, so one bad seal fails alone.
-        seals = [Seal(i, contents[i], self._sinks, self._link, self._sealed)
+        seals = [Seal(i, contents[i], self._sinks, self._link, self._sealed, built_at)
                  for i in incident_ids if i in contents and i not in failed]
         for start in range(0, len(seals), SEALS_PER_COMMIT):
             chunk = seals[start:start + SEALS_PER_COMMIT]

@@ -137,17 +137,21 @@ FROM unnest($1::bigint[]) AS l(id)
 """
 
 LAST_SQL = """
-SELECT DISTINCT ON (incident_id) incident_id, version, digest, content_digest, actions_seq
+SELECT DISTINCT ON (incident_id) incident_id, version, digest, content_digest, actions_seq,
+       built_at
 FROM evidence WHERE incident_id = ANY($1::bigint[])
 ORDER BY incident_id, version DESC
 """
 
 INSERT_SQL = """
 INSERT INTO evidence (incident_id, version, digest, content_digest, prev_digest, body,
-                      actions_seq)
+                      actions_seq, built_at)
 SELECT * FROM unnest($1::bigint[], $2::int[], $3::text[], $4::text[], $5::text[], $6::text[],
-                     $7::bigint[])
+                     $7::bigint[], $8::timestamptz[])
 """
+
+BUILT_AT_SQL = "SELECT clock_timestamp()"
+"""Taken before build_many's first read, on its connection: the Seal's ``built_at``."""
 
 
 @dataclass(frozen=True)
@@ -163,6 +167,8 @@ class Seal:
     sinks: Sequence[SinkSpec] = ()
     link: str = ""
     sealed: Callable[[], None] | None = None
+    built_at: datetime | None = None
+    """When the content's reads began (BUILT_AT_SQL); None: not known."""
 
     async def __call__(self, conn: Conn, chain: ChainAppender) -> dict[str, Any] | None:
         return (await self.run_many(conn, chain, [self]))[0]
@@ -213,7 +219,7 @@ async def _seal_round(conn: Conn, chain: ChainAppender,
     last = {r["incident_id"]: r for r in rows_last}
     host = socket.gethostname()
     results: list[dict[str, Any] | None] = []
-    rows: list[tuple[int, int, str, str, str | None, str, int]] = []
+    rows: list[tuple[int, int, str, str, str | None, str, int, datetime | None]] = []
     deliveries: list[OutboxRow] = []
     for s in seals:
         content_digest = digest_of(canonical(_news(s.content)))
@@ -225,6 +231,11 @@ async def _seal_round(conn: Conn, chain: ChainAppender,
         if prior is not None and (prior["actions_seq"] or 0) > actions_seq:
             results.append(None)  # built before another replica's newer seal: that one is current
             continue
+        if (prior is not None and (prior["actions_seq"] or 0) == actions_seq
+                and prior["built_at"] is not None and s.built_at is not None
+                and prior["built_at"] > s.built_at):
+            results.append(None)  # same actions, read earlier than the current version
+            continue
         version = 1 if prior is None else prior["version"] + 1
         prev = None if prior is None else prior["digest"]
         bundle = {"version": version, "prev_digest": prev,
@@ -232,7 +243,8 @@ async def _seal_round(conn: Conn, chain: ChainAppender,
                   "responder": {"version": __version__, "host": host}, **s.content}
         body = canonical(bundle)
         digest = digest_of(body)
-        rows.append((s.incident_id, version, digest, content_digest, prev, body, actions_seq))
+        rows.append((s.incident_id, version, digest, content_digest, prev, body, actions_seq,
+                     s.built_at))
         chain.add(Entry("evidence_sealed", incident_id=s.incident_id,
                         correlation_id=s.content["incident"]["correlation_id"],
                         detail={"version": version, "digest": digest, "prev_digest": prev}))
