@@ -120,7 +120,8 @@ class Reconciler:
                                        " WHERE control = $1 AND key = $2", control.name, key)
         if held is None or held["rank"] == 0:
             return None  # released meanwhile
-        report.checked += 0 if again else 1
+        if not again:
+            report.checked += 1
         try:
             observed, _ = await self._client.read(control, key, control.target.timeout_s)
         except ActionError as e:

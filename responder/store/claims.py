@@ -141,7 +141,8 @@ async def renew_claim(conn: Conn, step_id: int, replica: str, lease_s: float) ->
 
 
 async def let_go(conn: Conn, replica: str) -> int:
-    """End our live leases now (graceful shutdown) so another replica need not wait."""
+    """End ``replica``'s live leases now (ours at a graceful stop, or a predecessor's found
+    gone at start) so another claim need not wait them out."""
     return len(await conn.fetch(LET_GO_SQL, replica))
 
 

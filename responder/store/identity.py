@@ -24,6 +24,7 @@ from pathlib import Path
 import asyncpg
 import structlog
 
+from responder.store.claims import let_go
 from responder.store.db import UNAVAILABLE
 
 log = structlog.get_logger("responder.identity")
@@ -31,11 +32,6 @@ log = structlog.get_logger("responder.identity")
 LOCK_NS = 0x72657069  # "repi": advisory lock namespace for replica names
 TRY_SQL = "SELECT pg_try_advisory_lock($1, hashtext($2))"
 UNLOCK_SQL = "SELECT pg_advisory_unlock($1, hashtext($2))"
-END_LEASES_SQL = """
-UPDATE steps SET lease_until = now()
-WHERE claimed_by = $1 AND status = 'pending' AND lease_until > now()
-RETURNING id
-"""
 FILE_NAME = "replica-id"
 
 
@@ -98,11 +94,10 @@ class Identity:
                      " its steps resume when their leases run out", previous=previous)
             return
         await self._conn.fetchval(UNLOCK_SQL, LOCK_NS, previous)
-        ended = await self._conn.fetch(END_LEASES_SQL, previous)
-        if ended:
+        if ended := await let_go(self._conn, previous):
             log.warning("the previous process of this data directory is gone: its step"
                         " leases are ended, to be taken over now", previous=previous,
-                        steps=len(ended))
+                        steps=ended)
 
     async def keep(self) -> None:
         """Check the holding session; if it ends, hold the name again on a new one."""
