@@ -52,6 +52,11 @@ class Metrics:
         self.matches = Counter("responder_rule_matches", "Alerts matched, by rule and what the"
                                " match asked for (contain, notify, resolve)", ["rule", "action"],
                                registry=r)
+        self.unmatched = Counter("responder_alerts_unmatched",
+                                 "Firing alerts no rule matched, by alertname and whether"
+                                 " they look like a SEV1", ["alertname", "sev1_like"],
+                                 registry=r)
+        self.unmatched_names: set[str] = set()  # alertname values seen, to bound the labels
         self.ready = Gauge("responder_ready", "1 when /readyz would answer 200 (store reachable,"
                            " rules loaded, not draining); set at each scrape", registry=r)
         self.contained = Gauge("responder_controls_contained",

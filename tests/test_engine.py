@@ -191,7 +191,7 @@ async def test_unmatched_alert_is_recorded_only(make_daemon: DaemonFactory, exch
                                                 database: str) -> None:
     """An alert no rule matches is still recorded in the action log."""
     daemon = await make_daemon()
-    await post_alerts(http, daemon, payload(alert("DiskFilling", "BTC-USD")))
+    await post_alerts(http, daemon, payload(alert("DiskFilling", "BTC-USD", severity="warning")))
     await idle(daemon)
     assert exchange.state.calls == []
     assert await log_kinds(database) == ["alert_received"]

@@ -34,6 +34,7 @@ def metric_names(expr: str) -> set[str]:
     expr = re.sub(r'"(?:[^"\\]|\\.)*"', '""', expr)
     expr = re.sub(r"\{[^}]*\}", " ", expr)
     expr = re.sub(r"\[[^\]]*\]", " ", expr)
+    expr = re.sub(r"\boffset\s+[0-9a-z]+", " ", expr)
     expr = re.sub(r"\b(?:by|without|on|ignoring|group_left|group_right)\s*\([^)]*\)", " ", expr)
     return {name for name, call in re.findall(r"([A-Za-z_:][A-Za-z0-9_:]*)(\s*\()?", expr)
             if not call and name not in PROMQL_WORDS}

@@ -19,6 +19,7 @@ import structlog
 
 from responder.engine.planner import Decision, PlannedStep, decide, preview
 from responder.engine.policy import Policy
+from responder.engine.unmatched import count_unmatched, is_unmatched
 from responder.metrics import Metrics
 from responder.model import Alert
 from responder.redaction import Redactor
@@ -259,6 +260,9 @@ class _Outcome:
             "alert": job.prepared[alert.dedup_key].redacted,
             "matched_rules": [d.rule.id for d in decisions],
         })]
+        if is_unmatched(alert, decisions):
+            chain.after_commit(functools.partial(count_unmatched, job.metrics, alert, job.table,
+                                                 bool(decisions)))
         for d in decisions:
             chain.after_commit(functools.partial(_count_match, job.metrics, d.rule.id,
                                                  d.action))

@@ -17,6 +17,7 @@ from ruamel.yaml.error import MarkedYAMLError
 from responder.errors import RuleError, RuleProblem
 from responder.rules.matchers import Matcher, MatcherSyntaxError, parse_matchers
 from responder.rules.schema import (
+    BASE_URL,
     ControlSpec,
     MetricSpec,
     RuleFileSpec,
@@ -28,6 +29,7 @@ from responder.rules.signing import verify
 from responder.rules.table import (
     FIELDS,
     PLACEHOLDER,
+    UNMATCHED_RULE,
     Control,
     MetricCondition,
     Rule,
@@ -217,9 +219,47 @@ class _Compiler:
                 rule = self._rule(src, i, spec, controls)
                 if rule is not None:
                     rules.append(rule)
+        if UNMATCHED_RULE in seen:
+            self.problem(*self._rule_with_id(UNMATCHED_RULE),
+                         f"rule id {UNMATCHED_RULE!r} is reserved for the unmatched policy")
+        unmatched = self._unmatched()
         if self.problems:
             return None
-        return RuleTable(targets, controls, tuple(rules), digest, files)
+        if unmatched is None:
+            return RuleTable(targets, controls, tuple(rules), digest, files)
+        return RuleTable(targets, controls, tuple(rules), digest, files, *unmatched)
+
+    def _rule_with_id(self, rule_id: str) -> tuple[_Source, Loc]:
+        for src in self.sources:
+            assert src.spec is not None
+            for i, spec in enumerate(src.spec.rules):
+                if spec.id == rule_id:
+                    return src, ("rules", i, "id")
+        raise LookupError(rule_id)
+
+    def _unmatched(self) -> tuple[Rule, tuple[tuple[Matcher, ...], ...]] | None:
+        """The one ``unmatched:`` policy of the table, compiled as a notify-only rule."""
+        declared = [src for src in self.sources if src.spec is not None and src.spec.unmatched]
+        for extra in declared[1:]:
+            self.problem(extra, ("unmatched",), f"unmatched also declared in {declared[0].path}")
+        if not declared:
+            return None
+        src = declared[0]
+        assert src.spec is not None
+        spec = src.spec.unmatched
+        assert spec is not None
+        before = len(self.problems)
+        groups = tuple(tuple(self._matchers(src, ("unmatched", "sev1_when"), [text]))
+                       for text in spec.sev1_when)
+        if not all(groups) and len(self.problems) == before:
+            self.problem(src, ("unmatched", "sev1_when"),
+                         "an empty matcher group would take every unmatched alert")
+        if len(self.problems) > before:
+            return None
+        rule = Rule(UNMATCHED_RULE, spec.description, spec.severity, (), (), None, None,
+                    src.path, line_of(src.raw, ("unmatched",)), page=spec.page,
+                    group_by=tuple(spec.group_by))
+        return rule, groups
 
     def _each(self, section: str) -> Iterator[tuple[_Source, str, Any]]:
         first_seen: dict[str, str] = {}
@@ -235,14 +275,33 @@ class _Compiler:
                 yield src, name, spec
 
     def _target(self, src: _Source, name: str, spec: TargetSpec) -> Target | None:
-        base_url = spec.base_url
-        if spec.base_url_env and self.env.get(spec.base_url_env):
-            base_url = self.env[spec.base_url_env]
+        base_url = self._base_url(src, name, spec)
+        if base_url is None:
+            return None
         token: SecretStr | None = None
         if spec.auth is not None and self.resolve_secrets:
             token = self._token(src, ("targets", name, "auth"), spec.auth.bearer_token_env,
                                 spec.auth.bearer_token_file)
         return Target(name, base_url.rstrip("/"), token, spec.timeout_s)
+
+    def _base_url(self, src: _Source, name: str, spec: TargetSpec) -> str | None:
+        """``base_url_env``'s value when it is set, else ``base_url``."""
+        loc: Loc = ("targets", name)
+        from_env = self.env.get(spec.base_url_env, "") if spec.base_url_env else ""
+        if from_env:
+            if re.fullmatch(BASE_URL, from_env) is None:
+                self.problem(src, (*loc, "base_url_env"),
+                             f"{spec.base_url_env} is not an http(s) URL: {from_env[:80]!r}")
+                return None
+            return from_env
+        if spec.base_url is not None:
+            return spec.base_url
+        if not self.resolve_secrets:  # checking or testing rules: nothing will be called
+            return f"http://{name}.unset.invalid"
+        self.problem(src, (*loc, "base_url_env"),
+                     f"environment variable {spec.base_url_env} is not set and there is no"
+                     " base_url")
+        return None
 
     def _token(
         self, src: _Source, loc: Loc, env_name: str | None, file_name: str | None
@@ -340,6 +399,14 @@ class _Compiler:
             if storm_step.control.is_keyed:
                 self.problem(src, (*loc, "storm", "step"),
                              "a storm step acts once for all scopes: use an unkeyed control")
+                return None
+        for where, escalation in (("on_failure", on_failure), ("on_unknown_scope", on_unknown)):
+            if escalation is not None and escalation.control.is_keyed:
+                # It runs when a key was refused or never seen: it has no key to act on.
+                self.problem(src, (*loc, where),
+                             f"{where} must use an unkeyed control: it runs when a key is"
+                             f" refused or unseen, and {escalation.control.name!r} is keyed"
+                             f" by {escalation.key_label!r}")
                 return None
         if spec.steps and spec.on_failure is None:
             self.problem(src, (*loc, "id"),

@@ -11,6 +11,7 @@ DEFAULT_KEY_PATTERN = r"^[A-Za-z0-9._:-]{1,64}$"
 NAME = r"^[a-z0-9][a-z0-9_-]{0,62}$"
 LABEL = r"^[a-zA-Z_][a-zA-Z0-9_]*$"
 METRIC_NAME = r"^[a-zA-Z_:][a-zA-Z0-9_:]*$"
+BASE_URL = r"^https?://[^\s/]+(/.*)?$"
 _DURATION = re.compile(r"^(?:(\d+(?:\.\d+)?)h)?(?:(\d+(?:\.\d+)?)m)?(?:(\d+(?:\.\d+)?)s)?$")
 
 
@@ -32,10 +33,19 @@ class AuthSpec(_Spec):
 
 
 class TargetSpec(_Spec):
-    base_url: str = Field(pattern=r"^https?://[^\s/]+(/.*)?$")
-    base_url_env: str | None = None
+    """An admin API. ``base_url_env``, when set in the environment, overrides ``base_url``;
+    either alone is enough (without ``base_url`` the variable must be set)."""
+
+    base_url: str | None = Field(default=None, pattern=BASE_URL)
+    base_url_env: str | None = Field(default=None, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
     auth: AuthSpec | None = None
     timeout_s: float = Field(default=5.0, gt=0, le=120)
+
+    @model_validator(mode="after")
+    def _some_url(self) -> TargetSpec:
+        if self.base_url is None and self.base_url_env is None:
+            raise ValueError("give base_url, base_url_env, or both")
+        return self
 
 
 class ApplySpec(_Spec):
@@ -168,9 +178,30 @@ class RuleSpec(_Spec):
         return self
 
 
+class UnmatchedSpec(_Spec):
+    """What becomes of an alert that matches no rule. Every one is counted (by alertname)
+    and logged at warning; one that matches any ``sev1_when`` group also opens an incident
+    of rule ``unmatched``, which pages when ``page`` is set."""
+
+    description: str = "An alert that looks like a SEV1 matched no rule; a person must look."
+    severity: str = Field(default="sev1", pattern=r"^[a-z0-9]+$")
+    sev1_when: list[str] = Field(min_length=1)
+    group_by: list[str] = Field(default_factory=lambda: ["alertname"])
+    page: bool = True
+
+    @field_validator("group_by")
+    @classmethod
+    def _labels(cls, value: list[str]) -> list[str]:
+        bad = [label for label in value if re.fullmatch(LABEL, label) is None]
+        if bad:
+            raise ValueError(f"not label names: {', '.join(bad)}")
+        return value
+
+
 class RuleFileSpec(_Spec):
     # A file naming a pack is loaded only when that pack is enabled (RESPONDER_RULE_PACKS).
     pack: str | None = Field(default=None, pattern=NAME)
     targets: dict[str, TargetSpec] = Field(default_factory=dict)
     controls: dict[str, ControlSpec] = Field(default_factory=dict)
     rules: list[RuleSpec] = Field(default_factory=list)
+    unmatched: UnmatchedSpec | None = None

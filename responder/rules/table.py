@@ -11,14 +11,27 @@ from urllib.parse import quote
 
 from pydantic import SecretStr
 
-from responder.rules.matchers import Matcher
+from responder.rules.matchers import Matcher, parse_matchers
 
 PLACEHOLDER = re.compile(r"\{([^{}]*)\}")
 FIELDS = frozenset({"key", "level", "control"})
+UNMATCHED_RULE = "unmatched"
+"""The id of the unmatched policy's rule: it takes alerts that no other rule matches."""
 METRICS_SOURCE = "metrics"
 """The source of internal alerts raised by metric rules; only metric rules match them."""
 COMPARISONS: Mapping[str, Callable[[float, float], bool]] = {
     ">": operator.gt, ">=": operator.ge, "<": operator.lt, "<=": operator.le}
+
+
+DEFAULT_SEV1_WHEN = (
+    'severity=~"(?i)sev-?[01]|critical|page|p[01]|emergency"',
+    'alertname=~"(?i).*(sev-?1|invariant|corrupt|data_?loss|split_?brain|leak|breach).*"',
+)
+"""Used when no rule file declares ``unmatched.sev1_when``: for the unmatched metric."""
+
+
+def default_sev1_when() -> tuple[tuple[Matcher, ...], ...]:
+    return tuple(tuple(parse_matchers(text)) for text in DEFAULT_SEV1_WHEN)
 
 
 @dataclass(frozen=True)
@@ -169,13 +182,16 @@ class Rule:
     """Page for every new incident, not only for a SEV1 containment or a failure."""
     metric: MetricCondition | None = None
     """Set for a metric rule: it matches only the internal alerts its condition raises."""
+    group_by: tuple[str, ...] = ()
+    """Labels naming one incident when the steps key none (the unmatched policy's)."""
 
     def matches(self, labels: Mapping[str, str]) -> bool:
         return all(m.matches(labels) for m in self.matchers)
 
     def scope_labels(self) -> tuple[str, ...]:
         """Labels that key this rule's steps; together they name one incident."""
-        return tuple(sorted({s.key_label for s in self.steps if s.key_label}))
+        keyed = {s.key_label for s in self.steps if s.key_label}
+        return tuple(sorted(keyed or self.group_by))
 
 
 @dataclass(frozen=True)
@@ -187,6 +203,10 @@ class RuleTable:
     rules: tuple[Rule, ...]
     bundle_hash: str
     files: tuple[str, ...]
+    unmatched: Rule | None = None
+    """The unmatched policy: an incident (and page) for an unmatched alert that looks SEV1."""
+    sev1_when: tuple[tuple[Matcher, ...], ...] = field(default_factory=default_sev1_when)
+    """Matcher groups, any one of which makes an alert look like SEV1."""
     _alert_rules: tuple[Rule, ...] = field(init=False, repr=False, compare=False)
     _by_alertname: Mapping[str, Rule] = field(init=False, repr=False, compare=False)
 
@@ -201,11 +221,20 @@ class RuleTable:
         if source == METRICS_SOURCE:
             rule = self._by_alertname.get(labels.get("alertname", ""))
             return [rule] if rule is not None else []
-        return [r for r in self._alert_rules if r.matches(labels)]
+        rules = [r for r in self._alert_rules if r.matches(labels)]
+        if not rules and self.unmatched is not None and self.looks_sev1(labels):
+            return [self.unmatched]
+        return rules
+
+    def looks_sev1(self, labels: Mapping[str, str]) -> bool:
+        """True when the alert's name or severity looks like a SEV1 (see ``sev1_when``)."""
+        return any(all(m.matches(labels) for m in group) for group in self.sev1_when)
 
     @property
     def metric_rules(self) -> tuple[Rule, ...]:
         return tuple(self._by_alertname.values())
 
     def rule(self, rule_id: str) -> Rule | None:
+        if self.unmatched is not None and rule_id == self.unmatched.id:
+            return self.unmatched
         return next((r for r in self.rules if r.id == rule_id), None)

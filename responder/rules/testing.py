@@ -78,6 +78,10 @@ class Expect(_Strict):
     rejected: list[str] = Field(default_factory=list)  # "control:label"
     containment_failed: int = 0
     alerts: list[str] = Field(default_factory=list)  # "firing ALERTNAME at T" (metric rules)
+    # Checked only when given: "RULE SCOPE" of each incident opened, and "RULE SCOPE: why"
+    # of each page (rule_pages: the rule pages; sev1_contained; containment_failed).
+    incidents: list[str] | None = None
+    pages: list[str] | None = None
 
 
 class Case(_Strict):
@@ -117,13 +121,17 @@ class Outcome:
     rejected: list[str] = field(default_factory=list)
     containment_failed: int = 0
     alerts: list[str] = field(default_factory=list)
+    incidents: list[str] | None = None
+    pages: list[str] | None = None
 
     def lines(self) -> list[str]:
         return ([f"alert {a}" for a in self.alerts]
                 + [f"call {c}" for c in self.calls]
                 + [f"escalation {c}" for c in self.escalations]
                 + [f"rejected {r}" for r in self.rejected]
-                + [f"containment_failed {self.containment_failed}"])
+                + [f"containment_failed {self.containment_failed}"]
+                + [f"incident {i}" for i in self.incidents or ()]
+                + [f"page {p}" for p in self.pages or ()])
 
 
 def _name(control: str, key: str, level: str) -> str:
@@ -136,7 +144,8 @@ def expected(case: Case) -> Outcome:
                     for c in e.calls],
                    [_name(c.control, "" if c.key == UNKEYED else c.key, c.level)
                     for c in e.escalations],
-                   list(e.rejected), e.containment_failed, list(e.alerts))
+                   list(e.rejected), e.containment_failed, list(e.alerts), e.incidents,
+                   e.pages)
 
 
 class RecordingTarget:
@@ -147,6 +156,9 @@ class RecordingTarget:
         self.held: dict[tuple[str, str], int] = {}
         self.asked: set[tuple[str, str, str, str]] = set()  # (incident, control, key, level)
         self.out = Outcome()
+        self.opened: dict[str, Decision] = {}  # "rule scope" -> its first decision
+        self.applied: set[str] = set()
+        self.failed: list[str] = []
 
     def run(self, incident: str, step: PlannedStep) -> None:
         control, key, level = step.step.control, step.key, step.step.level
@@ -161,11 +173,24 @@ class RecordingTarget:
         if control.name in self.failing:
             if step.escalation is None:
                 self.out.containment_failed += 1
+                self.failed.append(incident)
                 return
             esc, esc_key = step.escalation
             self.run(incident, PlannedStep("escalation", -1, esc, esc_key, None))
             return
         self.held[(control.name, key)] = control.rank(level)
+        self.applied.add(incident)
+
+    def pages(self) -> list[str]:
+        """The page reasons the outbox would give, per incident, in the order opened."""
+        out = []
+        for incident, d in self.opened.items():
+            if d.rule.severity == "sev1" and incident in self.applied:
+                out.append(f"{incident}: sev1_contained")
+            if d.rule.page:
+                out.append(f"{incident}: rule_pages")
+            out += [f"{incident}: containment_failed" for f in self.failed if f == incident]
+        return out
 
 
 def run_case(table: RuleTable, case: Case) -> Outcome:
@@ -184,6 +209,10 @@ def run_case(table: RuleTable, case: Case) -> Outcome:
             target.out.alerts.append(_alert_line(alert, at))
             for d in decide(alert, table, Policy()):
                 _apply(target, d)
+    if case.expect.incidents is not None:
+        target.out.incidents = list(target.opened)
+    if case.expect.pages is not None:
+        target.out.pages = target.pages()
     return target.out
 
 
@@ -194,13 +223,21 @@ def _alert_line(alert: Alert, at: float) -> str:
     return f"{alert.status} {alert.labels['alertname']}{selector} at {at:g}"
 
 
+def _incident(d: Decision) -> str:
+    return f"{d.rule.id} {d.scope}".rstrip()
+
+
 def _apply(target: RecordingTarget, d: Decision) -> None:
+    if d.action != "resolve":
+        target.opened.setdefault(_incident(d), d)
+    if d.rejected and not any(s.kind == "escalation" for s in d.steps):
+        target.failed.append(_incident(d))
     target.out.rejected += [f"{r.control}:{r.label}" for r in d.rejected]
     if d.rejected and not any(s.kind == "escalation" for s in d.steps):
         target.out.containment_failed += 1
     if d.acts:
         for step in d.steps:
-            target.run(f"{d.rule.id}|{d.scope}", step)
+            target.run(_incident(d), step)
 
 
 def run_file(path: Path, env: dict[str, str] | None = None) -> tuple[int, int, list[str]]:

@@ -1,0 +1,93 @@
+"""Never silent: an alert that no rule matches is counted, logged at warning, and, when it
+looks like a SEV1, opens an `unmatched` incident that pages and shows in the incident list."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import aiohttp
+import pytest
+from structlog.testing import capture_logs
+
+from responder.daemon import Daemon
+from responder.engine.unmatched import MAX_ALERTNAMES, OTHER, count_unmatched
+from responder.errors import RuleError
+from responder.metrics import Metrics
+from responder.model import Alert
+from responder.rules.loader import load_rules
+from responder.rules.table import RuleTable
+from tests.conftest import VIEWER_TOKEN, DaemonFactory, Exchange, idle, post_alerts, url, wait_for
+from tests.test_engine import alert, payload
+from tests.test_packs_daemon import pages
+from tests.webpage import Browser
+
+
+def unmatched_count(daemon: Daemon, alertname: str, sev1_like: str) -> float:
+    value = daemon.metrics.registry.get_sample_value("responder_alerts_unmatched_total",
+                                      {"alertname": alertname, "sev1_like": sev1_like})
+    return float(value or 0.0)
+
+
+async def test_a_sev1_that_matches_nothing_is_counted_paged_and_listed(
+        make_daemon: DaemonFactory, exchange: Exchange, http: aiohttp.ClientSession,
+        tmp_path: Path) -> None:
+    """A SEV1 (the runbook's spelling) no rule matches is counted by alertname, logged at
+    warning, pages once through the unmatched policy and is listed on /v1 and the web page;
+    an ordinary warning is only counted and logged."""
+    pager = tmp_path / "pages"
+    daemon = await make_daemon(sinks=[
+        {"name": "pager", "kind": "file", "dir": str(pager), "bundles": False, "pages": True}])
+    with capture_logs() as logs:
+        status, _ = await post_alerts(http, daemon, payload(
+            alert("OrderBookCorrupted", "BTC-USD", severity="SEV1"),
+            alert("DiskAlmostFull", severity="warning")))
+        assert status == 200
+        await idle(daemon)
+        await wait_for(lambda: bool(pages(pager)), what="a page for the unmatched SEV1")
+    assert exchange.state.calls == []
+    assert unmatched_count(daemon, "OrderBookCorrupted", "true") == 1
+    assert unmatched_count(daemon, "DiskAlmostFull", "false") == 1
+    warned = [e for e in logs if e["event"] == "alert matched no rule"]
+    assert {(e["log_level"], e["sev1_like"], e["incident"]) for e in warned} == {
+        ("warning", True, True), ("warning", False, False)}
+    [page] = pages(pager)
+    assert page["reason"] == "rule_pages" and "unmatched" in page["summary"]
+    async with http.get(url(daemon, f"/v1/incidents/{page['incident_id']}"),
+                        headers={"Authorization": f"Bearer {VIEWER_TOKEN}"}) as resp:
+        found = await resp.json()
+    assert found["incident"]["rule_id"] == "unmatched"
+    assert found["incident"]["scope"] == "alertname=OrderBookCorrupted"
+    browser = Browser(daemon)
+    try:
+        await browser.login(VIEWER_TOKEN)
+        status, html = await browser.get("/")
+    finally:
+        await browser.close()
+    assert status == 200 and "unmatched" in html and "OrderBookCorrupted" in html
+
+
+def test_the_unmatched_policy_is_declared_once_and_reserves_its_rule_id(tmp_path: Path) -> None:
+    """A second `unmatched:` policy, an empty matcher group or a rule named `unmatched` is a
+    rule error naming the file and line."""
+    (tmp_path / "a.yaml").write_text(
+        'unmatched:\n  sev1_when: [\'severity="sev1"\']\n'
+        'rules:\n  - {id: unmatched, severity: sev2, match: [\'alertname="X"\']}\n')
+    (tmp_path / "b.yaml").write_text('unmatched:\n  sev1_when: ["{}"]\n')
+    with pytest.raises(RuleError) as caught:
+        load_rules(tmp_path, env={})
+    found = {(Path(p.file).name, p.line, p.message.split(":")[0]) for p in caught.value.problems}
+    assert ("a.yaml", 4, "rule id 'unmatched' is reserved for the unmatched policy") in found
+    assert any(name == "b.yaml" and "also declared" in msg for name, _, msg in found), found
+
+
+def test_an_unmatched_alert_metric_keeps_its_labels_bounded() -> None:
+    """Past the cap of distinct alertnames, new names are counted under one label value."""
+    metrics = Metrics()
+    table = RuleTable({}, {}, (), "h", ())
+    for i in range(MAX_ALERTNAMES + 5):
+        count_unmatched(metrics, Alert(source="t", fingerprint=str(i), status="firing",
+                                       labels={"alertname": f"A{i}"}, annotations={},
+                                       starts_at="2026-01-01T00:00:00Z"), table, False)
+    assert metrics.registry.get_sample_value(
+        "responder_alerts_unmatched_total", {"alertname": OTHER, "sev1_like": "false"}) == 5
+    assert len(metrics.unmatched_names) == MAX_ALERTNAMES + 1
