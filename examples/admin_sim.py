@@ -3,8 +3,10 @@ data), so `make run` and the tests have somewhere to send their calls.
 
 Every service lives under its own prefix (``/gateway``, ``/edge``...). A PUT, POST or PATCH
 of a JSON object to ``/<service>/admin/...`` stores it; a GET of the same path returns it,
-so read-backs agree. A few status documents (the gateway's policy bundle) are there from
-the start. ``Idempotency-Key`` is honoured, and ``/_sim/state`` shows every call.
+so read-backs agree. A few status documents (the gateway's policy bundle, the edge's
+``/metrics/reasons``) are there from the start, and a POST to ``.../admin/forensics/preserve``
+answers with a reference to a preserved copy. ``Idempotency-Key`` is honoured, and
+``/_sim/state`` shows every call.
 
 Run: ``python -m examples.admin_sim --listen 127.0.0.1:9097 --token A --token B``
 """
@@ -12,6 +14,7 @@ Run: ``python -m examples.admin_sim --listen 127.0.0.1:9097 --token A --token B`
 from __future__ import annotations
 
 import argparse
+import hashlib
 import hmac
 import json
 from dataclasses import dataclass, field
@@ -23,7 +26,19 @@ STATUS_DOCS: dict[str, dict[str, Any]] = {
     "/gateway/admin/policy/bundle": {
         "bundle_hash": "sha256:5f1c0e3a9d7b2c4e8f6a1b3d5c7e9f0a2b4c6d8e0f1a3b5c7d9e1f2a4b6c8d0e",
         "version": "2026-11-20.1"},
+    # The services' own counters, which their runbooks read instead of Prometheus.
+    "/edge/metrics/reasons": {"window": "15m", "denials": {
+        "replay_nonce_reused": 412, "tenant_mismatch": 37, "signature_invalid": 5}},
+    "/edge/admin/status": {"mode": "NORMAL", "replay_guard": "up", "tenants_closed": []},
+    "/api/metrics/reasons": {"window": "15m", "denials": {
+        "throttled": 1200, "authz_denied": 340, "quota_exceeded": 12}},
+    "/api/metrics/errors": {"window": "5m", "by_route": {"/v1/orders": {"500": 41, "503": 7}}},
+    "/briefcase/admin/sync/status": {"last_success": "2026-11-30T22:10:04Z",
+                                     "consecutive_failures": 14, "policy_version": "p-381"},
 }
+PRESERVE = "/admin/forensics/preserve"
+"""A POST here asks the service to preserve its data directory and store; it answers with
+a reference to the preserved copy (and keeps nothing else)."""
 
 
 @dataclass
@@ -62,6 +77,8 @@ async def change(request: web.Request) -> web.Response:
         return web.json_response({"error": "injected fault"}, status=503)
     if not isinstance(body, dict):
         return web.json_response({"error": "the body must be a JSON object"}, status=400)
+    if request.method == "POST" and request.path.endswith(PRESERVE):
+        body = _preserved(request.path, body, len(state.calls))
     state.docs[request.path] = body
     call["applied"] = True
     if key is not None:
@@ -69,9 +86,19 @@ async def change(request: web.Request) -> web.Response:
     return web.json_response(body)
 
 
+def _preserved(path: str, asked: dict[str, Any], n: int) -> dict[str, Any]:
+    service = path.split("/")[1]
+    reference = f"{service}-preserve-{n:06d}"
+    return {"reference": reference, "preserved": ["data-dir", "store"],
+            "sha256": hashlib.sha256(json.dumps([reference, asked], sort_keys=True).encode())
+            .hexdigest(), "asked": asked}
+
+
 async def read(request: web.Request) -> web.Response:
     state = request.app[STATE]
-    if not _authorised(request, state):
+    # Counters under /metrics are open, as a service's metrics endpoint usually is.
+    is_metrics = request.path.split("/")[2:3] == ["metrics"]
+    if not is_metrics and not _authorised(request, state):
         return web.json_response({"error": "unauthorized"}, status=401)
     doc = state.docs.get(request.path)
     if doc is None:
@@ -93,6 +120,8 @@ def make_app(tokens: list[str]) -> web.Application:
     for method in ("PUT", "POST", "PATCH"):
         app.router.add_route(method, path, change)
     app.router.add_get(path, read)
+    app.router.add_get("/{service:[a-z0-9-]+}/metrics/reasons", read)
+    app.router.add_get("/{service:[a-z0-9-]+}/metrics/errors", read)
     return app
 
 

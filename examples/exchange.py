@@ -14,14 +14,21 @@ import asyncio
 import hmac
 import json
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from aiohttp import web
 
+from examples import exchange_forensics as forensics
+
+web_handler = Callable[[web.Request], Awaitable[web.Response]]
+
 SYMBOL_MODES = ("NORMAL", "CANCEL_ONLY", "SOFT_HALT", "HARD_HALT")
 WITHDRAWAL_STATES = ("OPEN", "HALTED")
 ORDER_INTAKE_STATES = ("OPEN", "THROTTLED", "CLOSED")  # new orders: all, rate-limited, none
+CONSUMER_STATES = ("RUNNING", "PAUSED")
+GRANT_STATES = ("ACTIVE", "REVOKED")
 
 
 @dataclass
@@ -52,6 +59,9 @@ class ExchangeState:
     global_mode: str = "NORMAL"
     withdrawals: str = "OPEN"
     order_intake: str = "OPEN"
+    levels: dict[str, str] = field(default_factory=dict)
+    """Levels of the other controls (per-symbol intake, analytics consumers, JIT grants),
+    by path."""
     calls: list[Call] = field(default_factory=list)
     replies: dict[str, tuple[int, dict[str, Any]]] = field(default_factory=dict)
     faults: Faults = field(default_factory=Faults)
@@ -65,6 +75,7 @@ class ExchangeState:
         self.global_mode = "NORMAL"
         self.withdrawals = "OPEN"
         self.order_intake = "OPEN"
+        self.levels.clear()
 
 
 STATE = web.AppKey("state", ExchangeState)
@@ -125,6 +136,8 @@ def _apply_now(request: web.Request, state: ExchangeState, body: Any, field_name
         state.global_mode = value
     elif setter == "intake":
         state.order_intake = value
+    elif setter == "path":
+        state.levels[request.path] = value
     else:
         state.withdrawals = value
     reply = {field_name: value}
@@ -171,6 +184,22 @@ async def get_order_intake(request: web.Request) -> web.Response:
     return web.json_response({"state": "OPEN" if state.faults.read_lies else state.order_intake})
 
 
+def _by_path(field_name: str, allowed: tuple[str, ...]) -> tuple[web_handler, web_handler]:
+    """A PUT and a GET for a control whose level is kept by path (lowest level unset)."""
+
+    async def put(request: web.Request) -> web.Response:
+        return await _apply(request, field_name, allowed, "path")
+
+    async def get(request: web.Request) -> web.Response:
+        state = request.app[STATE]
+        if not _authorised(request, state):
+            return web.json_response({"error": "unauthorized"}, status=401)
+        level = state.levels.get(request.path, allowed[0])
+        return web.json_response({field_name: allowed[0] if state.faults.read_lies else level})
+
+    return put, get
+
+
 async def metrics(request: web.Request) -> web.Response:
     """Prometheus text: the levels as ranks, and how many admin calls were applied."""
     state = request.app[STATE]
@@ -202,6 +231,7 @@ async def sim_calls(request: web.Request) -> web.Response:
         "global_mode": state.global_mode,
         "withdrawals": state.withdrawals,
         "order_intake": state.order_intake,
+        "levels": state.levels,
     })
 
 
@@ -223,6 +253,13 @@ def make_app(token: str) -> web.Application:
     app.router.add_get("/admin/withdrawals", get_withdrawals)
     app.router.add_put("/admin/orders/intake", put_order_intake)
     app.router.add_get("/admin/orders/intake", get_order_intake)
+    for path, allowed in (("/admin/symbols/{symbol}/orders/intake", ORDER_INTAKE_STATES),
+                          ("/admin/consumers/analytics", CONSUMER_STATES),
+                          ("/admin/access/jit-grants/{actor}", GRANT_STATES)):
+        put, get = _by_path("state", allowed)
+        app.router.add_put(path, put)
+        app.router.add_get(path, get)
+    forensics.add_routes(app, lambda request: _authorised(request, request.app[STATE]))
     app.router.add_get("/_sim/state", sim_calls)
     app.router.add_post("/_sim/faults", sim_faults)
     app.router.add_post("/_sim/forget", sim_forget)

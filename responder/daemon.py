@@ -219,7 +219,8 @@ class Daemon:
             rule = table.rule(rule_id) if rule_id else None
             if rule is None or taken or not (rule.queries or rule.snapshots):
                 return []
-            return await take_snapshots(session, rule, s.prometheus_url, self.redactor)
+            return await take_snapshots(session, rule, s.prometheus_url, self.redactor,
+                                        incident_id)
 
         evidence = EvidenceBuilder(pool, writer, self._rules, sinks=s.sinks,
                                    link=s.public_url or f"http://{s.listen}",

@@ -129,7 +129,7 @@ async def test_failed_step_escalates(make_daemon: DaemonFactory, exchange: Excha
     await post_alerts(http, daemon, payload(alert("SplitBrainSuspected", "SOL-USD")))
     await idle(daemon)
     assert [c.status for c in exchange.state.calls] == [409, 200]
-    assert exchange.state.global_mode == "SOFT_HALT"
+    assert exchange.state.global_mode == "HARD_HALT"  # 3.3's escalation
     assert await outcomes(database) == [("symbol-mode", "SOL-USD", "failed"),
                                         ("global-mode", "", "applied")]
     assert "escalation" in await log_kinds(database)

@@ -73,10 +73,13 @@ async def _up(http: aiohttp.ClientSession, url: str) -> bool:
 
 
 def declare_evidence(rules_dir: Path) -> None:
-    """Give the ledger rule the evidence queries and status GET above."""
+    """Give the ledger rule the evidence queries and status GET above, in place of its own."""
     spot = rules_dir / "spot-exchange.yaml"
     marker = "    storm: {max_incidents: 20, step: {control: global-mode, level: SOFT_HALT}}\n"
-    spot.write_text(spot.read_text().replace(marker, marker + EVIDENCE, 1))
+    text = spot.read_text()
+    start = text.index(marker) + len(marker)
+    end = text.index("\n\n", start)
+    spot.write_text(text[:start] + EVIDENCE.rstrip("\n") + text[end:])
 
 
 async def contained_with_snapshots(http: aiohttp.ClientSession, daemon: Daemon,

@@ -23,7 +23,8 @@ def test_packs_are_off_unless_enabled() -> None:
     assert not any(r.file.endswith(("edge.yaml", "briefcase.yaml")) for r in base.rules)
     edge = load_rules(ROOT / "rules", resolve_secrets=False, packs=["edge"])
     assert {r.id for r in edge.rules} - {r.id for r in base.rules} == {
-        "edge-replay-guard-unavailable", "edge-denial-spike", "edge-tenant-mismatch"}
+        "edge-replay-guard-unavailable", "edge-denial-spike", "edge-tenant-mismatch",
+        "edge-tenant-leakage"}
     assert edge.bundle_hash != base.bundle_hash
 
 

@@ -32,6 +32,7 @@ async def sim(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[SimState]:
     for service in ("gateway", "briefcase", "edge"):
         monkeypatch.setenv(f"RESPONDER_{service.upper()}_URL", f"{base}/{service}")
         monkeypatch.setenv(f"RESPONDER_{service.upper()}_TOKEN", TOKEN)
+    monkeypatch.setenv("RESPONDER_API_URL", f"{base}/api")
     yield app[STATE]
     await runner.cleanup()
 

@@ -1,10 +1,12 @@
-"""Snapshots for evidence: Prometheus instant queries and GETs of target status endpoints,
-taken once when an incident is first sealed. A failed snapshot is kept as failed, never
-dropped, so the bundle says what could not be seen."""
+"""Snapshots for evidence: Prometheus instant queries and calls to targets (a GET of a
+status endpoint, a POST asking the target to preserve something), taken once when an
+incident is first sealed. A failed snapshot is kept as failed, never dropped, so the bundle
+says what could not be seen."""
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 from dataclasses import dataclass
 
@@ -12,7 +14,7 @@ import aiohttp
 
 from responder import jsontext
 from responder.redaction import Redactor
-from responder.rules.table import Rule, Target
+from responder.rules.table import Rule, SnapshotCall
 
 MAX_RESULT = 65_536
 
@@ -42,26 +44,38 @@ async def _query(session: aiohttp.ClientSession, base: str | None, name: str, qu
     return Snapshot(name, "prometheus", ok, json.dumps({"query": query, "answer": text}))
 
 
-async def _get(session: aiohttp.ClientSession, redactor: Redactor, name: str, target: Target,
-               path: str, timeout_s: float) -> Snapshot:
+async def _call(session: aiohttp.ClientSession, redactor: Redactor, rule: Rule,
+                call: SnapshotCall, incident_id: int | None) -> Snapshot:
+    target = call.target
     headers = {}
     if target.token is not None:
         headers["Authorization"] = f"Bearer {target.token.get_secret_value()}"
+    body = None
+    if call.method == "POST":
+        body = {"rule_id": rule.id, "incident_id": incident_id,
+                "reason": f"evidence for incident {incident_id} of rule {rule.id}"}
+        headers["Idempotency-Key"] = f"snapshot-{incident_id}-{call.name}"
     try:
-        async with session.get(target.base_url + path, headers=headers,
-                               timeout=aiohttp.ClientTimeout(total=timeout_s)) as resp:
-            text = (await resp.content.read(MAX_RESULT)).decode("utf-8", "replace")
+        async with session.request(call.method, target.base_url + call.path, json=body,
+                                   headers=headers,
+                                   timeout=aiohttp.ClientTimeout(total=call.timeout_s)) as resp:
+            raw = await resp.content.read(MAX_RESULT)
             ok = 200 <= resp.status < 300
             status = resp.status
     except (aiohttp.ClientError, TimeoutError) as e:
-        return Snapshot(name, "http", False, json.dumps({"error": f"{type(e).__name__}: {e}"}))
-    return Snapshot(name, "http", ok, json.dumps({"path": path, "status": status,
-                                                  "body": redactor.text(text)}))
+        return Snapshot(call.name, "http", False, json.dumps(
+            {"method": call.method, "path": call.path, "error": f"{type(e).__name__}: {e}"}))
+    # The hash is of the bytes the target sent, so it can be checked against the target's
+    # own copy; the body kept is redacted.
+    return Snapshot(call.name, "http", ok, json.dumps({
+        "method": call.method, "path": call.path, "status": status,
+        "sha256": hashlib.sha256(raw).hexdigest(),
+        "body": redactor.text(raw.decode("utf-8", "replace"))}))
 
 
 async def take(session: aiohttp.ClientSession, rule: Rule, prometheus_url: str | None,
-               redactor: Redactor) -> list[Snapshot]:
+               redactor: Redactor, incident_id: int | None = None) -> list[Snapshot]:
     """Every snapshot the rule declares, taken concurrently."""
     jobs = [_query(session, prometheus_url, n, q, t) for n, q, t in rule.queries]
-    jobs += [_get(session, redactor, n, target, p, t) for n, target, p, t in rule.snapshots]
+    jobs += [_call(session, redactor, rule, call, incident_id) for call in rule.snapshots]
     return list(await asyncio.gather(*jobs))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import math
 import os
 import re
 from collections.abc import Collection, Iterator, Mapping, Sequence
@@ -34,6 +35,7 @@ from responder.rules.table import (
     MetricCondition,
     Rule,
     RuleTable,
+    SnapshotCall,
     Step,
     Target,
 )
@@ -388,7 +390,7 @@ class _Compiler:
         steps = [self._step(src, (*loc, "steps", j), s, controls) for j, s in
                  enumerate(spec.steps)]
         on_failure = (self._step(src, (*loc, "on_failure"), spec.on_failure, controls)
-                      if spec.on_failure else None)
+                      if isinstance(spec.on_failure, StepSpec) else None)
         on_unknown = (self._step(src, (*loc, "on_unknown_scope"), spec.on_unknown_scope, controls)
                       if spec.on_unknown_scope else None)
         storm_step = None
@@ -410,8 +412,10 @@ class _Compiler:
                 return None
         if spec.steps and spec.on_failure is None:
             self.problem(src, (*loc, "id"),
-                         f"rule {spec.id!r} has steps but no on_failure escalation (fail-closed)")
-        if any(s is None for s in steps) or (spec.on_failure and on_failure is None) or (
+                         f"rule {spec.id!r} has steps but no on_failure escalation (fail-closed;"
+                         " 'on_failure: page' when no harsher step is allowed)")
+        if any(s is None for s in steps) or (
+            isinstance(spec.on_failure, StepSpec) and on_failure is None) or (
             spec.on_unknown_scope and on_unknown is None
         ) or (spec.metric is not None and metric is None):
             return None
@@ -437,12 +441,36 @@ class _Compiler:
         matchers = self._matchers(src, (*loc, "match"), spec.match)
         if len(self.problems) > before:
             return None
-        clear = spec.threshold if spec.clear is None else spec.clear
-        return MetricCondition(spec.name, tuple(matchers), spec.op, spec.threshold,
+        threshold = self._setting(src, (*loc, "threshold_env"), spec.threshold_env,
+                                  spec.threshold)
+        clear = self._setting(src, (*loc, "clear_env"), spec.clear_env,
+                              spec.threshold if spec.clear is None else spec.clear)
+        if threshold is None or clear is None:
+            return None
+        if (clear > threshold) if spec.op in (">", ">=") else (clear < threshold):
+            self.problem(src, loc, f"clear ({clear:g}) is on the wrong side of the threshold"
+                                   f" ({threshold:g}) for {spec.op}")
+            return None
+        return MetricCondition(spec.name, tuple(matchers), spec.op, threshold,
                                spec.for_s, clear, spec.alertname or rule_id)
 
+    def _setting(self, src: _Source, loc: Loc, env_name: str | None,
+                 default: float) -> float | None:
+        """A number from the environment when ``env_name`` is set there, else ``default``."""
+        raw = self.env.get(env_name, "") if env_name else ""
+        if not raw:
+            return default
+        try:
+            value = float(raw)
+        except ValueError:
+            value = math.nan
+        if not math.isfinite(value):
+            self.problem(src, loc, f"{env_name} is not a finite number: {raw[:40]!r}")
+            return None
+        return value
+
     def _evidence(self, src: _Source, loc: Loc, spec: RuleSpec) -> tuple[
-            tuple[tuple[str, str, float], ...], tuple[tuple[str, Target, str, float], ...]]:
+            tuple[tuple[str, str, float], ...], tuple[SnapshotCall, ...]]:
         if spec.evidence is None:
             return (), ()
         queries = tuple((q.name, q.query, q.timeout_s) for q in spec.evidence.queries)
@@ -453,7 +481,8 @@ class _Compiler:
                 self.problem(src, (*loc, "evidence", "snapshots", i, "target"),
                              f"unknown target {snap.target!r}")
                 continue
-            snapshots.append((snap.name, target, snap.path, snap.timeout_s))
+            snapshots.append(SnapshotCall(snap.name, target, snap.method, snap.path,
+                                          snap.timeout_s))
         return queries, tuple(snapshots)
 
     def _step(

@@ -97,10 +97,14 @@ class QuerySpec(_Spec):
 
 
 class SnapshotSpec(_Spec):
-    """A GET of a target's status endpoint whose answer goes into the evidence."""
+    """A call to a target whose answer goes into the evidence, hashed: a GET of a status,
+    offsets or config endpoint, or a POST asking the target to preserve something (its
+    data directory, a WAL segment) and answer with a reference. The POST body names the
+    rule and the incident, and carries an Idempotency-Key, so it is asked for once."""
 
     name: str = Field(pattern=NAME)
     target: str
+    method: Literal["GET", "POST"] = "GET"
     path: str = Field(pattern=r"^/")
     timeout_s: float = Field(default=5.0, gt=0, le=60)
 
@@ -134,6 +138,9 @@ class MetricSpec(_Spec):
     match: list[str] = Field(default_factory=list)
     op: Literal[">", ">=", "<", "<="]
     threshold: float = Field(allow_inf_nan=False)
+    # Settings: environment variables that, when set, replace threshold and clear.
+    threshold_env: str | None = Field(default=None, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
+    clear_env: str | None = Field(default=None, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
     for_s: float = Field(default=0.0, ge=0, le=7 * 86400, alias="for")
     clear: float | None = Field(default=None, allow_inf_nan=False)
     alertname: str | None = Field(default=None, pattern=LABEL)
@@ -161,7 +168,9 @@ class RuleSpec(_Spec):
     match: list[str] | None = Field(default=None, min_length=1)
     metric: MetricSpec | None = None
     steps: list[StepSpec] = Field(default_factory=list)
-    on_failure: StepSpec | None = None
+    # A step on an unkeyed control, or "page": no harsher step is allowed, so a failure
+    # (after the call's own retries) is recorded as containment_failed, which pages.
+    on_failure: StepSpec | Literal["page"] | None = None
     on_unknown_scope: StepSpec | None = None
     mode: Literal["enforce", "dry_run"] = "enforce"
     storm: StormSpec | None = None

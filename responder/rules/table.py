@@ -133,6 +133,17 @@ class Step:
 
 
 @dataclass(frozen=True)
+class SnapshotCall:
+    """A GET of a target's status endpoint, or a POST asking it to preserve something."""
+
+    name: str
+    target: Target
+    method: str
+    path: str
+    timeout_s: float
+
+
+@dataclass(frozen=True)
 class MetricCondition:
     """``name{matchers} op threshold`` held for ``for_s``; once firing, it holds until
     ``name op clear`` no longer does (hysteresis)."""
@@ -176,8 +187,8 @@ class Rule:
     storm_step: Step | None = None
     queries: tuple[tuple[str, str, float], ...] = ()
     """Prometheus instant queries for evidence: (name, query, timeout_s)."""
-    snapshots: tuple[tuple[str, Target, str, float], ...] = ()
-    """Target GETs for evidence: (name, target, path, timeout_s)."""
+    snapshots: tuple[SnapshotCall, ...] = ()
+    """Calls to targets whose answers go into the evidence."""
     page: bool = False
     """Page for every new incident, not only for a SEV1 containment or a failure."""
     metric: MetricCondition | None = None
