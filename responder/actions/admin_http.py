@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -83,10 +84,11 @@ class AdminClient:
             await self._session.close()
 
     async def apply(self, control: Control, key: str, level: str, idempotency_key: str,
-                    deadline_s: float) -> CallRecord:
-        """Apply the level; retry transient failures until the deadline; raise CallFailed."""
+                    deadline_s: float, audit: Mapping[str, str] | None = None) -> CallRecord:
+        """Apply the level; retry transient failures until the deadline; raise CallFailed.
+        ``audit`` fills the body's audit fields where the control declares them."""
         assert self._session is not None, "start() first"
-        path, body = control.render(key, level)
+        path, body = control.render(key, level, audit)
         target = control.target
         url = target.base_url + path
         record = CallRecord(control.method, self._redactor.text(url), self._redactor.value(body))

@@ -33,6 +33,7 @@ import asyncpg
 import structlog
 
 from responder.actions.admin_http import AdminClient, CallFailed
+from responder.engine import audit
 from responder.engine.planner import PlannedStep
 from responder.engine.recorder import containment_failed, new_step, step_entry
 from responder.errors import ActionPermanentError, StoreError
@@ -403,7 +404,8 @@ class Executor:
         try:
             control = _control(table, step)
             call = await self._client.apply(control, step.key, step.level,
-                                            step.idempotency_key, self._deadline_s)
+                                            step.idempotency_key, self._deadline_s,
+                                            audit.for_step(step))
         except (CallFailed, ActionPermanentError) as e:
             if lease.lost:
                 return

@@ -16,6 +16,7 @@ from typing import Any, Literal
 
 from responder.actions.admin_http import CallFailed
 from responder.auth import Principal
+from responder.engine import audit
 from responder.errors import ActionPermanentError, ResponderError
 from responder.rules.table import Control
 from responder.state import DaemonState
@@ -133,7 +134,9 @@ async def apply_manual(state: DaemonState, change: ManualChange) -> dict[str, An
                                                 control=control.name, key=key, detail=detail)))
         try:
             call = await state.client.apply(control, key, change.to_level, idempotency_key,
-                                            state.settings.step_deadline_s)
+                                            state.settings.step_deadline_s, audit.for_person(
+                                                change.reason, change.ticket, incident_id,
+                                                change.principal.name))
         except (CallFailed, ActionPermanentError) as e:
             record = e.record.to_json() if isinstance(e, CallFailed) else None
             await state.writer.submit(_append(Entry(

@@ -18,6 +18,7 @@ import asyncpg
 import structlog
 
 from responder.actions.admin_http import AdminClient, CallFailed
+from responder.engine import audit
 from responder.engine.executor import STORE_ERRORS, Executor
 from responder.errors import ActionError
 from responder.metrics import Metrics
@@ -143,7 +144,7 @@ class Reconciler:
                                  control=control.name, key=key, detail=dict(detail)))
         try:
             call = await self._client.apply(control, key, level, idempotency_key,
-                                            self._deadline_s)
+                                            self._deadline_s, audit.for_drift(incident_id))
             verified, _, _ = await self._client.verify(control, key, level, self._deadline_s)
             detail.update(call=call.to_json(), verified=verified)
             kind = "drift_corrected" if verified else "drift_repair_failed"

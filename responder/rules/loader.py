@@ -28,6 +28,7 @@ from responder.rules.schema import (
 )
 from responder.rules.signing import verify
 from responder.rules.table import (
+    AUDIT_FIELDS,
     FIELDS,
     PLACEHOLDER,
     UNMATCHED_RULE,
@@ -355,6 +356,8 @@ class _Compiler:
         ok = True
         for where, text in places:
             allowed = FIELDS if where[0] == "apply" else FIELDS - {"level"}
+            if where[:2] == ("apply", "body"):
+                allowed = allowed | AUDIT_FIELDS
             for field in PLACEHOLDER.findall(text):
                 if field not in allowed:
                     self.problem(src, (*loc, *where),

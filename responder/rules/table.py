@@ -15,6 +15,9 @@ from responder.rules.matchers import Matcher, parse_matchers
 
 PLACEHOLDER = re.compile(r"\{([^{}]*)\}")
 FIELDS = frozenset({"key", "level", "control"})
+AUDIT_FIELDS = frozenset({"rule", "incident", "reason", "ticket"})
+"""Fields a control's body (never its path) may carry so the target audits who asked and
+why: the rule id, the incident id, a reason and a ticket ("" where there is none)."""
 UNMATCHED_RULE = "unmatched"
 """The id of the unmatched policy's rule: it takes alerts that no other rule matches."""
 METRICS_SOURCE = "metrics"
@@ -97,12 +100,16 @@ class Control:
         below = [level for level in stops if self.rank(level) < self.rank(current)]
         return max(below, key=self.rank) if below else None
 
-    def render(self, key: str, level: str) -> tuple[str, Mapping[str, Any] | None]:
-        """Substitute the named fields into path and body; the key is URL-quoted in the path."""
+    def render(self, key: str, level: str, audit: Mapping[str, str] | None = None,
+               ) -> tuple[str, Mapping[str, Any] | None]:
+        """Substitute the named fields into path and body; the key is URL-quoted in the path.
+        ``audit`` gives the body's audit fields (rule, incident, reason, ticket)."""
         values = {"key": key, "level": level, "control": self.name}
         path = PLACEHOLDER.sub(lambda m: quote(values[m.group(1)], safe=""), self.path)
-        body = _substitute(self.body, values) if self.body is not None else None
-        return path, body
+        if self.body is None:
+            return path, None
+        body_values = {**dict.fromkeys(AUDIT_FIELDS, ""), **(audit or {}), **values}
+        return path, _substitute(self.body, body_values)
 
 
 def _substitute(value: Any, values: Mapping[str, str]) -> Any:
