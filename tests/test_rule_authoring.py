@@ -71,3 +71,24 @@ def test_base_url_env_alone_is_enough(tmp_path: Path) -> None:
     (tmp_path / "r.yaml").write_text("targets:\n  t: {timeout_s: 1}\n")
     with pytest.raises(RuleError, match="give base_url, base_url_env, or both"):
         load_rules(tmp_path, env={})
+
+
+def test_settlement_thresholds_are_settings() -> None:
+    """T2 and T3 of runbook 3.2 come from the environment when set; a value that is not a
+    number, or a clear line on the wrong side, is refused with the rule's file and line."""
+    rules = Path(__file__).resolve().parents[1] / "rules"
+
+    def throttle(env: dict[str, str]) -> tuple[float, float]:
+        rule = load_rules(rules, env=env, resolve_secrets=False).rule("settlement-lag-throttle")
+        assert rule is not None and rule.metric is not None
+        return rule.metric.threshold, rule.metric.clear
+
+    assert throttle({}) == (30, 20)
+    assert throttle({"RESPONDER_SETTLEMENT_T2_S": "45",
+                     "RESPONDER_SETTLEMENT_T2_CLEAR_S": "40"}) == (45, 40)
+    for env, why in (({"RESPONDER_SETTLEMENT_T2_S": "soon"}, "not a finite number"),
+                     ({"RESPONDER_SETTLEMENT_T2_S": "15"}, "wrong side of the threshold")):
+        with pytest.raises(RuleError, match=why) as caught:
+            load_rules(rules, env=env, resolve_secrets=False)
+        [problem] = caught.value.problems
+        assert problem.file.endswith("settlement-lag.yaml") and problem.line > 1
