@@ -73,11 +73,15 @@ def test_alertnames_of_metric_rules_are_unique(tmp_path: Path) -> None:
 
 
 def test_shipped_settlement_lag_pack() -> None:
-    """The shipped pack throttles above T2 and soft-halts above T3, with T2 < T3."""
+    """The shipped pack throttles above T2 and soft-halts above T3, with T2 < T3, per
+    symbol, and globally only when the symbol is unknown."""
     table = load_rules(ROOT / "rules", env=ENV)
     throttle, halt = table.rule("settlement-lag-throttle"), table.rule("settlement-lag-halt")
     assert throttle is not None and halt is not None
     assert throttle.metric is not None and halt.metric is not None
     assert throttle.metric.threshold < halt.metric.threshold
-    assert [s.describe() for s in throttle.steps] == ["order-intake -> THROTTLED"]
-    assert [s.describe() for s in halt.steps] == ["global-mode -> SOFT_HALT"]
+    assert [s.describe() for s in throttle.steps] == ["symbol-order-intake[symbol] -> THROTTLED"]
+    assert [s.describe() for s in halt.steps] == ["symbol-mode[symbol] -> SOFT_HALT"]
+    assert throttle.on_failure is not None and halt.on_failure is not None
+    assert throttle.on_failure.describe() == "order-intake -> THROTTLED"
+    assert halt.on_failure.describe() == "global-mode -> SOFT_HALT"

@@ -44,7 +44,8 @@ ALERTS = [
 EXPECTED = [
     Difference("level", "symbol-mode", "BTC-USD", ("CANCEL_ONLY",), ("HARD_HALT",),
                ("ledger-invariant-violation",)),
-    Difference("matched", before=("postgres-failover",)),
+    # No rule matches the SEV1 any more, so the unmatched policy takes it (and pages).
+    Difference("matched", before=("postgres-failover",), after=("unmatched",)),
     Difference("missing", "global-mode", "", ("CANCEL_ONLY",), (), ("postgres-failover",)),
     Difference("missing", "withdrawals", "", ("HALTED",), (), ("postgres-failover",)),
 ]
@@ -114,7 +115,9 @@ def test_a_new_rule_shows_new_actions(tmp_path: Path,
     [changed] = json.loads(capsys.readouterr().out)["changed"]
     assert as_differences([changed]) == [[
         Difference("matched", after=("edge-tenant-mismatch",)),
-        Difference("new", "edge-mode", "", (), ("FAIL_CLOSED",), ("edge-tenant-mismatch",))]]
+        # No tenant label: the tenant is unknown, so the mildest global step (issue 16, 7).
+        Difference("new", "privileged-retries", "", (), ("PAUSED",),
+                   ("edge-tenant-mismatch",))]]
 
 
 def test_bad_input_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -178,21 +181,20 @@ async def test_store_replay_meets_the_failures_of_the_time(
     exchange.state.faults = Faults(fail_next=1, fail_status=400)
     await post_alerts(http, daemon, payload(alert("SplitBrainSuspected", "SOL-USD")))
     await idle(daemon)
-    assert exchange.state.global_mode == "SOFT_HALT"
+    assert exchange.state.global_mode == "HARD_HALT"
+    storm = "    storm: {max_incidents: 20, step: {control: global-mode, level: HARD_HALT}}"
     (rules_dir / "spot-exchange.yaml").write_text(
         (rules_dir / "spot-exchange.yaml").read_text().replace(
-            "    steps:\n      - {control: symbol-mode, level: HARD_HALT}\n"
-            "    on_failure: {control: global-mode, level: SOFT_HALT}",
-            "    steps:\n      - {control: symbol-mode, level: HARD_HALT}\n"
-            "    on_failure: {control: global-mode, level: HARD_HALT}", 1))
+            f"    on_failure: {{control: global-mode, level: HARD_HALT}}\n{storm}",
+            f"    on_failure: {{control: global-mode, level: SOFT_HALT}}\n{storm}", 1))
     conn = await asyncpg.connect(database)
     try:
         changed = await from_store(load_table(rules_dir, []), conn, None)
     finally:
         await conn.close()
     [only] = changed.changed
-    assert only.differences == [Difference("level", "global-mode", "", ("SOFT_HALT",),
-                                           ("HARD_HALT",), ("split-brain",))]
+    assert only.differences == [Difference("level", "global-mode", "", ("HARD_HALT",),
+                                           ("SOFT_HALT",), ("split-brain",))]
 
 
 async def test_store_replay_since_keeps_incidents_open_at_the_start(
@@ -335,8 +337,9 @@ def test_a_longer_for_fires_later_with_the_same_actions(
 def test_a_lower_threshold_raises_a_new_alert_and_its_actions(tmp_path: Path) -> None:
     """T3 lowered below the peak: the soft-halt is raised only under the candidate, with
     its action new; the throttle is unchanged."""
-    rules = edited(tmp_path, "t3-35", "threshold: 120       # T3\n      clear: 90",
-                   "threshold: 35        # T3\n      clear: 30")
+    env = "\n      threshold_env: RESPONDER_SETTLEMENT_T3_S\n"
+    rules = edited(tmp_path, "t3-35", f"threshold: 120       # T3{env}      clear: 90",
+                   f"threshold: 35        # T3{env}      clear: 30")
     report = from_file(load_table(rules, []), load_table(ROOT / "rules", []),
                        lag_samples(tmp_path), None)
     [changed] = report.changed
