@@ -192,13 +192,14 @@ async def test_hostile_label_values_take_no_keyed_action(
 async def test_truncated_group_escalates_scope(make_daemon: DaemonFactory, exchange: Exchange,
                                                http: aiohttp.ClientSession,
                                                database: str) -> None:
-    """truncatedAlerts > 0 means unseen symbols: contain what is seen and soft-halt globally."""
+    """truncatedAlerts > 0 means unseen symbols: contain what is seen and, for a
+    split-brain (runbook 3.3), hard-halt globally."""
     daemon = await make_daemon()
     status, _ = await post_alerts(http, daemon, fixture_bytes("firing-group-truncated.json"))
     assert status == 200
     await idle(daemon)
     assert exchange.state.symbols == {"BTC-USD": "HARD_HALT", "ETH-USD": "HARD_HALT"}
-    assert exchange.state.global_mode == "SOFT_HALT"
+    assert exchange.state.global_mode == "HARD_HALT"
     assert "scope_unknown" in await log_kinds(database)
     assert len([c for c in exchange.applied() if c.path == "/admin/global/mode"]) == 1
 
