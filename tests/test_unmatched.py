@@ -7,9 +7,12 @@ from pathlib import Path
 
 import aiohttp
 import pytest
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
 from structlog.testing import capture_logs
 
 from responder.daemon import Daemon
+from responder.engine.planner import decide
 from responder.engine.unmatched import MAX_ALERTNAMES, OTHER, count_unmatched
 from responder.errors import RuleError
 from responder.metrics import Metrics
@@ -91,3 +94,39 @@ def test_an_unmatched_alert_metric_keeps_its_labels_bounded() -> None:
     assert metrics.registry.get_sample_value(
         "responder_alerts_unmatched_total", {"alertname": OTHER, "sev1_like": "false"}) == 5
     assert len(metrics.unmatched_names) == MAX_ALERTNAMES + 1
+
+
+SHIPPED = load_rules(Path(__file__).resolve().parents[1] / "rules", env={},
+                     resolve_secrets=False, packs=["all"])
+SEV1_SPELLINGS = st.sampled_from(["sev1", "critical", "page", "p1", "sev-1", "emergency"]).flatmap(
+    lambda word: st.tuples(*(st.sampled_from([c.lower(), c.upper()]) for c in word)).map(
+        "".join))
+
+
+def _alert(labels: dict[str, str]) -> Alert:
+    return Alert(source="t", fingerprint="f", status="firing", labels=labels, annotations={},
+                 starts_at="2026-01-01T00:00:00Z")
+
+
+@settings(max_examples=200, deadline=None)
+@given(severity=st.one_of(st.none(), st.text(max_size=20)))
+def test_a_ledger_violation_matches_whatever_its_severity(severity: str | None) -> None:
+    """LedgerInvariantViolation is contained whatever its severity label says, or without one."""
+    labels = {"alertname": "LedgerInvariantViolation", "symbol": "BTC-USD"}
+    if severity is not None:
+        labels["severity"] = severity
+    assert [d.rule.id for d in decide(_alert(labels), SHIPPED)] == ["ledger-invariant-violation"]
+
+
+@settings(max_examples=200, deadline=None)
+@given(name=st.from_regex(r"^[A-Z][A-Za-z0-9_]{2,30}$", fullmatch=True),
+       severity=SEV1_SPELLINGS)
+def test_an_unmatched_sev1_is_never_silent(name: str, severity: str) -> None:
+    """Any alert no rule matches whose severity is a SEV1 spelling, in any case, goes to the
+    unmatched policy: an incident that pages."""
+    labels = {"alertname": name, "severity": severity}
+    rules = [r for r in SHIPPED.rules if r.metric is None and r.matches(labels)]
+    assume(not rules)
+    [decision] = decide(_alert(labels), SHIPPED)
+    assert decision.rule.id == "unmatched" and decision.rule.page
+    assert decision.scope == f"alertname={name}"
