@@ -82,6 +82,8 @@ class Expect(_Strict):
     # of each page (rule_pages: the rule pages; sev1_contained; containment_failed).
     incidents: list[str] | None = None
     pages: list[str] | None = None
+    # "RULE SCOPE: METHOD TARGET PATH" of each target snapshot the incidents' bundles take.
+    snapshots: list[str] | None = None
 
 
 class Case(_Strict):
@@ -123,6 +125,7 @@ class Outcome:
     alerts: list[str] = field(default_factory=list)
     incidents: list[str] | None = None
     pages: list[str] | None = None
+    snapshots: list[str] | None = None
 
     def lines(self) -> list[str]:
         return ([f"alert {a}" for a in self.alerts]
@@ -131,7 +134,8 @@ class Outcome:
                 + [f"rejected {r}" for r in self.rejected]
                 + [f"containment_failed {self.containment_failed}"]
                 + [f"incident {i}" for i in self.incidents or ()]
-                + [f"page {p}" for p in self.pages or ()])
+                + [f"page {p}" for p in self.pages or ()]
+                + [f"snapshot {s}" for s in self.snapshots or ()])
 
 
 def _name(control: str, key: str, level: str) -> str:
@@ -145,7 +149,7 @@ def expected(case: Case) -> Outcome:
                    [_name(c.control, "" if c.key == UNKEYED else c.key, c.level)
                     for c in e.escalations],
                    list(e.rejected), e.containment_failed, list(e.alerts), e.incidents,
-                   e.pages)
+                   e.pages, e.snapshots)
 
 
 class RecordingTarget:
@@ -213,6 +217,10 @@ def run_case(table: RuleTable, case: Case) -> Outcome:
         target.out.incidents = list(target.opened)
     if case.expect.pages is not None:
         target.out.pages = target.pages()
+    if case.expect.snapshots is not None:
+        target.out.snapshots = [f"{incident}: {s.method} {s.target.name} {s.path}"
+                                for incident, d in target.opened.items()
+                                for s in d.rule.snapshots]
     return target.out
 
 
