@@ -143,10 +143,15 @@ def test_missing_target_secret_is_reported(tmp_path: Path) -> None:
 
 
 def test_render_quotes_the_key() -> None:
-    """The key is URL-quoted into the path and the level substituted into the body."""
+    """The key is URL-quoted into the path, the level substituted into the body, and the
+    audit fields given (or "" when not) taken as plain text, never as a template."""
     control = load_rules(ROOT / "rules", env=ENV).controls["symbol-mode"]
+    empty = {"rule": "", "incident": "", "reason": "", "ticket": ""}
     assert control.render("BTC/USD", "HARD_HALT") == (
-        "/admin/symbols/BTC%2FUSD/mode", {"mode": "HARD_HALT"})
+        "/admin/symbols/BTC%2FUSD/mode", {"mode": "HARD_HALT", "audit": empty})
+    audit = {"rule": "r", "incident": "7", "reason": "{level} {key}", "ticket": "T-1"}
+    assert control.render("BTC-USD", "HARD_HALT", audit)[1] == {"mode": "HARD_HALT",
+                                                               "audit": audit}
 
 
 def test_check_rules_command(tmp_path: Path, capsys: pytest.CaptureFixture[str],
