@@ -1,18 +1,28 @@
-"""Forensic snapshots from the targets themselves: the bundles of 3.1 and of the edge's
-denial spike hold what the target answered (status GETs, a preserve reference), hashed."""
+"""Runbooks end to end: forensic snapshots from the targets themselves (status GETs, a
+preserve reference, hashed), and escalations that page instead of going global."""
 
 from __future__ import annotations
 
 import hashlib
 import json
+from pathlib import Path
 from typing import Any
 
 import aiohttp
+import pytest
 
 from examples.admin_sim import SimState
-from tests.conftest import DaemonFactory, Exchange, idle, post_alerts, wait_for
+from tests.conftest import (
+    DaemonFactory,
+    Exchange,
+    free_port,
+    idle,
+    log_kinds,
+    post_alerts,
+    wait_for,
+)
 from tests.test_engine import alert, payload
-from tests.test_packs_daemon import latest_bundle, sim
+from tests.test_packs_daemon import latest_bundle, pages, sim
 
 __all__ = ["sim"]  # the fixture, used by name
 
@@ -61,3 +71,22 @@ async def test_an_edge_denial_spike_keeps_the_edge_reasons_not_prometheus(
     reasons = snaps["denial-reasons"]
     assert reasons["ok"] and reasons["kind"] == "http"
     assert json.loads(reasons["result"]["body"])["denials"]["tenant_mismatch"] == 37
+
+
+async def test_a_kafka_outage_that_cannot_degrade_pages_and_keeps_trading(
+        make_daemon: DaemonFactory, exchange: Exchange, http: aiohttp.ClientSession,
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path, database: str) -> None:
+    """Runbook 3.5 with the market-data gateway down: the degrade is retried, then recorded
+    as containment_failed and paged; the exchange's mode is never touched (no global step)."""
+    monkeypatch.setenv("RESPONDER_MARKETDATA_URL", f"http://127.0.0.1:{free_port()}")
+    pager = tmp_path / "pages"
+    daemon = await make_daemon(sinks=[
+        {"name": "pager", "kind": "file", "dir": str(pager), "bundles": False, "pages": True}])
+    await post_alerts(http, daemon, payload(alert("KafkaOutage", severity="sev2")))
+    await idle(daemon, timeout_s=30)
+    await wait_for(lambda: len(pages(pager)) == 2, what="the opening and the failure pages")
+    assert sorted(p["reason"] for p in pages(pager)) == ["containment_failed", "rule_pages"]
+    assert "containment_failed" in await log_kinds(database)
+    assert exchange.state.global_mode == "NORMAL"
+    assert not [c for c in exchange.state.calls if c.path == "/admin/global/mode"]
+    assert exchange.state.levels == {"/admin/consumers/analytics": "PAUSED"}
