@@ -113,7 +113,9 @@ async def main() -> None:
             spot = with_q / "spot-exchange.yaml"
             marker = ("    storm: {max_incidents: 20, step: {control: global-mode,"
                       " level: SOFT_HALT}}\n")
-            spot.write_text(spot.read_text().replace(marker, marker + EVIDENCE, 1))
+            text = spot.read_text()  # the rule's own evidence block gives way to EVIDENCE
+            start = text.index(marker) + len(marker)
+            spot.write_text(text[:start] + EVIDENCE.rstrip("\n") + text[text.index("\n\n", start):])
             prom_port = free_port()
             (Path(tmp) / "p.yml").write_text(
                 "global: {scrape_interval: 500ms}\nscrape_configs:\n  - job_name: exchange\n"
