@@ -1,14 +1,20 @@
 """Never silent: an alert that no rule matches is counted, logged at warning, and, when it
-looks like a SEV1, opens an `unmatched` incident that pages and shows in the incident list."""
+looks like a SEV1, opens an `unmatched` incident that pages, shows in the incident list and
+fires one of responder's own alerts."""
 
 from __future__ import annotations
 
+import json
+import shutil
+import subprocess
 from pathlib import Path
 
 import aiohttp
 import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
+from prometheus_client import generate_latest
+from prometheus_client.parser import text_string_to_metric_families
 from structlog.testing import capture_logs
 
 from responder.daemon import Daemon
@@ -19,7 +25,16 @@ from responder.metrics import Metrics
 from responder.model import Alert
 from responder.rules.loader import load_rules
 from responder.rules.table import RuleTable
-from tests.conftest import VIEWER_TOKEN, DaemonFactory, Exchange, idle, post_alerts, url, wait_for
+from tests.conftest import (
+    ROOT,
+    VIEWER_TOKEN,
+    DaemonFactory,
+    Exchange,
+    idle,
+    post_alerts,
+    url,
+    wait_for,
+)
 from tests.test_engine import alert, payload
 from tests.test_packs_daemon import pages
 from tests.webpage import Browser
@@ -67,6 +82,34 @@ async def test_a_sev1_that_matches_nothing_is_counted_paged_and_listed(
     finally:
         await browser.close()
     assert status == 200 and "unmatched" in html and "OrderBookCorrupted" in html
+    if shutil.which("promtool") is not None:
+        own_alert_fires_on(daemon, tmp_path)
+
+
+def own_alert_fires_on(daemon: Daemon, tmp_path: Path) -> None:
+    """ResponderSev1Unmatched fires on the series this daemon exports, and only on the
+    SEV1-looking one (promtool's unit test, fed the daemon's own exposition)."""
+    text = generate_latest(daemon.metrics.registry).decode()
+    series = [(s.labels, s.value) for family in text_string_to_metric_families(text)
+              for s in family.samples if s.name == "responder_alerts_unmatched_total"]
+    assert len(series) == 2, series
+    inputs = [{"series": "responder_alerts_unmatched_total{"
+                         + ",".join(f'{k}="{v}"' for k, v in sorted(labels.items()))
+                         + ',instance="r1"}', "values": f"_ {value:g} {value:g}"}
+              for labels, value in series]
+    (tmp_path / "own.test.yml").write_text(json.dumps({
+        "rule_files": [str(ROOT / "deploy" / "responder-alerts.yml")],
+        "evaluation_interval": "1m",
+        "tests": [{"interval": "1m", "input_series": inputs, "alert_rule_test": [{
+            "eval_time": "2m", "alertname": "ResponderSev1Unmatched",
+            "exp_alerts": [{"exp_labels": {"severity": "sev1", "instance": "r1",
+                                           "unmatched": "OrderBookCorrupted"},
+                            "exp_annotations": {"summary": "alert OrderBookCorrupted looks"
+                                                " like a SEV1 and matched no rule: nothing"
+                                                " was contained"}}]}]}]}))
+    result = subprocess.run(["promtool", "test", "rules", str(tmp_path / "own.test.yml")],
+                            capture_output=True, text=True, check=False)
+    assert result.returncode == 0, result.stdout + result.stderr
 
 
 def test_the_unmatched_policy_is_declared_once_and_reserves_its_rule_id(tmp_path: Path) -> None:
