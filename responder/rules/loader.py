@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import math
 import os
 import re
 from collections.abc import Collection, Iterator, Mapping, Sequence
@@ -16,9 +15,9 @@ from ruamel.yaml import YAML
 from ruamel.yaml.error import MarkedYAMLError
 
 from responder.errors import RuleError, RuleProblem
+from responder.rules import from_env
 from responder.rules.matchers import Matcher, MatcherSyntaxError, parse_matchers
 from responder.rules.schema import (
-    BASE_URL,
     ControlSpec,
     MetricSpec,
     RuleFileSpec,
@@ -278,33 +277,17 @@ class _Compiler:
                 yield src, name, spec
 
     def _target(self, src: _Source, name: str, spec: TargetSpec) -> Target | None:
-        base_url = self._base_url(src, name, spec)
-        if base_url is None:
+        try:
+            base_url = from_env.base_url(self.env, name, spec,
+                                         placeholder=not self.resolve_secrets)
+        except from_env.EnvValueError as e:
+            self.problem(src, ("targets", name, e.field), str(e))
             return None
         token: SecretStr | None = None
         if spec.auth is not None and self.resolve_secrets:
             token = self._token(src, ("targets", name, "auth"), spec.auth.bearer_token_env,
                                 spec.auth.bearer_token_file)
         return Target(name, base_url.rstrip("/"), token, spec.timeout_s)
-
-    def _base_url(self, src: _Source, name: str, spec: TargetSpec) -> str | None:
-        """``base_url_env``'s value when it is set, else ``base_url``."""
-        loc: Loc = ("targets", name)
-        from_env = self.env.get(spec.base_url_env, "") if spec.base_url_env else ""
-        if from_env:
-            if re.fullmatch(BASE_URL, from_env) is None:
-                self.problem(src, (*loc, "base_url_env"),
-                             f"{spec.base_url_env} is not an http(s) URL: {from_env[:80]!r}")
-                return None
-            return from_env
-        if spec.base_url is not None:
-            return spec.base_url
-        if not self.resolve_secrets:  # checking or testing rules: nothing will be called
-            return f"http://{name}.unset.invalid"
-        self.problem(src, (*loc, "base_url_env"),
-                     f"environment variable {spec.base_url_env} is not set and there is no"
-                     " base_url")
-        return None
 
     def _token(
         self, src: _Source, loc: Loc, env_name: str | None, file_name: str | None
@@ -444,11 +427,13 @@ class _Compiler:
         matchers = self._matchers(src, (*loc, "match"), spec.match)
         if len(self.problems) > before:
             return None
-        threshold = self._setting(src, (*loc, "threshold_env"), spec.threshold_env,
-                                  spec.threshold)
-        clear = self._setting(src, (*loc, "clear_env"), spec.clear_env,
-                              spec.threshold if spec.clear is None else spec.clear)
-        if threshold is None or clear is None:
+        try:
+            threshold = from_env.number(self.env, "threshold_env", spec.threshold_env,
+                                        spec.threshold)
+            clear = from_env.number(self.env, "clear_env", spec.clear_env,
+                                    spec.threshold if spec.clear is None else spec.clear)
+        except from_env.EnvValueError as e:
+            self.problem(src, (*loc, e.field), str(e))
             return None
         if (clear > threshold) if spec.op in (">", ">=") else (clear < threshold):
             self.problem(src, loc, f"clear ({clear:g}) is on the wrong side of the threshold"
@@ -456,21 +441,6 @@ class _Compiler:
             return None
         return MetricCondition(spec.name, tuple(matchers), spec.op, threshold,
                                spec.for_s, clear, spec.alertname or rule_id)
-
-    def _setting(self, src: _Source, loc: Loc, env_name: str | None,
-                 default: float) -> float | None:
-        """A number from the environment when ``env_name`` is set there, else ``default``."""
-        raw = self.env.get(env_name, "") if env_name else ""
-        if not raw:
-            return default
-        try:
-            value = float(raw)
-        except ValueError:
-            value = math.nan
-        if not math.isfinite(value):
-            self.problem(src, loc, f"{env_name} is not a finite number: {raw[:40]!r}")
-            return None
-        return value
 
     def _evidence(self, src: _Source, loc: Loc, spec: RuleSpec) -> tuple[
             tuple[tuple[str, str, float], ...], tuple[SnapshotCall, ...]]:
