@@ -263,8 +263,12 @@ class _Outcome:
             chain.after_commit(functools.partial(_count_match, job.metrics, d.rule.id,
                                                  d.action))
             if d.action == "resolve":
-                entries.append(_resolved_entry(alert, d, self.resolved.get((d.rule.id, d.scope)),
-                                               self.still_open.get((d.rule.id, d.scope))))
+                resolved = _resolved_entry(alert, d, self.resolved.get((d.rule.id, d.scope)),
+                                           self.still_open.get((d.rule.id, d.scope)))
+                entries.append(resolved)
+                if resolved.incident_id is not None:
+                    # Every change to an incident reaches its bundle: seal it again.
+                    result.incidents.add(resolved.incident_id)
                 continue
             if (d.rule.id, d.scope) not in self.incidents:
                 raise IncidentRace(f"incident {d.rule.id} {d.scope} opened concurrently")
