@@ -16,6 +16,7 @@ import asyncpg
 import structlog
 
 from responder.config import SinkSpec
+from responder.evidence.pages import incident_link, next_page
 from responder.evidence.sinks import DeliveryError, Sink
 from responder.metrics import Metrics
 from responder.store.db import UNAVAILABLE, Conn
@@ -57,9 +58,11 @@ OutboxRow = tuple[int, str, str, str, str]
 
 
 def outbox_rows(incident_id: int, version: int, digest: str, bundle: dict[str, Any],
-                sinks: Sequence[SinkSpec], link: str) -> list[OutboxRow]:
-    """Outbox rows for a newly sealed version: the bundle for bundle sinks, and pages."""
-    text = summary(bundle, link)
+                sinks: Sequence[SinkSpec], base_url: str,
+                paged_seq: int | None = None) -> tuple[list[OutboxRow], int | None]:
+    """Outbox rows for a newly sealed version: the bundle for bundle sinks, and the page it
+    owes (at most one); and the last record paged so far, for the version to keep."""
+    text = summary(bundle, incident_link(base_url, incident_id))
     rows: list[OutboxRow] = []
     for sink in sinks:
         if sink.bundles:
@@ -68,36 +71,20 @@ def outbox_rows(incident_id: int, version: int, digest: str, bundle: dict[str, A
                          json.dumps({"kind": "bundle", "incident_id": incident_id,
                                      "version": version, "digest": digest, "summary": text,
                                      "bundle": bundle})))
-    for reason, key in _page_reasons(incident_id, bundle):
-        for sink in sinks:
-            if sink.pages:
-                rows.append((incident_id, sink.name, "page", f"{key}-{sink.name}",
-                             json.dumps({"kind": "page", "reason": reason,
-                                         "incident_id": incident_id, "digest": digest,
-                                         "correlation_id": bundle["incident"].get(
-                                             "correlation_id"),
-                                         "summary": text, "link": link})))
-    return rows
+    page = next_page(bundle, paged_seq, base_url)
+    if page is None:
+        return rows, paged_seq
+    payload = json.dumps(page.payload(incident_id, digest,
+                                      bundle["incident"].get("correlation_id")))
+    rows += [(incident_id, sink.name, "page", f"{page.key}-{sink.name}", payload)
+             for sink in sinks if sink.pages]
+    return rows, page.through_seq
 
 
 async def enqueue_rows(conn: Conn, rows: Sequence[OutboxRow]) -> None:
     """Write outbox rows, however many, in one statement; a key already there is kept."""
     if rows:
         await conn.execute(ENQUEUE_SQL, *[list(c) for c in zip(*rows, strict=True)])
-
-
-def _page_reasons(incident_id: int, bundle: dict[str, Any]) -> list[tuple[str, str]]:
-    reasons = []
-    applied = any(a["kind"] == "outcome" and a["detail"].get("status") == "applied"
-                  for a in bundle["actions"])
-    if bundle["incident"]["severity"] == "sev1" and applied:
-        reasons.append(("sev1_contained", f"page-{incident_id}-contained"))
-    if (bundle.get("rule") or {}).get("page"):
-        reasons.append(("rule_pages", f"page-{incident_id}-opened"))
-    for a in bundle["actions"]:
-        if a["kind"] == "containment_failed":
-            reasons.append(("containment_failed", f"page-{incident_id}-failed-{a['seq']}"))
-    return reasons
 
 
 class OutboxWorker:

@@ -353,7 +353,7 @@ class _Compiler:
                     on_unknown or on_failure, src.path, line_of(src.raw, loc), spec.mode,
                     spec.storm.max_incidents if spec.storm else None, storm_step,
                     *self._evidence(src, loc, spec), page=spec.page,
-                    metric=metric)
+                    metric=metric, runbook=spec.runbook)
 
     def _matchers(self, src: _Source, loc: Loc, texts: Sequence[str]) -> list[Matcher]:
         matchers: list[Matcher] = []

@@ -167,6 +167,8 @@ class Rule:
     """Target GETs for evidence: (name, target, path, timeout_s)."""
     page: bool = False
     """Page for every new incident, not only for a SEV1 containment or a failure."""
+    runbook: str | None = None
+    """The rule's runbook link (URL or repository path), for pages and the incident page."""
     metric: MetricCondition | None = None
     """Set for a metric rule: it matches only the internal alerts its condition raises."""
 

@@ -1,0 +1,172 @@
+"""Pages sent to people: one per event, saying what was done, what was not, why, and where."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+
+from examples.exchange import Faults
+from responder.daemon import Daemon
+from responder.evidence.pages import next_page
+from tests.conftest import (
+    DaemonFactory,
+    Exchange,
+    fixture_bytes,
+    idle,
+    post_alerts,
+    query,
+    wait_for,
+)
+from tests.test_outbox import Receiver, serve
+
+PUBLIC = "https://responder.example"
+
+
+@pytest.fixture
+async def pager() -> AsyncIterator[tuple[Receiver, str]]:
+    receiver = Receiver()
+    url, runner = await serve(receiver)
+    yield receiver, url
+    await runner.cleanup()
+
+
+async def paging_daemon(make_daemon: DaemonFactory, url: str) -> Daemon:
+    return await make_daemon(public_url=PUBLIC, sinks=[
+        {"name": "hook", "kind": "webhook", "url": url, "bundles": False, "pages": True}])
+
+
+def pages(receiver: Receiver) -> list[dict[str, Any]]:
+    return [p for _, kind, p in receiver.accepted if kind == "page"]
+
+
+async def settled(daemon: Daemon, database: str) -> None:
+    """Containment ended, every version sealed and every outbox row delivered."""
+    await idle(daemon)
+
+    async def quiet() -> bool:
+        assert daemon.state is not None and daemon.state.evidence is not None
+        await daemon.state.evidence.flush()
+        rows = await query(database, "SELECT count(*) AS n FROM outbox"
+                                     " WHERE status <> 'delivered'")
+        return bool(rows[0]["n"] == 0)
+
+    await wait_for(quiet, what="evidence sealed and pages delivered")
+
+
+async def test_a_paging_sev1_sends_exactly_one_page(
+    make_daemon: DaemonFactory, http: aiohttp.ClientSession, database: str, rules_dir: Path,
+    pager: tuple[Receiver, str],
+) -> None:
+    """A SEV1 rule with page: true pages once: what it did, why, the runbook, the link."""
+    spot = rules_dir / "spot-exchange.yaml"
+    spot.write_text(spot.read_text().replace(
+        "    on_failure: {control: global-mode, level: SOFT_HALT}\n"
+        "    # More than 20", "    on_failure: {control: global-mode, level: SOFT_HALT}\n"
+        "    page: true\n    # More than 20", 1))
+    receiver, url = pager
+    daemon = await paging_daemon(make_daemon, url)
+    await post_alerts(http, daemon, fixture_bytes("firing-single.json"))
+    await settled(daemon, database)
+    [page] = pages(receiver)
+    assert page["reason"] == "opened"
+    lines = page["summary"].splitlines()
+    assert lines[0].startswith("[SEV1] ledger-invariant-violation (symbol=BTC-USD): contained")
+    assert lines[1] == "Done: withdrawals=HALTED; symbol-mode[BTC-USD]=CANCEL_ONLY"
+    assert "Why: invariant_violation_total > 0" in lines
+    assert "Runbook: https://runbooks.example/3.1" in lines
+    assert lines[-1] == f"Incident: {PUBLIC}/incidents/1"
+    assert not page["not_done"]
+
+
+async def test_a_failed_step_and_its_escalation_are_one_page(
+    make_daemon: DaemonFactory, http: aiohttp.ClientSession, database: str,
+    exchange: Exchange, pager: tuple[Receiver, str],
+) -> None:
+    """A step refused by the target, then escalated: one page naming both."""
+    receiver, url = pager
+    exchange.state.faults = Faults(fail_next=1, fail_status=409)
+    daemon = await paging_daemon(make_daemon, url)
+    await post_alerts(http, daemon, fixture_bytes("firing-single.json"))
+    await settled(daemon, database)
+    [page] = pages(receiver)
+    assert ": escalated" in page["summary"].splitlines()[0]
+    assert any(line.startswith("withdrawals -> HALTED failed") for line in page["not_done"])
+    assert "escalated to global-mode -> SOFT_HALT" in page["not_done"]
+    assert "global-mode=SOFT_HALT (escalation)" in page["done"]
+
+
+async def test_a_refused_key_is_said_in_the_page(
+    make_daemon: DaemonFactory, http: aiohttp.ClientSession, database: str,
+    pager: tuple[Receiver, str],
+) -> None:
+    """A symbol label that fails the key pattern: the page says so and what was done instead."""
+    receiver, url = pager
+    daemon = await paging_daemon(make_daemon, url)
+    await post_alerts(http, daemon, fixture_bytes("firing-single.json").replace(
+        b'"symbol": "BTC-USD"', b'"symbol": "eth/usd"'))
+    await settled(daemon, database)
+    [page] = pages(receiver)
+    assert any("value 'eth/usd' failed the key pattern of symbol-mode" in line
+               for line in page["not_done"])
+    assert "global-mode=SOFT_HALT (escalation)" in page["done"] or any(
+        line.startswith("global-mode=SOFT_HALT") for line in page["done"])
+
+
+async def test_a_truncated_group_says_the_scope_was_unseen(
+    make_daemon: DaemonFactory, http: aiohttp.ClientSession, database: str,
+    pager: tuple[Receiver, str],
+) -> None:
+    """Alerts of a truncated group: each incident's page says the scope is unknown."""
+    receiver, url = pager
+    daemon = await paging_daemon(make_daemon, url)
+    await post_alerts(http, daemon, fixture_bytes("firing-group-truncated.json"))
+    await settled(daemon, database)
+    sent = pages(receiver)
+    assert sent and len(sent) == len({p["incident_id"] for p in sent})
+    for page in sent:
+        assert any("not delivered (truncated): scope unknown" in line
+                   for line in page["not_done"]), page
+
+
+async def test_resolved_but_held_is_its_own_page(
+    make_daemon: DaemonFactory, http: aiohttp.ClientSession, database: str,
+    pager: tuple[Receiver, str],
+) -> None:
+    """The alert resolving while containment is held pages once more, saying what next."""
+    receiver, url = pager
+    daemon = await paging_daemon(make_daemon, url)
+    await post_alerts(http, daemon, fixture_bytes("firing-single.json"))
+    await settled(daemon, database)
+    await post_alerts(http, daemon, fixture_bytes("resolved-single.json"))
+    await wait_for(lambda: len(pages(receiver)) == 2, what="the resolved page")
+    await settled(daemon, database)
+    first, second = pages(receiver)
+    assert (first["reason"], second["reason"]) == ("opened", "resolved")
+    assert "resolved, containment held" in second["summary"].splitlines()[0]
+    assert second["done"] == ["alert resolved; containment held: release when safe"]
+    assert len(pages(receiver)) == 2
+
+
+def _bundle(**rule: Any) -> dict[str, Any]:
+    return {"incident": {"id": 3, "severity": "sev2", "rule_id": "r", "scope": "",
+                         "correlation_id": None},
+            "rule": {"id": "r", "page": True, "description": "d", **rule},
+            "alerts": [{"alert": {"annotations": {}, "generatorURL": ""}}],
+            "actions": [{"seq": 1, "kind": "intent", "step_id": 9, "detail": {}}]}
+
+
+def test_no_page_before_the_steps_end_and_the_rule_runbook_is_a_fallback() -> None:
+    """A step still running holds the page back; with no runbook_url the rule's runbook shows."""
+    bundle = _bundle(runbook="docs/runbooks/api-alarms.md")
+    assert next_page(bundle, None, PUBLIC) is None
+    bundle["actions"].append({"seq": 2, "kind": "outcome", "step_id": 9, "control": "c",
+                              "key": "", "detail": {"status": "applied", "level": "ON"}})
+    page = next_page(json.loads(json.dumps(bundle)), None, PUBLIC)
+    assert page is not None
+    assert (page.runbook, page.why, page.through_seq) == ("docs/runbooks/api-alarms.md", "d", 2)
+    assert next_page(bundle, 2, PUBLIC) is None  # nothing new since the last page
