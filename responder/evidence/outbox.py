@@ -1,6 +1,8 @@
 """The transactional outbox: deliveries written with the change they announce, then sent
-until each sink has taken them, with backoff; after a sink's last attempt a row is dead
-and that is paged through the other paging sinks.
+until each sink has taken them, with capped backoff, for the sink's ``retry_for_s`` (hours).
+After that a row is dead: logged at error level, counted in ``responder_outbox_dead``,
+alerted on, and paged through the other paging sinks, until ``responder outbox retry``
+(evidence/redrive.py) sends it again.
 """
 
 from __future__ import annotations
@@ -34,7 +36,8 @@ UPDATE outbox SET next_attempt_at = now() + make_interval(secs => $2),
                   attempts = attempts + 1
 WHERE id IN (SELECT id FROM outbox WHERE status = 'pending' AND next_attempt_at <= now()
              ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED)
-RETURNING id, incident_id, sink, kind, idempotency_key, payload, attempts
+RETURNING id, incident_id, sink, kind, idempotency_key, payload, attempts,
+          extract(epoch FROM now() - coalesce(retry_since, created_at)) AS trying_s
 """
 
 LEASE_S = 30.0
@@ -130,12 +133,12 @@ class OutboxWorker:
         sink = self._sinks.get(row["sink"])
         spec = self._specs.get(row["sink"])
         if sink is None or spec is None:
-            await self._failed(row, f"sink {row['sink']} is no longer configured", 1)
+            await self._failed(row, f"sink {row['sink']} is no longer configured", None)
             return False
         try:
             await sink.deliver(row["idempotency_key"], row["kind"], json.loads(row["payload"]))
         except DeliveryError as e:
-            await self._failed(row, str(e), spec.max_attempts)
+            await self._failed(row, str(e), spec)
             return False
         async with self._pool.acquire() as conn:
             await conn.execute("UPDATE outbox SET status = 'delivered', delivered_at = now(),"
@@ -143,21 +146,27 @@ class OutboxWorker:
         self._metrics.deliveries.labels(row["sink"], "delivered").inc()
         return True
 
-    async def _failed(self, row: asyncpg.Record, error: str, max_attempts: int) -> None:
+    async def _failed(self, row: asyncpg.Record, error: str, spec: SinkSpec | None) -> None:
         self._metrics.deliveries.labels(row["sink"], "failed").inc()
-        if row["attempts"] < max_attempts:
-            backoff = timedelta(seconds=min(300.0, 0.5 * 2 ** (row["attempts"] - 1)))
+        if spec is not None and not gives_up(spec, row["attempts"], float(row["trying_s"])):
+            if row["attempts"] == 1:
+                log.warning("delivery failed; retrying with backoff", sink=row["sink"],
+                            key=row["idempotency_key"], error=error,
+                            retry_for_s=spec.retry_for_s)
+            backoff = timedelta(seconds=backoff_s(spec, row["attempts"]))
             async with self._pool.acquire() as conn:
                 await conn.execute("UPDATE outbox SET next_attempt_at = now() + $2,"
                                    " last_error = $3 WHERE id = $1", row["id"], backoff, error)
             return
-        log.error("delivery dead after its last attempt; paging", sink=row["sink"],
-                  key=row["idempotency_key"], error=error)
+        log.error("delivery dead after retrying; `responder outbox retry` sends it again",
+                  sink=row["sink"], key=row["idempotency_key"], attempts=row["attempts"],
+                  error=error)
         self._metrics.deliveries.labels(row["sink"], "dead").inc()
         payload = json.dumps({"kind": "page", "reason": "dead_delivery",
                               "incident_id": row["incident_id"], "sink": row["sink"],
                               "summary": f"delivery {row['idempotency_key']} to {row['sink']}"
-                                         f" is dead after {row['attempts']} attempts: {error}",
+                                         f" is dead after {row['attempts']} attempts: {error}."
+                                         " Send it again with `responder outbox retry`.",
                               "link": ""})
         pages = [s for s in self._specs.values() if s.pages and s.name != row["sink"]]
         async with self._pool.acquire() as conn, conn.transaction():
@@ -171,8 +180,20 @@ class OutboxWorker:
 
     async def _update_backlog(self) -> None:
         async with self._pool.acquire() as conn:
-            rows = await conn.fetch("SELECT sink, count(*) AS n FROM outbox"
-                                    " WHERE status = 'pending' GROUP BY sink")
-        counts = {r["sink"]: r["n"] for r in rows}
-        for name in self._specs:
-            self._metrics.outbox_backlog.labels(name).set(counts.get(name, 0))
+            rows = await conn.fetch("SELECT sink, status, count(*) AS n FROM outbox"
+                                    " WHERE status IN ('pending', 'dead') GROUP BY sink, status")
+        counts = {(r["sink"], r["status"]): r["n"] for r in rows}
+        for name in self._specs | {sink: None for sink, _ in counts}:
+            self._metrics.outbox_backlog.labels(name).set(counts.get((name, "pending"), 0))
+            self._metrics.outbox_dead.labels(name).set(counts.get((name, "dead"), 0))
+
+
+def gives_up(spec: SinkSpec, attempts: int, trying_s: float) -> bool:
+    """Whether a row that just failed is dead: retried for retry_for_s, or out of attempts."""
+    return trying_s >= spec.retry_for_s or (spec.max_attempts is not None
+                                            and attempts >= spec.max_attempts)
+
+
+def backoff_s(spec: SinkSpec, attempts: int) -> float:
+    """Wait before the next attempt: 0.5 s doubling per attempt, capped at max_backoff_s."""
+    return min(spec.max_backoff_s, 0.5 * 2.0 ** min(attempts - 1, 30))
