@@ -158,7 +158,9 @@ def _check_rules(args: argparse.Namespace) -> int:
         packs = settings.rule_packs if args.packs is None else packs
     table = load_rules(rules_dir, resolve_secrets=not args.skip_secrets, packs=packs)
     print(f"{rules_dir}: {len(table.rules)} rules, {len(table.controls)} controls,"
-          f" {len(table.targets)} targets; bundle {table.bundle_hash}")
+          f" {len(table.targets)} targets; bundle {table.bundle_hash}"
+          + ("" if table.signed_hash == table.bundle_hash
+             else f" (in force; signed over every file: {table.signed_hash})"))
     return 0
 
 

@@ -136,7 +136,8 @@ class Daemon:
         # Released last: the name stays held until this process has stopped claiming.
         self._stack.push_async_callback(identity.release)
         self._spawn(identity.keep(), "identity")
-        writer = Writer(pool, self._rules_hash, max_pending=s.intake_queue_max)
+        writer = Writer(pool, self._rules_hash, max_pending=s.intake_queue_max,
+                        signed_hash=lambda: self._rules().signed_hash)
         self._spawn(writer.run(), "writer", stop=lambda t: self._stop_writer(writer, t))
         client = AdminClient(self.metrics, self.redactor)
         await client.start()
@@ -179,7 +180,8 @@ class Daemon:
             log.warning("no webhook tokens configured: every webhook will be refused")
         log.info("listening", version=__version__, address=f"{s.host}:{self.port}",
                  replica=self.replica_id,
-                 rules=len(rules.rules), rules_hash=rules.bundle_hash, resumed=resumed)
+                 rules=len(rules.rules), rules_hash=rules.bundle_hash,
+                 rules_signed_hash=rules.signed_hash, resumed=resumed)
 
     def _leader(self, role: str, work: Callable[[], Coroutine[Any, Any, None]]) -> LeaderLoop:
         """Work that runs on one replica at a time (see store/leader.py)."""

@@ -110,6 +110,7 @@ def _content(incident: asyncpg.Record, table: RuleTable, alerts: list[asyncpg.Re
                      if incident["resolved_at"] else None},
         "rules_hash_at_open": incident["rules_hash"],
         "rules_hash_now": table.bundle_hash,
+        "rules_signed_hash_now": table.signed_hash,
         "rule": None if rule is None else {
             "id": rule.id, "description": rule.description, "severity": rule.severity,
             "match": [str(m) for m in rule.matchers], "file": rule.file, "line": rule.line,

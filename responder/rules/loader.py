@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import os
 import re
@@ -90,9 +91,9 @@ def load_rules(
     files = rule_files(rules_dir)
     if not files:
         raise RuleError([RuleProblem(str(rules_dir), 0, "no rule files (*.yaml) found")])
-    digest = bundle_hash(rules_dir, files)
+    digest = signed = bundle_hash(rules_dir, files)
     if public_keys is not None:
-        verify(rules_dir, digest, public_keys)
+        verify(rules_dir, signed, public_keys)
     problems: list[RuleProblem] = []
     sources = [_parse_file(path, problems) for path in files]
     if problems:
@@ -106,7 +107,7 @@ def load_rules(
     )
     if problems or table is None:
         raise RuleError(problems)
-    return table
+    return dataclasses.replace(table, signed_hash=signed)
 
 
 def _enabled(rules_dir: Path, sources: list[_Source], files: list[Path],

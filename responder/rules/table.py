@@ -189,6 +189,9 @@ class RuleTable:
     rules: tuple[Rule, ...]
     bundle_hash: str
     files: tuple[str, ...]
+    signed_hash: str = ""
+    """The hash over every rule file, enabled pack or not: what `rules sign` signs. It
+    equals bundle_hash unless packs leave files out; records carry both."""
     _alert_rules: tuple[Rule, ...] = field(init=False, repr=False, compare=False)
     _by_alertname: Mapping[str, Rule] = field(init=False, repr=False, compare=False)
 

@@ -66,9 +66,12 @@ class ChainAppender:
     violation and the writer retries from the real head: optimistic, with no lock held.
     """
 
-    def __init__(self, conn: Conn, rules_hash: str, head: tuple[int, str]) -> None:
+    def __init__(self, conn: Conn, rules_hash: str, head: tuple[int, str],
+                 signed_hash: str = "") -> None:
         self.conn = conn
         self.rules_hash = rules_hash
+        # What `rules sign` signed (every file); differs from rules_hash when packs are off.
+        self.signed_hash = signed_hash
         self.head = head
         self._rows: list[tuple[Any, ...]] = []
         self.commit_hooks: list[Callable[[], None]] = []
@@ -89,6 +92,7 @@ class ChainAppender:
                 "at": at.isoformat(),
                 "kind": entry.kind,
                 "rules_hash": self.rules_hash,
+                **({"rules_signed_hash": self.signed_hash} if self.signed_hash else {}),
                 **{f: getattr(entry, f) for f in INDEXED},
                 "detail": dict(entry.detail or {}),
             }
