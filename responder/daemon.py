@@ -144,6 +144,7 @@ class Daemon:
         self._stack.push_async_callback(client.close)
         modes = await self._load_modes(pool)
         evidence, outbox = self._evidence(pool, writer)
+        writer.changed = evidence.touch
         executor = Executor(pool, writer, self._rules, client, self.metrics,
                             deadline_s=s.step_deadline_s, read_back_s=s.read_back_deadline_s,
                             changed=evidence.touch, replica=self.replica_id,

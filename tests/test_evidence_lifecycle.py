@@ -6,7 +6,19 @@ import json
 
 import aiohttp
 
-from tests.conftest import DaemonFactory, fixture_bytes, idle, post_alerts, query, wait_for
+from examples.exchange import Faults
+from responder.daemon import Daemon
+from tests.conftest import (
+    OPERATOR_TOKEN,
+    DaemonFactory,
+    Exchange,
+    fixture_bytes,
+    idle,
+    post_alerts,
+    query,
+    url,
+    wait_for,
+)
 
 
 async def latest_bundle(dsn: str) -> dict[str, object] | None:
@@ -15,12 +27,7 @@ async def latest_bundle(dsn: str) -> dict[str, object] | None:
     return json.loads(rows[0]["body"]) if rows else None
 
 
-async def test_resolving_an_incident_seals_it_again(make_daemon: DaemonFactory,
-                                                    http: aiohttp.ClientSession,
-                                                    database: str) -> None:
-    """When the alert resolves, a new version says resolved and holds alert_resolved."""
-    daemon = await make_daemon()
-    await post_alerts(http, daemon, fixture_bytes("firing-single.json"))
+async def contained_and_sealed(daemon: Daemon, database: str) -> None:
     await idle(daemon)
 
     async def sealed_contained() -> bool:
@@ -28,6 +35,15 @@ async def test_resolving_an_incident_seals_it_again(make_daemon: DaemonFactory,
         return bundle is not None and bool(bundle["controls"])
 
     await wait_for(sealed_contained, what="evidence of the containment sealed")
+
+
+async def test_resolving_an_incident_seals_it_again(make_daemon: DaemonFactory,
+                                                    http: aiohttp.ClientSession,
+                                                    database: str) -> None:
+    """When the alert resolves, a new version says resolved and holds alert_resolved."""
+    daemon = await make_daemon()
+    await post_alerts(http, daemon, fixture_bytes("firing-single.json"))
+    await contained_and_sealed(daemon, database)
     await post_alerts(http, daemon, fixture_bytes("resolved-single.json"))
 
     async def sealed_resolved() -> bool:
@@ -44,3 +60,27 @@ async def test_resolving_an_incident_seals_it_again(make_daemon: DaemonFactory,
     assert isinstance(actions, list)
     resolved = [a for a in actions if a["kind"] == "alert_resolved"]
     assert [a["detail"]["note"] for a in resolved] == ["resolved, containment held"]
+
+
+async def test_a_refused_release_reaches_the_bundle(
+    make_daemon: DaemonFactory, http: aiohttp.ClientSession, database: str,
+    exchange: Exchange,
+) -> None:
+    """A release the target refused is a change too: a new version holds release_failed."""
+    daemon = await make_daemon()
+    await post_alerts(http, daemon, fixture_bytes("firing-single.json"))
+    await contained_and_sealed(daemon, database)
+    exchange.state.faults = Faults(fail_next=1, fail_status=409)
+    async with http.post(url(daemon, "/v1/controls/symbol-mode/BTC-USD/release"),
+                         json={"to_level": "NORMAL", "reason": "reconciled",
+                               "ticket": "INC-1"},
+                         headers={"Authorization": f"Bearer {OPERATOR_TOKEN}"}) as resp:
+        assert resp.status == 502
+
+    async def sealed_refusal() -> bool:
+        bundle = await latest_bundle(database)
+        actions = bundle["actions"] if bundle is not None else []
+        assert isinstance(actions, list)
+        return any(a["kind"] == "release_failed" for a in actions)
+
+    await wait_for(sealed_refusal, what="a version holding the refused release")

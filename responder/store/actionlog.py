@@ -75,6 +75,8 @@ class ChainAppender:
         self.head = head
         self._rows: list[tuple[Any, ...]] = []
         self.commit_hooks: list[Callable[[], None]] = []
+        self.incidents: set[int] = set()
+        """Incidents these entries changed (a seal itself is no change to seal again)."""
 
     def after_commit(self, hook: Callable[[], None]) -> None:
         """Run hook (a metric, a log line) only once the entries are committed, so a batch
@@ -87,6 +89,8 @@ class ChainAppender:
         at = datetime.now(UTC)
         for entry in entries:
             seq += 1
+            if entry.incident_id is not None and entry.kind != "evidence_sealed":
+                self.incidents.add(entry.incident_id)
             record = {
                 "seq": seq,
                 "at": at.isoformat(),

@@ -46,6 +46,9 @@ class Writer:
         self._pool = pool
         self._rules_hash = rules_hash
         self._signed_hash = signed_hash or (lambda: "")
+        self.changed: Callable[[set[int]], None] | None = None
+        """Told, after each commit, which incidents its records changed: every change to
+        an incident reaches its evidence, whichever path wrote it."""
         self._queue: asyncio.Queue[_Item | None] = asyncio.Queue(maxsize=max_pending)
         self._max_batch = max_batch
         self._head: tuple[int, str] | None = None
@@ -187,6 +190,11 @@ class Writer:
             try:
                 hook()
             except Exception:  # a metric or log line must never undo a commit
+                log.exception("after-commit hook failed")
+        if self.changed is not None and chain.incidents:
+            try:
+                self.changed(chain.incidents)
+            except Exception:
                 log.exception("after-commit hook failed")
         return results
 
