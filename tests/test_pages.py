@@ -9,11 +9,14 @@ from typing import Any
 
 import aiohttp
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from examples.exchange import Faults
 from responder.daemon import Daemon
-from responder.evidence.pages import next_page
+from responder.evidence.pages import TROUBLE, next_page
 from tests.conftest import (
+    ADMIN_TOKEN,
     DaemonFactory,
     Exchange,
     fixture_bytes,
@@ -152,6 +155,25 @@ async def test_resolved_but_held_is_its_own_page(
     assert len(pages(receiver)) == 2
 
 
+async def test_a_dry_run_sev1_pages_what_it_would_have_done(
+    make_daemon: DaemonFactory, http: aiohttp.ClientSession, database: str,
+    pager: tuple[Receiver, str],
+) -> None:
+    """In dry-run a SEV1 still pages once, saying nothing was called and what would have been."""
+    receiver, url = pager
+    daemon = await paging_daemon(make_daemon, url)
+    async with http.post(f"http://127.0.0.1:{daemon.port}/v1/mode",
+                         json={"mode": "dry_run", "reason": "rehearsal"},
+                         headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}) as resp:
+        assert resp.status == 200
+    await post_alerts(http, daemon, fixture_bytes("firing-single.json"))
+    await settled(daemon, database)
+    [page] = pages(receiver)
+    assert ": not contained (automation not enforcing)" in page["summary"].splitlines()[0]
+    assert "would set withdrawals=HALTED (dry_run: nothing called)" in page["not_done"]
+    assert page["done"] == []
+
+
 def _bundle(**rule: Any) -> dict[str, Any]:
     return {"incident": {"id": 3, "severity": "sev2", "rule_id": "r", "scope": "",
                          "correlation_id": None},
@@ -170,3 +192,64 @@ def test_no_page_before_the_steps_end_and_the_rule_runbook_is_a_fallback() -> No
     assert page is not None
     assert (page.runbook, page.why, page.through_seq) == ("docs/runbooks/api-alarms.md", "d", 2)
     assert next_page(bundle, 2, PUBLIC) is None  # nothing new since the last page
+
+
+OPS = st.lists(st.one_of(
+    st.sampled_from(["intent", "applied", "failed", "seal", "alert_resolved", "notify_only"]),
+    st.sampled_from(sorted(TROUBLE))), max_size=40)
+
+
+@settings(max_examples=300, deadline=None)
+@given(ops=OPS, severity=st.sampled_from(["sev1", "sev2"]), rule_pages=st.booleans())
+def test_every_event_is_paged_once(ops: list[str], severity: str, rule_pages: bool) -> None:
+    """Whatever records arrive and whenever seals fall: no page twice, none before the steps
+    end, every trouble record in exactly one page, and a SEV1 (or page: true) pages."""
+    incident = {"id": 1, "severity": severity, "rule_id": "r", "scope": "",
+                "correlation_id": None}
+    actions: list[dict[str, Any]] = []
+    open_steps: list[int] = []
+    keys: set[str] = set()
+    paged_seq: int | None = None
+    covered: list[tuple[int, int]] = []
+
+    def add(kind: str, **fields: Any) -> None:
+        actions.append({"seq": len(actions) + 1, "kind": kind, "control": "c", "key": "",
+                        "step_id": None, "detail": {}, **fields})
+
+    def seal() -> None:
+        nonlocal paged_seq
+        bundle = {"incident": incident, "rule": {"id": "r", "page": rule_pages},
+                  "alerts": [], "actions": [dict(a) for a in actions]}
+        page = next_page(bundle, paged_seq, PUBLIC)
+        if page is None:
+            return
+        assert not open_steps, "paged before the steps ended"
+        assert page.key not in keys, "the same event paged twice"
+        keys.add(page.key)
+        assert page.through_seq > (paged_seq or 0)
+        covered.append((paged_seq or 0, page.through_seq))
+        paged_seq = page.through_seq
+
+    add("incident_opened")
+    for op in ops:
+        if op == "seal":
+            seal()
+        elif op == "intent":
+            open_steps.append(len(actions) + 1)
+            add("intent", step_id=open_steps[-1])
+        elif op in ("applied", "failed") and open_steps:
+            add("outcome", step_id=open_steps.pop(0),
+                detail={"status": op, "level": "L", "error": "e"})
+        elif op == "alert_resolved":
+            add(op, detail={"note": "resolved, containment held"})
+        elif op not in ("applied", "failed"):
+            add(op, detail={})
+    while open_steps:
+        add("outcome", step_id=open_steps.pop(0), detail={"status": "applied", "level": "L"})
+    seal()
+    for r in actions:
+        if r["kind"] in TROUBLE:
+            assert sum(lo < r["seq"] <= hi for lo, hi in covered) == 1, r
+    assert sum(k.endswith("-opened") for k in keys) == (
+        1 if severity == "sev1" or rule_pages or any(a["kind"] in TROUBLE for a in actions)
+        else 0)
