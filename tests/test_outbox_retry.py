@@ -8,6 +8,8 @@ from collections.abc import AsyncIterator
 
 import aiohttp
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from structlog.testing import capture_logs
 
 from responder.cli import main
@@ -86,3 +88,25 @@ def test_backoff_is_capped_and_the_window_is_long_by_default() -> None:
     assert backoff_s(spec, 10_000) == spec.max_backoff_s == 300.0
     assert not gives_up(spec, 10_000, 3600.0)
     assert gives_up(spec, 1, spec.retry_for_s)
+
+
+@settings(max_examples=200, deadline=None)
+@given(outage_s=st.floats(min_value=0, max_value=50_000),
+       retry_for_s=st.floats(min_value=1, max_value=100_000),
+       max_backoff_s=st.floats(min_value=5, max_value=3_600))
+def test_an_outage_shorter_than_the_window_loses_nothing(
+        outage_s: float, retry_for_s: float, max_backoff_s: float) -> None:
+    """A sink down for less than retry_for_s: delivered within max_backoff_s of coming back;
+    down for longer: given up only once the window has passed."""
+    spec = SinkSpec(name="s", kind="file", dir="x", retry_for_s=retry_for_s,
+                    max_backoff_s=max_backoff_s)
+    t, attempts = 0.0, 0
+    while t < outage_s:  # every attempt during the outage fails
+        attempts += 1
+        if gives_up(spec, attempts, t):
+            assert t >= retry_for_s and outage_s > retry_for_s
+            return
+        wait = backoff_s(spec, attempts)
+        assert 0 < wait <= max_backoff_s
+        t += wait
+    assert t <= outage_s + max_backoff_s
