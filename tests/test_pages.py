@@ -253,3 +253,17 @@ def test_every_event_is_paged_once(ops: list[str], severity: str, rule_pages: bo
     assert sum(k.endswith("-opened") for k in keys) == (
         1 if severity == "sev1" or rule_pages or any(a["kind"] in TROUBLE for a in actions)
         else 0)
+
+
+def test_a_rule_may_declare_its_runbook(rules_dir: Path) -> None:
+    """`runbook:` is an optional rule field; the table keeps it for pages and evidence."""
+    from responder.rules.loader import load_rules
+
+    spot = rules_dir / "spot-exchange.yaml"
+    spot.write_text(spot.read_text().replace(
+        "    severity: sev1\n", "    severity: sev1\n"
+        "    runbook: docs/runbooks/spot-exchange.md#31-ledger\n", 1))
+    table = load_rules(rules_dir, resolve_secrets=False)
+    rule = table.rule("ledger-invariant-violation")
+    assert rule is not None and rule.runbook == "docs/runbooks/spot-exchange.md#31-ledger"
+    assert table.rule("split-brain").runbook is None  # type: ignore[union-attr]
