@@ -10,6 +10,7 @@ scope, a tripped guard, or the alert resolving while containment is held.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -138,7 +139,7 @@ def _outcome(r: dict[str, Any]) -> Said | None:
     return None
 
 
-_SAY: dict[str, Any] = {
+_SAY: dict[str, Callable[[dict[str, Any]], Said | None]] = {
     "outcome": _outcome,
     "already_contained": lambda r: (True, f"{_target(r)} already at {r['detail'].get('held')}"),
     "escalation": lambda r: (False, f"escalated to {_target(r)} -> {r['detail'].get('level')}"),
@@ -168,7 +169,7 @@ def _lines(records: list[dict[str, Any]]) -> tuple[list[str], list[str]]:
     not_done: list[str] = []
     for r in records:
         say = _SAY.get(r["kind"])
-        said: Said | None = say(r) if say is not None else None
+        said = say(r) if say is not None else None
         if said is not None:
             (done if said[0] else not_done).append(said[1])
     return done, not_done
