@@ -47,16 +47,25 @@ def pages(receiver: Receiver) -> list[dict[str, Any]]:
     return [p for _, kind, p in receiver.accepted if kind == "page"]
 
 
+SEALED_ALL_SQL = """
+SELECT coalesce(bool_and(e.actions_seq >= r.last), false) AS sealed
+FROM (SELECT incident_id, max(seq) AS last FROM action_log
+      WHERE incident_id IS NOT NULL AND kind <> 'evidence_sealed' GROUP BY incident_id) r
+LEFT JOIN LATERAL (SELECT actions_seq FROM evidence WHERE incident_id = r.incident_id
+                   ORDER BY version DESC LIMIT 1) e ON true
+"""
+
+
 async def settled(daemon: Daemon, database: str) -> None:
-    """Containment ended, every version sealed and every outbox row delivered."""
+    """Containment ended, every incident's records sealed, and every delivery made: no page
+    is owed that has not been sent."""
     await idle(daemon)
 
     async def quiet() -> bool:
-        assert daemon.state is not None and daemon.state.evidence is not None
-        await daemon.state.evidence.flush()
-        rows = await query(database, "SELECT count(*) AS n FROM outbox"
-                                     " WHERE status <> 'delivered'")
-        return bool(rows[0]["n"] == 0)
+        [sealed] = await query(database, SEALED_ALL_SQL)
+        [left] = await query(database, "SELECT count(*) AS n FROM outbox"
+                                        " WHERE status <> 'delivered'")
+        return bool(sealed["sealed"]) and left["n"] == 0
 
     await wait_for(quiet, what="evidence sealed and pages delivered")
 
