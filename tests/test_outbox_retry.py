@@ -17,6 +17,7 @@ from responder.config import SinkSpec
 from responder.evidence.outbox import backoff_s, gives_up
 from tests.conftest import DaemonFactory, fixture_bytes, idle, post_alerts, query, wait_for
 from tests.test_outbox import Receiver, all_delivered, outbox, serve
+from tests.test_pages import SEALED_ALL_SQL
 
 
 @pytest.fixture
@@ -61,8 +62,10 @@ async def test_a_dead_row_is_said_and_sent_again(
         await idle(daemon)
 
         async def all_dead() -> bool:
+            [sealed] = await query(database, SEALED_ALL_SQL)  # no version still to come
             rows = await outbox(database)
-            return bool(rows) and all(r["status"] == "dead" for r in rows)
+            return (bool(sealed["sealed"]) and bool(rows)
+                    and all(r["status"] == "dead" for r in rows))
 
         await wait_for(all_dead, timeout_s=30, what="the deliveries given up on")
     dead = len(await outbox(database))

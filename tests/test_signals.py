@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import json
 import os
 import signal
 import subprocess
@@ -37,6 +39,17 @@ def held_daemon(tmp_path: Path, database: str, rules_dir: Path) -> Proc:
     return Proc(popen, port, log_path)
 
 
+def events(proc: Proc) -> list[dict[str, object]]:
+    """The daemon's JSON log lines so far."""
+    found = []
+    for line in proc.log().splitlines():
+        with contextlib.suppress(ValueError):
+            event = json.loads(line)
+            if isinstance(event, dict):
+                found.append(event)
+    return found
+
+
 async def until_held(proc: Proc) -> None:
     def held() -> bool:
         assert proc.popen.poll() is None, proc.log()
@@ -58,7 +71,8 @@ async def test_sighup_during_start_up_reloads_once_started(
 
     def reloaded() -> bool:
         assert proc.popen.poll() is None, proc.log()
-        return '"rules reloaded"' in proc.log() and '"by": "SIGHUP"' in proc.log()
+        return any(e.get("event") == "rules reloaded" and e.get("by") == "SIGHUP"
+                   for e in events(proc))
 
     await wait_for(reloaded, timeout_s=30, what="the reload asked for during start-up")
     async with http.post(f"http://127.0.0.1:{proc.port}/webhooks/alertmanager",
@@ -79,11 +93,11 @@ async def test_two_sigterms_during_start_up_still_stop_in_order(
     procs.append(proc)
     await until_held(proc)
     proc.popen.send_signal(signal.SIGTERM)
-    await wait_for(lambda: '"stopping"' in proc.log(), what="the first signal taken")
+    await wait_for(lambda: any(e.get("event") == "stopping" for e in events(proc)),
+                   what="the first signal taken")
     proc.popen.send_signal(signal.SIGTERM)
     await wait_for(lambda: "second signal" in proc.log(), what="the second signal taken")
     proc.popen.send_signal(signal.SIGUSR1)
     assert await asyncio.to_thread(proc.popen.wait, 30) == 0, proc.log()
-    log = proc.log()
-    assert "stop requested during start-up" in log
-    assert log.rindex('"stopped"') > log.index("stop requested during start-up")
+    said = [e.get("event") for e in events(proc)]
+    assert said.index("stop requested during start-up; shutting down") < said.index("stopped")
