@@ -5,9 +5,12 @@ from __future__ import annotations
 import json
 
 import aiohttp
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from examples.exchange import Faults
 from responder.daemon import Daemon
+from responder.store.actionlog import ChainAppender, Entry
 from tests.conftest import (
     OPERATOR_TOKEN,
     DaemonFactory,
@@ -84,3 +87,17 @@ async def test_a_refused_release_reaches_the_bundle(
         return any(a["kind"] == "release_failed" for a in actions)
 
     await wait_for(sealed_refusal, what="a version holding the refused release")
+
+
+@settings(max_examples=200, deadline=None)
+@given(entries=st.lists(st.tuples(
+    st.sampled_from(["alert_resolved", "incident_closed", "release_failed", "drift_detected",
+                     "release_requested", "outcome", "evidence_sealed", "mode_changed"]),
+    st.one_of(st.none(), st.integers(min_value=1, max_value=5))), max_size=20))
+def test_every_record_of_an_incident_reaches_its_evidence(
+        entries: list[tuple[str, int | None]]) -> None:
+    """Whatever records a commit holds, the sealer is told of each incident they name (a
+    seal's own record excepted, or sealing would never settle)."""
+    chain = ChainAppender(None, "h", (0, "0" * 64))  # type: ignore[arg-type]  # add() needs no connection
+    chain.add(*(Entry(kind, incident_id=incident) for kind, incident in entries))
+    assert chain.incidents == {i for k, i in entries if i is not None and k != "evidence_sealed"}
