@@ -95,9 +95,10 @@ class Daemon:
     async def run(self) -> None:
         """Start, serve until a signal, shut down.
 
-        The handlers go in before anything starts: a signal during the embedded store's
-        start or the migrations must not get the default action (death, for SIGHUP), but
-        a stop after start-up, or a reload once the table is in force.
+        The handlers go in before anything starts, so that a signal during the embedded
+        store's start or the migrations does not get the default action (death, even for
+        SIGHUP): SIGTERM and SIGINT stop the daemon in order once start-up has ended, and
+        SIGHUP reloads the rules once the first table is in force.
         """
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
