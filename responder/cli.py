@@ -14,6 +14,7 @@ from typing import Any
 from responder import __version__
 from responder.config import Settings, load_settings
 from responder.errors import AuditChainError, ConfigError, ResponderError, RuleError, explain
+from responder.evidence import redrive
 from responder.logging import configure_logging
 from responder.redaction import Redactor
 
@@ -53,6 +54,7 @@ def _parser() -> argparse.ArgumentParser:
     test_rules = sub.add_parser("test-rules", help="run rule fixtures (promtool-style)")
     test_rules.add_argument("files", nargs="+", type=Path)
     _replay_parser(sub)
+    redrive.add_parser(sub)
     rules = sub.add_parser("rules", help="rule bundle signatures (strict mode)")
     rules_sub = rules.add_subparsers(dest="rules_command", required=True)
     sign = rules_sub.add_parser("sign", help="write DIR/bundle.sig, an Ed25519 signature")
@@ -131,6 +133,7 @@ def _dispatch(args: argparse.Namespace) -> int:
         "evidence": _export_evidence,
         "actions": _actions,
         "replay": _replay,
+        "outbox": lambda s, a: redrive.run(s, a, _connect),
     }
     return asyncio.run(online[args.command](settings, args))
 
@@ -155,7 +158,9 @@ def _check_rules(args: argparse.Namespace) -> int:
         packs = settings.rule_packs if args.packs is None else packs
     table = load_rules(rules_dir, resolve_secrets=not args.skip_secrets, packs=packs)
     print(f"{rules_dir}: {len(table.rules)} rules, {len(table.controls)} controls,"
-          f" {len(table.targets)} targets; bundle {table.bundle_hash}")
+          f" {len(table.targets)} targets; bundle {table.bundle_hash}"
+          + ("" if table.signed_hash == table.bundle_hash
+             else f" (in force; signed over every file: {table.signed_hash})"))
     return 0
 
 

@@ -105,7 +105,12 @@ class SinkSpec(BaseModel):
     hmac_secret: SecretStr | None = None
     bundles: bool = True
     pages: bool = False
-    max_attempts: int = Field(default=8, gt=0, le=100)
+    # Retried with backoff (doubling, capped at max_backoff_s) for retry_for_s, 24 h by
+    # default: an ordinary outage of a sink must not lose evidence. Then the row is dead
+    # (logged, counted, alerted on) until `responder outbox retry` sends it again.
+    retry_for_s: float = Field(default=86_400.0, gt=0, le=30 * 86_400.0)
+    max_backoff_s: float = Field(default=300.0, gt=0, le=3_600.0)
+    max_attempts: int | None = Field(default=None, gt=0)  # an optional cap as well
 
     @model_validator(mode="after")
     def _where(self) -> SinkSpec:

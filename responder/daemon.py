@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
-import os
 import signal
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
@@ -16,7 +15,7 @@ import structlog
 from aiohttp import web
 from prometheus_client import CollectorRegistry
 
-from responder import __version__
+from responder import __version__, failpoints
 from responder.actions.admin_http import AdminClient
 from responder.app import build_app
 from responder.auth import Principals, Role, TokenSet, token_sha256
@@ -80,6 +79,7 @@ class Daemon:
         self.metrics = Metrics(registry)
         self.redactor = redactor or Redactor(settings.secret_values())
         self.should_exit = asyncio.Event()
+        self.should_hurry = asyncio.Event()
         self._reload_requested = asyncio.Event()
         self.state: DaemonState | None = None
         self.port: int | None = None
@@ -93,24 +93,38 @@ class Daemon:
         self.replica_id = ""
 
     async def run(self) -> None:
-        """Start, serve until a signal, shut down."""
-        await self.start()
+        """Start, serve until a signal, shut down.
+
+        The handlers go in before anything starts, so that a signal during the embedded
+        store's start or the migrations does not get the default action (death, even for
+        SIGHUP): SIGTERM and SIGINT stop the daemon in order once start-up has ended, and
+        SIGHUP reloads the rules once the first table is in force.
+        """
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self.handle_exit, sig)
         loop.add_signal_handler(signal.SIGHUP, self._reload_requested.set)
-        self._spawn(self._reload_on_signal(), "reload-on-sighup")
         try:
-            await self.should_exit.wait()
+            await self.start()
+            if self.should_exit.is_set():
+                log.info("stop requested during start-up; shutting down")
+            else:
+                self._spawn(self._reload_on_signal(), "reload-on-sighup")
+                await self.should_exit.wait()
         finally:
             await self.shutdown()
 
     def handle_exit(self, sig: int) -> None:
-        """Signal handler: only changes state. A second signal forces exit."""
+        """Signal handler: only changes state. A second signal hurries the shutdown: work
+        in flight is cancelled at once (it resumes at the next start), but the ordered
+        steps after it still run, so nothing recorded is cut off half-written."""
+        name = signal.Signals(sig).name
         if self.should_exit.is_set():
-            log.warning("second signal: forcing exit", signal=signal.Signals(sig).name)
-            os._exit(1)
-        log.info("stopping", signal=signal.Signals(sig).name)
+            log.warning("second signal: cancelling in-flight work now; shutdown continues in"
+                        " order", signal=name)
+            self.should_hurry.set()
+            return
+        log.info("stopping", signal=name)
         self.should_exit.set()
 
     async def start(self) -> None:
@@ -123,13 +137,15 @@ class Daemon:
         # Released last: the name stays held until this process has stopped claiming.
         self._stack.push_async_callback(identity.release)
         self._spawn(identity.keep(), "identity")
-        writer = Writer(pool, self._rules_hash, max_pending=s.intake_queue_max)
+        writer = Writer(pool, self._rules_hash, max_pending=s.intake_queue_max,
+                        signed_hash=lambda: self._rules().signed_hash)
         self._spawn(writer.run(), "writer", stop=lambda t: self._stop_writer(writer, t))
         client = AdminClient(self.metrics, self.redactor)
         await client.start()
         self._stack.push_async_callback(client.close)
         modes = await self._load_modes(pool)
         evidence, outbox = self._evidence(pool, writer)
+        writer.changed = evidence.touch
         executor = Executor(pool, writer, self._rules, client, self.metrics,
                             deadline_s=s.step_deadline_s, read_back_s=s.read_back_deadline_s,
                             changed=evidence.touch, replica=self.replica_id,
@@ -166,7 +182,8 @@ class Daemon:
             log.warning("no webhook tokens configured: every webhook will be refused")
         log.info("listening", version=__version__, address=f"{s.host}:{self.port}",
                  replica=self.replica_id,
-                 rules=len(rules.rules), rules_hash=rules.bundle_hash, resumed=resumed)
+                 rules=len(rules.rules), rules_hash=rules.bundle_hash,
+                 rules_signed_hash=rules.signed_hash, resumed=resumed)
 
     def _leader(self, role: str, work: Callable[[], Coroutine[Any, Any, None]]) -> LeaderLoop:
         """Work that runs on one replica at a time (see store/leader.py)."""
@@ -187,6 +204,7 @@ class Daemon:
         self._dsn = await resolve_dsn(self.settings)
         pool: asyncpg.Pool = await create_pool(self._dsn)
         self._stack.push_async_callback(self._close_pool, pool)
+        await failpoints.hold(failpoints.START_BEFORE_MIGRATE)
         applied = await migrate(pool)
         if applied:
             log.info("migrations applied", versions=applied)
@@ -276,7 +294,7 @@ class Daemon:
             self.metrics.draining.set(1)
             # 2. Let in-flight containment finish within the deadline.
             # 3. Cancel the rest; they stay pending in the store and resume at next start.
-            cancelled = await state.executor.drain(self.settings.shutdown_deadline_s)
+            cancelled = await self._drain(state)
             if cancelled:
                 log.warning("shutdown deadline passed; cancelled, will resume at next start",
                             tasks=cancelled)
@@ -293,6 +311,21 @@ class Daemon:
         # 5. Close the HTTP site, flush queued writes (bounded), then the pool.
         await self._stack.aclose()
         log.info("stopped")
+
+    async def _drain(self, state: DaemonState) -> list[str]:
+        """executor.drain under the deadline, cut to nothing by a second signal."""
+        deadline_s = 0.0 if self.should_hurry.is_set() else self.settings.shutdown_deadline_s
+        drain = asyncio.create_task(state.executor.drain(deadline_s), name="drain")
+        hurry = asyncio.create_task(self.should_hurry.wait(), name="hurry")
+        await asyncio.wait({drain, hurry}, return_when=asyncio.FIRST_COMPLETED)
+        hurry.cancel()
+        if drain.done():
+            return drain.result()
+        # Stop waiting (the in-flight tasks are not the drain's own), then cancel them now.
+        drain.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await drain
+        return await state.executor.drain(0.0)
 
     async def reload(self, by: str) -> RuleTable:
         """Load the rule table again; on any problem keep the last good one and raise."""

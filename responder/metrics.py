@@ -72,6 +72,9 @@ class Metrics:
                                   ["sink", "outcome"], registry=r)
         self.outbox_backlog = Gauge("responder_outbox_backlog", "Undelivered outbox rows",
                                     ["sink"], registry=r)
+        self.outbox_dead = Gauge("responder_outbox_dead",
+                                 "Outbox rows given up on, waiting for `responder outbox retry`",
+                                 ["sink"], registry=r)
         self.kafka_lag = Gauge("responder_kafka_lag", "Messages behind on the alerts topic",
                                ["partition"], registry=r)
         self.kafka_metrics_lag = Gauge("responder_kafka_metrics_lag",

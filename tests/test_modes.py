@@ -83,7 +83,9 @@ async def test_dry_run_records_what_it_would_do(make_daemon: DaemonFactory, exch
     would = await records(database, "would_act")
     assert [(w["control"], w["detail"]["level"], w["detail"]["effect"]) for w in would] == [
         ("withdrawals", "HALTED", "dry_run"), ("symbol-mode", "CANCEL_ONLY", "dry_run")]
-    assert would[1]["detail"]["request"]["path"] == "/admin/symbols/BTC-USD/mode"
+    assert would[1]["detail"]["request"] == {"method": "PUT", "target": "exchange",
+                                             "path": "/admin/symbols/BTC-USD/mode",
+                                             "body": {"mode": "CANCEL_ONLY"}}
     assert "intent" not in await log_kinds(database)
 
 

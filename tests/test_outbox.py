@@ -126,7 +126,7 @@ async def test_sev1_containment_pages_with_a_readable_summary(
     text = pages[0]["text"]
     assert text.startswith("[SEV1] ledger-invariant-violation (symbol=BTC-USD)")
     assert "withdrawals=HALTED" in text and "symbol-mode[BTC-USD]=CANCEL_ONLY" in text
-    assert "/v1/incidents/1" in text
+    assert "Incident: http://" in text and text.endswith("/incidents/1")
 
 
 async def test_a_dead_delivery_is_paged(make_daemon: DaemonFactory,

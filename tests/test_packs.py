@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from responder.errors import RuleError
-from responder.evidence.outbox import _page_reasons
+from responder.evidence.pages import next_page
 from responder.rules.loader import load_rules
 from responder.rules.signing import keygen, sign
 
@@ -66,8 +66,10 @@ def test_the_signature_covers_disabled_packs(tmp_path: Path) -> None:
 
 def test_a_paging_rule_pages_without_containment() -> None:
     """A rule with page: true pages on its first bundle even though nothing was applied."""
-    bundle = {"incident": {"severity": "sev2"}, "actions": [],
-              "rule": {"id": "api-5xx-sustained", "page": True}}
-    assert _page_reasons(7, bundle) == [("rule_pages", "page-7-opened")]
+    bundle = {"incident": {"id": 7, "severity": "sev2", "rule_id": "api-5xx-sustained",
+                           "scope": "", "correlation_id": None},
+              "actions": [], "alerts": [], "rule": {"id": "api-5xx-sustained", "page": True}}
+    page = next_page(bundle, None, "")
+    assert page is not None and (page.event, page.key) == ("opened", "page-7-opened")
     bundle["rule"] = {"id": "api-throttles", "page": False}
-    assert _page_reasons(7, json.loads(json.dumps(bundle))) == []
+    assert next_page(json.loads(json.dumps(bundle)), None, "") is None

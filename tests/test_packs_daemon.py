@@ -75,7 +75,7 @@ async def test_leakage_denies_retrieval_and_keeps_the_policy_bundle_hash(
     assert snapshot["name"] == "policy-bundle" and snapshot["ok"]
     assert "sha256:5f1c0e3a" in snapshot["result"]["body"]
     await wait_for(lambda: bool(pages(pager)), what="a page")
-    assert [p["reason"] for p in pages(pager)] == ["sev1_contained"]
+    assert [p["reason"] for p in pages(pager)] == ["opened"]
 
 
 async def test_a_paging_rule_pages_with_no_containment(
@@ -91,7 +91,7 @@ async def test_a_paging_rule_pages_with_no_containment(
     await wait_for(lambda: bool(pages(pager)), what="a page")
     assert sim.calls == []
     assert [(p["reason"], p["summary"].split(" ")[1]) for p in pages(pager)] == [
-        ("rule_pages", "api-5xx-sustained")]
+        ("opened", "api-5xx-sustained")]
 
 
 async def test_tenant_mismatch_keeps_the_edge_fail_closed(

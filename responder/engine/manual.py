@@ -158,10 +158,11 @@ async def apply_manual(state: DaemonState, change: ManualChange) -> dict[str, An
                     key=key, detail={**outcome, "error": message})))
                 raise ManualRefused(502, "target_failed", message)
         state.metrics.actions.labels(control.name, change.kind).inc()
-        await state.writer.submit(_set_level(control, key, change, incident_id,
-                                             {**outcome, "verified": verified}, verified))
-    if incident_id is not None and state.evidence is not None:
-        state.evidence.touch({incident_id})
+        closed = await state.writer.submit(_set_level(control, key, change, incident_id,
+                                                      {**outcome, "verified": verified},
+                                                      verified))
+    if state.evidence is not None:
+        state.evidence.touch(closed | ({incident_id} if incident_id is not None else set()))
     return {"control": control.name, "key": key or UNKEYED, "from": current,
             "level": change.to_level, "by": change.principal.name}
 
@@ -264,7 +265,9 @@ def _append(entry: Entry) -> Any:
 
 def _set_level(control: Control, key: str, change: ManualChange, incident_id: int | None,
                detail: Mapping[str, object], verified: bool | None) -> Any:
-    async def unit(conn: Conn, chain: ChainAppender) -> None:
+    async def unit(conn: Conn, chain: ChainAppender) -> set[int]:
+        """The incidents this change closed (their bundles change too)."""
+        closed: list[Any] = []
         await conn.execute(SET_SQL, control.name, key, change.to_level,
                            control.rank(change.to_level), incident_id, change.principal.name,
                            "release" if change.kind == "release" else "manual", change.reason,
@@ -279,6 +282,7 @@ def _set_level(control: Control, key: str, change: ManualChange, incident_id: in
                 chain.add(Entry("incident_closed", incident_id=row["id"],
                                 detail={"by": change.principal.name, "reason": "released",
                                         "ticket": change.ticket}))
+        return {row["id"] for row in closed}
 
     return unit
 

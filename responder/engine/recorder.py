@@ -267,8 +267,12 @@ class _Outcome:
             chain.after_commit(functools.partial(_count_match, job.metrics, d.rule.id,
                                                  d.action))
             if d.action == "resolve":
-                entries.append(_resolved_entry(alert, d, self.resolved.get((d.rule.id, d.scope)),
-                                               self.still_open.get((d.rule.id, d.scope))))
+                resolved = _resolved_entry(alert, d, self.resolved.get((d.rule.id, d.scope)),
+                                           self.still_open.get((d.rule.id, d.scope)))
+                entries.append(resolved)
+                if resolved.incident_id is not None:
+                    # Every change to an incident reaches its bundle: seal it again.
+                    result.incidents.add(resolved.incident_id)
                 continue
             if (d.rule.id, d.scope) not in self.incidents:
                 raise IncidentRace(f"incident {d.rule.id} {d.scope} opened concurrently")
@@ -366,14 +370,14 @@ def _not_acting(d: Decision, incident_id: int, job: RecordAlerts,
     entries = []
     for p in d.steps:
         control = p.step.control
-        path, _ = control.render(p.key, p.step.level)
+        path, body = control.render(p.key, p.step.level)
         entries.append(Entry("would_act", incident_id=incident_id, rule_id=d.rule.id,
                              control=control.name, key=p.key,
                              detail={"effect": d.effect, "kind": p.kind,
                                      "level": p.step.level,
                                      "request": {"method": control.method,
                                                  "target": control.target.name,
-                                                 "path": path}}))
+                                                 "path": path, "body": body}}))
     return entries
 
 
@@ -410,8 +414,8 @@ def step_entry(planned: PlannedStep, ins: Inserted) -> Entry | None:
     """The intent for an inserted step, 'already contained' for a held one, else nothing."""
     if ins.row is not None:
         control = planned.step.control
-        path, _ = control.render(ins.row.key, ins.row.level)
-        return intent_entry(ins.row, control.method, control.target.name, path)
+        path, body = control.render(ins.row.key, ins.row.level)
+        return intent_entry(ins.row, control.method, control.target.name, path, body)
     if ins.held_level is not None:
         return held_entry(ins.step, ins.held_level)
     return None

@@ -110,12 +110,14 @@ def _content(incident: asyncpg.Record, table: RuleTable, alerts: list[asyncpg.Re
                      if incident["resolved_at"] else None},
         "rules_hash_at_open": incident["rules_hash"],
         "rules_hash_now": table.bundle_hash,
+        "rules_signed_hash_now": table.signed_hash,
         "rule": None if rule is None else {
             "id": rule.id, "description": rule.description, "severity": rule.severity,
             "match": [str(m) for m in rule.matchers], "file": rule.file, "line": rule.line,
             "steps": [s.describe() for s in rule.steps],
             "on_failure": rule.on_failure.describe() if rule.on_failure else None,
             "page": rule.page,
+            "runbook": rule.runbook,
         },
         "alerts": [{"inbox_id": a["id"], "received_at": a["received_at"].isoformat(),
                     "deliveries": a["deliveries"], "alert": json.loads(a["alert"])}
@@ -138,16 +140,16 @@ FROM unnest($1::bigint[]) AS l(id)
 
 LAST_SQL = """
 SELECT DISTINCT ON (incident_id) incident_id, version, digest, content_digest, actions_seq,
-       built_at
+       built_at, paged_seq
 FROM evidence WHERE incident_id = ANY($1::bigint[])
 ORDER BY incident_id, version DESC
 """
 
 INSERT_SQL = """
 INSERT INTO evidence (incident_id, version, digest, content_digest, prev_digest, body,
-                      actions_seq, built_at)
+                      actions_seq, built_at, paged_seq)
 SELECT * FROM unnest($1::bigint[], $2::int[], $3::text[], $4::text[], $5::text[], $6::text[],
-                     $7::bigint[], $8::timestamptz[])
+                     $7::bigint[], $8::timestamptz[], $9::bigint[])
 """
 
 BUILT_AT_SQL = "SELECT clock_timestamp()"
@@ -219,7 +221,8 @@ async def _seal_round(conn: Conn, chain: ChainAppender,
     last = {r["incident_id"]: r for r in rows_last}
     host = socket.gethostname()
     results: list[dict[str, Any] | None] = []
-    rows: list[tuple[int, int, str, str, str | None, str, int, datetime | None]] = []
+    rows: list[tuple[int, int, str, str, str | None, str, int, datetime | None,
+                     int | None]] = []
     deliveries: list[OutboxRow] = []
     for s in seals:
         content_digest = digest_of(canonical(_news(s.content)))
@@ -243,13 +246,15 @@ async def _seal_round(conn: Conn, chain: ChainAppender,
                   "responder": {"version": __version__, "host": host}, **s.content}
         body = canonical(bundle)
         digest = digest_of(body)
+        sealed_rows, paged_seq = outbox_rows(s.incident_id, version, digest, bundle, s.sinks,
+                                             s.link, None if prior is None
+                                             else prior["paged_seq"])
+        deliveries += sealed_rows
         rows.append((s.incident_id, version, digest, content_digest, prev, body, actions_seq,
-                     s.built_at))
+                     s.built_at, paged_seq))
         chain.add(Entry("evidence_sealed", incident_id=s.incident_id,
                         correlation_id=s.content["incident"]["correlation_id"],
                         detail={"version": version, "digest": digest, "prev_digest": prev}))
-        deliveries += outbox_rows(s.incident_id, version, digest, bundle, s.sinks,
-                                  f"{s.link}/v1/incidents/{s.incident_id}" if s.link else "")
         if s.sealed is not None:
             chain.after_commit(s.sealed)
         results.append({"version": version, "digest": digest})

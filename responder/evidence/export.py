@@ -55,7 +55,11 @@ def export(sealed: Sealed, out_dir: Path) -> Path:
 def verify(archive: Path) -> Sealed:
     """Check the archive against its .sha256 and the bundle against its manifest."""
     checksum = archive.with_name(archive.name + ".sha256")
-    data = archive.read_bytes()
+    try:
+        data = archive.read_bytes()
+    except OSError as e:
+        # Not evidence that fails to verify: a plain error (main() prints one line).
+        raise ResponderError(f"cannot read {archive}: {e.strerror}") from e
     if checksum.is_file():
         expected = checksum.read_text().split()[0]
         if hashlib.sha256(data).hexdigest() != expected:

@@ -1,6 +1,8 @@
 """The transactional outbox: deliveries written with the change they announce, then sent
-until each sink has taken them, with backoff; after a sink's last attempt a row is dead
-and that is paged through the other paging sinks.
+until each sink has taken them, with capped backoff, for the sink's ``retry_for_s`` (hours).
+After that a row is dead: logged at error level, counted in ``responder_outbox_dead``,
+alerted on, and paged through the other paging sinks, until ``responder outbox retry``
+(evidence/redrive.py) sends it again.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import asyncpg
 import structlog
 
 from responder.config import SinkSpec
+from responder.evidence.pages import incident_link, next_page
 from responder.evidence.sinks import DeliveryError, Sink
 from responder.metrics import Metrics
 from responder.store.db import UNAVAILABLE, Conn
@@ -33,7 +36,8 @@ UPDATE outbox SET next_attempt_at = now() + make_interval(secs => $2),
                   attempts = attempts + 1
 WHERE id IN (SELECT id FROM outbox WHERE status = 'pending' AND next_attempt_at <= now()
              ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED)
-RETURNING id, incident_id, sink, kind, idempotency_key, payload, attempts
+RETURNING id, incident_id, sink, kind, idempotency_key, payload, attempts,
+          extract(epoch FROM now() - coalesce(retry_since, created_at)) AS trying_s
 """
 
 LEASE_S = 30.0
@@ -57,9 +61,11 @@ OutboxRow = tuple[int, str, str, str, str]
 
 
 def outbox_rows(incident_id: int, version: int, digest: str, bundle: dict[str, Any],
-                sinks: Sequence[SinkSpec], link: str) -> list[OutboxRow]:
-    """Outbox rows for a newly sealed version: the bundle for bundle sinks, and pages."""
-    text = summary(bundle, link)
+                sinks: Sequence[SinkSpec], base_url: str,
+                paged_seq: int | None = None) -> tuple[list[OutboxRow], int | None]:
+    """Outbox rows for a newly sealed version: the bundle for bundle sinks, and the page it
+    owes (at most one); and the last record paged so far, for the version to keep."""
+    text = summary(bundle, incident_link(base_url, incident_id))
     rows: list[OutboxRow] = []
     for sink in sinks:
         if sink.bundles:
@@ -68,36 +74,20 @@ def outbox_rows(incident_id: int, version: int, digest: str, bundle: dict[str, A
                          json.dumps({"kind": "bundle", "incident_id": incident_id,
                                      "version": version, "digest": digest, "summary": text,
                                      "bundle": bundle})))
-    for reason, key in _page_reasons(incident_id, bundle):
-        for sink in sinks:
-            if sink.pages:
-                rows.append((incident_id, sink.name, "page", f"{key}-{sink.name}",
-                             json.dumps({"kind": "page", "reason": reason,
-                                         "incident_id": incident_id, "digest": digest,
-                                         "correlation_id": bundle["incident"].get(
-                                             "correlation_id"),
-                                         "summary": text, "link": link})))
-    return rows
+    page = next_page(bundle, paged_seq, base_url)
+    if page is None:
+        return rows, paged_seq
+    payload = json.dumps(page.payload(incident_id, digest,
+                                      bundle["incident"].get("correlation_id")))
+    rows += [(incident_id, sink.name, "page", f"{page.key}-{sink.name}", payload)
+             for sink in sinks if sink.pages]
+    return rows, page.through_seq
 
 
 async def enqueue_rows(conn: Conn, rows: Sequence[OutboxRow]) -> None:
     """Write outbox rows, however many, in one statement; a key already there is kept."""
     if rows:
         await conn.execute(ENQUEUE_SQL, *[list(c) for c in zip(*rows, strict=True)])
-
-
-def _page_reasons(incident_id: int, bundle: dict[str, Any]) -> list[tuple[str, str]]:
-    reasons = []
-    applied = any(a["kind"] == "outcome" and a["detail"].get("status") == "applied"
-                  for a in bundle["actions"])
-    if bundle["incident"]["severity"] == "sev1" and applied:
-        reasons.append(("sev1_contained", f"page-{incident_id}-contained"))
-    if (bundle.get("rule") or {}).get("page"):
-        reasons.append(("rule_pages", f"page-{incident_id}-opened"))
-    for a in bundle["actions"]:
-        if a["kind"] == "containment_failed":
-            reasons.append(("containment_failed", f"page-{incident_id}-failed-{a['seq']}"))
-    return reasons
 
 
 class OutboxWorker:
@@ -143,12 +133,12 @@ class OutboxWorker:
         sink = self._sinks.get(row["sink"])
         spec = self._specs.get(row["sink"])
         if sink is None or spec is None:
-            await self._failed(row, f"sink {row['sink']} is no longer configured", 1)
+            await self._failed(row, f"sink {row['sink']} is no longer configured", None)
             return False
         try:
             await sink.deliver(row["idempotency_key"], row["kind"], json.loads(row["payload"]))
         except DeliveryError as e:
-            await self._failed(row, str(e), spec.max_attempts)
+            await self._failed(row, str(e), spec)
             return False
         async with self._pool.acquire() as conn:
             await conn.execute("UPDATE outbox SET status = 'delivered', delivered_at = now(),"
@@ -156,21 +146,27 @@ class OutboxWorker:
         self._metrics.deliveries.labels(row["sink"], "delivered").inc()
         return True
 
-    async def _failed(self, row: asyncpg.Record, error: str, max_attempts: int) -> None:
+    async def _failed(self, row: asyncpg.Record, error: str, spec: SinkSpec | None) -> None:
         self._metrics.deliveries.labels(row["sink"], "failed").inc()
-        if row["attempts"] < max_attempts:
-            backoff = timedelta(seconds=min(300.0, 0.5 * 2 ** (row["attempts"] - 1)))
+        if spec is not None and not gives_up(spec, row["attempts"], float(row["trying_s"])):
+            if row["attempts"] == 1:
+                log.warning("delivery failed; retrying with backoff", sink=row["sink"],
+                            key=row["idempotency_key"], error=error,
+                            retry_for_s=spec.retry_for_s)
+            backoff = timedelta(seconds=backoff_s(spec, row["attempts"]))
             async with self._pool.acquire() as conn:
                 await conn.execute("UPDATE outbox SET next_attempt_at = now() + $2,"
                                    " last_error = $3 WHERE id = $1", row["id"], backoff, error)
             return
-        log.error("delivery dead after its last attempt; paging", sink=row["sink"],
-                  key=row["idempotency_key"], error=error)
+        log.error("delivery dead after retrying; `responder outbox retry` sends it again",
+                  sink=row["sink"], key=row["idempotency_key"], attempts=row["attempts"],
+                  error=error)
         self._metrics.deliveries.labels(row["sink"], "dead").inc()
         payload = json.dumps({"kind": "page", "reason": "dead_delivery",
                               "incident_id": row["incident_id"], "sink": row["sink"],
                               "summary": f"delivery {row['idempotency_key']} to {row['sink']}"
-                                         f" is dead after {row['attempts']} attempts: {error}",
+                                         f" is dead after {row['attempts']} attempts: {error}."
+                                         " Send it again with `responder outbox retry`.",
                               "link": ""})
         pages = [s for s in self._specs.values() if s.pages and s.name != row["sink"]]
         async with self._pool.acquire() as conn, conn.transaction():
@@ -184,8 +180,20 @@ class OutboxWorker:
 
     async def _update_backlog(self) -> None:
         async with self._pool.acquire() as conn:
-            rows = await conn.fetch("SELECT sink, count(*) AS n FROM outbox"
-                                    " WHERE status = 'pending' GROUP BY sink")
-        counts = {r["sink"]: r["n"] for r in rows}
-        for name in self._specs:
-            self._metrics.outbox_backlog.labels(name).set(counts.get(name, 0))
+            rows = await conn.fetch("SELECT sink, status, count(*) AS n FROM outbox"
+                                    " WHERE status IN ('pending', 'dead') GROUP BY sink, status")
+        counts = {(r["sink"], r["status"]): r["n"] for r in rows}
+        for name in self._specs | {sink: None for sink, _ in counts}:
+            self._metrics.outbox_backlog.labels(name).set(counts.get((name, "pending"), 0))
+            self._metrics.outbox_dead.labels(name).set(counts.get((name, "dead"), 0))
+
+
+def gives_up(spec: SinkSpec, attempts: int, trying_s: float) -> bool:
+    """Whether a row that just failed is dead: retried for retry_for_s, or out of attempts."""
+    return trying_s >= spec.retry_for_s or (spec.max_attempts is not None
+                                            and attempts >= spec.max_attempts)
+
+
+def backoff_s(spec: SinkSpec, attempts: int) -> float:
+    """Wait before the next attempt: 0.5 s doubling per attempt, capped at max_backoff_s."""
+    return min(spec.max_backoff_s, 0.5 * 2.0 ** min(attempts - 1, 30))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import os
 import re
@@ -94,9 +95,9 @@ def load_rules(
     files = rule_files(rules_dir)
     if not files:
         raise RuleError([RuleProblem(str(rules_dir), 0, "no rule files (*.yaml) found")])
-    digest = bundle_hash(rules_dir, files)
+    digest = signed = bundle_hash(rules_dir, files)
     if public_keys is not None:
-        verify(rules_dir, digest, public_keys)
+        verify(rules_dir, signed, public_keys)
     problems: list[RuleProblem] = []
     sources = [_parse_file(path, problems) for path in files]
     if problems:
@@ -110,7 +111,7 @@ def load_rules(
     )
     if problems or table is None:
         raise RuleError(problems)
-    return table
+    return dataclasses.replace(table, signed_hash=signed)
 
 
 def _enabled(rules_dir: Path, sources: list[_Source], files: list[Path],
@@ -410,7 +411,7 @@ class _Compiler:
                     on_unknown or on_failure, src.path, line_of(src.raw, loc), spec.mode,
                     spec.storm.max_incidents if spec.storm else None, storm_step,
                     *self._evidence(src, loc, spec), page=spec.page,
-                    metric=metric)
+                    metric=metric, runbook=spec.runbook)
 
     def _matchers(self, src: _Source, loc: Loc, texts: Sequence[str]) -> list[Matcher]:
         matchers: list[Matcher] = []

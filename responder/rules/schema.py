@@ -177,6 +177,9 @@ class RuleSpec(_Spec):
     evidence: EvidenceSpec | None = None
     # Page a person for every new incident of this rule, containment or not.
     page: bool = False
+    # The runbook a page and the incident page link to: a URL, or a path in this repository.
+    runbook: str | None = Field(default=None, min_length=1, max_length=2000,
+                                pattern=r"^[^\s<>\"]+$")
 
     @model_validator(mode="after")
     def _alert_or_metric(self) -> RuleSpec:

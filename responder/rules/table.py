@@ -198,6 +198,8 @@ class Rule:
     """Calls to targets whose answers go into the evidence."""
     page: bool = False
     """Page for every new incident, not only for a SEV1 containment or a failure."""
+    runbook: str | None = None
+    """The rule's runbook link (URL or repository path), for pages and the incident page."""
     metric: MetricCondition | None = None
     """Set for a metric rule: it matches only the internal alerts its condition raises."""
     group_by: tuple[str, ...] = ()
@@ -225,6 +227,9 @@ class RuleTable:
     """The unmatched policy: an incident (and page) for an unmatched alert that looks SEV1."""
     sev1_when: tuple[tuple[Matcher, ...], ...] = field(default_factory=default_sev1_when)
     """Matcher groups, any one of which makes an alert look like SEV1."""
+    signed_hash: str = ""
+    """The hash over every rule file, enabled pack or not: what `rules sign` signs. It
+    equals bundle_hash unless packs leave files out; records carry both."""
     _alert_rules: tuple[Rule, ...] = field(init=False, repr=False, compare=False)
     _by_alertname: Mapping[str, Rule] = field(init=False, repr=False, compare=False)
 

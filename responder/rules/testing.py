@@ -27,7 +27,7 @@ from responder.engine.policy import Policy
 from responder.engine.thresholds import Evaluator, Sample
 from responder.errors import RuleError, RuleProblem
 from responder.model import Alert
-from responder.rules.loader import load_rules
+from responder.rules.loader import line_of, load_rules
 from responder.rules.schema import METRIC_NAME, duration_s
 from responder.rules.table import RuleTable
 
@@ -250,12 +250,16 @@ def _apply(target: RecordingTarget, d: Decision) -> None:
 
 def run_file(path: Path, env: dict[str, str] | None = None) -> tuple[int, int, list[str]]:
     """(passed, failed, report lines) for one fixture file."""
+    text = path.read_text()
     try:
-        fixture = Fixture.model_validate(YAML(typ="safe").load(path.read_text()))
+        fixture = Fixture.model_validate(YAML(typ="safe").load(text))
     except ValidationError as e:
         err = e.errors()[0]
-        raise RuleError([RuleProblem(str(path), 0, f"{'.'.join(map(str, err['loc']))}:"
-                                                   f" {err['msg']}")]) from e
+        # The round-trip loader keeps positions: the line of the deepest node the error
+        # names, or of its parent when a required key is missing.
+        line = line_of(YAML(typ="rt").load(text), err["loc"])
+        raise RuleError([RuleProblem(str(path), line, f"fixture: {'.'.join(map(str, err['loc']))}:"
+                                                      f" {err['msg']}")]) from e
     table = load_rules((path.parent / fixture.rules_dir).resolve(), env=env,
                        resolve_secrets=False, packs=fixture.packs)
     passed, failed, report = 0, 0, []

@@ -66,12 +66,17 @@ class ChainAppender:
     violation and the writer retries from the real head: optimistic, with no lock held.
     """
 
-    def __init__(self, conn: Conn, rules_hash: str, head: tuple[int, str]) -> None:
+    def __init__(self, conn: Conn, rules_hash: str, head: tuple[int, str],
+                 signed_hash: str = "") -> None:
         self.conn = conn
         self.rules_hash = rules_hash
+        # What `rules sign` signed (every file); differs from rules_hash when packs are off.
+        self.signed_hash = signed_hash
         self.head = head
         self._rows: list[tuple[Any, ...]] = []
         self.commit_hooks: list[Callable[[], None]] = []
+        self.incidents: set[int] = set()
+        """Incidents these entries changed (a seal itself is no change to seal again)."""
 
     def after_commit(self, hook: Callable[[], None]) -> None:
         """Run hook (a metric, a log line) only once the entries are committed, so a batch
@@ -84,11 +89,14 @@ class ChainAppender:
         at = datetime.now(UTC)
         for entry in entries:
             seq += 1
+            if entry.incident_id is not None and entry.kind != "evidence_sealed":
+                self.incidents.add(entry.incident_id)
             record = {
                 "seq": seq,
                 "at": at.isoformat(),
                 "kind": entry.kind,
                 "rules_hash": self.rules_hash,
+                **({"rules_signed_hash": self.signed_hash} if self.signed_hash else {}),
                 **{f: getattr(entry, f) for f in INDEXED},
                 "detail": dict(entry.detail or {}),
             }

@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from responder.store.actionlog import ChainAppender, Entry
 from responder.store.db import Conn
@@ -121,13 +122,15 @@ async def insert_steps(conn: Conn, wanted: Sequence[NewStep]) -> list[Inserted]:
     return out
 
 
-def intent_entry(row: StepRow, method: str, target: str, path: str) -> Entry:
+def intent_entry(row: StepRow, method: str, target: str, path: str,
+                 body: Any = None) -> Entry:
     return Entry("intent", incident_id=row.incident_id, rule_id=row.rule_id,
                  control=row.control, key=row.key, step_id=row.id,
                  correlation_id=row.correlation_id,
                  detail={"kind": row.kind, "level": row.level,
                          "idempotency_key": row.idempotency_key,
-                         "request": {"method": method, "target": target, "path": path}})
+                         "request": {"method": method, "target": target, "path": path,
+                                     "body": body}})
 
 
 def held_entry(step: NewStep, held_level: str) -> Entry:

@@ -41,9 +41,14 @@ class Writer:
     """Serialises durable writes through batched transactions."""
 
     def __init__(self, pool: asyncpg.Pool, rules_hash: Callable[[], str], *,
-                 max_pending: int = 10_000, max_batch: int = 256) -> None:
+                 max_pending: int = 10_000, max_batch: int = 256,
+                 signed_hash: Callable[[], str] | None = None) -> None:
         self._pool = pool
         self._rules_hash = rules_hash
+        self._signed_hash = signed_hash or (lambda: "")
+        self.changed: Callable[[set[int]], None] | None = None
+        """Told, after each commit, which incidents its records changed: every change to
+        an incident reaches its evidence, whichever path wrote it."""
         self._queue: asyncio.Queue[_Item | None] = asyncio.Queue(maxsize=max_pending)
         self._max_batch = max_batch
         self._head: tuple[int, str] | None = None
@@ -155,7 +160,8 @@ class Writer:
             if self._head is None:
                 self._head = await read_head(conn)
             async with conn.transaction():
-                chain = ChainAppender(conn, self._rules_hash(), self._head)
+                chain = ChainAppender(conn, self._rules_hash(), self._head,
+                                      self._signed_hash())
                 for group in _groups(batch):
                     units = [unit for unit, _ in group]
                     run_many = getattr(type(units[0]), "run_many", None)
@@ -184,6 +190,11 @@ class Writer:
             try:
                 hook()
             except Exception:  # a metric or log line must never undo a commit
+                log.exception("after-commit hook failed")
+        if self.changed is not None and chain.incidents:
+            try:
+                self.changed(chain.incidents)
+            except Exception:
                 log.exception("after-commit hook failed")
         return results
 
