@@ -136,6 +136,10 @@ class Settings(BaseSettings):
     principals: list[PrincipalSpec] = Field(default_factory=list)
     principals_file: Path | None = None
     max_body_bytes: int = Field(default=1_048_576, gt=0, le=64 * 1_048_576)
+    # A request's headers must arrive within this (also the idle keep-alive timeout), and
+    # connections over the cap are answered 503: slow clients cannot hold every descriptor.
+    http_header_timeout_s: float = Field(default=10.0, gt=0, le=300)
+    http_max_connections: int = Field(default=512, gt=0)
     step_deadline_s: float = Field(default=30.0, gt=0)
     shutdown_deadline_s: float = Field(default=10.0, gt=0)
     sweep_interval_s: float = Field(default=5.0, gt=0)

@@ -13,6 +13,9 @@ class Metrics:
         r = self.registry
         self.requests = Counter("responder_http_requests", "HTTP requests by route and status",
                                 ["route", "code"], registry=r)
+        self.connections_refused = Counter("responder_http_connections_refused",
+                                           "Connections answered 503 and closed: over"
+                                           " RESPONDER_HTTP_MAX_CONNECTIONS", registry=r)
         self.rejected = Counter("responder_intake_rejected",
                                 "Webhook requests refused, by reason", ["source", "reason"],
                                 registry=r)
