@@ -18,9 +18,11 @@ URL_CREDENTIALS = re.compile(r"(?<=://)[^/\s@]+@")
 SECRET_HEADER_LINE = re.compile(
     r"\b([\w-]*(?:authorization|cookie|token|secret|password|api[-_]?key|signature)[\w-]*"
     r"\s*:)[^\r\n'\"\\]+", re.IGNORECASE)
-# aiohttp quotes a too-long header's value without its name, so nothing tells whether it
-# is a secret: the quoted bytes are never logged.
+# aiohttp's parser errors quote raw request bytes (a too-long header's value without its
+# name, a header line with a bad character): nothing tells whether they hold a secret, so
+# no bytes literal is ever logged.
 OVERLONG_LINE = re.compile(r"(Got more than \d+ bytes when reading)[^\n]*")
+BYTES_LITERAL = re.compile(r"""\bb(?:'(?:[^'\\\n]|\\.)*'|"(?:[^"\\\n]|\\.)*")""")
 
 
 class Redactor:
@@ -40,6 +42,7 @@ class Redactor:
                 value = value.replace(secret, REDACTED)
         value = URL_CREDENTIALS.sub(f"{REDACTED}@", value)
         value = OVERLONG_LINE.sub(rf"\1: {REDACTED}", value)
+        value = BYTES_LITERAL.sub(f"b'{REDACTED}'", value)
         value = SECRET_HEADER_LINE.sub(lambda m: f"{m.group(1)} {REDACTED}", value)
         return TOKEN_SHAPED.sub(lambda m: f"{m.group(1)} {REDACTED}", value)
 
