@@ -3,6 +3,7 @@ were 500s or hid alerts, each refused with a 4xx and a reason, or taken as a new
 
 from __future__ import annotations
 
+import dataclasses
 import gzip
 import json
 import re
@@ -11,6 +12,8 @@ import aiohttp
 import pytest
 
 from responder.daemon import Daemon
+from responder.intake import alertmanager, webhook
+from responder.model import Alert
 from tests.conftest import (
     WEBHOOK_TOKEN,
     DaemonFactory,
@@ -166,3 +169,21 @@ async def test_a_reused_fingerprint_with_other_labels_is_a_new_alert(
         (200, 1, 0), (200, 1, 0), (200, 0, 1)]
     await idle(daemon)
     assert exchange.state.symbols == {"BTC-USD": "CANCEL_ONLY", "ETH-USD": "CANCEL_ONLY"}
+
+
+async def test_data_the_store_refuses_is_a_400_not_a_500(
+    make_daemon: DaemonFactory, exchange: Exchange, http: aiohttp.ClientSession,
+    monkeypatch: pytest.MonkeyPatch, database: str,
+) -> None:
+    """Past validation, an integer its column cannot hold (the store's DataError) is
+    answered 400 unstorable: the class of defect 11 closed at the store boundary too."""
+    parse = alertmanager.parse_payload
+
+    def unchecked(body: bytes) -> list[Alert]:
+        return [dataclasses.replace(a, truncated_alerts=2**31) for a in parse(body)]
+
+    monkeypatch.setattr(webhook, "parse_payload", unchecked)
+    daemon = await make_daemon()
+    status, answer = await post_alerts(http, daemon, _am())
+    assert (status, answer["error"]) == (400, "unstorable")
+    assert exchange.state.calls == [] and await log_kinds(database) == []

@@ -74,7 +74,7 @@ async def test_poison_of_any_kind_is_dead_lettered_once_and_the_batch_proceeds(
     reasons = [dict(m.headers)["reason"].decode() for m in dead]
     assert reasons[0].startswith("malformed JSON: an integer of 5000 digits")
     assert reasons[1].startswith("truncatedAlerts")
-    assert reasons[2].startswith("not recorded: DataError")
+    assert reasons[2].startswith("not recorded: StoreRefused: the store refused the data")
     assert STORE_REFUSES not in exchange.state.symbols
     assert daemon.state is not None and daemon.state.stalled == {}
 

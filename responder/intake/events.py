@@ -26,7 +26,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
 
 from responder import jsontext
 from responder.correlation import REQUEST_KEY
-from responder.errors import StoreUnavailable
+from responder.errors import StoreRefused, StoreUnavailable
 from responder.intake.alertmanager import RFC3339, PayloadError, check_text
 from responder.intake.refusals import BodyRefused, read_within, refuse
 from responder.model import Alert
@@ -136,6 +136,8 @@ async def events_webhook(request: web.Request) -> web.Response:
     try:
         recorded = await state.record([alert], nonce=(source, event_id),
                                       correlation_id=request[REQUEST_KEY])
+    except StoreRefused as e:
+        return refuse(state, "events", 400, "unstorable", str(e))
     except StoreUnavailable as e:
         log.warning("event not recorded; answering 503", error=str(e))
         return refuse(state, "events", 503, "store_unavailable", "not recorded; retry")

@@ -20,7 +20,7 @@ import structlog
 
 from responder import correlation, failpoints
 from responder.config import Settings
-from responder.errors import StoreUnavailable
+from responder.errors import StoreError, StoreRefused, StoreUnavailable
 from responder.intake.alertmanager import PayloadError, payload_alerts
 from responder.intake.events import normalised_alert
 from responder.intake.message import decode_message
@@ -108,9 +108,11 @@ class KafkaIntake:
                         # batch's commit would skip past it.
                         self._rewind(batch)
                         raise
-                    except StoreUnavailable as e:
+                    except StoreError as e:
                         # Not recorded, so not committed: read the same messages again.
-                        await self._retry_later(batch, "store_unavailable", str(e))
+                        reason = ("store_unavailable" if isinstance(e, StoreUnavailable)
+                                  else "store_error")
+                        await self._retry_later(batch, reason, str(e))
                         continue
                     except Exception as e:
                         # A bug, not bad input (that is dead-lettered): keep the consumer
@@ -147,11 +149,12 @@ class KafkaIntake:
                 parsed.append((tp, msg, alerts))
         # Each message is its own delivery with its own correlation id; the writer still
         # commits them together, and retries a failed group unit by unit, so a message
-        # the store refuses (DataError) fails alone.
+        # the store refuses for its data (StoreRefused) fails alone.
         results = await asyncio.gather(*(self._record_message(a) for _, _, a in parsed),
                                        return_exceptions=True)
         for result in results:
-            if isinstance(result, StoreUnavailable | asyncio.CancelledError):
+            if isinstance(result, asyncio.CancelledError) or (
+                    isinstance(result, StoreError) and not isinstance(result, StoreRefused)):
                 raise result  # not the message's fault: the whole batch is read again
         recorded: list[Alert] = []
         for (tp, msg, alerts), result in zip(parsed, results, strict=True):

@@ -9,7 +9,7 @@ from aiohttp import web
 
 from responder.auth import challenge
 from responder.correlation import REQUEST_KEY
-from responder.errors import StoreUnavailable
+from responder.errors import StoreRefused, StoreUnavailable
 from responder.intake.alertmanager import PayloadError, parse_payload
 from responder.intake.refusals import BodyRefused, read_within, refuse
 from responder.state import STATE
@@ -38,6 +38,8 @@ async def alertmanager_webhook(request: web.Request) -> web.Response:
         return refuse(state, SOURCE, 400, reason, str(e))
     try:
         recorded = await state.record(alerts, correlation_id=request[REQUEST_KEY])
+    except StoreRefused as e:
+        return refuse(state, SOURCE, 400, "unstorable", str(e))
     except StoreUnavailable as e:
         log.warning("alerts not recorded; answering 503", error=str(e))
         return refuse(state, SOURCE, 503, "store_unavailable", "not recorded; retry")

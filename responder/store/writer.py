@@ -19,7 +19,7 @@ from typing import Any, TypeVar
 import asyncpg
 import structlog
 
-from responder.errors import StoreUnavailable
+from responder.errors import StoreRefused, StoreUnavailable
 from responder.store.actionlog import ChainAppender, read_head
 from responder.store.db import UNAVAILABLE, Conn
 
@@ -31,6 +31,20 @@ _Outcome = tuple["asyncio.Future[Any]", Any, BaseException | None]
 CHAIN_CONFLICT_RETRIES = 5
 
 log = structlog.get_logger("responder.store")
+
+
+# SQLSTATE classes that are about the data written, not the store: data exception,
+# integrity constraint violation, program limit exceeded (a value too large to index).
+DATA_CLASSES = ("22", "23", "54")
+
+
+def _refused(error: Exception) -> Exception:
+    """A unit that failed alone: StoreRefused when PostgreSQL refused its data."""
+    if isinstance(error, asyncpg.PostgresError) and (error.sqlstate or "")[:2] in DATA_CLASSES:
+        refused = StoreRefused(f"the store refused the data: {type(error).__name__}: {error}")
+        refused.__cause__ = error
+        return refused
+    return error
 
 
 class _ChainMoved(Exception):
@@ -108,7 +122,7 @@ class Writer:
         except Exception as e:
             if len(batch) == 1:
                 log.exception("write unit failed", error=f"{type(e).__name__}: {e}")
-                outcomes = [(batch[0][1], None, e)]
+                outcomes = [(batch[0][1], None, _refused(e))]
             else:
                 for item in batch:  # find the poisonous unit; the others still commit
                     await self._write([item])
