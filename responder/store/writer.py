@@ -19,7 +19,7 @@ from typing import Any, TypeVar
 import asyncpg
 import structlog
 
-from responder.errors import StoreRefused, StoreUnavailable
+from responder.errors import StoreError, StoreRefused, StoreUnavailable
 from responder.store.actionlog import ChainAppender, read_head
 from responder.store.db import UNAVAILABLE, Conn
 
@@ -39,12 +39,16 @@ DATA_CLASSES = ("22", "23", "54")
 
 
 def _refused(error: Exception) -> Exception:
-    """A unit that failed alone: StoreRefused when PostgreSQL refused its data."""
-    if isinstance(error, asyncpg.PostgresError) and (error.sqlstate or "")[:2] in DATA_CLASSES:
-        refused = StoreRefused(f"the store refused the data: {type(error).__name__}: {error}")
-        refused.__cause__ = error
-        return refused
-    return error
+    """A unit that failed alone, in the store's own terms: StoreRefused when PostgreSQL
+    refused its data, StoreError for any other PostgreSQL failure (a full disk is not the
+    unit's fault), and anything else (a bug in the unit) as it is."""
+    if not isinstance(error, asyncpg.PostgresError):
+        return error
+    text = f"{type(error).__name__}: {error}"
+    mapped = (StoreRefused(f"the store refused the data: {text}")
+              if (error.sqlstate or "")[:2] in DATA_CLASSES else StoreError(f"store error: {text}"))
+    mapped.__cause__ = error
+    return mapped
 
 
 class _ChainMoved(Exception):
