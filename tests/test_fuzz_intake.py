@@ -50,6 +50,7 @@ from tests.conftest import (
 )
 from tests.rawhttp import Answer, raw_request
 from tests.test_invariants import Loop
+from tests.test_kafka_metrics import batch as samples_batch
 
 SECRET = "fuzz-event-secret-0123456789"
 TOKENS = [WEBHOOK_TOKEN, "rotated-webhook-token-2", VIEWER_TOKEN, OPERATOR_TOKEN, ADMIN_TOKEN,
@@ -189,9 +190,14 @@ def _still_contains(rig: Rig) -> None:
     assert answer.status == 200, answer
     rig.run(_produce(rig.bootstrap, rig.topics["alerts"],
                      [json.dumps(_alert(kafka_symbol)).encode()]))
+    t0 = time.time() - 600
+    rig.run(_produce(rig.bootstrap, rig.topics["metrics"],
+                     [samples_batch(t0, [(0, 150), (15, 150), (30, 150)], venue="after-fuzz")]))
     for symbol in (http_symbol, kafka_symbol):
         _wait(lambda s=symbol: rig.exchange.symbols.get(s) == "CANCEL_ONLY", 30,
               f"containment of {symbol}")
+    _wait(lambda: rig.exchange.global_mode == "SOFT_HALT", 30,
+          "the soft halt from samples on the metrics topic")
     assert rig.daemon.state is not None and rig.daemon.state.stalled == {}
 
 
