@@ -10,7 +10,7 @@ import aiohttp
 from responder.http_server import REFUSED
 from tests.conftest import DaemonFactory, Exchange, fixture_bytes, post_alerts, wait_for
 
-SLOW_CLIENTS = 150
+SLOW_CLIENTS = 300
 CAP = 40
 PARTIAL_HEAD = b"POST /webhooks/alertmanager HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: "
 
@@ -31,7 +31,7 @@ async def _slow_client(port: int) -> bytes:
 async def test_slow_clients_are_capped_and_cut_off(make_daemon: DaemonFactory,
                                                    exchange: Exchange,
                                                    http: aiohttp.ClientSession) -> None:
-    """Of 150 clients that never finish their headers, those over the cap of 40 get 503 at
+    """Of 300 clients that never finish their headers, those over the cap of 40 get 503 at
     once, the rest are closed after the header timeout; then a real alert is contained."""
     daemon = await make_daemon(http_max_connections=CAP, http_header_timeout_s=1.0)
     assert daemon.port is not None
