@@ -15,6 +15,7 @@ from prometheus_client import CollectorRegistry
 
 from responder.daemon import Daemon
 from responder.intake import kafka as kafka_intake
+from responder.intake.stall import blocking
 from responder.model import Alert
 from tests.conftest import (
     Broker,
@@ -127,3 +128,10 @@ async def test_a_store_outage_stalls_the_consumer_visibly_until_it_is_back(
         assert await topic_messages(kafka, ks["kafka_dlq_topic"]) == []
     finally:
         await daemon.shutdown()
+
+
+def test_a_stall_of_kafkas_own_leaves_the_replica_ready() -> None:
+    """A dead-letter send or commit failing is shared by every replica: it shows, but only
+    the store's and a bug's stalls make a replica not ready."""
+    stalled = {"a": "kafka_error", "b": "store_unavailable", "c": "error"}
+    assert blocking(stalled) == {"b": "store_unavailable", "c": "error"}

@@ -24,7 +24,7 @@ from responder.errors import StoreError, StoreRefused, StoreUnavailable
 from responder.intake.alertmanager import PayloadError, payload_alerts
 from responder.intake.events import normalised_alert
 from responder.intake.message import decode_message
-from responder.intake.stall import Stall
+from responder.intake.stall import KAFKA_ERROR, Stall
 from responder.model import Alert
 from responder.state import DaemonState
 
@@ -103,10 +103,11 @@ class KafkaIntake:
                 if batch:
                     try:
                         await self._handle(batch)
-                    except KafkaError:
+                    except KafkaError as e:
                         # Neither committed nor wholly handled: read it again, or the next
                         # batch's commit would skip past it.
                         self._rewind(batch)
+                        self.stall.failing(KAFKA_ERROR, str(e))
                         raise
                     except StoreError as e:
                         # Not recorded, so not committed: read the same messages again.

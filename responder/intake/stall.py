@@ -2,6 +2,9 @@
 down, a bug): it pauses and retries, and says so in /readyz, a metric and the log.
 
 Poison, a message failing for its own reason, never stalls a consumer: it is dead-lettered.
+A stall makes the replica not ready, except one of Kafka's own (a dead-letter send or a
+commit failing): the broker is the same for every replica, and taking them all out of
+service would refuse the webhooks too.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ import structlog
 from responder.state import DaemonState
 
 log = structlog.get_logger("responder.kafka")
+KAFKA_ERROR = "kafka_error"
 
 
 class Stall:
@@ -46,3 +50,8 @@ class Stall:
         self._since = None
         self._state.stalled.pop(self._topic, None)
         self._state.metrics.kafka_stalled.labels(self._topic).set(0)
+
+
+def blocking(stalled: dict[str, str]) -> dict[str, str]:
+    """The stalls that make a replica not ready."""
+    return {topic: reason for topic, reason in stalled.items() if reason != KAFKA_ERROR}
