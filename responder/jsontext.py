@@ -24,7 +24,10 @@ def loads(data: bytes | str, max_depth: int | None = MAX_DEPTH) -> Any:
     """The parsed document. ``max_depth=None`` skips the depth walk, for a hot path whose
     own shape checks never recurse (only the decoder's recursion is caught then)."""
     try:
-        value = json.loads(data, parse_int=_bounded_int)
+        # The bounded parse costs a Python call per integer: only for a document that holds
+        # a long run of digits at all (in a number, or in a string, which is left alone).
+        value = (json.loads(data, parse_int=_bounded_int) if _has_long_digits(data)
+                 else json.loads(data))
     except ValueError as e:  # JSONDecodeError, UnicodeDecodeError and the digit limit
         raise JSONTextError(str(e)[:200]) from e
     except RecursionError:
@@ -32,6 +35,18 @@ def loads(data: bytes | str, max_depth: int | None = MAX_DEPTH) -> Any:
     if max_depth is not None and _depth_over(value, max_depth):
         raise JSONTextError(f"nested deeper than {max_depth} levels")
     return value
+
+
+# Every digit read as "0", then a plain substring search: ten times cheaper than a regex.
+_ZEROS = "0" * (MAX_INT_DIGITS + 1)
+_TO_ZERO = str.maketrans("123456789", "000000000")
+_TO_ZERO_BYTES = bytes.maketrans(b"123456789", b"000000000")
+
+
+def _has_long_digits(data: bytes | str) -> bool:
+    if isinstance(data, str):
+        return _ZEROS in data.translate(_TO_ZERO)
+    return _ZEROS.encode() in data.translate(_TO_ZERO_BYTES)
 
 
 def _bounded_int(text: str) -> int:
