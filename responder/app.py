@@ -25,6 +25,9 @@ async def count_requests(request: web.Request, handler: actions.Handler) -> web.
     except web.HTTPException as e:
         metrics.requests.labels(name, str(e.status)).inc()
         raise
+    except Exception:  # aiohttp answers 500 for it; the metric must say so too
+        metrics.requests.labels(name, "500").inc()
+        raise
     metrics.requests.labels(name, str(response.status)).inc()
     return response
 

@@ -33,7 +33,25 @@ TOKEN_TAG_CHARS = 16
 
 def token_sha256(token: str) -> str:
     """The form in which a principal's token is configured."""
-    return hashlib.sha256(token.encode()).hexdigest()
+    return hashlib.sha256(_raw(token)).hexdigest()
+
+
+def _raw(text: str) -> bytes:
+    """A header value's own bytes: aiohttp keeps bytes that are not UTF-8 as lone
+    surrogates, which a plain ``encode()`` refuses (that was a 500 before any check)."""
+    try:
+        return text.encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError:  # a lone surrogate of another kind (a decoded form field)
+        return text.encode("utf-8", "surrogatepass")
+
+
+def challenge(reason: str) -> dict[str, str]:
+    """The headers of a 401 for a bearer token (RFC 6750): the scheme, and whether the
+    token given was refused or none was given."""
+    value = 'Bearer realm="responder"'
+    if reason == "bad_token":
+        value += ', error="invalid_token"'
+    return {"WWW-Authenticate": value}
 
 
 class TokenSet:
@@ -50,7 +68,7 @@ class TokenSet:
         given = _bearer(authorization)
         if given is None:
             return "missing_token"
-        candidate = given.encode()
+        candidate = _raw(given)
         accepted = False
         for token in self._tokens:
             accepted |= hmac.compare_digest(candidate, token)

@@ -31,9 +31,8 @@ from pydantic_settings import (
 
 from responder.auth import Role, token_sha256
 from responder.errors import ConfigError
+from responder.production import production_problem
 
-DEMO_TOKEN_PREFIX = "demo-"  # noqa: S105 - a prefix to refuse, not a secret
-"""Tokens in the shipped demo settings start with this; production refuses them."""
 DEMO_PRINCIPAL_TOKENS = ("demo-viewer-token", "demo-operator-token", "demo-admin-token")
 """The tokens behind the demo principals, whose hashes production refuses too."""
 
@@ -142,6 +141,10 @@ class Settings(BaseSettings):
     principals: list[PrincipalSpec] = Field(default_factory=list)
     principals_file: Path | None = None
     max_body_bytes: int = Field(default=1_048_576, gt=0, le=64 * 1_048_576)
+    # A request's headers must arrive within this (also the idle keep-alive timeout), and
+    # connections over the cap are answered 503: slow clients cannot hold every descriptor.
+    http_header_timeout_s: float = Field(default=10.0, gt=0, le=300)
+    http_max_connections: int = Field(default=512, gt=0)
     step_deadline_s: float = Field(default=30.0, gt=0)
     shutdown_deadline_s: float = Field(default=10.0, gt=0)
     sweep_interval_s: float = Field(default=5.0, gt=0)
@@ -242,19 +245,12 @@ class Settings(BaseSettings):
         names = [p.name for p in self.principals]
         if len(set(names)) != len(names):
             raise ValueError("RESPONDER_PRINCIPALS: principal names must be unique")
-        demo_hashes = {token_sha256(t) for t in DEMO_PRINCIPAL_TOKENS}
-        if self.env == "production" and any(
-            p.token_sha256.lower() in demo_hashes for p in self.principals
-        ):
-            raise ValueError("RESPONDER_PRINCIPALS: demo principals are refused when"
-                             " RESPONDER_ENV=production")
         for name, tokens in merged.items():
             object.__setattr__(self, name, tokens)
-            if self.env == "production" and any(
-                t.get_secret_value().startswith(DEMO_TOKEN_PREFIX) for t in tokens
-            ):
-                raise ValueError(f"RESPONDER_{name.upper()}: demo tokens (demo-*) are refused"
-                                 " when RESPONDER_ENV=production")
+        if self.env == "production":
+            demo_hashes = {token_sha256(t) for t in DEMO_PRINCIPAL_TOKENS}
+            if (problem := production_problem(self, demo_hashes)) is not None:
+                raise ValueError(problem)
         return self
 
     @property

@@ -31,6 +31,7 @@ from responder.evidence.outbox import OutboxWorker
 from responder.evidence.sinks import build_sinks
 from responder.evidence.snapshots import Snapshot
 from responder.evidence.snapshots import take as take_snapshots
+from responder.http_server import CappedSite
 from responder.intake.kafka import KafkaIntake
 from responder.intake.kafka_metrics import MetricsIntake
 from responder.metrics import Metrics
@@ -247,11 +248,14 @@ class Daemon:
 
     async def _listen(self) -> None:
         assert self.state is not None
+        s = self.settings
         self._runner = web.AppRunner(build_app(self.state), handle_signals=False,
-                                     access_log=None, shutdown_timeout=HTTP_CLOSE_S)
+                                     access_log=None, shutdown_timeout=HTTP_CLOSE_S,
+                                     keepalive_timeout=s.http_header_timeout_s)
         await self._runner.setup()
         self._stack.push_async_callback(self._runner.cleanup)
-        await web.TCPSite(self._runner, self.settings.host, self.settings.port).start()
+        await CappedSite(self._runner, s.host, s.port, max_connections=s.http_max_connections,
+                         on_refused=self.metrics.connections_refused.inc).start()
         self.port = self._runner.addresses[0][1]
 
     def _spawn(self, coro: Coroutine[Any, Any, None], name: str,

@@ -4,7 +4,8 @@
     ├── ConfigError            a setting is invalid (names the setting)
     ├── RuleError              the rule table is invalid (carries file:line problems)
     ├── StoreError             the store cannot be reached or refused a write
-    │   └── StoreUnavailable   transient: answer 503, retry later
+    │   ├── StoreUnavailable   transient: answer 503, retry later
+    │   └── StoreRefused       permanent: the data itself (out of range, invalid); not retried
     ├── ActionError            an admin call did not confirm the level
     │   ├── ActionTransientError   connection error, timeout, 5xx: retried
     │   └── ActionPermanentError   4xx or a malformed answer: not retried
@@ -58,6 +59,11 @@ class StoreError(ResponderError):
 
 class StoreUnavailable(StoreError):
     """The store cannot be reached right now; the caller should retry later."""
+
+
+class StoreRefused(StoreError):
+    """The store refused a unit for its data (an integer past its column, invalid text):
+    the same unit will be refused again, so it is bad input, not an outage."""
 
 
 class ActionError(ResponderError):

@@ -13,6 +13,9 @@ class Metrics:
         r = self.registry
         self.requests = Counter("responder_http_requests", "HTTP requests by route and status",
                                 ["route", "code"], registry=r)
+        self.connections_refused = Counter("responder_http_connections_refused",
+                                           "Connections answered 503 and closed: over"
+                                           " RESPONDER_HTTP_MAX_CONNECTIONS", registry=r)
         self.rejected = Counter("responder_intake_rejected",
                                 "Webhook requests refused, by reason", ["source", "reason"],
                                 registry=r)
@@ -80,6 +83,10 @@ class Metrics:
         self.kafka_metrics_lag = Gauge("responder_kafka_metrics_lag",
                                        "Messages behind on the metrics topic", ["partition"],
                                        registry=r)
+        self.kafka_stalled = Gauge("responder_kafka_stalled",
+                                   "1 while a consumer cannot commit for a reason that is not"
+                                   " a message (store down, a bug): it pauses and retries",
+                                   ["topic"], registry=r)
         self.metric_samples = Counter("responder_metric_samples",
                                       "Metric samples by outcome (evaluated, ignored: no rule"
                                       " watches the metric, out_of_order, series_limit, future)",

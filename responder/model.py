@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import functools
+import hashlib
+import json
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -25,10 +28,16 @@ class Alert:
     receiver: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
 
-    @property
+    @functools.cached_property
     def dedup_key(self) -> str:
-        """Re-deliveries (repeats, retries, HA twins) of one alert share this key."""
-        return f"{self.source}|{self.fingerprint}|{self.starts_at}|{self.status}"
+        """Re-deliveries (repeats, retries, HA twins) of one alert share this key.
+
+        The labels are in it as a digest: Kafka and signed-event senders choose their own
+        fingerprints, and one reused for other labels is another alert, not a repeat."""
+        labels = json.dumps(self.labels, sort_keys=True, ensure_ascii=False,
+                            separators=(",", ":")).encode("utf-8", "surrogatepass")
+        digest = hashlib.sha256(labels).hexdigest()[:16]
+        return f"{self.source}|{self.fingerprint}|{self.starts_at}|{self.status}|{digest}"
 
     def to_json(self) -> dict[str, Any]:
         return {

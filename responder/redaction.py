@@ -13,6 +13,16 @@ SECRET_KEY_PATTERN = re.compile(
 )
 TOKEN_SHAPED = re.compile(r"\b(Bearer|Basic)\s+[A-Za-z0-9._~+/=-]+", re.IGNORECASE)
 URL_CREDENTIALS = re.compile(r"(?<=://)[^/\s@]+@")
+# A header line quoted in a library's message ("Got more than 8190 bytes when reading:
+# b'Authorization: ...'"): the value of a secret-named header, to the end of the line.
+SECRET_HEADER_LINE = re.compile(
+    r"\b([\w-]*(?:authorization|cookie|token|secret|password|api[-_]?key|signature)[\w-]*"
+    r"\s*:)[^\r\n'\"\\]+", re.IGNORECASE)
+# aiohttp's parser errors quote raw request bytes (a too-long header's value without its
+# name, a header line with a bad character): nothing tells whether they hold a secret, so
+# no bytes literal is ever logged.
+OVERLONG_LINE = re.compile(r"(Got more than \d+ bytes when reading)[^\n]*")
+BYTES_LITERAL = re.compile(r"""\bb(?:'(?:[^'\\\n]|\\.)*'|"(?:[^"\\\n]|\\.)*")""")
 
 
 class Redactor:
@@ -31,6 +41,9 @@ class Redactor:
             if secret in value:
                 value = value.replace(secret, REDACTED)
         value = URL_CREDENTIALS.sub(f"{REDACTED}@", value)
+        value = OVERLONG_LINE.sub(rf"\1: {REDACTED}", value)
+        value = BYTES_LITERAL.sub(f"b'{REDACTED}'", value)
+        value = SECRET_HEADER_LINE.sub(lambda m: f"{m.group(1)} {REDACTED}", value)
         return TOKEN_SHAPED.sub(lambda m: f"{m.group(1)} {REDACTED}", value)
 
     def value(self, value: Any) -> Any:

@@ -41,6 +41,8 @@ class DaemonState:
     is_draining: bool = False
     dead_tasks: set[str] = field(default_factory=set)
     """Background tasks that ended with an error: the replica is then not ready."""
+    stalled: dict[str, str] = field(default_factory=dict)
+    """Kafka topics whose consumer cannot commit (topic to reason): not ready either."""
     reload: Callable[[str], Awaitable[RuleTable]] | None = None
     evidence: EvidenceBuilder | None = None
 

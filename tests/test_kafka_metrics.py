@@ -115,7 +115,8 @@ async def test_offsets_wait_for_the_store_when_samples_raise_an_alert(
     kafka: Broker, private_postgres: PrivatePostgres, rules_dir: Path, exchange: Exchange,
 ) -> None:
     """With the store down, samples that raise an alert are not committed and nothing is
-    called; once the store is back the alert is recorded, contained and then committed."""
+    called, and the consumer shows as stalled; once the store is back the alert is recorded,
+    contained and then committed, and the stall clears."""
     settings = metrics_settings(kafka)
     daemon = Daemon(settings_for(private_postgres.dsn, rules_dir, **settings),
                     registry=CollectorRegistry())
@@ -131,9 +132,15 @@ async def test_offsets_wait_for_the_store_when_samples_raise_an_alert(
         await asyncio.sleep(3.0)
         assert await _committed_is(kafka, topic, settings, 1)
         assert exchange.state.calls == []
+        assert daemon.state is not None
+        state = daemon.state  # the stall shows while the write is retried
+        await wait_for(lambda: state.stalled.get(topic) == "store_unavailable", timeout_s=30,
+                       what="the metrics consumer's stall to show")
         await asyncio.to_thread(private_postgres.start)
         await wait_for(lambda: exchange.state.global_mode == "SOFT_HALT", timeout_s=30,
                        what="containment once the store is back")
+        await wait_for(lambda: topic not in state.stalled, timeout_s=15,
+                       what="the stall to clear")
         await wait_for(lambda: _committed_is(kafka, topic, settings, 2), timeout_s=15,
                        what="the commit after the record")
     finally:

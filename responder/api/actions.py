@@ -9,7 +9,7 @@ from typing import Any
 
 from aiohttp import web
 
-from responder.auth import Principal, Role
+from responder.auth import Principal, Role, challenge
 from responder.intake.alertmanager import PayloadError, check_text
 from responder.params import plain_int, utc_time
 from responder.state import STATE
@@ -29,7 +29,7 @@ def require(role: Role) -> Callable[[PrincipalHandler], Handler]:
             if isinstance(who, str):
                 state.metrics.rejected.labels("api", who).inc()
                 return web.json_response({"error": who, "message": "a valid bearer token is"
-                                          " required"}, status=401)
+                                          " required"}, status=401, headers=challenge(who))
             if not who.can(role):
                 state.metrics.rejected.labels("api", "forbidden_role").inc()
                 return web.json_response({"error": "forbidden_role",

@@ -6,6 +6,7 @@ import asyncpg
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from responder.intake.stall import blocking
 from responder.state import STATE, DaemonState
 from responder.store.db import UNAVAILABLE, ping
 
@@ -22,10 +23,12 @@ async def readiness(state: DaemonState) -> dict[str, object]:
     store_ok = await ping(state.pool)
     rules_ok = bool(state.rules.rules)
     dead = sorted(state.dead_tasks)
-    return {"ready": store_ok and rules_ok and not state.is_draining and not dead,
+    stalled = dict(sorted(state.stalled.items()))
+    return {"ready": store_ok and rules_ok and not state.is_draining and not dead
+            and not blocking(stalled),
             "store": store_ok, "rules": len(state.rules.rules),
             "rules_hash": state.rules.bundle_hash, "draining": state.is_draining,
-            "dead_tasks": dead}
+            "dead_tasks": dead, "kafka_stalled": stalled}
 
 
 async def readyz(request: web.Request) -> web.Response:

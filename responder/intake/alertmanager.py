@@ -12,6 +12,7 @@ from responder.model import Alert
 RFC3339 = r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,9})?(Z|[+-]\d{2}:\d{2})$"
 MAX_LABELS = 128
 MAX_LABEL_VALUE = 4096
+INT32_MAX = 2**31 - 1
 
 
 class PayloadError(ValueError):
@@ -44,7 +45,7 @@ class _AMPayload(BaseModel):
     groupKey: str = ""  # noqa: N815
     groupLabels: dict[str, str] = Field(default_factory=dict)  # noqa: N815
     commonLabels: dict[str, str] = Field(default_factory=dict)  # noqa: N815
-    truncatedAlerts: int = Field(default=0, ge=0)  # noqa: N815
+    truncatedAlerts: int = Field(default=0, ge=0, le=INT32_MAX)  # noqa: N815 - an int column
 
 
 def check_text(value: Any, path: str) -> None:

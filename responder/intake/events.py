@@ -26,14 +26,17 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
 
 from responder import jsontext
 from responder.correlation import REQUEST_KEY
-from responder.errors import StoreUnavailable
+from responder.errors import StoreRefused, StoreUnavailable
 from responder.intake.alertmanager import RFC3339, PayloadError, check_text
-from responder.intake.refusals import read_within, refuse
+from responder.intake.refusals import BodyRefused, read_within, refuse
 from responder.model import Alert
 from responder.params import plain_int
 from responder.state import STATE, DaemonState
 
 log = structlog.get_logger("responder.intake")
+CHALLENGE = {"WWW-Authenticate": 'ResponderSignature realm="responder",'
+             ' headers="X-Responder-Source X-Responder-Timestamp X-Responder-Signature"'}
+"""A 401 names its scheme (RFC 9110); signed events use our own, not a bearer token."""
 
 
 class _Event(BaseModel):
@@ -84,7 +87,7 @@ def signature_problem(secrets: Sequence[SecretStr], timestamp: str, body: bytes,
     if abs(now - seconds) > window_s:
         return "stale_timestamp"
     scheme, _, given = signature.partition("=")
-    if scheme != "sha256" or not given:
+    if scheme != "sha256" or not given or not given.isascii():  # compare_digest needs ASCII
         return "bad_signature"
     message = timestamp.encode() + b"." + body
     good = False
@@ -108,18 +111,20 @@ async def events_webhook(request: web.Request) -> web.Response:
     signature = request.headers.get("X-Responder-Signature", "")
     if not (source and timestamp and signature):
         return refuse(state, "events", 401, "missing_signature",
-                       "X-Responder-Source, -Timestamp and -Signature are required")
+                      "X-Responder-Source, -Timestamp and -Signature are required", CHALLENGE)
     secrets = _sources(state).get(source)
     if secrets is None:
-        return refuse(state, "events", 401, "unknown_source", "no such event source")
-    limit = state.settings.max_body_bytes
-    body = await read_within(request, limit)
-    if body is None:
-        return refuse(state, "events", 413, "body_too_large", f"body over {limit} bytes")
+        return refuse(state, "events", 401, "unknown_source", "no such event source",
+                      CHALLENGE)
+    try:
+        body = await read_within(request, state.settings.max_body_bytes)
+    except BodyRefused as e:
+        return e.answer(state, "events")
     problem = signature_problem(secrets, timestamp, body, signature,
                                 state.settings.event_window_s, time.time())
     if problem is not None:
-        return refuse(state, "events", 401, problem, "the signature does not verify or is too old")
+        return refuse(state, "events", 401, problem,
+                      "the signature does not verify or is too old", CHALLENGE)
     try:
         alert, event_id = parse_event(body, source)
     except PayloadError as e:
@@ -131,6 +136,8 @@ async def events_webhook(request: web.Request) -> web.Response:
     try:
         recorded = await state.record([alert], nonce=(source, event_id),
                                       correlation_id=request[REQUEST_KEY])
+    except StoreRefused as e:
+        return refuse(state, "events", 400, "unstorable", str(e))
     except StoreUnavailable as e:
         log.warning("event not recorded; answering 503", error=str(e))
         return refuse(state, "events", 503, "store_unavailable", "not recorded; retry")

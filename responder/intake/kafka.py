@@ -3,9 +3,12 @@ alerts in the messages are durably recorded (at-least-once; re-deliveries are ab
 the inbox like any other).
 
 A message holds an Alertmanager payload (version 4) or one alert in responder's own shape
-(schemas in ``docs/schemas/``). A poison message (not JSON, failing its schema, too large)
-goes to the dead-letter topic with the reason and its original partition and offset, is
-counted, and never blocks its partition.
+(schemas in ``docs/schemas/``). A poison message, one that fails to decode, validate or
+record for a reason of its own (not JSON, failing its schema, too large, refused by the
+store as data, or any other error it raises), goes to the dead-letter topic once with the
+reason and its original partition and offset, is counted, and the rest of its batch
+proceeds. A batch that fails for a reason that is not a message (the store down, a bug) is
+not committed: the consumer pauses, reads it again, and shows as stalled (intake/stall.py).
 """
 
 from __future__ import annotations
@@ -17,10 +20,11 @@ import structlog
 
 from responder import correlation, failpoints
 from responder.config import Settings
-from responder.errors import StoreError
+from responder.errors import StoreError, StoreRefused, StoreUnavailable
 from responder.intake.alertmanager import PayloadError, payload_alerts
 from responder.intake.events import normalised_alert
 from responder.intake.message import decode_message
+from responder.intake.stall import KAFKA_ERROR, Stall
 from responder.model import Alert
 from responder.state import DaemonState
 
@@ -29,6 +33,14 @@ log = structlog.get_logger("responder.kafka")
 SOURCE = "kafka"
 RETRY_S = 1.0
 STOP_S = 5.0
+
+
+def poison_reason(error: BaseException) -> str:
+    """What a dead letter's ``reason`` header says: our own messages name the field; any
+    other error is named by its type, its text cut short."""
+    if isinstance(error, PayloadError):
+        return str(error)[:500]
+    return f"{type(error).__name__}: {error}"[:500]
 
 
 def parse_message(value: bytes | None, max_bytes: int) -> list[Alert]:
@@ -46,6 +58,8 @@ class KafkaIntake:
     """Consumes the alerts topic; commits a batch's offsets once its alerts are recorded."""
 
     source = SOURCE
+    stall: Stall
+    """Set by start(), once the topic is known."""
 
     def __init__(self, settings: Settings, state: DaemonState) -> None:
         self._settings = settings
@@ -60,6 +74,7 @@ class KafkaIntake:
         from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
         s = self._settings
+        self.stall = Stall(self._state, self._topic)
         self._consumer = AIOKafkaConsumer(
             self._topic, bootstrap_servers=s.kafka_bootstrap,
             group_id=self._group, enable_auto_commit=False, auto_offset_reset="earliest",
@@ -88,54 +103,66 @@ class KafkaIntake:
                 if batch:
                     try:
                         await self._handle(batch)
-                    except KafkaError:
+                    except KafkaError as e:
                         # Neither committed nor wholly handled: read it again, or the next
                         # batch's commit would skip past it.
                         self._rewind(batch)
+                        self.stall.failing(KAFKA_ERROR, str(e))
                         raise
-                    except Exception:
+                    except StoreError as e:
+                        # Not recorded, so not committed: read the same messages again.
+                        reason = ("store_unavailable" if isinstance(e, StoreUnavailable)
+                                  else "store_error")
+                        await self._retry_later(batch, reason, str(e))
+                        continue
+                    except Exception as e:
                         # A bug, not bad input (that is dead-lettered): keep the consumer
                         # alive and the batch uncommitted; the log and the lag say so.
-                        self._rewind(batch)
-                        log.exception("kafka batch failed; reading it again", topic=self._topic)
+                        log.exception("kafka batch failed", topic=self._topic)
                         self._state.metrics.task_failures.labels(f"kafka:{self._topic}").inc()
-                        await asyncio.sleep(RETRY_S)
+                        await self._retry_later(batch, "error", f"{type(e).__name__}: {e}")
                         continue
+                    self.stall.moving()
                 await self._export_lag()
             except KafkaError as e:
                 log.warning("kafka unavailable; retrying", error=str(e))
                 await asyncio.sleep(RETRY_S)
 
+    async def _retry_later(self, batch: dict[Any, list[Any]], reason: str, error: str) -> None:
+        self._rewind(batch)
+        self.stall.failing(reason, error)
+        await self._export_lag()  # rewound: the lag shows the batch waiting
+        await asyncio.sleep(RETRY_S)
+
     def _rewind(self, batch: dict[Any, list[Any]]) -> None:
         rewind(self._consumer, batch)
 
     async def _handle(self, batch: dict[Any, list[Any]]) -> None:
-        alerts: list[Alert] = []
-        per_message: list[list[Alert]] = []
         poison: list[tuple[Any, Any, str]] = []
+        parsed: list[tuple[Any, Any, list[Alert]]] = []
         for tp, messages in batch.items():
             for msg in messages:
                 try:
-                    parsed = parse_message(msg.value, self._settings.kafka_max_message_bytes)
-                except PayloadError as e:
-                    poison.append((tp, msg, str(e)))
+                    alerts = parse_message(msg.value, self._settings.kafka_max_message_bytes)
+                except Exception as e:  # whatever the parser raised, the message caused it
+                    poison.append((tp, msg, poison_reason(e)))
                     continue
-                alerts.extend(parsed)
-                per_message.append(parsed)
-        try:
-            # Each message is its own delivery with its own correlation id; the writer
-            # still commits them together.
-            results = await asyncio.gather(*(self._record_message(a) for a in per_message if a),
-                                           return_exceptions=True)
-            for result in results:
-                if isinstance(result, BaseException):
-                    raise result
-        except StoreError as e:
-            # Not recorded, so not committed: read the same messages again after a pause.
-            log.warning("kafka batch not recorded; will read it again", error=str(e))
-            self._rewind(batch)
-            await asyncio.sleep(RETRY_S)
-            return
+                parsed.append((tp, msg, alerts))
+        # Each message is its own delivery with its own correlation id; the writer still
+        # commits them together, and retries a failed group unit by unit, so a message
+        # the store refuses for its data (StoreRefused) fails alone.
+        results = await asyncio.gather(*(self._record_message(a) for _, _, a in parsed),
+                                       return_exceptions=True)
+        for result in results:
+            if isinstance(result, asyncio.CancelledError) or (
+                    isinstance(result, StoreError) and not isinstance(result, StoreRefused)):
+                raise result  # not the message's fault: the whole batch is read again
+        recorded: list[Alert] = []
+        for (tp, msg, alerts), result in zip(parsed, results, strict=True):
+            if isinstance(result, BaseException):
+                poison.append((tp, msg, f"not recorded: {poison_reason(result)}"))
+            else:
+                recorded.extend(alerts)
         failpoints.reach(failpoints.KAFKA_AFTER_RECORD)
         # Dead-lettered only once the rest is recorded: a store outage re-reads the batch,
         # and its poison must not reach the dead-letter topic once per retry.
@@ -145,7 +172,7 @@ class KafkaIntake:
 
         await self._consumer.commit({tp: OffsetAndMetadata(messages[-1].offset + 1, "")
                                      for tp, messages in batch.items()})
-        for alert in alerts:
+        for alert in recorded:
             self._state.metrics.alerts.labels(SOURCE, alert.status).inc()
 
     async def _record_message(self, alerts: list[Alert]) -> None:

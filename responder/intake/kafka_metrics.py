@@ -22,8 +22,7 @@ from responder import correlation
 from responder.config import Settings
 from responder.engine.thresholds import OUTCOMES, Counts, Evaluator
 from responder.errors import StoreError
-from responder.intake.alertmanager import PayloadError
-from responder.intake.kafka import RETRY_S, KafkaIntake
+from responder.intake.kafka import RETRY_S, KafkaIntake, poison_reason
 from responder.intake.samples import parse_samples
 from responder.model import Alert
 from responder.rules.table import METRICS_SOURCE
@@ -63,11 +62,9 @@ class MetricsIntake(KafkaIntake):
                     await asyncio.sleep(0)
                 count += 1
                 try:
-                    samples = parse_samples(msg.value, max_bytes)
-                except PayloadError as e:
-                    await self._dead_letter(tp, msg, str(e))
-                    continue
-                evaluator.observe(samples)
+                    evaluator.observe(parse_samples(msg.value, max_bytes))
+                except Exception as e:  # whatever it raised, the message caused it
+                    await self._dead_letter(tp, msg, poison_reason(e))
         alerts = evaluator.take()
         cid = correlation.new_id()
         if alerts and not await self._record(alerts, cid):
@@ -93,8 +90,7 @@ class MetricsIntake(KafkaIntake):
             except StoreError as e:
                 if self.paused:
                     return False
-                log.warning("metric alerts not recorded; retrying before reading on",
-                            error=str(e), alerts=len(alerts))
+                self.stall.failing("store_unavailable", str(e))
                 await asyncio.sleep(RETRY_S)
             else:
                 return True

@@ -7,10 +7,11 @@ import time
 import structlog
 from aiohttp import web
 
+from responder.auth import challenge
 from responder.correlation import REQUEST_KEY
-from responder.errors import StoreUnavailable
+from responder.errors import StoreRefused, StoreUnavailable
 from responder.intake.alertmanager import PayloadError, parse_payload
-from responder.intake.refusals import read_within, refuse
+from responder.intake.refusals import BodyRefused, read_within, refuse
 from responder.state import STATE
 
 log = structlog.get_logger("responder.intake")
@@ -24,11 +25,12 @@ async def alertmanager_webhook(request: web.Request) -> web.Response:
     if state.is_draining:
         return refuse(state, SOURCE, 503, "draining", "shutting down; retry another replica")
     if (reason := state.webhook_tokens.check(request.headers.get("Authorization"))) is not None:
-        return refuse(state, SOURCE, 401, reason, "a valid bearer token is required")
-    limit = state.settings.max_body_bytes
-    body = await read_within(request, limit)
-    if body is None:
-        return refuse(state, SOURCE, 413, "body_too_large", f"body over {limit} bytes")
+        return refuse(state, SOURCE, 401, reason, "a valid bearer token is required",
+                      challenge(reason))
+    try:
+        body = await read_within(request, state.settings.max_body_bytes)
+    except BodyRefused as e:
+        return e.answer(state, SOURCE)
     try:
         alerts = parse_payload(body)
     except PayloadError as e:
@@ -36,6 +38,8 @@ async def alertmanager_webhook(request: web.Request) -> web.Response:
         return refuse(state, SOURCE, 400, reason, str(e))
     try:
         recorded = await state.record(alerts, correlation_id=request[REQUEST_KEY])
+    except StoreRefused as e:
+        return refuse(state, SOURCE, 400, "unstorable", str(e))
     except StoreUnavailable as e:
         log.warning("alerts not recorded; answering 503", error=str(e))
         return refuse(state, SOURCE, 503, "store_unavailable", "not recorded; retry")

@@ -19,7 +19,7 @@ from typing import Any, TypeVar
 import asyncpg
 import structlog
 
-from responder.errors import StoreUnavailable
+from responder.errors import StoreError, StoreRefused, StoreUnavailable
 from responder.store.actionlog import ChainAppender, read_head
 from responder.store.db import UNAVAILABLE, Conn
 
@@ -31,6 +31,24 @@ _Outcome = tuple["asyncio.Future[Any]", Any, BaseException | None]
 CHAIN_CONFLICT_RETRIES = 5
 
 log = structlog.get_logger("responder.store")
+
+
+# SQLSTATE classes that are about the data written, not the store: data exception,
+# integrity constraint violation, program limit exceeded (a value too large to index).
+DATA_CLASSES = ("22", "23", "54")
+
+
+def _refused(error: Exception) -> Exception:
+    """A unit that failed alone, in the store's own terms: StoreRefused when PostgreSQL
+    refused its data, StoreError for any other PostgreSQL failure (a full disk is not the
+    unit's fault), and anything else (a bug in the unit) as it is."""
+    if not isinstance(error, asyncpg.PostgresError):
+        return error
+    text = f"{type(error).__name__}: {error}"
+    mapped = (StoreRefused(f"the store refused the data: {text}")
+              if (error.sqlstate or "")[:2] in DATA_CLASSES else StoreError(f"store error: {text}"))
+    mapped.__cause__ = error
+    return mapped
 
 
 class _ChainMoved(Exception):
@@ -113,7 +131,7 @@ class Writer:
         except Exception as e:
             if len(batch) == 1:
                 log.exception("write unit failed", error=f"{type(e).__name__}: {e}")
-                outcomes = [(batch[0][1], None, e)]
+                outcomes = [(batch[0][1], None, _refused(e))]
             else:
                 for item in batch:  # find the poisonous unit; the others still commit
                     await self._write([item])
