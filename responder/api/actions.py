@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import json
 from collections.abc import Awaitable, Callable
-from datetime import datetime
 from typing import Any
 
 from aiohttp import web
 
+from responder.api.bodies import BodyRefused, refused
+from responder.api.filters import ActionQuery
 from responder.auth import Principal, Role
-from responder.intake.alertmanager import PayloadError, check_text
-from responder.params import plain_int, utc_time
+from responder.params import plain_int
 from responder.state import STATE
 from responder.store import queries
 
@@ -46,53 +46,16 @@ def _bad(message: str) -> web.Response:
     return web.json_response({"error": "invalid_query", "message": message}, status=400)
 
 
-def _time(value: str | None, name: str) -> datetime | None:
-    if value is None:
-        return None
-    try:
-        return utc_time(value)
-    except ValueError as e:
-        raise ValueError(f"{name}: expected an ISO 8601 time with a UTC offset ({e})") from e
-
-
-def _text(value: str | None, name: str) -> str | None:
-    """A filter PostgreSQL can compare: a query string may carry NUL or lone surrogates."""
-    if value is None:
-        return None
-    try:
-        check_text(value, name)
-    except PayloadError as e:
-        raise ValueError(str(e)) from None
-    return value
-
-
-def _int(value: str | None, name: str, default: int, maximum: int) -> int:
-    if value is None:
-        return default
-    number = plain_int(value, maximum)
-    if number is None:
-        raise ValueError(f"{name}: expected an integer from 0 to {maximum}")
-    return number
-
-
 @require("viewer")
 async def list_actions(request: web.Request, _: Principal) -> web.StreamResponse:
-    q = request.query
     try:
-        incident = q.get("incident")
-        filters = queries.ActionFilter(
-            rule_id=_text(q.get("rule"), "rule"),
-            control=_text(q.get("control"), "control"),
-            incident_id=_int(incident, "incident", 0, 2**62) if incident else None,
-            kind=_text(q.get("kind"), "kind"),
-            correlation_id=_text(q.get("correlation_id"), "correlation_id"),
-            since=_time(q.get("since"), "since"),
-            until=_time(q.get("until"), "until"),
-            after=_int(q.get("after"), "after", 0, 2**62),
-            limit=_int(q.get("limit"), "limit", 100, 1000) or 100,
-        )
-    except ValueError as e:
-        return _bad(str(e))
+        q = ActionQuery.from_query(request.query)
+    except BodyRefused as e:
+        return refused(request, e)
+    filters = queries.ActionFilter(
+        rule_id=q.rule, control=q.control, incident_id=q.incident, kind=q.kind,
+        correlation_id=q.correlation_id, since=q.since, until=q.until, after=q.after,
+        limit=q.limit)
     async with request.app[STATE].pool.acquire() as conn:
         records = await queries.list_actions(conn, filters)
     next_after = records[-1]["seq"] if len(records) == filters.limit else None
