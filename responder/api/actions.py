@@ -42,10 +42,6 @@ def require(role: Role) -> Callable[[PrincipalHandler], Handler]:
     return wrap
 
 
-def _bad(message: str) -> web.Response:
-    return web.json_response({"error": "invalid_query", "message": message}, status=400)
-
-
 @require("viewer")
 async def list_actions(request: web.Request, _: Principal) -> web.StreamResponse:
     try:
@@ -66,7 +62,7 @@ async def list_actions(request: web.Request, _: Principal) -> web.StreamResponse
 async def get_incident(request: web.Request, _: Principal) -> web.StreamResponse:
     incident_id = plain_int(request.match_info["incident_id"])
     if incident_id is None:
-        return _bad("incident id must be an integer")
+        return refused(request, BodyRefused("invalid_query", "incident id must be an integer"))
     async with request.app[STATE].pool.acquire() as conn:
         incident = await queries.incident_timeline(conn, incident_id)
     if incident is None:
@@ -85,7 +81,8 @@ async def get_evidence(request: web.Request, _: Principal) -> web.StreamResponse
     raw_version = request.query.get("version")
     version = plain_int(raw_version, 2**31 - 1) if raw_version is not None else None
     if incident_id is None or (raw_version is not None and version is None):
-        return _bad("incident id and version are integers")
+        return refused(request, BodyRefused("invalid_query",
+                                            "incident id and version are integers"))
     async with request.app[STATE].pool.acquire() as conn:
         row = await queries.evidence_bundle(conn, incident_id, version)
     if row is None:

@@ -12,6 +12,7 @@ from pydantic import ValidationError as PydanticValidationError
 from responder.api.jsonbody import BodyError, decode
 from responder.engine.modes import MAX_BREAK_GLASS_S
 from responder.engine.policy import GlobalMode
+from responder.intake.alertmanager import PayloadError, check_text
 from responder.state import STATE
 
 MAX_REASON = 1000
@@ -20,15 +21,12 @@ MAX_LEVEL = 64
 
 
 def storable(value: Any) -> Any:
-    """Text PostgreSQL can store: no NUL, no lone surrogate (other types pass to the model)."""
-    if not isinstance(value, str):
-        return value
-    if "\x00" in value:
-        raise ValueError("contains a NUL character")
+    """Text PostgreSQL can store: no NUL, no lone surrogate (other types pass to the model).
+    The rule is intake's ``check_text``, so webhooks and the API refuse the same text."""
     try:
-        value.encode("utf-8")
-    except UnicodeEncodeError:
-        raise ValueError("is not valid Unicode (lone surrogate)") from None
+        check_text(value, "")
+    except PayloadError as e:
+        raise ValueError(str(e)) from None
     return value
 
 

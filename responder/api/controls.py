@@ -93,6 +93,7 @@ async def approve(request: web.Request, principal: Principal) -> web.StreamRespo
     state = request.app[STATE]
     request_id = plain_int(request.match_info["request_id"])
     if request_id is None:
+        state.metrics.rejected.labels("controls", "invalid_id").inc()
         return _refuse(400, "invalid_id", "the request id is a number")
     try:
         result = await approve_release(state, request_id, principal)

@@ -54,6 +54,7 @@ async def end_break_glass(request: web.Request, principal: Principal) -> web.Str
     ended = await state.writer.submit(state.modes.end_break_glass(
         "ended", principal.name, body.reason))
     if not ended:
+        state.metrics.rejected.labels("api", "not_active").inc()
         return web.json_response({"error": "not_active", "message": "no break-glass to end"},
                                  status=409)
     return web.json_response(state.modes.describe())
