@@ -6,14 +6,17 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from typing import Any
+from urllib.parse import quote
 
 import aiohttp
 import pytest
+import yarl
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from responder.api import routes
 from responder.api.bodies import Body
+from responder.api.filters import ActionQuery
 from responder.api.jsonbody import MAX_NUMBER_CHARS
 from responder.metrics import Metrics
 from tests.conftest import ADMIN_TOKEN, VIEWER_TOKEN, DaemonFactory, url
@@ -47,9 +50,16 @@ def _path(op: routes.Operation) -> str:
 
 async def _send(address: str, method: str, data: bytes) -> tuple[int, Any]:
     headers = {"Authorization": f"Bearer {ADMIN_TOKEN}", "Content-Type": "application/json"}
-    async with aiohttp.ClientSession() as http, http.request(method, address, data=data,
-                                                              headers=headers) as resp:
-        return resp.status, await resp.json(content_type=None)
+    async with aiohttp.ClientSession() as http, http.request(
+            method, yarl.URL(address, encoded=True), data=data, headers=headers) as resp:
+        return resp.status, await _answer(resp)
+
+
+async def _answer(resp: aiohttp.ClientResponse) -> Any:
+    """The JSON answer; aiohttp's own 404 for an unroutable path is plain text."""
+    if resp.content_type != "application/json":
+        return {"error": None, "text": await resp.text()}
+    return await resp.json()
 
 
 def _rejected(live: LiveDaemon, code: str) -> float:
@@ -152,3 +162,49 @@ async def test_limit_zero_is_refused(make_daemon: DaemonFactory,
     async with http.get(url(daemon, "/v1/actions?limit=1"), headers=headers) as resp:
         page = await resp.json()
         assert resp.status == 200 and len(page["records"]) <= 1
+
+
+QUERY_TEXT = ["rule", "control", "kind", "correlation_id"]
+assert set(QUERY_TEXT) <= set(ActionQuery.model_fields)
+PATH_TEXT = ["/v1/controls/{text}/BTC-USD/contain", "/v1/controls/symbol-mode/{text}/contain",
+             "/v1/controls/{text}/-/release"]
+
+
+async def _get(address: str) -> tuple[int, Any]:
+    headers = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+    async with aiohttp.ClientSession() as http, http.get(yarl.URL(address, encoded=True),
+                                                          headers=headers) as resp:
+        return resp.status, await _answer(resp)
+
+
+def _encoded(text: str) -> str:
+    # surrogatepass: a lone surrogate goes on the wire as the bytes a careless client sends
+    return quote(text.encode("utf-8", "surrogatepass"), safe="")
+
+
+ANY_TEXT = st.text(st.characters(codec=None, exclude_categories=()), min_size=1, max_size=20)
+# Half the cases hold a NUL somewhere: plain generated text rarely does.
+WITH_NUL = ANY_TEXT | st.tuples(ANY_TEXT, st.integers(0, 20)).map(
+    lambda t: t[0][:t[1]] + "\x00" + t[0][t[1]:])
+
+
+@given(name=st.sampled_from(QUERY_TEXT), text=WITH_NUL)
+@SETTINGS
+def test_no_query_filter_takes_nul(live: LiveDaemon, name: str, text: str) -> None:
+    """Any text in any filter of /v1/actions is answered below 500, and NUL is a 400."""
+    status, answer = live.run(_get(f"{live.url}/v1/actions?{name}={_encoded(text)}"))
+    assert status < 500, answer
+    if "\x00" in text:
+        assert (status, answer["error"]) == (400, "invalid_query")
+
+
+@given(path=st.sampled_from(PATH_TEXT), text=WITH_NUL)
+@SETTINGS
+def test_no_path_part_takes_nul(live: LiveDaemon, path: str, text: str) -> None:
+    """Any text as a control or key in the path is answered below 500, and NUL is a 400."""
+    address = f"{live.url}{path.format(text=_encoded(text))}"
+    body = json.dumps({"to_level": "HARD_HALT", "reason": "drill"}).encode()
+    status, answer = live.run(_send(address, "POST", body))
+    assert status < 500, answer
+    if "\x00" in text and "/" not in text:  # a slash makes it another (unrouted) path
+        assert (status, answer["error"]) == (400, "invalid_field")
