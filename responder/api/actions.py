@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -23,6 +24,7 @@ def require(role: Role) -> Callable[[PrincipalHandler], Handler]:
     """Authenticate the caller: 401 without a valid token, 403 without the role."""
 
     def wrap(handler: PrincipalHandler) -> Handler:
+        @functools.wraps(handler)
         async def guarded(request: web.Request) -> web.StreamResponse:
             state = request.app[STATE]
             who = state.principals.authenticate(request.headers.get("Authorization"))

@@ -3,6 +3,8 @@ schemas of the published OpenAPI document, so the two cannot disagree."""
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Awaitable, Callable
 from typing import Annotated, Any, TypeVar
 
 from aiohttp import web
@@ -10,6 +12,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StringConstr
 from pydantic import ValidationError as PydanticValidationError
 
 from responder.api.jsonbody import BodyError, decode
+from responder.auth import Principal
 from responder.engine.modes import MAX_BREAK_GLASS_S
 from responder.engine.policy import GlobalMode
 from responder.intake.alertmanager import PayloadError, check_text
@@ -136,3 +139,37 @@ def refused(request: web.Request, error: BodyRefused) -> web.Response:
     """The 400 for a refused body, counted in the rejection metric by its code."""
     request.app[STATE].metrics.rejected.labels("api", error.code).inc()
     return web.json_response({"error": error.code, "message": str(error)}, status=400)
+
+
+Answer = Awaitable[web.StreamResponse]
+BodyHandler = Callable[[web.Request, Principal, M], Answer]
+_MODELS: dict[str, type[Body]] = {}
+
+
+def _name(handler: Callable[..., Any]) -> str:
+    return f"{handler.__module__}.{handler.__qualname__}"
+
+
+def with_body(model: type[M]) -> Callable[[BodyHandler[M]], Callable[[web.Request, Principal],
+                                                                     Answer]]:
+    """Parse the body as ``model`` before the handler runs (400 otherwise); the route table
+    reads the model back with ``model_of``, so the document shows what is parsed."""
+
+    def wrap(handler: BodyHandler[M]) -> Callable[[web.Request, Principal], Answer]:
+        @functools.wraps(handler)
+        async def parsed(request: web.Request, principal: Principal) -> web.StreamResponse:
+            try:
+                body = await parse(request, model)
+            except BodyRefused as e:
+                return refused(request, e)
+            return await handler(request, principal, body)
+
+        _MODELS[_name(parsed)] = model
+        return parsed
+
+    return wrap
+
+
+def model_of(handler: Callable[..., Any]) -> type[Body] | None:
+    """The body model a handler parses (through ``with_body``), or None if it takes none."""
+    return _MODELS.get(_name(handler))

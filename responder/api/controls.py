@@ -6,7 +6,7 @@ from aiohttp import web
 
 from responder.api import bodies
 from responder.api.actions import require
-from responder.api.bodies import ContainChange, ReleaseChange
+from responder.api.bodies import ContainChange, ReleaseChange, with_body
 from responder.auth import Principal
 from responder.engine.manual import (
     UNKEYED,
@@ -54,13 +54,9 @@ def _path_part(request: web.Request, name: str) -> str:
     return value
 
 
-async def _change(request: web.Request, principal: Principal, kind: Kind) -> web.Response:
+async def _change(request: web.Request, principal: Principal, kind: Kind,
+                  body: ReleaseChange | ContainChange) -> web.Response:
     state = request.app[STATE]
-    try:
-        body: ReleaseChange | ContainChange = await bodies.parse(
-            request, ReleaseChange if kind == "release" else ContainChange)
-    except bodies.BodyRefused as e:
-        return bodies.refused(request, e)
     try:
         change = ManualChange(
             kind=kind,
@@ -104,10 +100,14 @@ async def approve(request: web.Request, principal: Principal) -> web.StreamRespo
 
 
 @require("operator")
-async def release(request: web.Request, principal: Principal) -> web.StreamResponse:
-    return await _change(request, principal, "release")
+@with_body(ReleaseChange)
+async def release(request: web.Request, principal: Principal,
+                  body: ReleaseChange) -> web.StreamResponse:
+    return await _change(request, principal, "release", body)
 
 
 @require("operator")
-async def contain(request: web.Request, principal: Principal) -> web.StreamResponse:
-    return await _change(request, principal, "contain")
+@with_body(ContainChange)
+async def contain(request: web.Request, principal: Principal,
+                  body: ContainChange) -> web.StreamResponse:
+    return await _change(request, principal, "contain", body)

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from responder.api import bodies
 from responder.api.actions import require
-from responder.api.bodies import BreakGlassEnd, BreakGlassStart, ModeChange
+from responder.api.bodies import BreakGlassEnd, BreakGlassStart, ModeChange, with_body
 from responder.auth import Principal
 from responder.errors import RuleError
 from responder.state import STATE
@@ -18,23 +17,19 @@ async def get_mode(request: web.Request, _: Principal) -> web.StreamResponse:
 
 
 @require("admin")
-async def set_mode(request: web.Request, principal: Principal) -> web.StreamResponse:
+@with_body(ModeChange)
+async def set_mode(request: web.Request, principal: Principal,
+                   body: ModeChange) -> web.StreamResponse:
     state = request.app[STATE]
-    try:
-        body = await bodies.parse(request, ModeChange)
-    except bodies.BodyRefused as e:
-        return bodies.refused(request, e)
     await state.writer.submit(state.modes.switch(body.mode, principal.name, body.reason))
     return web.json_response(state.modes.describe())
 
 
 @require("admin")
-async def start_break_glass(request: web.Request, principal: Principal) -> web.StreamResponse:
+@with_body(BreakGlassStart)
+async def start_break_glass(request: web.Request, principal: Principal,
+                            body: BreakGlassStart) -> web.StreamResponse:
     state = request.app[STATE]
-    try:
-        body = await bodies.parse(request, BreakGlassStart)
-    except bodies.BodyRefused as e:
-        return bodies.refused(request, e)
     change = await state.writer.submit(state.modes.start_break_glass(
         body.ttl_s, principal.name, body.reason))
     if change.refused is not None:
@@ -45,12 +40,10 @@ async def start_break_glass(request: web.Request, principal: Principal) -> web.S
 
 
 @require("admin")
-async def end_break_glass(request: web.Request, principal: Principal) -> web.StreamResponse:
+@with_body(BreakGlassEnd)
+async def end_break_glass(request: web.Request, principal: Principal,
+                          body: BreakGlassEnd) -> web.StreamResponse:
     state = request.app[STATE]
-    try:
-        body = await bodies.parse(request, BreakGlassEnd)
-    except bodies.BodyRefused as e:
-        return bodies.refused(request, e)
     ended = await state.writer.submit(state.modes.end_break_glass(
         "ended", principal.name, body.reason))
     if not ended:

@@ -69,7 +69,8 @@ def _operation(op: Operation) -> dict[str, Any]:
     responses: dict[str, Any] = {
         str(status): {"description": STATUS_TEXT[status], "content": _content(op, model)}
         for status, model in op.success.items()}
-    refusals = [*op.refusals, *((401, 403) if op.role is not None else ())]
+    refusals = [*op.refusals, *((400,) if op.body is not None else ()),
+                *((401, 403) if op.role is not None else ())]
     for status in sorted(set(refusals)):
         responses[str(status)] = {"description": STATUS_TEXT[status], "content": error}
     doc: dict[str, Any] = {

@@ -28,7 +28,6 @@ class Operation:
     handler: Handler
     summary: str
     role: Role | None = None
-    body: type[bodies.Body] | None = None
     query: type[BaseModel] | None = None
     # The schema of each success status; None means any JSON object.
     success: Mapping[int, type[BaseModel] | None] = field(default_factory=lambda: {200: None})
@@ -36,6 +35,11 @@ class Operation:
     path_params: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     extra_query: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     media_type: str = "application/json"
+
+    @property
+    def body(self) -> type[bodies.Body] | None:
+        """The model the handler parses its body with: the document cannot name another."""
+        return bodies.model_of(self.handler)
 
 
 INCIDENT = {"incident_id": ID}
@@ -64,10 +68,10 @@ OPERATIONS: tuple[Operation, ...] = (
               " lowest level.", role="viewer", success={200: answers.ControlsView}),
     Operation("POST", "/v1/controls/{control}/{key}/release", controls.release,
               "Release a key by one stop (202 when a second operator must approve).",
-              role="operator", body=bodies.ReleaseChange, success={200: None, 202: None},
+              role="operator", success={200: None, 202: None},
               refusals=MANUAL, path_params=CONTROL_KEY),
     Operation("POST", "/v1/controls/{control}/{key}/contain", controls.contain,
-              "Raise a key's level by hand.", role="operator", body=bodies.ContainChange,
+              "Raise a key's level by hand.", role="operator",
               refusals=MANUAL, path_params=CONTROL_KEY),
     Operation("GET", "/v1/release-requests", controls.list_requests, "Two-person releases"
               " waiting for approval.", role="viewer",
@@ -78,13 +82,13 @@ OPERATIONS: tuple[Operation, ...] = (
     Operation("GET", "/v1/mode", modes.get_mode, "The automation mode and any break-glass.",
               role="viewer", success={200: answers.ModeView}),
     Operation("POST", "/v1/mode", modes.set_mode, "Switch the automation mode.", role="admin",
-              body=bodies.ModeChange, success={200: answers.ModeView}, refusals=(400,)),
+              success={200: answers.ModeView}, refusals=(400,)),
     Operation("POST", "/v1/break-glass", modes.start_break_glass, "Pause automation for"
               " ttl_s, or extend the running break-glass (409 past 24 h from its start).",
-              role="admin", body=bodies.BreakGlassStart, success={200: answers.ModeView},
+              role="admin", success={200: answers.ModeView},
               refusals=(400, 409)),
     Operation("DELETE", "/v1/break-glass", modes.end_break_glass, "End break-glass early.",
-              role="admin", body=bodies.BreakGlassEnd, success={200: answers.ModeView},
+              role="admin", success={200: answers.ModeView},
               refusals=(400, 409)),
     Operation("POST", "/-/reload", modes.reload_rules, "Reload the rule table; a bad one is"
               " refused and the last good one stays.", role="admin",
