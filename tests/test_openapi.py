@@ -13,6 +13,7 @@ from hypothesis import HealthCheck, settings
 from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import (
     content_type_conformance,
+    negative_data_rejection,
     response_schema_conformance,
     status_code_conformance,
 )
@@ -45,7 +46,7 @@ def test_the_daemon_keeps_to_its_published_api(live: LiveDaemon, case: Any) -> N
     headers = {"Authorization": f"Bearer {TOKENS[role]}"} if role else {}
     case.call_and_validate(base_url=live.url, headers=headers, checks=[
         not_a_server_error, status_code_conformance, content_type_conformance,
-        response_schema_conformance])
+        response_schema_conformance, negative_data_rejection])
 
 
 async def _get_json(address: str) -> tuple[int, Any]:

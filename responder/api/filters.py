@@ -45,7 +45,7 @@ Time = Annotated[datetime, BeforeValidator(_time)]
 
 
 class ActionQuery(BaseModel):
-    """Filters and paging of the action log; an empty parameter is no filter."""
+    """Filters and paging of the action log; an absent parameter is no filter."""
 
     model_config = ConfigDict(extra="ignore", frozen=True)
 
@@ -63,7 +63,7 @@ class ActionQuery(BaseModel):
     @classmethod
     def from_query(cls, query: MultiMapping[str]) -> ActionQuery:
         """The filters of a query string (the first of a repeated name), or BodyRefused."""
-        given = {name: query[name] for name in cls.model_fields if query.get(name)}
+        given = {name: query[name] for name in cls.model_fields if name in query}
         try:
             return cls.model_validate(given)
         except PydanticValidationError as e:
