@@ -20,6 +20,18 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 PrincipalHandler = Callable[[web.Request, Principal], Awaitable[web.StreamResponse]]
 
 
+_ROLES: dict[str, Role] = {}
+
+
+def _name(handler: Callable[..., Any]) -> str:
+    return f"{handler.__module__}.{handler.__qualname__}"
+
+
+def role_of(handler: Handler) -> Role | None:
+    """The role a handler requires (through ``require``), or None if it is open."""
+    return _ROLES.get(_name(handler))
+
+
 def require(role: Role) -> Callable[[PrincipalHandler], Handler]:
     """Authenticate the caller: 401 without a valid token, 403 without the role."""
 
@@ -39,6 +51,7 @@ def require(role: Role) -> Callable[[PrincipalHandler], Handler]:
                                           f" {role}"}, status=403)
             return await handler(request, who)
 
+        _ROLES[_name(guarded)] = role
         return guarded
 
     return wrap

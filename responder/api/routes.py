@@ -27,7 +27,6 @@ class Operation:
     path: str
     handler: Handler
     summary: str
-    role: Role | None = None
     query: type[BaseModel] | None = None
     # The schema of each success status; None means any JSON object.
     success: Mapping[int, type[BaseModel] | None] = field(default_factory=lambda: {200: None})
@@ -35,6 +34,11 @@ class Operation:
     path_params: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     extra_query: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     media_type: str = "application/json"
+
+    @property
+    def role(self) -> Role | None:
+        """The role the handler requires: the document cannot name another."""
+        return actions.role_of(self.handler)
 
     @property
     def body(self) -> type[bodies.Body] | None:
@@ -55,42 +59,42 @@ OPERATIONS: tuple[Operation, ...] = (
     Operation("GET", "/metrics", health.metrics, "Prometheus metrics.",
               media_type="text/plain"),
     Operation("GET", "/v1/actions", actions.list_actions, "Action-log records in sequence"
-              " order, filtered and paged.", role="viewer", query=ActionQuery,
+              " order, filtered and paged.", query=ActionQuery,
               success={200: answers.ActionsPage}, refusals=(400,)),
     Operation("GET", "/v1/incidents/{incident_id}", actions.get_incident, "An incident, its"
-              " steps, its timeline and its deliveries.", role="viewer", path_params=INCIDENT,
+              " steps, its timeline and its deliveries.", path_params=INCIDENT,
               refusals=(400, 404)),
     Operation("GET", "/v1/incidents/{incident_id}/evidence", actions.get_evidence,
-              "The incident's sealed evidence bundle and its digest.", role="viewer",
+              "The incident's sealed evidence bundle and its digest.",
               path_params=INCIDENT, extra_query={"version": {**ID, "maximum": 2**31 - 1}},
               refusals=(400, 404)),
     Operation("GET", "/v1/controls", controls.list_controls, "Every key held above its"
-              " lowest level.", role="viewer", success={200: answers.ControlsView}),
+              " lowest level.", success={200: answers.ControlsView}),
     Operation("POST", "/v1/controls/{control}/{key}/release", controls.release,
               "Release a key by one stop (202 when a second operator must approve).",
-              role="operator", success={200: None, 202: None},
+              success={200: None, 202: None},
               refusals=MANUAL, path_params=CONTROL_KEY),
     Operation("POST", "/v1/controls/{control}/{key}/contain", controls.contain,
-              "Raise a key's level by hand.", role="operator",
+              "Raise a key's level by hand.",
               refusals=MANUAL, path_params=CONTROL_KEY),
     Operation("GET", "/v1/release-requests", controls.list_requests, "Two-person releases"
-              " waiting for approval.", role="viewer",
+              " waiting for approval.",
               success={200: answers.ReleaseRequestsView}),
     Operation("POST", "/v1/release-requests/{request_id}/approve", controls.approve,
-              "Approve another operator's release request.", role="operator",
+              "Approve another operator's release request.",
               refusals=MANUAL, path_params={"request_id": ID}),
     Operation("GET", "/v1/mode", modes.get_mode, "The automation mode and any break-glass.",
-              role="viewer", success={200: answers.ModeView}),
-    Operation("POST", "/v1/mode", modes.set_mode, "Switch the automation mode.", role="admin",
+              success={200: answers.ModeView}),
+    Operation("POST", "/v1/mode", modes.set_mode, "Switch the automation mode.",
               success={200: answers.ModeView}, refusals=(400,)),
     Operation("POST", "/v1/break-glass", modes.start_break_glass, "Pause automation for"
               " ttl_s, or extend the running break-glass (409 past 24 h from its start).",
-              role="admin", success={200: answers.ModeView},
+              success={200: answers.ModeView},
               refusals=(400, 409)),
     Operation("DELETE", "/v1/break-glass", modes.end_break_glass, "End break-glass early.",
-              role="admin", success={200: answers.ModeView},
+              success={200: answers.ModeView},
               refusals=(400, 409)),
     Operation("POST", "/-/reload", modes.reload_rules, "Reload the rule table; a bad one is"
-              " refused and the last good one stays.", role="admin",
+              " refused and the last good one stays.",
               success={200: answers.Reloaded}, refusals=(400,)),
 )

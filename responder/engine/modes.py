@@ -105,7 +105,7 @@ class Modes:
             if row["break_glass_until"] is not None and not running:
                 # Expired, and the watcher has not recorded it yet: the end comes first.
                 chain.add(_ended(row, "expired", None, None))
-            since = row["break_glass_since"] or now if running else now
+            since = (row["break_glass_since"] or now) if running else now
             if until - since > timedelta(seconds=MAX_BREAK_GLASS_TOTAL_S):
                 latest = since + timedelta(seconds=MAX_BREAK_GLASS_TOTAL_S)
                 return GlassChange(row["break_glass_until"], refused=(
