@@ -10,7 +10,6 @@ import aiohttp
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, settings
-from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import (
     content_type_conformance,
     negative_data_rejection,
@@ -32,6 +31,15 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveDaemon]:
         yield running
 
 
+def no_undocumented_server_error(ctx: Any, response: Any, case: Any) -> None:
+    """No 5xx, except the two the document promises: /readyz's 503 and a target's 502
+    (a busy machine can make the simulated target miss the step deadline)."""
+    documented = case.operation.definition.raw["responses"]
+    if response.status_code >= 500 and str(response.status_code) not in documented:
+        raise AssertionError(f"{response.status_code} from {case.method} {case.path}:"
+                             f" {response.text[:300]}")
+
+
 # The document as built here; the test below checks the daemon serves exactly this.
 schema = schemathesis.openapi.from_dict(openapi.document(routes.OPERATIONS))
 
@@ -45,7 +53,7 @@ def test_the_daemon_keeps_to_its_published_api(live: LiveDaemon, case: Any) -> N
     role = case.operation.definition.raw.get("x-role")
     headers = {"Authorization": f"Bearer {TOKENS[role]}"} if role else {}
     case.call_and_validate(base_url=live.url, headers=headers, checks=[
-        not_a_server_error, status_code_conformance, content_type_conformance,
+        no_undocumented_server_error, status_code_conformance, content_type_conformance,
         response_schema_conformance, negative_data_rejection])
 
 
