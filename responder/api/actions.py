@@ -12,9 +12,11 @@ from aiohttp import web
 from responder.api.bodies import BodyRefused, refused
 from responder.api.filters import ActionQuery
 from responder.auth import Principal, Role
+from responder.errors import StoreUnavailable
 from responder.params import plain_int
 from responder.state import STATE
 from responder.store import queries
+from responder.store.db import UNAVAILABLE
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 PrincipalHandler = Callable[[web.Request, Principal], Awaitable[web.StreamResponse]]
@@ -49,7 +51,14 @@ def require(role: Role) -> Callable[[PrincipalHandler], Handler]:
                 return web.json_response({"error": "forbidden_role",
                                           "message": f"{who.name} is {who.role}; this needs"
                                           f" {role}"}, status=403)
-            return await handler(request, who)
+            try:
+                return await handler(request, who)
+            except (StoreUnavailable, *UNAVAILABLE):
+                # An outage, not the request: say so, and let the caller retry.
+                state.metrics.rejected.labels("api", "store_unavailable").inc()
+                return web.json_response({"error": "store_unavailable", "message":
+                                          "the store is unavailable; retry shortly"},
+                                         status=503, headers={"Retry-After": "5"})
 
         _ROLES[_name(guarded)] = role
         return guarded

@@ -20,7 +20,7 @@ STATUS_TEXT = {200: "OK", 202: "Accepted", 400: "Refused: the message names the 
                401: "No valid bearer token", 403: "The token's role may not do this",
                404: "Not found", 409: "Conflicts with the current state",
                502: "The target did not confirm the change",
-               503: "Not ready"}
+               503: "Not ready, or the store is unavailable (retry)"}
 
 
 def _models(operations: Iterable[Operation]) -> list[tuple[type[BaseModel], JsonSchemaMode]]:
@@ -70,7 +70,7 @@ def _operation(op: Operation) -> dict[str, Any]:
         str(status): {"description": STATUS_TEXT[status], "content": _content(op, model)}
         for status, model in op.success.items()}
     refusals = [*op.refusals, *((400,) if op.body is not None else ()),
-                *((401, 403) if op.role is not None else ())]
+                *((401, 403, 503) if op.role is not None else ())]
     for status in sorted(set(refusals)):
         responses[str(status)] = {"description": STATUS_TEXT[status], "content": error}
     doc: dict[str, Any] = {
