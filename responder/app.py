@@ -6,7 +6,7 @@ import structlog
 from aiohttp import web
 
 from responder import correlation
-from responder.api import actions, controls, health, modes
+from responder.api import actions, openapi, routes
 from responder.intake.events import events_webhook
 from responder.intake.webhook import alertmanager_webhook
 from responder.state import STATE, DaemonState
@@ -53,21 +53,8 @@ def build_app(state: DaemonState) -> web.Application:
     app[STATE] = state
     app.router.add_post("/webhooks/alertmanager", alertmanager_webhook)
     app.router.add_post("/webhooks/events", events_webhook)
-    app.router.add_get("/healthz", health.healthz)
-    app.router.add_get("/readyz", health.readyz)
-    app.router.add_get("/metrics", health.metrics)
-    app.router.add_get("/v1/actions", actions.list_actions)
-    app.router.add_get("/v1/incidents/{incident_id}", actions.get_incident)
-    app.router.add_get("/v1/incidents/{incident_id}/evidence", actions.get_evidence)
-    app.router.add_get("/v1/controls", controls.list_controls)
-    app.router.add_post("/v1/controls/{control}/{key}/release", controls.release)
-    app.router.add_post("/v1/controls/{control}/{key}/contain", controls.contain)
-    app.router.add_get("/v1/release-requests", controls.list_requests)
-    app.router.add_post("/v1/release-requests/{request_id}/approve", controls.approve)
-    app.router.add_post("/-/reload", modes.reload_rules)
-    app.router.add_get("/v1/mode", modes.get_mode)
-    app.router.add_post("/v1/mode", modes.set_mode)
-    app.router.add_post("/v1/break-glass", modes.start_break_glass)
-    app.router.add_delete("/v1/break-glass", modes.end_break_glass)
+    for op in routes.OPERATIONS:
+        app.router.add_route(op.method, op.path, op.handler)
+    app.router.add_get(openapi.PATH, openapi.serve(openapi.document(routes.OPERATIONS)))
     install_web(app, state)
     return app

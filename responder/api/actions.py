@@ -2,27 +2,43 @@
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Awaitable, Callable
-from datetime import datetime
 from typing import Any
 
 from aiohttp import web
 
+from responder.api.bodies import BodyRefused, refused
+from responder.api.filters import ActionQuery
 from responder.auth import Principal, Role, challenge
-from responder.intake.alertmanager import PayloadError, check_text
-from responder.params import plain_int, utc_time
+from responder.errors import StoreUnavailable
+from responder.params import plain_int
 from responder.state import STATE
 from responder.store import queries
+from responder.store.db import UNAVAILABLE
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 PrincipalHandler = Callable[[web.Request, Principal], Awaitable[web.StreamResponse]]
+
+
+_ROLES: dict[str, Role] = {}
+
+
+def _name(handler: Callable[..., Any]) -> str:
+    return f"{handler.__module__}.{handler.__qualname__}"
+
+
+def role_of(handler: Handler) -> Role | None:
+    """The role a handler requires (through ``require``), or None if it is open."""
+    return _ROLES.get(_name(handler))
 
 
 def require(role: Role) -> Callable[[PrincipalHandler], Handler]:
     """Authenticate the caller: 401 without a valid token, 403 without the role."""
 
     def wrap(handler: PrincipalHandler) -> Handler:
+        @functools.wraps(handler)
         async def guarded(request: web.Request) -> web.StreamResponse:
             state = request.app[STATE]
             who = state.principals.authenticate(request.headers.get("Authorization"))
@@ -35,64 +51,31 @@ def require(role: Role) -> Callable[[PrincipalHandler], Handler]:
                 return web.json_response({"error": "forbidden_role",
                                           "message": f"{who.name} is {who.role}; this needs"
                                           f" {role}"}, status=403)
-            return await handler(request, who)
+            try:
+                return await handler(request, who)
+            except (StoreUnavailable, *UNAVAILABLE):
+                # An outage, not the request: say so, and let the caller retry.
+                state.metrics.rejected.labels("api", "store_unavailable").inc()
+                return web.json_response({"error": "store_unavailable", "message":
+                                          "the store is unavailable; retry shortly"},
+                                         status=503, headers={"Retry-After": "5"})
 
+        _ROLES[_name(guarded)] = role
         return guarded
 
     return wrap
 
 
-def _bad(message: str) -> web.Response:
-    return web.json_response({"error": "invalid_query", "message": message}, status=400)
-
-
-def _time(value: str | None, name: str) -> datetime | None:
-    if value is None:
-        return None
-    try:
-        return utc_time(value)
-    except ValueError as e:
-        raise ValueError(f"{name}: expected an ISO 8601 time with a UTC offset ({e})") from e
-
-
-def _text(value: str | None, name: str) -> str | None:
-    """A filter PostgreSQL can compare: a query string may carry NUL or lone surrogates."""
-    if value is None:
-        return None
-    try:
-        check_text(value, name)
-    except PayloadError as e:
-        raise ValueError(str(e)) from None
-    return value
-
-
-def _int(value: str | None, name: str, default: int, maximum: int) -> int:
-    if value is None:
-        return default
-    number = plain_int(value, maximum)
-    if number is None:
-        raise ValueError(f"{name}: expected an integer from 0 to {maximum}")
-    return number
-
-
 @require("viewer")
 async def list_actions(request: web.Request, _: Principal) -> web.StreamResponse:
-    q = request.query
     try:
-        incident = q.get("incident")
-        filters = queries.ActionFilter(
-            rule_id=_text(q.get("rule"), "rule"),
-            control=_text(q.get("control"), "control"),
-            incident_id=_int(incident, "incident", 0, 2**62) if incident else None,
-            kind=_text(q.get("kind"), "kind"),
-            correlation_id=_text(q.get("correlation_id"), "correlation_id"),
-            since=_time(q.get("since"), "since"),
-            until=_time(q.get("until"), "until"),
-            after=_int(q.get("after"), "after", 0, 2**62),
-            limit=_int(q.get("limit"), "limit", 100, 1000) or 100,
-        )
-    except ValueError as e:
-        return _bad(str(e))
+        q = ActionQuery.from_query(request.query)
+    except BodyRefused as e:
+        return refused(request, e)
+    filters = queries.ActionFilter(
+        rule_id=q.rule, control=q.control, incident_id=q.incident, kind=q.kind,
+        correlation_id=q.correlation_id, since=q.since, until=q.until, after=q.after,
+        limit=q.limit)
     async with request.app[STATE].pool.acquire() as conn:
         records = await queries.list_actions(conn, filters)
     next_after = records[-1]["seq"] if len(records) == filters.limit else None
@@ -103,7 +86,7 @@ async def list_actions(request: web.Request, _: Principal) -> web.StreamResponse
 async def get_incident(request: web.Request, _: Principal) -> web.StreamResponse:
     incident_id = plain_int(request.match_info["incident_id"])
     if incident_id is None:
-        return _bad("incident id must be an integer")
+        return refused(request, BodyRefused("invalid_query", "incident id must be an integer"))
     async with request.app[STATE].pool.acquire() as conn:
         incident = await queries.incident_timeline(conn, incident_id)
     if incident is None:
@@ -122,7 +105,8 @@ async def get_evidence(request: web.Request, _: Principal) -> web.StreamResponse
     raw_version = request.query.get("version")
     version = plain_int(raw_version, 2**31 - 1) if raw_version is not None else None
     if incident_id is None or (raw_version is not None and version is None):
-        return _bad("incident id and version are integers")
+        return refused(request, BodyRefused("invalid_query",
+                                            "incident id and version are integers"))
     async with request.app[STATE].pool.acquire() as conn:
         row = await queries.evidence_bundle(conn, incident_id, version)
     if row is None:

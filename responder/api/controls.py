@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from aiohttp import web
 
-from responder import jsontext
+from responder.api import bodies
 from responder.api.actions import require
+from responder.api.bodies import ContainChange, ReleaseChange, with_body
 from responder.auth import Principal
 from responder.engine.manual import (
     UNKEYED,
@@ -22,8 +21,9 @@ from responder.params import plain_int
 from responder.state import STATE
 from responder.store import queries
 
-MAX_REASON = 1000
-MAX_TICKET = 200
+# The web page's forms take the same limits.
+MAX_REASON, MAX_TICKET = bodies.MAX_REASON, bodies.MAX_TICKET
+
 
 def _refuse(status: int, code: str, message: str) -> web.Response:
     return web.json_response({"error": code, "message": message}, status=status)
@@ -45,19 +45,6 @@ async def list_controls(request: web.Request, _: Principal) -> web.StreamRespons
     return web.json_response({"controls": controls})
 
 
-def _text(body: dict[str, Any], field: str, limit: int) -> str:
-    value = body.get(field)
-    if not isinstance(value, str) or not value.strip():
-        raise ManualRefused(400, "invalid_field", f"{field}: a non-empty string is required")
-    if len(value) > limit:
-        raise ManualRefused(400, "invalid_field", f"{field}: at most {limit} characters")
-    try:
-        check_text(value, field)
-    except PayloadError as e:
-        raise ManualRefused(400, "invalid_field", str(e)) from None
-    return value.strip()
-
-
 def _path_part(request: web.Request, name: str) -> str:
     value = request.match_info[name]
     try:
@@ -67,22 +54,17 @@ def _path_part(request: web.Request, name: str) -> str:
     return value
 
 
-async def _change(request: web.Request, principal: Principal, kind: Kind) -> web.Response:
-    try:
-        body = jsontext.loads(await request.read())
-    except jsontext.JSONTextError:
-        return _refuse(400, "malformed_json", "the body must be a JSON object")
-    if not isinstance(body, dict):
-        return _refuse(400, "malformed_json", "the body must be a JSON object")
+async def _change(request: web.Request, principal: Principal, kind: Kind,
+                  body: ReleaseChange | ContainChange) -> web.Response:
     state = request.app[STATE]
     try:
         change = ManualChange(
             kind=kind,
             control=_path_part(request, "control"),
             key=_path_part(request, "key"),
-            to_level=_text(body, "to_level", 64),
-            reason=_text(body, "reason", MAX_REASON),
-            ticket=_text(body, "ticket", MAX_TICKET) if kind == "release" else None,
+            to_level=body.to_level,
+            reason=body.reason,
+            ticket=body.ticket if isinstance(body, ReleaseChange) else None,
             principal=principal,
         )
         result = await apply_manual(state, change)
@@ -107,6 +89,7 @@ async def approve(request: web.Request, principal: Principal) -> web.StreamRespo
     state = request.app[STATE]
     request_id = plain_int(request.match_info["request_id"])
     if request_id is None:
+        state.metrics.rejected.labels("controls", "invalid_id").inc()
         return _refuse(400, "invalid_id", "the request id is a number")
     try:
         result = await approve_release(state, request_id, principal)
@@ -117,10 +100,14 @@ async def approve(request: web.Request, principal: Principal) -> web.StreamRespo
 
 
 @require("operator")
-async def release(request: web.Request, principal: Principal) -> web.StreamResponse:
-    return await _change(request, principal, "release")
+@with_body(ReleaseChange)
+async def release(request: web.Request, principal: Principal,
+                  body: ReleaseChange) -> web.StreamResponse:
+    return await _change(request, principal, "release", body)
 
 
 @require("operator")
-async def contain(request: web.Request, principal: Principal) -> web.StreamResponse:
-    return await _change(request, principal, "contain")
+@with_body(ContainChange)
+async def contain(request: web.Request, principal: Principal,
+                  body: ContainChange) -> web.StreamResponse:
+    return await _change(request, principal, "contain", body)

@@ -21,7 +21,29 @@ from responder.store.writer import Unit
 
 log = structlog.get_logger("responder.engine")
 
-MAX_BREAK_GLASS_S = 24 * 3600
+MAX_BREAK_GLASS_S = 24 * 3600  # one call
+MAX_BREAK_GLASS_TOTAL_S = 24 * 3600  # from its start, every extension included
+GLASS_SQL = ("SELECT break_glass_until, break_glass_since, break_glass_by, break_glass_reason"
+             " FROM automation WHERE id = 1 FOR UPDATE")
+
+
+@dataclass(frozen=True)
+class GlassChange:
+    """What a start or extension did: the expiry in force, and why it was refused, if so."""
+
+    until: datetime | None
+    extended: bool = False
+    refused: str | None = None
+
+
+def _ended(row: Any, how: str, by: str | None, reason: str | None) -> Entry:
+    """The end record, naming the break-glass it ends: who started it, why, and until when."""
+    if how == "expired":
+        reason = f"its time ran out at {row['break_glass_until'].isoformat()}"
+    return Entry("break_glass_ended", detail={
+        "how": how, "by": by, "reason": reason, "started_by": row["break_glass_by"],
+        "started_reason": row["break_glass_reason"],
+        "until": row["break_glass_until"].isoformat()})
 
 
 @dataclass
@@ -70,33 +92,60 @@ class Modes:
 
         return unit
 
-    def start_break_glass(self, ttl_s: float, by: str, reason: str) -> Unit[datetime]:
-        until = datetime.now(UTC) + timedelta(seconds=ttl_s)
+    def start_break_glass(self, ttl_s: float, by: str, reason: str) -> Unit[GlassChange]:
+        """Start break-glass, or extend the running one (recorded as such) as long as it
+        stays within MAX_BREAK_GLASS_TOTAL_S of its start; refused past that."""
 
-        async def unit(conn: Conn, chain: ChainAppender) -> datetime:
+        async def unit(conn: Conn, chain: ChainAppender) -> GlassChange:
+            row = await conn.fetchrow(GLASS_SQL)
+            assert row is not None  # the one row is created with the table
+            now = datetime.now(UTC)
+            until = now + timedelta(seconds=ttl_s)
+            running = row["break_glass_until"] is not None and row["break_glass_until"] > now
+            if row["break_glass_until"] is not None and not running:
+                # Expired, and the watcher has not recorded it yet: the end comes first.
+                chain.add(_ended(row, "expired", None, None))
+            since = (row["break_glass_since"] or now) if running else now
+            if until - since > timedelta(seconds=MAX_BREAK_GLASS_TOTAL_S):
+                latest = since + timedelta(seconds=MAX_BREAK_GLASS_TOTAL_S)
+                return GlassChange(row["break_glass_until"], refused=(
+                    f"break-glass began at {since.isoformat()} and may last"
+                    f" {MAX_BREAK_GLASS_TOTAL_S} s in all, to {latest.isoformat()}; end it"
+                    " and start a new one to go on"))
             await conn.execute("UPDATE automation SET break_glass_until = $1,"
-                               " break_glass_by = $2, break_glass_reason = $3,"
-                               " updated_at = now() WHERE id = 1", until, by, reason)
-            chain.add(Entry("break_glass_started", detail={"until": until.isoformat(),
-                                                            "by": by, "reason": reason}))
+                               " break_glass_since = $2, break_glass_by = $3,"
+                               " break_glass_reason = $4, updated_at = now() WHERE id = 1",
+                               until, since, by, reason)
+            detail: dict[str, Any] = {"until": until.isoformat(), "ttl_s": ttl_s, "by": by,
+                                      "reason": reason}
+            if running:
+                detail |= {"from": row["break_glass_until"].isoformat(),
+                           "since": since.isoformat()}
+            chain.add(Entry("break_glass_extended" if running else "break_glass_started",
+                            detail=detail))
             chain.after_commit(lambda: self._set_glass(until, by, reason))
-            return until
+            return GlassChange(until, extended=running)
 
         return unit
 
     def end_break_glass(self, how: str, by: str | None = None,
                         reason: str | None = None) -> Unit[bool]:
-        """Record the end of break-glass (expired or ended by an admin); False if none."""
+        """Record the end of break-glass (expired or ended by an admin); False if none.
+
+        An expiry ends only a break-glass that has run out: one extended meanwhile, perhaps
+        on another replica, goes on.
+        """
 
         async def unit(conn: Conn, chain: ChainAppender) -> bool:
-            ended = await conn.fetchval(
-                "UPDATE automation SET break_glass_until = NULL, break_glass_by = NULL,"
-                " break_glass_reason = NULL, updated_at = now()"
-                " WHERE id = 1 AND break_glass_until IS NOT NULL RETURNING id")
-            if ended is None:
+            row = await conn.fetchrow(GLASS_SQL)
+            assert row is not None  # the one row is created with the table
+            until = row["break_glass_until"]
+            if until is None or (how == "expired" and until > datetime.now(UTC)):
                 return False
-            chain.add(Entry("break_glass_ended", detail={"how": how, "by": by,
-                                                          "reason": reason}))
+            await conn.execute("UPDATE automation SET break_glass_until = NULL,"
+                               " break_glass_since = NULL, break_glass_by = NULL,"
+                               " break_glass_reason = NULL, updated_at = now() WHERE id = 1")
+            chain.add(_ended(row, how, by, reason))
             chain.after_commit(lambda: self._set_glass(None, None, None))
             return True
 
