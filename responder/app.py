@@ -52,6 +52,8 @@ def build_app(state: DaemonState) -> web.Application:
     app.router.add_post("/webhooks/events", events_webhook)
     app.router.add_get("/healthz", health.healthz)
     app.router.add_get("/readyz", health.readyz)
+    app.router.add_get("/-/healthy", health.healthz)  # Prometheus' own spelling
+    app.router.add_get("/-/ready", health.readyz)
     app.router.add_get("/metrics", health.metrics)
     app.router.add_get("/v1/actions", actions.list_actions)
     app.router.add_get("/v1/incidents/{incident_id}", actions.get_incident)
