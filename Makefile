@@ -5,7 +5,8 @@ SHELL := /bin/bash
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
-PIP := $(PY) -m pip --disable-pip-version-check
+# Unbuffered, so the filtered lines below appear as pip works, not all at the end.
+PIP := PYTHONUNBUFFERED=1 $(PY) -m pip --disable-pip-version-check
 SUM := $(shell cksum pyproject.toml | cut -d' ' -f1)
 RUN_STAMP := $(VENV)/.run-$(SUM)
 DEV_STAMP := $(VENV)/.dev-$(SUM)
