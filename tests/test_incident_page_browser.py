@@ -126,7 +126,7 @@ def look(pages: Pages, scenario: Scenario, token: str) -> dict[str, str]:
             "what": d.find_element(By.ID, "what").text,
             "banner": d.find_element(By.ID, "automation").text,
             "global": " ".join(e.text for e in d.find_elements(By.ID, "global-hold")),
-            "forms": str(len(d.find_elements(By.CSS_SELECTOR, "#next form.release"))),
+            "forms": str(len(d.find_elements(By.CSS_SELECTOR, "#release form.release"))),
             "who": " ".join(e.text for e in d.find_elements(By.ID, "who-can-release")),
             "charts": " ".join(e.text for e in d.find_elements(By.CSS_SELECTOR, "#charts")),
             "svg": str(len(d.find_elements(By.CSS_SELECTOR, "#charts svg")))}
@@ -249,3 +249,27 @@ async def test_incident_page_needs_no_javascript(
     assert "Ledger invariant broken on BTC-USD" in html
     assert 'href="https://runbooks.example/spot-exchange#3-1"' in html
     assert "<script" not in html
+
+
+async def test_release_from_the_incident_page_returns_there(
+        make_daemon: DaemonFactory, exchange: Exchange, http: aiohttp.ClientSession) -> None:
+    """The incident page's release form lowers the key and comes back to the incident; a
+    forged return address goes to the controls page instead."""
+    daemon = await make_daemon()
+    await post(http, daemon, ledger())
+    b = Browser(daemon)
+    try:
+        await b.login(OPERATOR_TOKEN)
+        form = {"csrf": b.csrf, "control": "symbol-mode", "key": "BTC-USD",
+                "to_level": "NORMAL", "reason": "ledger reconciled", "ticket": "INC-1",
+                "back": "/incidents/1"}
+        status, _, headers = await b.post("/controls/release", form)
+        assert (status, headers["Location"]) == (303, "/incidents/1?done=released")
+        assert exchange.state.symbols["BTC-USD"] == "NORMAL"
+        _, html = await b.get("/incidents/1?done=released")
+        assert "Released." in html
+        form.update(control="withdrawals", key="-", to_level="OPEN", back="//evil.example/")
+        status, _, headers = await b.post("/controls/release", form)
+        assert (status, headers["Location"]) == (303, "/controls?done=released")
+    finally:
+        await b.close()
