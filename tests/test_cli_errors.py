@@ -156,3 +156,17 @@ def test_port_busy(tmp_path: Path, database: str) -> None:
     last = done.stderr.strip().splitlines()[-1]
     assert last == (f"responder: cannot listen on 127.0.0.1:{port}: the port is in use"
                     " (another responder?); stop it or set RESPONDER_LISTEN"), done.stderr
+
+
+def test_run_without_a_rules_directory(tmp_path: Path, database: str) -> None:
+    """`responder run` pointed at a rules directory that is not there says so in one line."""
+    env = {**os.environ, "RESPONDER_DATABASE_URL": database,
+           "RESPONDER_RULES_DIR": str(tmp_path / "nowhere"),
+           "RESPONDER_WEBHOOK_TOKENS": WEBHOOK_TOKEN, "RESPONDER_LISTEN": "127.0.0.1:0",
+           "RESPONDER_LOG_LEVEL": "error"}
+    done = subprocess.run([sys.executable, "-m", "responder", "run"], env=env,
+                          capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode == 2
+    assert "Traceback" not in done.stderr
+    assert done.stderr.strip().splitlines()[-1].startswith(
+        f"responder: invalid rules: {tmp_path / 'nowhere'}:"), done.stderr
