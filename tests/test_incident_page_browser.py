@@ -37,6 +37,8 @@ from tests.test_web_browser import Pages, artefacts, chromium  # noqa: F401 - fi
 from tests.webpage import Browser
 
 WIDE = (1400, 900)
+LOOK = ("const b = document.querySelector(arguments[0]); if (!b) { return ''; }"
+        " const s = getComputedStyle(b); return s.color + ' on ' + s.backgroundColor;")
 PHONE = (390, 844)
 ANNOTATIONS = {"summary": "Ledger invariant broken on {symbol}",
                "description": "invariant_violation_total rose: debits and credits differ.",
@@ -130,6 +132,7 @@ def look(pages: Pages, scenario: Scenario, token: str) -> dict[str, str]:
             "who": " ".join(e.text for e in d.find_elements(By.ID, "who-can-release")),
             "charts": " ".join(e.text for e in d.find_elements(By.CSS_SELECTOR, "#charts")),
             "svg": str(len(d.find_elements(By.CSS_SELECTOR, "#charts svg")))}
+    seen["release_look"] = str(d.execute_script(LOOK, "#release button"))
     role = "operator" if token == OPERATOR_TOKEN else "viewer"
     pages.shot(f"incident-{scenario.name}-{role}", WIDE)
     pages.shot(f"incident-{scenario.name}-{role}-phone", PHONE)
@@ -137,6 +140,7 @@ def look(pages: Pages, scenario: Scenario, token: str) -> dict[str, str]:
     rows = d.execute_script(
         "return [...document.querySelectorAll('#actions tr.group')].map(r => r.innerText)")
     seen["action_groups"] = str(len(rows))
+    seen["filter_look"] = str(d.execute_script(LOOK, "form.filters button"))
     seen["groups"] = "\n----\n".join(str(r) for r in rows)
     pages.shot(f"actions-{scenario.name}", WIDE)
     pages.logout()
@@ -171,6 +175,8 @@ async def test_incident_page_says_what_why_next(
     assert "Automation: enforce" in viewer["banner"]
     assert "Runbook" in viewer["why"] or scenario.name == "truncated"
     assert int(operator["forms"]) >= 1
+    # Release (destructive) does not look like Filter (primary).
+    assert operator["release_look"] and operator["release_look"] != operator["filter_look"]
     assert viewer["forms"] == "0"
     assert "Release needs an operator:" in viewer["who"]
     assert "olga" in viewer["who"]
