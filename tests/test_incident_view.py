@@ -10,6 +10,7 @@ from typing import Any
 from hypothesis import given
 from hypothesis import strategies as st
 
+from responder.web.action_groups import group
 from responder.web.banner import automation
 from responder.web.charts import HEIGHT, WIDTH, chart
 from responder.web.incident_view import safe_url
@@ -134,3 +135,22 @@ async def test_banner_for_each_state() -> None:
     expired = await automation(_Row(global_mode="enforce", break_glass_until=now - timedelta(
         minutes=1), break_glass_by="ada", break_glass_reason="over"), now)  # type: ignore[arg-type]
     assert expired.state == "enforce"
+
+
+@given(st.lists(st.tuples(st.sampled_from(["", "c1", "c2"]), st.sampled_from([None, 1, 2])),
+                max_size=30))
+def test_action_log_groups_keep_every_record_once(keys: list[tuple[str, int | None]]) -> None:
+    """Grouping a page of records (newest first) by delivery, else step, shows each record
+    exactly once, every group newest first, and the groups in order of their newest record."""
+    rows = [{"record": {"seq": len(keys) - i, "kind": "intent", "step_id": step},
+             "summary": [], "correlation": cid} for i, (cid, step) in enumerate(keys)]
+    groups = group(rows)
+    seqs = [row["record"]["seq"] for g in groups for row in g.rows]
+    assert sorted(seqs) == sorted(r["record"]["seq"] for r in rows)
+    for g in groups:
+        inner = [row["record"]["seq"] for row in g.rows]
+        assert inner == sorted(inner, reverse=True)
+        assert len({row["correlation"] or row["record"]["step_id"] or row["record"]["seq"]
+                    for row in g.rows}) == 1
+    heads = [g.head["record"]["seq"] for g in groups]
+    assert heads == sorted(heads, reverse=True)
