@@ -142,8 +142,9 @@ async def test_banner_for_each_state() -> None:
 def test_action_log_groups_keep_every_record_once(keys: list[tuple[str, int | None]]) -> None:
     """Grouping a page of records (newest first) by delivery, else step, shows each record
     exactly once, every group newest first, and the groups in order of their newest record."""
-    rows = [{"record": {"seq": len(keys) - i, "kind": "intent", "step_id": step},
-             "summary": [], "correlation": cid} for i, (cid, step) in enumerate(keys)]
+    rows: list[dict[str, Any]] = [
+        {"record": {"seq": len(keys) - i, "kind": "intent", "step_id": step}, "summary": [],
+         "correlation": cid} for i, (cid, step) in enumerate(keys)]
     groups = group(rows)
     seqs = [row["record"]["seq"] for g in groups for row in g.rows]
     assert sorted(seqs) == sorted(r["record"]["seq"] for r in rows)
