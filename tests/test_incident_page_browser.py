@@ -24,6 +24,7 @@ from tests.conftest import (
     ADMIN_TOKEN,
     OPERATOR_TOKEN,
     VIEWER_TOKEN,
+    WEBHOOK_TOKEN,
     DaemonFactory,
     Exchange,
     fixture_bytes,
@@ -279,3 +280,22 @@ async def test_release_from_the_incident_page_returns_there(
         assert (status, headers["Location"]) == (303, "/controls?done=released")
     finally:
         await b.close()
+
+
+async def test_annotations_are_redacted_on_the_page(
+        make_daemon: DaemonFactory, exchange: Exchange, http: aiohttp.ClientSession) -> None:
+    """A secret pasted into an annotation is masked on the incident page, as in the log."""
+    daemon = await make_daemon()
+    payload = json.loads(ledger())
+    payload["alerts"][0]["annotations"]["description"] = (
+        f"debug: curl -H 'Authorization: Bearer {WEBHOOK_TOKEN}' http://u:p@host/")
+    await post(http, daemon, json.dumps(payload).encode())
+    b = Browser(daemon)
+    try:
+        await b.login(VIEWER_TOKEN)
+        _, html = await b.get("/incidents/1")
+    finally:
+        await b.close()
+    assert WEBHOOK_TOKEN not in html
+    assert "u:p@" not in html
+    assert "[REDACTED]" in html
