@@ -10,7 +10,8 @@ from responder.cli_output import add_output, print_rows
 from responder.config import Settings
 
 COLUMNS = (("ID", "id", 5), ("OPENED (UTC)", "opened", 19), ("SEV", "severity", 8),
-           ("STATUS", "status", 8), ("RULE", "rule_id", 26), ("HELD", "held", 0))
+           ("STATUS", "status", 8), ("HELD NOW", "held_now", 8), ("RULE", "rule_id", 26),
+           ("SET", "held", 0))
 
 
 def add_parser(sub: Any) -> None:
@@ -22,6 +23,7 @@ def add_parser(sub: Any) -> None:
 
 
 def _held(controls: list[dict[str, Any]]) -> str:
+    """What the incident's steps set (a later release may have lowered some since)."""
     return ", ".join(f"{c['control']}" + (f"[{c['key']}]" if c.get("key") else "")
                      + f"={c['level']}" for c in controls) or "-"
 

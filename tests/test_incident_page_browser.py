@@ -123,8 +123,9 @@ SCENARIOS = [
 def look(pages: Pages, scenario: Scenario, token: str) -> dict[str, str]:
     """Log in, open incident 1, read its three answers and keep screenshots."""
     pages.login(token)
-    pages.open("/incidents/1")
     d = pages.driver
+    listed = d.find_element(By.ID, "incident-1").text
+    pages.open("/incidents/1")
     seen = {"next": d.find_element(By.ID, "next").text, "why": d.find_element(By.ID, "why").text,
             "what": d.find_element(By.ID, "what").text,
             "banner": d.find_element(By.ID, "automation").text,
@@ -132,7 +133,8 @@ def look(pages: Pages, scenario: Scenario, token: str) -> dict[str, str]:
             "forms": str(len(d.find_elements(By.CSS_SELECTOR, "#release form.release"))),
             "who": " ".join(e.text for e in d.find_elements(By.ID, "who-can-release")),
             "charts": " ".join(e.text for e in d.find_elements(By.CSS_SELECTOR, "#charts")),
-            "svg": str(len(d.find_elements(By.CSS_SELECTOR, "#charts svg")))}
+            "svg": str(len(d.find_elements(By.CSS_SELECTOR, "#charts svg"))),
+            "listed": listed}
     seen["release_look"] = str(d.execute_script(LOOK, "#release button"))
     role = "operator" if token == OPERATOR_TOKEN else "viewer"
     pages.shot(f"incident-{scenario.name}-{role}", WIDE)
@@ -168,6 +170,8 @@ async def test_incident_page_says_what_why_next(
     # One alert delivery is one row of the action log, however many records it made.
     assert viewer["action_groups"] == operator["action_groups"]
     assert "alert_received → incident_opened → alert_matched" in viewer["groups"]
+    if scenario.name == "resolved-held":
+        assert "resolved 2 still held" in viewer["listed"]
     if scenario.name == "dry-run":
         assert "responder contain withdrawals - --to HALTED" in viewer["next"]
         assert "DRY-RUN" in viewer["banner"]
