@@ -3,6 +3,8 @@ help, work after the subcommand, and durations read the same everywhere."""
 
 from __future__ import annotations
 
+import asyncio
+import json
 import os
 import socket
 import subprocess
@@ -10,6 +12,7 @@ import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
+import aiohttp
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -19,7 +22,16 @@ from responder.cli_output import every_option
 from responder.durations import parse_duration_s
 from responder.replay.command import parse_since
 from responder.rules.schema import duration_s
-from tests.conftest import ROOT, WEBHOOK_TOKEN, free_port
+from tests.conftest import (
+    ROOT,
+    WEBHOOK_TOKEN,
+    DaemonFactory,
+    Exchange,
+    fixture_bytes,
+    free_port,
+    idle,
+    post_alerts,
+)
 
 
 def one_line(capsys: pytest.CaptureFixture[str]) -> str:
@@ -170,3 +182,30 @@ def test_run_without_a_rules_directory(tmp_path: Path, database: str) -> None:
     assert "Traceback" not in done.stderr
     assert done.stderr.strip().splitlines()[-1].startswith(
         f"responder: invalid rules: {tmp_path / 'nowhere'}:"), done.stderr
+
+
+async def test_incidents_command_reads_the_store(make_daemon: DaemonFactory, exchange: Exchange,
+                                                 http: aiohttp.ClientSession,
+                                                 database: str) -> None:
+    """`responder incidents` lists what each incident holds now, as a table or JSON lines."""
+    daemon = await make_daemon()
+    status, _ = await post_alerts(http, daemon, fixture_bytes("firing-single.json"))
+    assert status == 200
+    await idle(daemon)
+    env = {**os.environ, "RESPONDER_DATABASE_URL": database}
+
+    async def run(*args: str) -> str:
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "responder", "incidents", *args, env=env,
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+        out, err = await asyncio.wait_for(proc.communicate(), 120)
+        assert proc.returncode == 0, err.decode()
+        return out.decode()
+
+    [line] = (await run("-o", "json")).splitlines()
+    row = json.loads(line)
+    assert (row["id"], row["rule_id"], row["held_now"]) == (1, "ledger-invariant-violation", 2)
+    table = (await run()).splitlines()
+    assert table[0].split() == ["ID", "OPENED", "(UTC)", "SEV", "STATUS", "HELD", "NOW", "RULE",
+                                "SET"]
+    assert "withdrawals=HALTED" in table[1]
