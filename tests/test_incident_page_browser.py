@@ -314,3 +314,23 @@ async def test_annotations_are_redacted_on_the_page(
     assert WEBHOOK_TOKEN not in html
     assert "u:p@" not in html
     assert "[REDACTED]" in html
+
+
+async def test_banner_shows_break_glass_with_time_left(
+        make_daemon: DaemonFactory, exchange: Exchange, http: aiohttp.ClientSession) -> None:
+    """During break-glass every page's banner says so, with who, why and the time left."""
+    daemon = await make_daemon()
+    async with http.post(url(daemon, "/v1/break-glass"),
+                         json={"ttl_s": 1800, "reason": "exchange maintenance"},
+                         headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}) as resp:
+        assert resp.status == 200, await resp.text()
+    b = Browser(daemon)
+    try:
+        await b.login(VIEWER_TOKEN)
+        for path in ("/", "/actions", "/controls"):
+            _, html = await b.get(path)
+            assert "BREAK-GLASS: automation paused, " in html, path
+            assert " min left" in html, path
+            assert "exchange maintenance" in html
+    finally:
+        await b.close()
