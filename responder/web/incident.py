@@ -14,13 +14,13 @@ from responder.web.controls import NOTICES
 from responder.web.guard import refuse, viewer_page
 from responder.web.render import page
 from responder.web.session import Session
-from responder.web.views import BadQuery, _id, timeline
+from responder.web.views import BadQuery, number_param, timeline
 
 
 @viewer_page
 async def incident(request: web.Request, session: Session) -> web.StreamResponse:
     try:
-        incident_id = _id(request.match_info["incident_id"], "incident")
+        incident_id = number_param(request.match_info["incident_id"], "incident")
     except BadQuery as e:
         return refuse(request, session, 400, str(e), "invalid_query")
     assert incident_id is not None

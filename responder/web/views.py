@@ -30,7 +30,8 @@ class BadQuery(ValueError):
     """A query parameter that cannot be used; the page answers 400 naming it."""
 
 
-def _id(value: str | None, name: str) -> int | None:
+def number_param(value: str | None, name: str) -> int | None:
+    """A positive id from the query or path; None when absent, BadQuery when not one."""
     if value is None or value == "":
         return None
     number = plain_int(value, MAX_ID)
@@ -87,7 +88,7 @@ def _shown(value: object) -> str:
 @viewer_page
 async def incidents(request: web.Request, session: Session) -> web.StreamResponse:
     try:
-        before = _id(request.query.get("before"), "before")
+        before = number_param(request.query.get("before"), "before")
     except BadQuery as e:
         return refuse(request, session, 400, str(e), "invalid_query")
     async with request.app[STATE].pool.acquire() as conn:
@@ -118,8 +119,8 @@ def timeline(found: dict[str, Any]) -> list[dict[str, Any]]:
 async def evidence(request: web.Request, session: Session) -> web.StreamResponse:
     """The sealed bundle as a download, with its digest in a header."""
     try:
-        incident_id = _id(request.match_info["incident_id"], "incident")
-        version = _id(request.query.get("version"), "version")
+        incident_id = number_param(request.match_info["incident_id"], "incident")
+        version = number_param(request.query.get("version"), "version")
     except BadQuery as e:
         return refuse(request, session, 400, str(e), "invalid_query")
     assert incident_id is not None
@@ -144,10 +145,10 @@ def _filters(request: web.Request) -> queries.ActionFilter:
         raise BadQuery(f"outcome: one of {', '.join(OUTCOMES)}")
     return queries.ActionFilter(
         rule_id=_text(q.get("rule"), "rule"), control=_text(q.get("control"), "control"),
-        incident_id=_id(q.get("incident"), "incident"), kind=_text(q.get("kind"), "kind"),
+        incident_id=number_param(q.get("incident"), "incident"), kind=_text(q.get("kind"), "kind"),
         correlation_id=_text(q.get("correlation"), "correlation"),
         since=_time(q.get("since"), "since"), until=_time(q.get("until"), "until"),
-        outcome=outcome, before=_id(q.get("before"), "before"), limit=PAGE_SIZE,
+        outcome=outcome, before=number_param(q.get("before"), "before"), limit=PAGE_SIZE,
         newest_first=True)
 
 
