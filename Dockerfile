@@ -8,8 +8,8 @@ FROM python:3.11-slim AS build
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 RUN python -m venv /opt/venv
 WORKDIR /src
-# README.m[d]: copied when present (pyproject's readme), no error when absent.
-COPY pyproject.toml README.m[d] ./
+# README.m[d] and LICENS[E]: copied when present (pyproject names both), no error when absent.
+COPY pyproject.toml README.m[d] LICENS[E] ./
 COPY responder ./responder
 RUN /opt/venv/bin/pip install .
 

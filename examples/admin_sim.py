@@ -18,9 +18,12 @@ import hashlib
 import hmac
 import json
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from aiohttp import web
+
+from examples import sim_persist
 
 STATUS_DOCS: dict[str, dict[str, Any]] = {
     "/gateway/admin/policy/bundle": {
@@ -49,6 +52,7 @@ class SimState:
     replies: dict[str, dict[str, Any]] = field(default_factory=dict)
     failing: set[str] = field(default_factory=set)
     """Path prefixes whose changes answer 503 (tests make a control fail with this)."""
+    state_file: Path | None = None  # documents kept across restarts (the demo)
 
 
 STATE = web.AppKey("state", SimState)
@@ -80,6 +84,7 @@ async def change(request: web.Request) -> web.Response:
     if request.method == "POST" and request.path.endswith(PRESERVE):
         body = _preserved(request.path, body, len(state.calls))
     state.docs[request.path] = body
+    sim_persist.save(state.state_file, state.docs)
     call["applied"] = True
     if key is not None:
         state.replies[key] = body
@@ -111,10 +116,11 @@ async def sim_state(request: web.Request) -> web.Response:
     return web.json_response({"calls": state.calls, "docs": state.docs})
 
 
-def make_app(tokens: list[str]) -> web.Application:
+def make_app(tokens: list[str], state_file: Path | None = None) -> web.Application:
     """The simulator as an aiohttp application, accepting any of the tokens."""
     app = web.Application()
-    app[STATE] = SimState(tuple(tokens))
+    kept = {k: v for k, v in sim_persist.load(state_file).items() if isinstance(v, dict)}
+    app[STATE] = SimState(tuple(tokens), docs={**STATUS_DOCS, **kept}, state_file=state_file)
     app.router.add_get("/_sim/state", sim_state)
     path = "/{service:[a-z0-9-]+}/admin/{rest:.+}"
     for method in ("PUT", "POST", "PATCH"):
@@ -130,9 +136,11 @@ def main() -> None:
     parser.add_argument("--listen", default="127.0.0.1:9097")
     parser.add_argument("--token", action="append", required=True,
                         help="an accepted bearer token (repeat for several)")
+    parser.add_argument("--state-file", type=Path,
+                        help="keep the documents in this JSON file across restarts")
     args = parser.parse_args()
     host, _, port = args.listen.rpartition(":")
-    web.run_app(make_app(args.token), host=host, port=int(port), print=None)
+    web.run_app(make_app(args.token, args.state_file), host=host, port=int(port), print=None)
 
 
 if __name__ == "__main__":

@@ -17,12 +17,15 @@ for service in GATEWAY BRIEFCASE EDGE; do
 done
 export RESPONDER_MARKETDATA_URL="${RESPONDER_MARKETDATA_URL:-http://$packs_sim/marketdata}"
 
+# The simulators keep their levels under .responder/ (beside the embedded store), so a
+# restarted demo finds the target as responder left it, as a real exchange would.
+mkdir -p .responder
 .venv/bin/python -m examples.exchange --listen "$exchange_listen" \
-  --token "$RESPONDER_EXCHANGE_TOKEN" &
+  --token "$RESPONDER_EXCHANGE_TOKEN" --state-file .responder/demo-exchange.json &
 exchange_pid=$!
 .venv/bin/python -m examples.admin_sim --listen "$packs_sim" --token "$RESPONDER_EXCHANGE_TOKEN" \
   --token "$RESPONDER_GATEWAY_TOKEN" --token "$RESPONDER_BRIEFCASE_TOKEN" \
-  --token "$RESPONDER_EDGE_TOKEN" &
+  --token "$RESPONDER_EDGE_TOKEN" --state-file .responder/demo-packs.json &
 packs_sim_pid=$!
 trap 'kill $exchange_pid $packs_sim_pid 2>/dev/null || true' EXIT
 

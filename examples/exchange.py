@@ -16,11 +16,13 @@ import json
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from aiohttp import web
 
 from examples import exchange_forensics as forensics
+from examples import sim_persist
 
 web_handler = Callable[[web.Request], Awaitable[web.Response]]
 
@@ -69,6 +71,26 @@ class ExchangeState:
     max_inflight: dict[str, int] = field(default_factory=dict)
     total_inflight: int = 0
     max_total_inflight: int = 0
+    state_file: Path | None = None  # levels kept across restarts (the demo), else memory
+
+    def persisted(self) -> dict[str, Any]:
+        return {"symbols": self.symbols, "global_mode": self.global_mode,
+                "withdrawals": self.withdrawals, "order_intake": self.order_intake,
+                "levels": self.levels}
+
+    def restore(self) -> None:
+        found = sim_persist.load(self.state_file)
+        symbols = found.get("symbols")
+        self.symbols = {str(k): str(v) for k, v in symbols.items()
+                        if v in SYMBOL_MODES} if isinstance(symbols, dict) else {}
+        for name, allowed in (("global_mode", SYMBOL_MODES),
+                              ("withdrawals", WITHDRAWAL_STATES),
+                              ("order_intake", ORDER_INTAKE_STATES)):
+            if found.get(name) in allowed:
+                setattr(self, name, found[name])
+        levels = found.get("levels")
+        self.levels = {str(k): str(v) for k, v in levels.items()} \
+            if isinstance(levels, dict) else {}
 
     def forget(self) -> None:
         self.symbols.clear()
@@ -76,6 +98,7 @@ class ExchangeState:
         self.withdrawals = "OPEN"
         self.order_intake = "OPEN"
         self.levels.clear()
+        sim_persist.save(self.state_file, self.persisted())
 
 
 STATE = web.AppKey("state", ExchangeState)
@@ -140,6 +163,7 @@ def _apply_now(request: web.Request, state: ExchangeState, body: Any, field_name
         state.levels[request.path] = value
     else:
         state.withdrawals = value
+    sim_persist.save(state.state_file, state.persisted())
     reply = {field_name: value}
     if key is not None:
         state.replies[key] = (200, reply)
@@ -241,10 +265,11 @@ async def sim_faults(request: web.Request) -> web.Response:
     return web.json_response({"ok": True})
 
 
-def make_app(token: str) -> web.Application:
+def make_app(token: str, state_file: Path | None = None) -> web.Application:
     """The exchange admin API as an aiohttp application."""
     app = web.Application()
-    app[STATE] = ExchangeState(token=token)
+    app[STATE] = ExchangeState(token=token, state_file=state_file)
+    app[STATE].restore()
     app.router.add_put("/admin/symbols/{symbol}/mode", put_symbol)
     app.router.add_get("/admin/symbols/{symbol}/mode", get_symbol)
     app.router.add_put("/admin/global/mode", put_global)
@@ -271,9 +296,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--listen", default="127.0.0.1:9096")
     parser.add_argument("--token", required=True)
+    parser.add_argument("--state-file", type=Path,
+                        help="keep the levels in this JSON file across restarts")
     args = parser.parse_args()
     host, _, port = args.listen.rpartition(":")
-    web.run_app(make_app(args.token), host=host, port=int(port), print=None)
+    web.run_app(make_app(args.token, args.state_file), host=host, port=int(port), print=None)
 
 
 if __name__ == "__main__":

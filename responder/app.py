@@ -6,7 +6,7 @@ import structlog
 from aiohttp import web
 
 from responder import correlation
-from responder.api import actions, openapi, routes
+from responder.api import actions, health, openapi, routes
 from responder.intake.events import events_webhook
 from responder.intake.webhook import alertmanager_webhook
 from responder.state import STATE, DaemonState
@@ -56,5 +56,7 @@ def build_app(state: DaemonState) -> web.Application:
     for op in routes.OPERATIONS:
         app.router.add_route(op.method, op.path, op.handler)
     app.router.add_get(openapi.PATH, openapi.serve(openapi.document(routes.OPERATIONS)))
+    app.router.add_get("/-/healthy", health.healthz)  # Prometheus' own spelling
+    app.router.add_get("/-/ready", health.readyz)
     install_web(app, state)
     return app

@@ -92,6 +92,10 @@ class Principals:
     def __init__(self, entries: Iterable[tuple[str, Role, str]]) -> None:
         self._entries = [(Principal(name, role), digest.lower()) for name, role, digest in entries]
 
+    def holding(self, role: Role) -> list[str]:
+        """Names of the principals that may act as this role (who can release, say)."""
+        return sorted({p.name for p, _ in self._entries if p.can(role)})
+
     def named(self, name: str) -> Principal | None:
         """The principal configured under this name now (a web session re-checks its role)."""
         return next((p for p, _ in self._entries if p.name == name), None)

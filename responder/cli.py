@@ -1,9 +1,14 @@
-"""The ``responder`` command: run, check-rules, audit verify, actions."""
+"""The ``responder`` command: run, check-rules, audit verify, actions, incidents, ...
+
+argparse, not click or typer: several people add subcommands in parallel, each as a few
+lines here with its body in its own module, and argparse is in the standard library.
+"""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import errno
 import json
 import os
 import sys
@@ -11,9 +16,18 @@ from collections.abc import Callable, Coroutine, Sequence
 from pathlib import Path
 from typing import Any
 
-from responder import __version__
+from responder import __version__, cli_incidents
+from responder.cli_errors import one_line, port_in_use, should_show_traceback
+from responder.cli_output import CONFIG_HELP, add_output, globals_everywhere
 from responder.config import Settings, load_settings
-from responder.errors import AuditChainError, ConfigError, ResponderError, RuleError, explain
+from responder.errors import (
+    AuditChainError,
+    ConfigError,
+    FixtureError,
+    ResponderError,
+    RuleError,
+    explain,
+)
 from responder.evidence import redrive
 from responder.logging import configure_logging
 from responder.redaction import Redactor
@@ -22,11 +36,12 @@ from responder.redaction import Redactor
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="responder", description="Automatic first response.")
     p.add_argument("--version", action="version", version=f"responder {__version__}")
-    p.add_argument("--config", type=Path, help="TOML settings file (or RESPONDER_CONFIG_FILE)")
+    p.add_argument("--config", type=Path, help=CONFIG_HELP)
     sub = p.add_subparsers(dest="command", required=True)
     sub.add_parser("run", help="start the daemon")
     check = sub.add_parser("check-rules", help="validate a rules directory")
-    check.add_argument("rules_dir", nargs="?", type=Path)
+    check.add_argument("rules_dir", nargs="?", type=Path,
+                       help="the rules directory (default: RESPONDER_RULES_DIR)")
     check.add_argument("--skip-secrets", action="store_true",
                        help="do not require target tokens to be present")
     check.add_argument("--packs", help="comma-separated rule packs to enable ('all': every"
@@ -34,48 +49,57 @@ def _parser() -> argparse.ArgumentParser:
     audit = sub.add_parser("audit", help="action log integrity")
     audit_sub = audit.add_subparsers(dest="audit_command", required=True)
     audit_sub.add_parser("verify", help="walk the hash chain and name the first bad record")
-    actions = sub.add_parser("actions", help="show the action log")
-    actions.add_argument("--rule")
-    actions.add_argument("--control")
-    actions.add_argument("--incident", type=int)
-    actions.add_argument("--kind")
-    actions.add_argument("--correlation-id", help="one alert delivery's records, arrival to"
-                         " last action")
-    actions.add_argument("--limit", type=int, default=50)
-    actions.add_argument("--json", action="store_true", help="one JSON record per line")
+    _actions_parser(sub)
     evidence = sub.add_parser("evidence", help="export and verify forensic bundles")
     evidence_sub = evidence.add_subparsers(dest="evidence_command", required=True)
     export = evidence_sub.add_parser("export", help="write ID's bundle as .tar.gz + .sha256")
-    export.add_argument("incident", type=int)
-    export.add_argument("--out", type=Path, required=True)
+    export.add_argument("incident", type=int, help="the incident's id")
+    export.add_argument("--out", type=Path, required=True, help="the folder to write to")
     export.add_argument("--version", type=int, help="a given version (default: the latest)")
     check = evidence_sub.add_parser("verify", help="check an exported .tar.gz")
-    check.add_argument("file", type=Path)
+    check.add_argument("file", type=Path, help="the exported .tar.gz")
     test_rules = sub.add_parser("test-rules", help="run rule fixtures (promtool-style)")
-    test_rules.add_argument("files", nargs="+", type=Path)
+    test_rules.add_argument("files", nargs="+", type=Path, help="fixture files (YAML)")
     _replay_parser(sub)
     redrive.add_parser(sub)
     rules = sub.add_parser("rules", help="rule bundle signatures (strict mode)")
     rules_sub = rules.add_subparsers(dest="rules_command", required=True)
     sign = rules_sub.add_parser("sign", help="write DIR/bundle.sig, an Ed25519 signature")
-    sign.add_argument("rules_dir", type=Path)
+    sign.add_argument("rules_dir", type=Path, help="the rules directory to sign")
     sign.add_argument("--key", type=Path, required=True, help="Ed25519 private key (PEM)")
     keygen = rules_sub.add_parser("keygen", help="write PREFIX.key and PREFIX.pub")
-    keygen.add_argument("prefix", type=Path)
+    keygen.add_argument("prefix", type=Path, help="path and name stem of the two files")
     sub.add_parser("hash-token", help="print the SHA-256 of a token read from standard input,"
                    " for a principal's token_sha256")
     controls = sub.add_parser("controls", help="list contained control keys (via the API)")
     _api_options(controls)
+    add_output(controls)
+    cli_incidents.add_parser(sub)
     for name, verb in (("release", "lower a level one stop"), ("contain", "raise a level")):
         cmd = sub.add_parser(name, help=f"{verb} through the API, as the token's principal")
-        cmd.add_argument("control")
+        cmd.add_argument("control", help="the control's name, as in the rules")
         cmd.add_argument("key", help="the control key; '-' for an unkeyed control")
-        cmd.add_argument("--to", required=True, dest="to_level")
-        cmd.add_argument("--reason", required=True)
+        cmd.add_argument("--to", required=True, dest="to_level", help="the level to set")
+        cmd.add_argument("--reason", required=True, help="why, in words (recorded)")
         if name == "release":
-            cmd.add_argument("--ticket", required=True)
+            cmd.add_argument("--ticket", required=True, help="the ticket this release answers")
         _api_options(cmd)
+    globals_everywhere(p)
     return p
+
+
+def _actions_parser(sub: Any) -> None:
+    actions = sub.add_parser("actions", help="show the action log")
+    actions.add_argument("--rule", help="only this rule's records")
+    actions.add_argument("--control", help="only records about this control")
+    actions.add_argument("--incident", type=int, help="only this incident's records")
+    actions.add_argument("--kind", help="only records of this kind (intent, outcome, ...)")
+    actions.add_argument("--correlation-id", help="one alert delivery's records, arrival to"
+                         " last action")
+    actions.add_argument("--limit", type=int, default=50, help="at most this many (default"
+                         " 50, the newest)")
+    actions.add_argument("--json", action="store_true", help="the same as -o json")
+    add_output(actions)
 
 
 def _replay_parser(sub: Any) -> None:
@@ -109,7 +133,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     except ResponderError as e:
         print(explain(e), file=sys.stderr)
-        return 2 if isinstance(e, RuleError) else 1
+        return 2 if isinstance(e, RuleError | FixtureError) else 1
+    except KeyboardInterrupt:
+        return 130
+    except Exception as e:  # an operator gets one line, not a traceback
+        if should_show_traceback():
+            raise
+        print(one_line(e), file=sys.stderr)
+        return 1
 
 
 def _dispatch(args: argparse.Namespace) -> int:
@@ -132,6 +163,7 @@ def _dispatch(args: argparse.Namespace) -> int:
         "controls": _controls, "release": _controls, "contain": _controls,
         "evidence": _export_evidence,
         "actions": _actions,
+        "incidents": lambda s, a: cli_incidents.run(s, a, _connect),
         "replay": _replay,
         "outbox": lambda s, a: redrive.run(s, a, _connect),
     }
@@ -141,10 +173,19 @@ def _dispatch(args: argparse.Namespace) -> int:
 def _run(settings: Settings) -> int:
     from responder.daemon import Daemon
 
+    if port_in_use(settings.host, settings.port):
+        print(one_line(OSError(errno.EADDRINUSE, "in use"), settings.listen), file=sys.stderr)
+        return 1
     configure_logging(Redactor(settings.secret_values()), settings.log_level)
     daemon = Daemon(settings)
     configure_logging(daemon.redactor, settings.log_level)
-    asyncio.run(daemon.run())
+    try:
+        asyncio.run(daemon.run())
+    except OSError as e:
+        if should_show_traceback():
+            raise
+        print(one_line(e, settings.listen), file=sys.stderr)
+        return 1
     return 0
 
 
@@ -227,7 +268,7 @@ async def _actions(settings: Settings, args: argparse.Namespace) -> int:
         records = await queries.list_actions(conn, f)
     finally:
         await conn.close()
-    if args.json:
+    if args.json or args.output == "json":
         for r in records:
             print(json.dumps(r, default=str))
         return 0
@@ -273,6 +314,10 @@ async def _controls(settings: Settings, args: argparse.Namespace) -> int:
                 body = await resp.json(content_type=None)
                 if resp.status != 200:
                     return _api_error(resp.status, body)
+            if args.output == "json":
+                for c in body["controls"]:
+                    print(json.dumps(c, ensure_ascii=False))
+                return 0
             print(f"{'CONTROL':16} {'KEY':14} {'LEVEL':12} {'SINCE (UTC)':19}  SET BY")
             for c in body["controls"]:
                 by = f"{c['set_kind']}:{c['set_by']}" + (f" ({c['ticket']})" if c["ticket"]

@@ -3,6 +3,7 @@
     ResponderError
     ├── ConfigError            a setting is invalid (names the setting)
     ├── RuleError              the rule table is invalid (carries file:line problems)
+    ├── FixtureError           a rule-test fixture file is missing or invalid (file:line)
     ├── StoreError             the store cannot be reached or refused a write
     │   ├── StoreUnavailable   transient: answer 503, retry later
     │   └── StoreRefused       permanent: the data itself (out of range, invalid); not retried
@@ -46,8 +47,22 @@ class RuleError(ResponderError):
         super().__init__("; ".join(str(p) for p in problems))
 
 
+class FixtureError(ResponderError):
+    """A rule-test fixture cannot be read; says "fixture" and the file and line."""
+
+    def __init__(self, file: str, line: int, message: str) -> None:
+        self.problem = RuleProblem(file, line, message)
+        where = f"{file}:{line}" if line else file
+        super().__init__(f"fixture {where}: {message}")
+
+
 def explain(error: ResponderError) -> str:
-    """What a command prints for an error: a rule table's problems one per line."""
+    """What a command prints for an error: one line, or a rule table's problems one per
+    line when there are several."""
+    if isinstance(error, RuleError) and len(error.problems) == 1:
+        p = error.problems[0]
+        where = f"{p.file}:{p.line}" if p.line else p.file
+        return f"responder: invalid rules: {where}: {p.message}"
     if isinstance(error, RuleError):
         return "responder: invalid rules:\n" + "\n".join(f"  {p}" for p in error.problems)
     return f"responder: {error}"

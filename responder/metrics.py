@@ -2,7 +2,21 @@
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+import platform
+
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    ProcessCollector,
+    disable_created_metrics,
+)
+
+from responder import __version__
+
+# Counters' *_created series double the series count and no dashboard reads them.
+disable_created_metrics()  # type: ignore[no-untyped-call]
 
 
 class Metrics:
@@ -11,6 +25,10 @@ class Metrics:
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry or CollectorRegistry()
         r = self.registry
+        ProcessCollector(registry=r)
+        self.build_info = Gauge("responder_build_info", "Always 1; the labels say which build"
+                                " runs", ["version", "python"], registry=r)
+        self.build_info.labels(__version__, platform.python_version()).set(1)
         self.requests = Counter("responder_http_requests", "HTTP requests by route and status",
                                 ["route", "code"], registry=r)
         self.connections_refused = Counter("responder_http_connections_refused",

@@ -41,7 +41,7 @@ tests:
 """)
     assert main(["test-rules", str(fixture)]) == 2
     err = capsys.readouterr().err
-    assert f"{fixture}:7: fixture: tests.1.expect: Field required" in err
+    assert f"fixture {fixture}:7: tests.1.expect: Field required" in err
 
 
 async def test_intent_records_the_request_body(make_daemon: DaemonFactory,

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 import sys
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
@@ -16,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from responder.config import Settings
+from responder.durations import EXAMPLES, parse_duration_s
 from responder.engine.policy import parse_time
 from responder.errors import ReplayInputError, ResponderError, RuleError, explain
 from responder.replay.diff import Report, replay
@@ -26,23 +26,20 @@ from responder.replay.shadow import MAX_SERIES, STALE_AFTER_S, Shadow
 from responder.rules.loader import load_rules
 from responder.rules.table import RuleTable
 
-_RELATIVE = re.compile(r"^(\d+)([smhd])$")
-_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
-
 
 def parse_since(text: str | None, now: datetime | None = None) -> datetime | None:
     """An RFC 3339 time, or a duration back from now such as ``30m``, ``24h``, ``7d``."""
     if text is None:
         return None
-    match = _RELATIVE.match(text.strip())
-    if match:
-        delta = timedelta(**{_UNITS[match.group(2)]: int(match.group(1))})
-        return (now or datetime.now(UTC)) - delta
-    parsed = parse_time(text)
-    if parsed is None:
-        raise ReplayInputError(f"--since: expected an RFC 3339 time or a duration like 24h,"
-                               f" not {text!r}")
-    return parsed
+    try:
+        back_s = parse_duration_s(text)  # the rules' duration syntax, days included
+    except ValueError:
+        parsed = parse_time(text)
+        if parsed is None:
+            raise ReplayInputError(f"--since: expected an RFC 3339 time or a duration such"
+                                   f" as {EXAMPLES}, not {text!r}") from None
+        return parsed
+    return (now or datetime.now(UTC)) - timedelta(seconds=back_s)
 
 
 def load_table(rules_dir: Path, packs: list[str]) -> RuleTable:

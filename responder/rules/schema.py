@@ -7,12 +7,13 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from responder.durations import parse_duration_s
+
 DEFAULT_KEY_PATTERN = r"^[A-Za-z0-9._:-]{1,64}$"
 NAME = r"^[a-z0-9][a-z0-9_-]{0,62}$"
 LABEL = r"^[a-zA-Z_][a-zA-Z0-9_]*$"
 METRIC_NAME = r"^[a-zA-Z_:][a-zA-Z0-9_:]*$"
 BASE_URL = r"^https?://[^\s/]+(/.*)?$"
-_DURATION = re.compile(r"^(?:(\d+(?:\.\d+)?)h)?(?:(\d+(?:\.\d+)?)m)?(?:(\d+(?:\.\d+)?)s)?$")
 
 
 class _Spec(BaseModel):
@@ -118,11 +119,7 @@ def duration_s(value: Any) -> Any:
     """Seconds from a number or a Prometheus-style duration such as ``90s``, ``2m`` or ``1h30m``."""
     if not isinstance(value, str):
         return value
-    m = _DURATION.match(value.strip())
-    if m is None or not value.strip():
-        raise ValueError(f"not a duration: {value!r} (expected seconds or e.g. 30s, 2m, 1h)")
-    hours, minutes, seconds = (float(g) if g else 0.0 for g in m.groups())
-    return hours * 3600 + minutes * 60 + seconds
+    return parse_duration_s(value)  # the one syntax (responder/durations.py), days included
 
 
 class MetricSpec(_Spec):

@@ -21,11 +21,12 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from ruamel.yaml import YAML
+from ruamel.yaml.error import YAMLError
 
 from responder.engine.planner import Decision, PlannedStep, decide
 from responder.engine.policy import Policy
 from responder.engine.thresholds import Evaluator, Sample
-from responder.errors import RuleError, RuleProblem
+from responder.errors import FixtureError
 from responder.model import Alert
 from responder.rules.loader import line_of, load_rules
 from responder.rules.schema import METRIC_NAME, duration_s
@@ -250,16 +251,21 @@ def _apply(target: RecordingTarget, d: Decision) -> None:
 
 def run_file(path: Path, env: dict[str, str] | None = None) -> tuple[int, int, list[str]]:
     """(passed, failed, report lines) for one fixture file."""
-    text = path.read_text()
     try:
-        fixture = Fixture.model_validate(YAML(typ="safe").load(text))
+        raw = YAML(typ="rt").load(path.read_text(encoding="utf-8"))
+    except FileNotFoundError as e:
+        raise FixtureError(str(path), 0, "no such file") from e
+    except YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        raise FixtureError(str(path), mark.line + 1 if mark else 0,
+                           f"not YAML: {getattr(e, 'problem', None) or e}") from e
+    try:
+        fixture = Fixture.model_validate(raw)
     except ValidationError as e:
         err = e.errors()[0]
-        # The round-trip loader keeps positions: the line of the deepest node the error
-        # names, or of its parent when a required key is missing.
-        line = line_of(YAML(typ="rt").load(text), err["loc"])
-        raise RuleError([RuleProblem(str(path), line, f"fixture: {'.'.join(map(str, err['loc']))}:"
-                                                      f" {err['msg']}")]) from e
+        loc = tuple(err["loc"])
+        raise FixtureError(str(path), line_of(raw, loc),
+                           f"{'.'.join(map(str, loc))}: {err['msg']}") from e
     table = load_rules((path.parent / fixture.rules_dir).resolve(), env=env,
                        resolve_secrets=False, packs=fixture.packs)
     passed, failed, report = 0, 0, []

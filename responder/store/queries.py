@@ -103,7 +103,10 @@ SELECT i.*,
      WHERE e.incident_id = i.id ORDER BY e.version DESC LIMIT 1) AS evidence,
     (SELECT coalesce(json_object_agg(status, n), '{}')::text
      FROM (SELECT status, count(*) AS n FROM outbox o
-           WHERE o.incident_id = i.id AND o.kind = 'bundle' GROUP BY status) d) AS deliveries
+           WHERE o.incident_id = i.id AND o.kind = 'bundle' GROUP BY status) d) AS deliveries,
+    (SELECT count(*) FROM control_levels c
+     WHERE c.rank > 0 AND EXISTS (SELECT 1 FROM steps s WHERE s.incident_id = i.id
+                                  AND s.control = c.control AND s.key = c.key)) AS held_now
 FROM incidents i WHERE ($1::bigint IS NULL OR i.id < $1) ORDER BY i.id DESC LIMIT $2
 """
 

@@ -9,7 +9,7 @@ from aiohttp import web
 from prometheus_client import Counter
 
 from responder.state import DaemonState
-from responder.web import controls, login, views
+from responder.web import controls, incident, live, login, views
 from responder.web.context import WEB, WebContext
 from responder.web.render import make_env
 from responder.web.session import Sessions
@@ -31,7 +31,8 @@ def install(app: web.Application, state: DaemonState) -> None:
         public_origin=f"{public.scheme}://{public.netloc}" if public else None,
     )
     app.router.add_get("/", views.incidents)
-    app.router.add_get("/incidents/{incident_id}", views.incident)
+    app.router.add_get("/incidents/{incident_id}", incident.incident)
+    app.router.add_get("/events/incidents", live.incident_events)
     app.router.add_get("/incidents/{incident_id}/evidence", views.evidence)
     app.router.add_get("/actions", views.actions)
     app.router.add_get("/controls", controls.controls)

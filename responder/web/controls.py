@@ -6,6 +6,7 @@ approve_release); this module only reads the form and shows the result.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from aiohttp import web
@@ -22,11 +23,13 @@ from responder.engine.manual import (
 from responder.params import plain_int
 from responder.state import STATE
 from responder.store import queries
+from responder.web.banner import automation
 from responder.web.context import WEB
 from responder.web.guard import form_for, viewer_page
 from responder.web.render import page
 from responder.web.session import Session
 
+BACK = re.compile(r"/incidents/[0-9]{1,19}")
 NOTICES = {
     "released": "Released. The new level is shown below.",
     "requested": "Release requested: another operator must approve it before it is applied.",
@@ -40,6 +43,7 @@ async def _render(request: web.Request, session: Session, status: int = 200,
     async with state.pool.acquire() as conn:
         held = await queries.held_controls(conn)
         pending = await queries.pending_releases(conn)
+        banner = await automation(conn)
     rows = []
     for r in held:
         control = state.rules.controls.get(r["control"])
@@ -50,7 +54,7 @@ async def _render(request: web.Request, session: Session, status: int = 200,
                 rows=rows, pending=[{**dict(p), "key_shown": p["key"] or UNKEYED}
                                     for p in pending],
                 can_release=session.principal.can("operator"), error=error, notice=notice,
-                nav="controls")
+                nav="controls", banner=banner)
 
 
 @viewer_page
@@ -88,6 +92,10 @@ async def release(request: web.Request, session: Session,
     except ManualRefused as e:
         return await _refused(request, session, e)
     done = "requested" if result.get("status") == "pending_approval" else "released"
+    back = form.get("back")
+    # Only back to an incident page of this site: the field is the form's, not trusted.
+    if isinstance(back, str) and BACK.fullmatch(back):
+        raise web.HTTPSeeOther(f"{back}?done={done}")
     raise web.HTTPSeeOther(f"/controls?done={done}")
 
 

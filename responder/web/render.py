@@ -15,6 +15,7 @@ from aiohttp import web
 
 HEADERS = {
     "Content-Security-Policy": "default-src 'none'; style-src 'self'; img-src 'self';"
+                               " script-src 'self'; connect-src 'self';"
                                " form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
     "X-Content-Type-Options": "nosniff",
     "X-Frame-Options": "DENY",
@@ -23,7 +24,7 @@ HEADERS = {
 }
 
 
-def _as_time(value: object) -> datetime | None:
+def as_time(value: object) -> datetime | None:
     if isinstance(value, datetime):
         return value if value.tzinfo else value.replace(tzinfo=UTC)
     if isinstance(value, str):
@@ -37,7 +38,7 @@ def _as_time(value: object) -> datetime | None:
 
 def utc(value: object) -> str:
     """``2026-11-23 08:11:33 UTC``, or the value as given if it is not a time."""
-    when = _as_time(value)
+    when = as_time(value)
     if when is None:
         return "" if value is None else str(value)
     return when.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
@@ -45,7 +46,7 @@ def utc(value: object) -> str:
 
 def age(value: object, now: datetime | None = None) -> str:
     """How long ago (or how far ahead) a time is, in its largest unit."""
-    when = _as_time(value)
+    when = as_time(value)
     if when is None:
         return ""
     seconds = int(((now or datetime.now(UTC)) - when).total_seconds())

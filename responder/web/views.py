@@ -11,6 +11,8 @@ from aiohttp import web
 from responder.params import plain_int, utc_time
 from responder.state import STATE
 from responder.store import queries
+from responder.web.action_groups import group
+from responder.web.banner import automation
 from responder.web.context import WEB
 from responder.web.guard import refuse, viewer_page
 from responder.web.render import page
@@ -28,7 +30,8 @@ class BadQuery(ValueError):
     """A query parameter that cannot be used; the page answers 400 naming it."""
 
 
-def _id(value: str | None, name: str) -> int | None:
+def number_param(value: str | None, name: str) -> int | None:
+    """A positive id from the query or path; None when absent, BadQuery when not one."""
     if value is None or value == "":
         return None
     number = plain_int(value, MAX_ID)
@@ -85,17 +88,19 @@ def _shown(value: object) -> str:
 @viewer_page
 async def incidents(request: web.Request, session: Session) -> web.StreamResponse:
     try:
-        before = _id(request.query.get("before"), "before")
+        before = number_param(request.query.get("before"), "before")
     except BadQuery as e:
         return refuse(request, session, 400, str(e), "invalid_query")
     async with request.app[STATE].pool.acquire() as conn:
         rows = await queries.list_incidents(conn, before, PAGE_SIZE)
+        banner = await automation(conn)
     older = rows[-1]["id"] if len(rows) == PAGE_SIZE else None
     return page(request.app[WEB].env, "incidents.html", session=session, incidents=rows,
-                older=older, nav="incidents")
+                older=older, nav="incidents", banner=banner, newest=rows[0]["id"] if rows
+                else 0, live=before is None)
 
 
-def _timeline(found: dict[str, Any]) -> list[dict[str, Any]]:
+def timeline(found: dict[str, Any]) -> list[dict[str, Any]]:
     """Action records and evidence deliveries in time order."""
     entries = [{"at": r.get("at"), "kind": r.get("kind"), "record": r, "summary": summary(r),
                 "correlation": correlation(r)} for r in found["timeline"]]
@@ -111,28 +116,11 @@ def _timeline(found: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 @viewer_page
-async def incident(request: web.Request, session: Session) -> web.StreamResponse:
-    try:
-        incident_id = _id(request.match_info["incident_id"], "incident")
-    except BadQuery as e:
-        return refuse(request, session, 400, str(e), "invalid_query")
-    assert incident_id is not None
-    async with request.app[STATE].pool.acquire() as conn:
-        found = await queries.incident_timeline(conn, incident_id)
-        versions = await queries.evidence_versions(conn, incident_id) if found else []
-    if found is None:
-        return refuse(request, session, 404, f"There is no incident {incident_id}.", "not_found")
-    return page(request.app[WEB].env, "incident.html", session=session,
-                incident=found["incident"], steps=found["steps"], timeline=_timeline(found),
-                versions=versions, nav="incidents")
-
-
-@viewer_page
 async def evidence(request: web.Request, session: Session) -> web.StreamResponse:
     """The sealed bundle as a download, with its digest in a header."""
     try:
-        incident_id = _id(request.match_info["incident_id"], "incident")
-        version = _id(request.query.get("version"), "version")
+        incident_id = number_param(request.match_info["incident_id"], "incident")
+        version = number_param(request.query.get("version"), "version")
     except BadQuery as e:
         return refuse(request, session, 400, str(e), "invalid_query")
     assert incident_id is not None
@@ -157,10 +145,10 @@ def _filters(request: web.Request) -> queries.ActionFilter:
         raise BadQuery(f"outcome: one of {', '.join(OUTCOMES)}")
     return queries.ActionFilter(
         rule_id=_text(q.get("rule"), "rule"), control=_text(q.get("control"), "control"),
-        incident_id=_id(q.get("incident"), "incident"), kind=_text(q.get("kind"), "kind"),
+        incident_id=number_param(q.get("incident"), "incident"), kind=_text(q.get("kind"), "kind"),
         correlation_id=_text(q.get("correlation"), "correlation"),
         since=_time(q.get("since"), "since"), until=_time(q.get("until"), "until"),
-        outcome=outcome, before=_id(q.get("before"), "before"), limit=PAGE_SIZE,
+        outcome=outcome, before=number_param(q.get("before"), "before"), limit=PAGE_SIZE,
         newest_first=True)
 
 
@@ -173,13 +161,15 @@ async def actions(request: web.Request, session: Session) -> web.StreamResponse:
         return refuse(request, session, 400, str(e), "invalid_query")
     async with state.pool.acquire() as conn:
         records = await queries.list_actions(conn, filters)
+        banner = await automation(conn)
     older = None
     if len(records) == PAGE_SIZE:
         params = {k: v for k, v in request.query.items() if k != "before"}
         older = str(request.rel_url.with_query({**params, "before": str(records[-1]["seq"])}))
     rows = [{"record": r, "summary": summary(r), "correlation": correlation(r)}
             for r in records]
-    return page(request.app[WEB].env, "actions.html", session=session, rows=rows,
+    return page(request.app[WEB].env, "actions.html", session=session, groups=group(rows),
+                banner=banner,
                 query=request.query, older=older, outcomes=OUTCOMES,
                 rules=sorted(r.id for r in state.rules.rules),
                 controls=sorted(state.rules.controls), nav="actions")

@@ -1,0 +1,44 @@
+"""Reads for the incident page: the levels the incident's keys hold now, its alerts as
+they arrived, and the evidence snapshots its charts are drawn from."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from responder.store.db import Conn
+
+HELD_SQL = """
+SELECT DISTINCT ON (c.control, c.key) c.control, c.key, c.level, c.rank, c.updated_at,
+       c.set_by, c.set_kind, c.incident_id, c.verified
+FROM control_levels c JOIN steps s ON s.control = c.control AND s.key = c.key
+WHERE s.incident_id = $1
+ORDER BY c.control, c.key
+"""
+
+ALERTS_SQL = """
+SELECT id, status, alert::text AS alert, truncated_alerts, received_at FROM inbox
+WHERE id = ANY($1::bigint[]) ORDER BY id
+"""
+
+SNAPSHOTS_SQL = """
+SELECT name, kind, ok, result, taken_at FROM evidence_snapshots WHERE incident_id = $1
+ORDER BY name
+"""
+
+
+async def held_levels(conn: Conn, incident_id: int) -> list[dict[str, Any]]:
+    """The level each key the incident's steps touched holds now, and who set it."""
+    return [dict(r) for r in await conn.fetch(HELD_SQL, incident_id)]
+
+
+async def alerts(conn: Conn, inbox_ids: list[int]) -> list[dict[str, Any]]:
+    """The incident's alerts as received (unredacted: the caller redacts before showing)."""
+    if not inbox_ids:
+        return []
+    return [{**dict(r), "alert": json.loads(r["alert"])}
+            for r in await conn.fetch(ALERTS_SQL, inbox_ids)]
+
+
+async def snapshots(conn: Conn, incident_id: int) -> list[dict[str, Any]]:
+    return [dict(r) for r in await conn.fetch(SNAPSHOTS_SQL, incident_id)]
