@@ -1,18 +1,30 @@
-"""The append-only action log: canonical records, each carrying the hash of the one before."""
+"""The append-only action log: canonical records, the leaves of a Merkle tree (store/tree.py).
+
+Each record's bytes are its RFC 8785 (JCS) JSON. They are leaf ``seq - 1`` of an RFC 9162
+tree whose complete subtrees are written in the same transaction as the records. Each record
+also still carries the SHA-256 chain of the records before it (``prev_hash``/``hash``).
+"""
 
 from __future__ import annotations
 
 import hashlib
 import json
+import math
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import asyncpg
+import rfc8785
 
+from responder.audit.merkle import Frontier, leaf_hash
 from responder.errors import AuditChainError
+from responder.store import tree
 from responder.store.db import Conn
+
+if TYPE_CHECKING:
+    from responder.audit.keys import Notary
 
 GENESIS = "0" * 64
 INDEXED = ("incident_id", "rule_id", "control", "key", "step_id", "correlation_id")
@@ -22,6 +34,29 @@ def canonical(data: Mapping[str, Any]) -> str:
     """The one JSON spelling of a record that its hash covers."""
     return json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False,
                       default=str)
+
+
+SAFE_INT = 2**53 - 1
+
+
+def _jcs_safe(value: Any) -> Any:
+    """JSON values RFC 8785 can spell: numbers it cannot (NaN, huge ints) become strings."""
+    if isinstance(value, dict):
+        return {str(k): _jcs_safe(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_jcs_safe(v) for v in value]
+    if isinstance(value, bool) or value is None or isinstance(value, str):
+        return value
+    if isinstance(value, int):
+        return value if -SAFE_INT <= value <= SAFE_INT else str(value)
+    if isinstance(value, float):
+        return value if math.isfinite(value) else str(value)
+    return str(value)
+
+
+def record_text(record: Mapping[str, Any]) -> str:
+    """A record's canonical JSON (RFC 8785), the bytes its Merkle leaf hashes."""
+    return rfc8785.dumps(_jcs_safe(dict(record))).decode()
 
 
 def chain_hash(prev_hash: str, body: str) -> str:
@@ -53,9 +88,28 @@ SELECT * FROM unnest($1::bigint[], $2::timestamptz[], $3::text[], $4::bigint[], 
 """
 
 
-async def read_head(conn: Conn) -> tuple[int, str]:
-    row = await conn.fetchrow(HEAD_SQL)
-    return (row["seq"], row["hash"]) if row else (0, GENESIS)
+class HeadStale(Exception):
+    """Someone appended since this writer's head was read: retry from the real head."""
+
+
+@dataclass(frozen=True)
+class Head:
+    """Where the next append continues: last seq, its chain hash, the tree's right edge."""
+
+    seq: int
+    hash: str
+    frontier: Frontier
+
+
+async def read_head(conn: Conn) -> Head:
+    # One snapshot, so the last record and the tree's edge are of the same commit.
+    async with conn.transaction(isolation="repeatable_read", readonly=True):
+        row = await conn.fetchrow(HEAD_SQL)
+        seq, digest = (row["seq"], row["hash"]) if row else (0, GENESIS)
+        size = await tree.tree_size(conn)
+        if size > seq:
+            raise AuditChainError(f"the tree has {size} leaves but the log {seq} records")
+        return Head(seq, digest, await tree.frontier(conn, size))
 
 
 class ChainAppender:
@@ -66,12 +120,31 @@ class ChainAppender:
     violation and the writer retries from the real head: optimistic, with no lock held.
     """
 
-    def __init__(self, conn: Conn, rules_hash: str, head: tuple[int, str]) -> None:
+    def __init__(self, conn: Conn, rules_hash: str, head: Head,
+                 notary: Notary | None = None) -> None:
         self.conn = conn
         self.rules_hash = rules_hash
-        self.head = head
+        self.notary = notary
+        """Who signs checkpoints written in this transaction (for bundles); None: nobody."""
+        self.committed = head
+        """The head this transaction started from: what the stored tree already holds."""
+        self.head = Head(head.seq, head.hash, head.frontier.copy())
         self._rows: list[tuple[Any, ...]] = []
+        self._nodes: list[tuple[tuple[int, int], bytes]] = []
         self.commit_hooks: list[Callable[[], None]] = []
+
+    async def catch_up(self) -> None:
+        """Add the leaves of records written without their tree nodes (by a replica of a
+        version before the tree), so that the tree again covers every record."""
+        frontier = self.head.frontier
+        if frontier.size >= self.head.seq:
+            return
+        rows = await self.conn.fetch("SELECT seq, body FROM action_log WHERE seq > $1"
+                                     " ORDER BY seq", frontier.size)
+        for row in rows:
+            if row["seq"] != frontier.size + 1:
+                raise AuditChainError(f"record {frontier.size + 1} is missing")
+            self._nodes += frontier.append(leaf_hash(row["body"].encode()))
 
     def after_commit(self, hook: Callable[[], None]) -> None:
         """Run hook (a metric, a log line) only once the entries are committed, so a batch
@@ -80,7 +153,7 @@ class ChainAppender:
 
     def add(self, *entries: Entry) -> None:
         """Chain entries now; they reach the table at flush(), before the commit."""
-        seq, prev_hash = self.head
+        seq, prev_hash, frontier = self.head.seq, self.head.hash, self.head.frontier
         at = datetime.now(UTC)
         for entry in entries:
             seq += 1
@@ -92,19 +165,22 @@ class ChainAppender:
                 **{f: getattr(entry, f) for f in INDEXED},
                 "detail": dict(entry.detail or {}),
             }
-            body = canonical(record)
+            body = record_text(record)
             digest = chain_hash(prev_hash, body)
+            self._nodes += frontier.append(leaf_hash(body.encode()))
             self._rows.append((seq, at, entry.kind, entry.incident_id, entry.rule_id,
                                entry.control, entry.key, entry.step_id, body, prev_hash,
                                digest, entry.correlation_id))
             prev_hash = digest
-        self.head = (seq, prev_hash)
+        self.head = Head(seq, prev_hash, frontier)
 
     async def flush(self) -> None:
         if self._rows:
             columns = [list(column) for column in zip(*self._rows, strict=True)]
             self._rows = []
             await self.conn.execute(APPEND_SQL, *columns)
+        made, self._nodes = self._nodes, []
+        await tree.insert(self.conn, made)
 
 
 @dataclass(frozen=True)

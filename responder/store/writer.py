@@ -14,13 +14,16 @@ from __future__ import annotations
 import asyncio
 import random
 from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import asyncpg
 import structlog
 
+if TYPE_CHECKING:
+    from responder.audit.keys import Notary
+
 from responder.errors import StoreUnavailable
-from responder.store.actionlog import ChainAppender, read_head
+from responder.store.actionlog import ChainAppender, Head, HeadStale, read_head
 from responder.store.db import UNAVAILABLE, Conn
 
 T = TypeVar("T")
@@ -41,12 +44,14 @@ class Writer:
     """Serialises durable writes through batched transactions."""
 
     def __init__(self, pool: asyncpg.Pool, rules_hash: Callable[[], str], *,
-                 max_pending: int = 10_000, max_batch: int = 256) -> None:
+                 max_pending: int = 10_000, max_batch: int = 256,
+                 notary: Notary | None = None) -> None:
         self._pool = pool
+        self._notary = notary
         self._rules_hash = rules_hash
         self._queue: asyncio.Queue[_Item | None] = asyncio.Queue(maxsize=max_pending)
         self._max_batch = max_batch
-        self._head: tuple[int, str] | None = None
+        self._head: Head | None = None
         self._conn: asyncpg.pool.PoolConnectionProxy | None = None
         self.batches = 0
 
@@ -155,7 +160,8 @@ class Writer:
             if self._head is None:
                 self._head = await read_head(conn)
             async with conn.transaction():
-                chain = ChainAppender(conn, self._rules_hash(), self._head)
+                chain = ChainAppender(conn, self._rules_hash(), self._head, self._notary)
+                await chain.catch_up()
                 for group in _groups(batch):
                     units = [unit for unit, _ in group]
                     run_many = getattr(type(units[0]), "run_many", None)
@@ -167,9 +173,13 @@ class Writer:
                                                                           strict=True))
                 await chain.flush()
             self._head = chain.head
+        except HeadStale as e:
+            self._head = None
+            raise _ChainMoved from e
         except asyncpg.UniqueViolationError as e:
             self._head = None
-            if e.constraint_name in ("action_log_pkey", "action_log_hash_key"):
+            if e.constraint_name in ("action_log_pkey", "action_log_hash_key",
+                                     "merkle_nodes_pkey"):
                 raise _ChainMoved from e
             raise
         except UNAVAILABLE as e:
