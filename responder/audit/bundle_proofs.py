@@ -8,8 +8,9 @@ from typing import Any
 
 from responder.audit import checkpoints
 from responder.audit.merkle import leaf_hash
+from responder.audit.records import record_text
 from responder.store import tree
-from responder.store.actionlog import ChainAppender, HeadStale, record_text
+from responder.store.actionlog import ChainAppender, HeadStale
 from responder.store.db import Conn
 
 

@@ -9,16 +9,15 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 import asyncpg
-import rfc8785
 
 from responder.audit.merkle import Frontier, leaf_hash
+from responder.audit.records import record_text
 from responder.errors import AuditChainError
 from responder.store import tree
 from responder.store.db import Conn
@@ -34,29 +33,6 @@ def canonical(data: Mapping[str, Any]) -> str:
     """The one JSON spelling of a record that its hash covers."""
     return json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False,
                       default=str)
-
-
-SAFE_INT = 2**53 - 1
-
-
-def _jcs_safe(value: Any) -> Any:
-    """JSON values RFC 8785 can spell: numbers it cannot (NaN, huge ints) become strings."""
-    if isinstance(value, dict):
-        return {str(k): _jcs_safe(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_jcs_safe(v) for v in value]
-    if isinstance(value, bool) or value is None or isinstance(value, str):
-        return value
-    if isinstance(value, int):
-        return value if -SAFE_INT <= value <= SAFE_INT else str(value)
-    if isinstance(value, float):
-        return value if math.isfinite(value) else str(value)
-    return str(value)
-
-
-def record_text(record: Mapping[str, Any]) -> str:
-    """A record's canonical JSON (RFC 8785), the bytes its Merkle leaf hashes."""
-    return rfc8785.dumps(_jcs_safe(dict(record))).decode()
 
 
 def chain_hash(prev_hash: str, body: str) -> str:

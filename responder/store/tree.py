@@ -88,16 +88,19 @@ async def consistency(conn: Conn, old: int, new: int) -> list[bytes]:
     return proof_from(ranges, found.__getitem__)
 
 
-async def all_nodes(conn: Conn, batch: int = 10_000) -> AsyncIterator[tuple[NodeKey, bytes]]:
-    """Every stored node in (level, idx) order, a page at a time."""
-    after: NodeKey = (-1, -1)
+async def level(conn: Conn, lvl: int, batch: int = 10_000) -> AsyncIterator[tuple[int, bytes]]:
+    """The stored nodes of one level in index order, a page at a time."""
+    after = -1
     while True:
-        rows = await conn.fetch("SELECT level, idx, hash FROM merkle_nodes"
-                                " WHERE (level, idx) > ($1, $2) ORDER BY level, idx LIMIT $3",
-                                after[0], after[1], batch)
+        rows = await conn.fetch("SELECT idx, hash FROM merkle_nodes WHERE level = $1"
+                                " AND idx > $2 ORDER BY idx LIMIT $3", lvl, after, batch)
         if not rows:
             return
         for r in rows:
-            yield (r["level"], r["idx"]), bytes(r["hash"])
-        after = (rows[-1]["level"], rows[-1]["idx"])
+            yield r["idx"], bytes(r["hash"])
+        after = rows[-1]["idx"]
 
+
+async def max_level(conn: Conn) -> int:
+    top: int = await conn.fetchval("SELECT coalesce(max(level), -1) FROM merkle_nodes")
+    return top
