@@ -68,7 +68,7 @@ def _verifier(settings: Settings, key: str | None) -> Verifier:
     return read_verifier(key) if key else load_notary(settings, may_generate=False).verifier
 
 
-def _notes(path: Path) -> list[tuple[str, str]]:
+def read_notes(path: Path) -> list[tuple[str, str]]:
     """Checkpoint notes in a file or directory: note text, a sink's delivery, a bundle."""
     if path.is_dir():
         found: list[tuple[str, str]] = []
@@ -137,7 +137,7 @@ async def _verify(conn: Any, settings: Settings, args: argparse.Namespace) -> in
     print(f"action log OK: {chain.records} records, head {chain.head_hash}")
     report = await verify_tree(conn)
     print(f"tree OK: {report.size} leaves, root {base64.b64encode(report.root).decode()}")
-    notes = [n for p in args.checkpoint for n in _notes(p)]
+    notes = [n for p in args.checkpoint for n in read_notes(p)]
     if not notes:
         return 0
     verifier = _verifier(settings, args.public_key)
