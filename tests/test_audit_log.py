@@ -52,6 +52,9 @@ async def _witnessed(make_daemon: DaemonFactory, http: aiohttp.ClientSession,
 
     await wait_for(sealed, what="a sealed bundle")
     await daemon.shutdown()
+    # A delivery claimed as the daemon stopped waits out its lease; end the lease now.
+    await query(daemon.settings.database_url.get_secret_value(),  # type: ignore[union-attr]
+                "UPDATE outbox SET next_attempt_at = now() WHERE status = 'pending'")
     # Nothing appends now: sign the whole log and let a fresh outbox deliver it.
     again = await make_daemon(sinks=[{"name": "files", "kind": "file", "dir": str(witness)}],
                               checkpoint_interval_s=0)
@@ -60,8 +63,15 @@ async def _witnessed(make_daemon: DaemonFactory, http: aiohttp.ClientSession,
     assert made is not None
     final = witness / f"checkpoint-{made[0].size}-files.json"
     await wait_for(final.is_file, what="the final checkpoint at the witness")
+    await wait_for(lambda: _delivered(again.state.pool),  # type: ignore[union-attr]
+                   what="every delivery at the witness")
     await again.shutdown()
     return again, witness
+
+
+async def _delivered(pool: asyncpg.Pool) -> bool:
+    async with pool.acquire() as conn:
+        return not await conn.fetchval("SELECT count(*) FROM outbox WHERE status <> 'delivered'")
 
 
 async def _rewrite(database: str, change: Callable[[list[dict[str, Any]]],

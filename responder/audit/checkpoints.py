@@ -77,11 +77,13 @@ async def store(conn: Conn, checkpoint: Checkpoint, note: str, reason: str,
 async def sign_latest(conn: Conn, notary: Notary, reason: str,
                       sinks: Sequence[SinkSpec] = ()) -> tuple[Checkpoint, str] | None:
     """Sign the tree as committed now; None while the log is empty."""
-    async with conn.transaction(isolation="repeatable_read"):
+    async with conn.transaction(isolation="repeatable_read", readonly=True):
         size = await tree.tree_size(conn)
         if size == 0:
             return None
         checkpoint, note = signed(notary, size, await tree.root(conn, size))
+    # Apart from the read: a replica storing the same size meanwhile is no conflict.
+    async with conn.transaction():
         if await store(conn, checkpoint, note, reason, sinks):
             log.info("checkpoint signed", tree_size=size, reason=reason)
     return checkpoint, note

@@ -78,22 +78,36 @@ class Head:
 
 
 async def read_head(conn: Conn) -> Head:
+    """The head as committed; inside an append's transaction, after lock_head()."""
+    if conn.is_in_transaction():
+        return await _head(conn)
     # One snapshot, so the last record and the tree's edge are of the same commit.
     async with conn.transaction(isolation="repeatable_read", readonly=True):
-        row = await conn.fetchrow(HEAD_SQL)
-        seq, digest = (row["seq"], row["hash"]) if row else (0, GENESIS)
-        size = await tree.tree_size(conn)
-        if size > seq:
-            raise AuditChainError(f"the tree has {size} leaves but the log {seq} records")
-        return Head(seq, digest, await tree.frontier(conn, size))
+        return await _head(conn)
+
+
+async def lock_head(conn: Conn) -> int:
+    """Wait for the append lock (held to the end of the transaction); the last seq now."""
+    seq: int = await conn.fetchval("SELECT action_log_append_head()")
+    return seq
+
+
+async def _head(conn: Conn) -> Head:
+    row = await conn.fetchrow(HEAD_SQL)
+    seq, digest = (row["seq"], row["hash"]) if row else (0, GENESIS)
+    size = await tree.tree_size(conn)
+    if size > seq:
+        raise AuditChainError(f"the tree has {size} leaves but the log {seq} records")
+    return Head(seq, digest, await tree.frontier(conn, size))
 
 
 class ChainAppender:
     """Collects entries for the caller's transaction and writes them in one statement.
 
-    The head it starts from is a guess (the writer's last commit). Sequence numbers are the
-    primary key, so if anyone else appended meanwhile the insert fails on a unique
-    violation and the writer retries from the real head: optimistic, with no lock held.
+    The writer takes the append lock (lock_head) before it starts, so the head is the real
+    one. Sequence numbers and tree nodes are primary keys all the same: a writer that did
+    not take the lock (an older version) makes the insert fail on a unique violation, and
+    the writer retries from the real head.
     """
 
     def __init__(self, conn: Conn, rules_hash: str, head: Head,

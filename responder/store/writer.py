@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     from responder.audit.keys import Notary
 
 from responder.errors import StoreUnavailable
-from responder.store.actionlog import ChainAppender, Head, HeadStale, read_head
+from responder.store.actionlog import ChainAppender, Head, HeadStale, lock_head, read_head
 from responder.store.db import UNAVAILABLE, Conn
 
 T = TypeVar("T")
@@ -157,9 +157,11 @@ class Writer:
         results: list[_Outcome] = []
         try:
             conn = await self._connection()
-            if self._head is None:
-                self._head = await read_head(conn)
             async with conn.transaction():
+                # Replicas append one at a time; the head we kept holds unless one did.
+                seq = await lock_head(conn)
+                if self._head is None or self._head.seq != seq:
+                    self._head = await read_head(conn)
                 chain = ChainAppender(conn, self._rules_hash(), self._head, self._notary)
                 await chain.catch_up()
                 for group in _groups(batch):

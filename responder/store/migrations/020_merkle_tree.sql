@@ -37,3 +37,13 @@ BEGIN
     END LOOP;
 END;
 $$;
+
+-- Appends take this transaction lock first, then read the head: replicas append one after
+-- the other instead of racing for sequence numbers and retrying. A function, so that the
+-- read after the wait sees what the previous holder committed (a fresh snapshot).
+CREATE FUNCTION action_log_append_head() RETURNS bigint LANGUAGE plpgsql VOLATILE AS $$
+BEGIN
+    PERFORM pg_advisory_xact_lock(8243121617845092355);  -- 0x7265737000000003: 'resp', 3
+    RETURN (SELECT coalesce(max(seq), 0) FROM action_log);
+END;
+$$;
