@@ -132,3 +132,22 @@ def test_record_bytes_are_rfc8785() -> None:
         '{"a":"é\\n","b":1,"c":[1e+21,0.1]}')
     assert record_text({"n": float("nan"), "big": 2**60}) == (
         '{"big":"1152921504606846976","n":"nan"}')
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers(-(2**60), 2**60)
+    | st.floats(allow_nan=True, allow_infinity=True) | st.text(),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(), inner, max_size=4),
+    max_leaves=20)
+
+
+@settings(max_examples=300, deadline=None)
+@given(value=st.dictionaries(st.text(), json_values, max_size=6))
+def test_record_bytes_equal_the_reference_rfc8785_encoder(value: dict[str, Any]) -> None:
+    """Whatever a record holds (floats of any size, astral keys, control characters), its
+    bytes are what the reference RFC 8785 encoder makes of it, fast path or not."""
+    import rfc8785
+
+    from responder.audit.records import _Walk
+
+    assert record_text(value) == rfc8785.dumps(_Walk().safe(value)).decode()

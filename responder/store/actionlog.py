@@ -121,6 +121,8 @@ class ChainAppender:
         self.head = Head(head.seq, head.hash, head.frontier.copy())
         self._rows: list[tuple[Any, ...]] = []
         self._nodes: list[tuple[tuple[int, int], bytes]] = []
+        self.memo: dict[str, Any] = {}
+        """What units of this transaction share (the bundles' checkpoint)."""
         self.commit_hooks: list[Callable[[], None]] = []
 
     async def catch_up(self) -> None:
