@@ -128,9 +128,12 @@ class Checkpointer:
                 log.warning("checkpoint not signed: store unavailable", error=str(e))
             await asyncio.sleep(interval_s)
 
-    async def after_containment(self) -> None:
+    async def after_containment(self, debounce_s: float = 0.2) -> None:
+        """One checkpoint shortly after SEV1 containment: containments that end within
+        ``debounce_s`` of each other share it (it covers them all)."""
         while True:
             await self._wake.wait()
+            await asyncio.sleep(debounce_s)
             self._wake.clear()
             ids, self._touched = sorted(self._touched), set()
             try:
