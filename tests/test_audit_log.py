@@ -6,7 +6,10 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import os
 import shutil
+import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -27,7 +30,7 @@ from responder.daemon import Daemon
 from responder.errors import AuditChainError, CheckpointInvalid
 from responder.store.actionlog import GENESIS, Entry, chain_hash
 from responder.store.writer import Writer
-from tests.conftest import DaemonFactory, fixture_bytes, idle, post_alerts, query, wait_for
+from tests.conftest import ROOT, DaemonFactory, fixture_bytes, idle, post_alerts, query, wait_for
 
 
 async def _cli(argv: list[str]) -> int:
@@ -67,6 +70,24 @@ async def _witnessed(make_daemon: DaemonFactory, http: aiohttp.ClientSession,
                    what="every delivery at the witness")
     await again.shutdown()
     return again, witness
+
+
+async def _append(database: str, *entries: Entry) -> None:
+    from responder.store.db import create_pool
+
+    pool = await create_pool(database, max_size=2)
+    writer = Writer(pool, lambda: "rules")
+    task = asyncio.create_task(writer.run())
+
+    async def unit(conn: Any, chain: Any) -> None:
+        chain.add(*entries)
+
+    try:
+        await writer.submit(unit)
+    finally:
+        writer.stop()
+        await task
+        await pool.close()
 
 
 async def _delivered(pool: asyncpg.Pool) -> bool:
@@ -251,6 +272,13 @@ async def test_prove_prints_a_proof_that_checks_against_the_checkpoint(
                                    [base64.b64decode(p) for p in printed["proof"]], root)
     assert await _cli(["audit", "checkpoint"]) == 0
     assert capsys.readouterr().out == json.loads(final.read_text())["note"]
+    # What it prints is the note and nothing else (no log line), so it can be kept as it is.
+    await _append(database, Entry("test"))
+    done = await asyncio.to_thread(
+        subprocess.run, [sys.executable, "-m", "responder", "audit", "checkpoint", "--new"],
+        capture_output=True, check=True, env={**os.environ}, cwd=ROOT)
+    (tmp_path / "kept.note").write_bytes(done.stdout)
+    assert await _cli(["audit", "verify", "--checkpoint", str(tmp_path / "kept.note")]) == 0
 
 
 async def test_two_writers_appending_at_once_make_one_tree(database: str,

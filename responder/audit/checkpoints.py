@@ -84,8 +84,7 @@ async def sign_latest(conn: Conn, notary: Notary, reason: str,
         checkpoint, note = signed(notary, size, await tree.root(conn, size))
     # Apart from the read: a replica storing the same size meanwhile is no conflict.
     async with conn.transaction():
-        if await store(conn, checkpoint, note, reason, sinks):
-            log.info("checkpoint signed", tree_size=size, reason=reason)
+        await store(conn, checkpoint, note, reason, sinks)
     return checkpoint, note
 
 
@@ -115,6 +114,8 @@ class Checkpointer:
     async def sign(self, reason: str) -> tuple[Checkpoint, str] | None:
         async with self._pool.acquire() as conn:
             made = await sign_latest(conn, self._notary, reason, self._sinks)
+        if made is not None:
+            log.info("checkpoint signed", tree_size=made[0].size, reason=reason)
         if self._delivered is not None:
             self._delivered()
         return made
