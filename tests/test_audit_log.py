@@ -330,3 +330,81 @@ async def test_two_writers_appending_at_once_make_one_tree(database: str,
             await p.close()
     rows = await query(database, "SELECT count(*) AS n FROM merkle_nodes WHERE level = 0")
     assert rows[0]["n"] == report.size
+
+
+async def test_records_from_before_the_tree_become_its_leaves(database: str) -> None:
+    """The migration's SQL backfill and the writer's catch-up each build the tree that
+    Python builds from records that were written without one."""
+    from responder.store.db import create_pool, migrate
+
+    pool = await create_pool(database, max_size=2)
+    try:
+        await migrate(pool)
+    finally:
+        await pool.close()
+    await _append(database, *[Entry("test", detail={"i": i}) for i in range(11)])
+    sql = (ROOT / "responder/store/migrations/020_merkle_tree.sql").read_text()
+    backfill = sql[sql.index("INSERT INTO merkle_nodes"):sql.index("CREATE FUNCTION")]
+    conn = await asyncpg.connect(database)
+    try:
+        expected = (await verify_tree(conn)).root
+        await conn.execute("SET session_replication_role = replica")
+        await conn.execute("DELETE FROM merkle_nodes")
+        await conn.execute(backfill)
+        assert (await verify_tree(conn)).root == expected
+        await conn.execute("DELETE FROM merkle_nodes WHERE (level = 0 AND idx >= 5)"
+                           " OR (level = 1 AND idx >= 2) OR (level >= 2 AND idx >= 1)"
+                           " OR level >= 3")
+    finally:
+        await conn.close()
+    await _append(database, Entry("test", detail={"after": True}))
+    conn = await asyncpg.connect(database)
+    try:
+        report = await verify_tree(conn)
+        assert report.size == 12
+    finally:
+        await conn.close()
+
+
+async def test_production_needs_a_configured_key(tmp_path: Path) -> None:
+    """RESPONDER_ENV=production refuses to start without a signing key file; elsewhere a
+    key is made once under the data directory and kept across starts."""
+    from responder.audit.keys import load_notary, write_key
+    from responder.config import load_settings
+    from responder.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="RESPONDER_AUDIT_SIGNING_KEY_FILE"):
+        load_notary(load_settings(None, env="production", data_dir=tmp_path))
+    first = load_notary(load_settings(None, data_dir=tmp_path / "dev"))
+    assert str(load_notary(load_settings(None, data_dir=tmp_path / "dev")).verifier) == str(
+        first.verifier)
+    key, _ = write_key(Signer.generate("prod/log"), tmp_path / "prod")
+    configured = load_notary(load_settings(None, env="production", data_dir=tmp_path,
+                                           audit_signing_key_file=key, audit_origin="prod/log"))
+    assert configured.signer.name == "prod/log"
+
+
+async def test_sev1_containment_signs_a_checkpoint_for_the_sinks(
+    make_daemon: DaemonFactory, http: aiohttp.ClientSession, database: str, tmp_path: Path,
+) -> None:
+    """After a SEV1 is contained, a checkpoint covering its outcome is signed, stored and
+    delivered to the sink, with no interval checkpoint running."""
+    witness = tmp_path / "witness"
+    daemon = await make_daemon(sinks=[{"name": "files", "kind": "file", "dir": str(witness)}],
+                               checkpoint_interval_s=0)
+    await post_alerts(http, daemon, fixture_bytes("firing-single.json"))
+    await idle(daemon)
+
+    async def signed() -> bool:
+        rows = await query(database, "SELECT tree_size FROM checkpoints"
+                                     " WHERE reason = 'sev1_contained'")
+        return bool(rows)
+
+    await wait_for(signed, what="a SEV1 checkpoint")
+    [row] = await query(database, "SELECT tree_size FROM checkpoints"
+                                  " WHERE reason = 'sev1_contained'")
+    applied = await query(database, "SELECT max(seq) AS seq FROM action_log WHERE kind ="
+                                     " 'outcome'")
+    assert row["tree_size"] >= applied[0]["seq"]
+    path = witness / f"checkpoint-{row['tree_size']}-files.json"
+    await wait_for(path.is_file, what="the checkpoint at the sink")
