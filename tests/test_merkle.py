@@ -17,7 +17,7 @@ from responder.errors import CheckpointInvalid
 from tests.conftest import LOCAL_FIXTURES
 
 # Transcribed from transparency-dev/merkle's testdata (Apache-2.0); the file names its commit.
-VECTORS = json.loads((LOCAL_FIXTURES / "rfc9162_vectors.json").read_text())
+VECTORS = json.loads((LOCAL_FIXTURES / "rfc9162" / "vectors.json").read_text())
 
 
 def _b(text: str | None) -> bytes:
