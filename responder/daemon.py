@@ -120,13 +120,13 @@ class Daemon:
         """Load rules, open the store, start the workers, then listen."""
         s = self.settings
         rules = self._load_rules()
+        notary = load_notary(s)  # before the store: production refuses to start without a key
         pool = await self._open_store()
         identity = Identity(self._dsn, s.data_dir, check_s=s.leader_check_s)
         self.replica_id = await identity.take(s.replica_id)
         # Released last: the name stays held until this process has stopped claiming.
         self._stack.push_async_callback(identity.release)
         self._spawn(identity.keep(), "identity")
-        notary = load_notary(s)
         writer = Writer(pool, self._rules_hash, max_pending=s.intake_queue_max, notary=notary)
         self._spawn(writer.run(), "writer", stop=lambda t: self._stop_writer(writer, t))
         client = AdminClient(self.metrics, self.redactor)

@@ -408,3 +408,21 @@ async def test_sev1_containment_signs_a_checkpoint_for_the_sinks(
     assert row["tree_size"] >= applied[0]["seq"]
     path = witness / f"checkpoint-{row['tree_size']}-files.json"
     await wait_for(path.is_file, what="the checkpoint at the sink")
+
+
+async def test_production_daemon_stops_before_the_store_without_a_key(
+    database: str, rules_dir: Path, tmp_path: Path,
+) -> None:
+    """A production daemon without a signing key refuses to start, naming the setting,
+    before it touches the store."""
+    from prometheus_client import CollectorRegistry
+
+    from responder.errors import ConfigError
+    from tests.conftest import settings_for
+
+    daemon = Daemon(settings_for(database, rules_dir, env="production", data_dir=tmp_path),
+                    registry=CollectorRegistry())
+    with pytest.raises(ConfigError, match="RESPONDER_AUDIT_SIGNING_KEY_FILE"):
+        await daemon.start()
+    await daemon.shutdown()
+    assert not await query(database, "SELECT 1 FROM pg_tables WHERE tablename = 'action_log'")

@@ -120,7 +120,8 @@ async def _checkpoint(conn: Any, settings: Settings, args: argparse.Namespace) -
     from responder.audit import checkpoints
 
     if args.new:
-        await checkpoints.sign_latest(conn, load_notary(settings), "command", settings.sinks)
+        notary = load_notary(settings, may_generate=False)
+        await checkpoints.sign_latest(conn, notary, "command", settings.sinks)
     row = await checkpoints.latest(conn)
     if row is None:
         print("no checkpoint yet (the log is empty, or none was signed)", file=sys.stderr)
