@@ -18,6 +18,7 @@ from typing import Any
 
 from responder import __version__, cli_incidents
 from responder.cli_errors import one_line, port_in_use, should_show_traceback
+from responder.audit import commands as audit_commands
 from responder.cli_output import CONFIG_HELP, add_output, globals_everywhere
 from responder.config import Settings, load_settings
 from responder.errors import (
@@ -48,7 +49,7 @@ def _parser() -> argparse.ArgumentParser:
                        " pack; default: RESPONDER_RULE_PACKS)")
     audit = sub.add_parser("audit", help="action log integrity")
     audit_sub = audit.add_subparsers(dest="audit_command", required=True)
-    audit_sub.add_parser("verify", help="walk the hash chain and name the first bad record")
+    audit_commands.add_parsers(audit_sub)
     _actions_parser(sub)
     evidence = sub.add_parser("evidence", help="export and verify forensic bundles")
     evidence_sub = evidence.add_subparsers(dest="evidence_command", required=True)
@@ -155,11 +156,13 @@ def _dispatch(args: argparse.Namespace) -> int:
         return offline[args.command]()
     if args.command == "evidence" and args.evidence_command == "verify":
         return _verify_evidence(args.file)
+    if args.command == "audit" and args.audit_command in audit_commands.OFFLINE:
+        return audit_commands.run_offline(args)
     settings = load_settings(args.config)
     if args.command == "run":
         return _run(settings)
     online: dict[str, Callable[[Settings, argparse.Namespace], Coroutine[Any, Any, int]]] = {
-        "audit": lambda s, _: _audit_verify(s),
+        "audit": audit_commands.run,
         "controls": _controls, "release": _controls, "contain": _controls,
         "evidence": _export_evidence,
         "actions": _actions,
@@ -217,21 +220,6 @@ async def _connect(settings: Settings) -> Any:
 
     async with store_errors():
         return await asyncpg.connect(await resolve_dsn(settings))
-
-
-async def _audit_verify(settings: Settings) -> int:
-    from responder.store.actionlog import verify_chain
-
-    conn = await _connect(settings)
-    try:
-        report = await verify_chain(conn)
-    except AuditChainError as e:
-        print(f"action log BROKEN: {e}", file=sys.stderr)
-        return 1
-    finally:
-        await conn.close()
-    print(f"action log OK: {report.records} records, head {report.head_hash}")
-    return 0
 
 
 def _summary(record: dict[str, Any]) -> str:

@@ -189,6 +189,11 @@ class Settings(BaseSettings):
     # its own, so replicas behind one URL need a shared value.
     web_session_secret: SecretStr | None = None
     web_session_ttl_s: float = Field(default=8 * 3600.0, gt=0, le=7 * 86400.0)
+    # Signed checkpoints of the action log's Merkle tree (docs/audit-log.md). Unset outside
+    # production: a key made under data_dir at first start. Replicas must share one key.
+    audit_signing_key_file: Path | None = None
+    audit_origin: str = Field(default="responder/action-log", pattern=r"^[^\s+]{1,200}$")
+    checkpoint_interval_s: float = Field(default=300.0, ge=0)
 
     @classmethod
     def settings_customise_sources(
@@ -205,6 +210,7 @@ class Settings(BaseSettings):
                                      "rule_packs", mode="before")(_split_tokens)
 
     @field_validator("database_url", "webhook_tokens_file", "viewer_tokens_file",
+                     "audit_signing_key_file",
                      "principals_file", "max_alert_age_s", "prometheus_url", "kafka_bootstrap",
                      "web_session_secret", "kafka_metrics_group", mode="before")
     @classmethod

@@ -18,6 +18,8 @@ from prometheus_client import CollectorRegistry
 from responder import __version__, failpoints
 from responder.actions.admin_http import AdminClient
 from responder.app import build_app
+from responder.audit.checkpoints import Checkpointer
+from responder.audit.keys import load_notary
 from responder.auth import Principals, Role, TokenSet, token_sha256
 from responder.config import Settings
 from responder.engine.executor import STORE_ERRORS, Executor
@@ -88,6 +90,7 @@ class Daemon:
         self._tasks: list[asyncio.Task[None]] = []
         self._runner: web.AppRunner | None = None
         self.reconciler: Reconciler | None = None
+        self.checkpointer: Checkpointer | None = None
         self.kafka: KafkaIntake | None = None
         self._dsn = ""
         self.metrics_intake: MetricsIntake | None = None
@@ -132,6 +135,7 @@ class Daemon:
         """Load rules, open the store, start the workers, then listen."""
         s = self.settings
         rules = self._load_rules()
+        notary = load_notary(s)  # before the store: production refuses to start without a key
         pool = await self._open_store()
         identity = Identity(self._dsn, s.data_dir, check_s=s.leader_check_s)
         self.replica_id = await identity.take(s.replica_id)
@@ -139,7 +143,7 @@ class Daemon:
         self._stack.push_async_callback(identity.release)
         self._spawn(identity.keep(), "identity")
         writer = Writer(pool, self._rules_hash, max_pending=s.intake_queue_max,
-                        signed_hash=lambda: self._rules().signed_hash)
+                        signed_hash=lambda: self._rules().signed_hash, notary=notary)
         self._spawn(writer.run(), "writer", stop=lambda t: self._stop_writer(writer, t))
         client = AdminClient(self.metrics, self.redactor)
         await client.start()
@@ -147,9 +151,16 @@ class Daemon:
         modes = await self._load_modes(pool)
         evidence, outbox = self._evidence(pool, writer)
         writer.changed = evidence.touch
+        self.checkpointer = Checkpointer(pool, notary, s.sinks, delivered=outbox.wake.set)
+
+        def changed(incident_ids: set[int]) -> None:
+            evidence.touch(incident_ids)
+            assert self.checkpointer is not None
+            self.checkpointer.touch(incident_ids)
+
         executor = Executor(pool, writer, self._rules, client, self.metrics,
                             deadline_s=s.step_deadline_s, read_back_s=s.read_back_deadline_s,
-                            changed=evidence.touch, replica=self.replica_id,
+                            changed=changed, replica=self.replica_id,
                             lease_s=s.step_lease_s)
         self.reconciler = Reconciler(pool, writer, self._rules, client, executor, self.metrics,
                                      deadline_s=s.step_deadline_s)
@@ -179,6 +190,10 @@ class Daemon:
         if s.reconcile_interval_s > 0:
             self._spawn(self._leader("reconciler", functools.partial(
                 self.reconciler.run, s.reconcile_interval_s)).run(), "reconciler")
+        self._spawn(self.checkpointer.after_containment(), "checkpoint-sev1")
+        if s.checkpoint_interval_s > 0:
+            self._spawn(self._leader("checkpointer", functools.partial(
+                self.checkpointer.every, s.checkpoint_interval_s)).run(), "checkpointer")
         if not s.webhook_tokens:
             log.warning("no webhook tokens configured: every webhook will be refused")
         log.info("listening", version=__version__, address=f"{s.host}:{self.port}",

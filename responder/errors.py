@@ -11,6 +11,7 @@
     │   ├── ActionTransientError   connection error, timeout, 5xx: retried
     │   └── ActionPermanentError   4xx or a malformed answer: not retried
     ├── AuditChainError        the action log does not verify
+    │   └── CheckpointInvalid  a signed checkpoint or a proof is refused
     └── ReplayInputError       a replay input (file line, stored alert) cannot be read
 """
 
@@ -95,6 +96,10 @@ class ActionPermanentError(ActionError):
 
 class AuditChainError(ResponderError):
     """The action log hash chain is broken at a named record."""
+
+
+class CheckpointInvalid(AuditChainError):
+    """A signed checkpoint, a key or a proof is refused; the message says which and why."""
 
 
 class ReplayInputError(ResponderError):

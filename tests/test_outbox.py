@@ -95,7 +95,7 @@ async def test_every_bundle_reaches_every_sink_once(
     assert sorted(hook_keys) == sorted(r["idempotency_key"] for r in bundles
                                        if r["sink"] == "hook")
     assert max(Counter(hook_keys).values()) == 1
-    files = sorted(p.stem for p in (tmp_path / "evidence").glob("*.json"))
+    files = sorted(p.stem for p in (tmp_path / "evidence").glob("bundle-*.json"))
     assert files == sorted(r["idempotency_key"] for r in bundles if r["sink"] == "files")
     assert hook.seen > len(hook.accepted)  # it did fail first
     async with http.get(f"http://127.0.0.1:{daemon.port}/v1/incidents/1",

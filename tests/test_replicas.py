@@ -187,7 +187,8 @@ async def test_reconciler_leads_on_one_replica_and_moves_when_it_dies(
 
         async def delivered() -> bool:
             pending = await rows(database, "SELECT 1 FROM outbox WHERE status <> 'delivered'")
-            return not pending and bool(await rows(database, "SELECT 1 FROM outbox"))
+            return not pending and bool(await rows(database, "SELECT 1 FROM outbox"
+                                                   " WHERE kind = 'bundle'"))
 
         # Both replicas run the outbox: rows are claimed, so each bundle arrives once.
         await wait_for(delivered, timeout_s=20, what="every bundle delivered")

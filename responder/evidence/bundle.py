@@ -21,6 +21,7 @@ from typing import Any
 import asyncpg
 
 from responder import __version__
+from responder.audit import bundle_proofs as audit_proofs
 from responder.config import SinkSpec
 from responder.evidence.outbox import OutboxRow, enqueue_rows, outbox_rows
 from responder.rules.table import RuleTable
@@ -244,6 +245,7 @@ async def _seal_round(conn: Conn, chain: ChainAppender,
         bundle = {"version": version, "prev_digest": prev,
                   "sealed_at": datetime.now(UTC).isoformat(),
                   "responder": {"version": __version__, "host": host}, **s.content}
+        await audit_proofs.attach(conn, chain, bundle)
         body = canonical(bundle)
         digest = digest_of(body)
         sealed_rows, paged_seq = outbox_rows(s.incident_id, version, digest, bundle, s.sinks,

@@ -1,4 +1,9 @@
-"""The append-only action log: canonical records, each carrying the hash of the one before."""
+"""The append-only action log: canonical records, the leaves of a Merkle tree (store/tree.py).
+
+Each record's bytes are its RFC 8785 (JCS) JSON. They are leaf ``seq - 1`` of an RFC 9162
+tree whose complete subtrees are written in the same transaction as the records. Each record
+also still carries the SHA-256 chain of the records before it (``prev_hash``/``hash``).
+"""
 
 from __future__ import annotations
 
@@ -7,12 +12,18 @@ import json
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import asyncpg
 
+from responder.audit.merkle import Frontier, leaf_hash
+from responder.audit.records import record_text
 from responder.errors import AuditChainError
+from responder.store import tree
 from responder.store.db import Conn
+
+if TYPE_CHECKING:
+    from responder.audit.keys import Notary
 
 GENESIS = "0" * 64
 INDEXED = ("incident_id", "rule_id", "control", "key", "step_id", "correlation_id")
@@ -53,30 +64,83 @@ SELECT * FROM unnest($1::bigint[], $2::timestamptz[], $3::text[], $4::bigint[], 
 """
 
 
-async def read_head(conn: Conn) -> tuple[int, str]:
+class HeadStale(Exception):
+    """Someone appended since this writer's head was read: retry from the real head."""
+
+
+@dataclass(frozen=True)
+class Head:
+    """Where the next append continues: last seq, its chain hash, the tree's right edge."""
+
+    seq: int
+    hash: str
+    frontier: Frontier
+
+
+async def read_head(conn: Conn) -> Head:
+    """The head as committed; inside an append's transaction, after lock_head()."""
+    if conn.is_in_transaction():
+        return await _head(conn)
+    # One snapshot, so the last record and the tree's edge are of the same commit.
+    async with conn.transaction(isolation="repeatable_read", readonly=True):
+        return await _head(conn)
+
+
+async def lock_head(conn: Conn) -> int:
+    """Wait for the append lock (held to the end of the transaction); the last seq now."""
+    seq: int = await conn.fetchval("SELECT action_log_append_head()")
+    return seq
+
+
+async def _head(conn: Conn) -> Head:
     row = await conn.fetchrow(HEAD_SQL)
-    return (row["seq"], row["hash"]) if row else (0, GENESIS)
+    seq, digest = (row["seq"], row["hash"]) if row else (0, GENESIS)
+    size = await tree.tree_size(conn)
+    if size > seq:
+        raise AuditChainError(f"the tree has {size} leaves but the log {seq} records")
+    return Head(seq, digest, await tree.frontier(conn, size))
 
 
 class ChainAppender:
     """Collects entries for the caller's transaction and writes them in one statement.
 
-    The head it starts from is a guess (the writer's last commit). Sequence numbers are the
-    primary key, so if anyone else appended meanwhile the insert fails on a unique
-    violation and the writer retries from the real head: optimistic, with no lock held.
+    The writer takes the append lock (lock_head) before it starts, so the head is the real
+    one. Sequence numbers and tree nodes are primary keys all the same: a writer that did
+    not take the lock (an older version) makes the insert fail on a unique violation, and
+    the writer retries from the real head.
     """
 
-    def __init__(self, conn: Conn, rules_hash: str, head: tuple[int, str],
-                 signed_hash: str = "") -> None:
+    def __init__(self, conn: Conn, rules_hash: str, head: Head,
+                 notary: Notary | None = None, signed_hash: str = "") -> None:
         self.conn = conn
         self.rules_hash = rules_hash
         # What `rules sign` signed (every file); differs from rules_hash when packs are off.
         self.signed_hash = signed_hash
-        self.head = head
+        self.notary = notary
+        """Who signs checkpoints written in this transaction (for bundles); None: nobody."""
+        self.committed = head
+        """The head this transaction started from: what the stored tree already holds."""
+        self.head = Head(head.seq, head.hash, head.frontier.copy())
         self._rows: list[tuple[Any, ...]] = []
+        self._nodes: list[tuple[tuple[int, int], bytes]] = []
+        self.memo: dict[str, Any] = {}
+        """What units of this transaction share (the bundles' checkpoint)."""
         self.commit_hooks: list[Callable[[], None]] = []
         self.incidents: set[int] = set()
         """Incidents these entries changed (a seal itself is no change to seal again)."""
+
+    async def catch_up(self) -> None:
+        """Add the leaves of records written without their tree nodes (by a replica of a
+        version before the tree), so that the tree again covers every record."""
+        frontier = self.head.frontier
+        if frontier.size >= self.head.seq:
+            return
+        rows = await self.conn.fetch("SELECT seq, body FROM action_log WHERE seq > $1"
+                                     " ORDER BY seq", frontier.size)
+        for row in rows:
+            if row["seq"] != frontier.size + 1:
+                raise AuditChainError(f"record {frontier.size + 1} is missing")
+            self._nodes += frontier.append(leaf_hash(row["body"].encode()))
 
     def after_commit(self, hook: Callable[[], None]) -> None:
         """Run hook (a metric, a log line) only once the entries are committed, so a batch
@@ -85,7 +149,7 @@ class ChainAppender:
 
     def add(self, *entries: Entry) -> None:
         """Chain entries now; they reach the table at flush(), before the commit."""
-        seq, prev_hash = self.head
+        seq, prev_hash, frontier = self.head.seq, self.head.hash, self.head.frontier
         at = datetime.now(UTC)
         for entry in entries:
             seq += 1
@@ -100,19 +164,22 @@ class ChainAppender:
                 **{f: getattr(entry, f) for f in INDEXED},
                 "detail": dict(entry.detail or {}),
             }
-            body = canonical(record)
+            body = record_text(record)
             digest = chain_hash(prev_hash, body)
+            self._nodes += frontier.append(leaf_hash(body.encode()))
             self._rows.append((seq, at, entry.kind, entry.incident_id, entry.rule_id,
                                entry.control, entry.key, entry.step_id, body, prev_hash,
                                digest, entry.correlation_id))
             prev_hash = digest
-        self.head = (seq, prev_hash)
+        self.head = Head(seq, prev_hash, frontier)
 
     async def flush(self) -> None:
         if self._rows:
             columns = [list(column) for column in zip(*self._rows, strict=True)]
             self._rows = []
             await self.conn.execute(APPEND_SQL, *columns)
+        made, self._nodes = self._nodes, []
+        await tree.insert(self.conn, made)
 
 
 @dataclass(frozen=True)

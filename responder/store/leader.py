@@ -22,7 +22,7 @@ from responder.store.db import UNAVAILABLE
 log = structlog.get_logger("responder.leader")
 
 # Advisory lock ids ("resp" + a role number), per database, shared by every replica.
-LOCK_IDS = {"reconciler": 0x7265_7370_0001}
+LOCK_IDS = {"reconciler": 0x7265_7370_0001, "checkpointer": 0x7265_7370_0002}
 
 Work = Callable[[], Coroutine[Any, Any, None]]
 

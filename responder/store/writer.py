@@ -14,13 +14,16 @@ from __future__ import annotations
 import asyncio
 import random
 from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import asyncpg
 import structlog
 
+if TYPE_CHECKING:
+    from responder.audit.keys import Notary
+
 from responder.errors import StoreError, StoreRefused, StoreUnavailable
-from responder.store.actionlog import ChainAppender, read_head
+from responder.store.actionlog import ChainAppender, Head, HeadStale, lock_head, read_head
 from responder.store.db import UNAVAILABLE, Conn
 
 T = TypeVar("T")
@@ -60,8 +63,10 @@ class Writer:
 
     def __init__(self, pool: asyncpg.Pool, rules_hash: Callable[[], str], *,
                  max_pending: int = 10_000, max_batch: int = 256,
-                 signed_hash: Callable[[], str] | None = None) -> None:
+                 signed_hash: Callable[[], str] | None = None,
+                 notary: Notary | None = None) -> None:
         self._pool = pool
+        self._notary = notary
         self._rules_hash = rules_hash
         self._signed_hash = signed_hash or (lambda: "")
         self.changed: Callable[[set[int]], None] | None = None
@@ -69,7 +74,7 @@ class Writer:
         an incident reaches its evidence, whichever path wrote it."""
         self._queue: asyncio.Queue[_Item | None] = asyncio.Queue(maxsize=max_pending)
         self._max_batch = max_batch
-        self._head: tuple[int, str] | None = None
+        self._head: Head | None = None
         self._conn: asyncpg.pool.PoolConnectionProxy | None = None
         self.batches = 0
 
@@ -175,11 +180,14 @@ class Writer:
         results: list[_Outcome] = []
         try:
             conn = await self._connection()
-            if self._head is None:
-                self._head = await read_head(conn)
             async with conn.transaction():
-                chain = ChainAppender(conn, self._rules_hash(), self._head,
+                # Replicas append one at a time; the head we kept holds unless one did.
+                seq = await lock_head(conn)
+                if self._head is None or self._head.seq != seq:
+                    self._head = await read_head(conn)
+                chain = ChainAppender(conn, self._rules_hash(), self._head, self._notary,
                                       self._signed_hash())
+                await chain.catch_up()
                 for group in _groups(batch):
                     units = [unit for unit, _ in group]
                     run_many = getattr(type(units[0]), "run_many", None)
@@ -191,9 +199,13 @@ class Writer:
                                                                           strict=True))
                 await chain.flush()
             self._head = chain.head
+        except HeadStale as e:
+            self._head = None
+            raise _ChainMoved from e
         except asyncpg.UniqueViolationError as e:
             self._head = None
-            if e.constraint_name in ("action_log_pkey", "action_log_hash_key"):
+            if e.constraint_name in ("action_log_pkey", "action_log_hash_key",
+                                     "merkle_nodes_pkey"):
                 raise _ChainMoved from e
             raise
         except UNAVAILABLE as e:

@@ -1,0 +1,54 @@
+"""The ``audit`` part of a sealed bundle: a signed checkpoint covering every record the
+bundle holds, and each record's inclusion proof in that checkpoint's tree."""
+
+from __future__ import annotations
+
+import base64
+from typing import Any
+
+from responder.audit import checkpoints
+from responder.audit.merkle import inclusion_ranges, keys_for, leaf_hash, proof_from
+from responder.audit.records import record_text
+from responder.store import tree
+from responder.store.actionlog import ChainAppender, HeadStale
+from responder.store.db import Conn
+
+
+def _record(action: dict[str, Any]) -> dict[str, Any]:
+    """A bundle action as its record was: the bundle adds the chain ``hash`` beside it."""
+    return {k: v for k, v in action.items() if k != "hash"}
+
+
+async def attach(conn: Conn, chain: ChainAppender, bundle: dict[str, Any]) -> None:
+    """Add ``bundle["audit"]``, in the writer's transaction, for the tree as committed when
+    it began. HeadStale if another replica appended records this bundle holds since."""
+    notary = chain.notary
+    seqs = [a["seq"] for a in bundle["actions"]]
+    if notary is None or not seqs:
+        return
+    size = chain.committed.frontier.size
+    if max(seqs) > size:
+        raise HeadStale(f"bundle holds record {max(seqs)}; this writer's tree ends at {size}")
+    note = chain.memo.get("checkpoint")
+    if note is None:  # one checkpoint for every bundle sealed in this transaction
+        checkpoint, note = checkpoints.signed(notary, size, chain.committed.frontier.root())
+        await checkpoints.store(conn, checkpoint, note, "bundle")
+        chain.memo["checkpoint"] = note
+    ranges = {s: inclusion_ranges(s - 1, size) for s in seqs}
+    found = await tree.nodes(conn, keys_for([r for rs in ranges.values() for r in rs])
+                             | {(0, s - 1) for s in seqs})
+    proofs = {s: proof_from(r, found.__getitem__) for s, r in ranges.items()}
+    texts = {a["seq"]: record_text(_record(a)) for a in bundle["actions"]}
+    legacy = [s for s in seqs if leaf_hash(texts[s].encode()) != found[(0, s - 1)]]
+    if legacy:  # written before records were RFC 8785: carry their exact bytes
+        rows = await conn.fetch("SELECT seq, body FROM action_log WHERE seq = ANY($1)", legacy)
+        texts.update({r["seq"]: r["body"] for r in rows})
+    bundle["audit"] = {
+        "checkpoint": note,
+        "tree_size": size,
+        "records": [{"seq": s, "tree_size": size,
+                     "proof": [base64.b64encode(p).decode() for p in proofs[s]],
+                     **({"record": texts[s]} if s in legacy else {})}
+                    for s in seqs],
+    }
+

@@ -1,0 +1,106 @@
+"""The action log's Merkle tree in PostgreSQL: stored nodes, roots and proofs.
+
+Every complete subtree is a row of ``merkle_nodes``, written with the records it covers, so
+a root or proof at any size reads O(log n) rows by primary key and never a record.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterable
+
+from responder.audit.merkle import (
+    Frontier,
+    NodeKey,
+    consistency_ranges,
+    inclusion_ranges,
+    keys_for,
+    proof_from,
+    range_keys,
+)
+from responder.errors import AuditChainError
+from responder.store.db import Conn
+
+SIZE_SQL = "SELECT coalesce(max(idx) + 1, 0) FROM merkle_nodes WHERE level = 0"
+
+NODES_SQL = """
+SELECT n.level, n.idx, n.hash FROM merkle_nodes n
+JOIN unnest($1::smallint[], $2::bigint[]) AS k(level, idx) ON n.level = k.level AND n.idx = k.idx
+"""
+
+INSERT_SQL = """
+INSERT INTO merkle_nodes (level, idx, hash)
+SELECT * FROM unnest($1::smallint[], $2::bigint[], $3::bytea[])
+"""
+
+
+async def tree_size(conn: Conn) -> int:
+    size: int = await conn.fetchval(SIZE_SQL)
+    return size
+
+
+async def nodes(conn: Conn, keys: Iterable[NodeKey]) -> dict[NodeKey, bytes]:
+    """Stored hashes of the named nodes; AuditChainError if any is missing."""
+    wanted = sorted(set(keys))
+    if not wanted:
+        return {}
+    rows = await conn.fetch(NODES_SQL, [k[0] for k in wanted], [k[1] for k in wanted])
+    found = {(r["level"], r["idx"]): bytes(r["hash"]) for r in rows}
+    if len(found) != len(wanted):
+        missing = next(k for k in wanted if k not in found)
+        raise AuditChainError(f"tree node {missing} is missing from merkle_nodes")
+    return found
+
+
+async def insert(conn: Conn, made: list[tuple[NodeKey, bytes]]) -> None:
+    if made:
+        await conn.execute(INSERT_SQL, [k[0] for k, _ in made], [k[1] for k, _ in made],
+                           [h for _, h in made])
+
+
+async def frontier(conn: Conn, size: int) -> Frontier:
+    """The right edge of the tree at ``size``, from which appends continue."""
+    keys = range_keys(0, size)
+    found = await nodes(conn, keys)
+    return Frontier(size, [(k, found[k]) for k in keys])
+
+
+async def root(conn: Conn, size: int) -> bytes:
+    return (await frontier(conn, size)).root()
+
+
+async def inclusion(conn: Conn, index: int, size: int) -> list[bytes]:
+    """PATH(index, D[size]) for the leaf at 0-based ``index``."""
+    ranges = inclusion_ranges(index, size)
+    found = await nodes(conn, keys_for(ranges))
+    return proof_from(ranges, found.__getitem__)
+
+
+async def inclusions(conn: Conn, indexes: Iterable[int], size: int) -> dict[int, list[bytes]]:
+    """Inclusion proofs for many leaves of one tree, with one read of the nodes they need."""
+    plans = {i: inclusion_ranges(i, size) for i in set(indexes)}
+    found = await nodes(conn, {k for r in plans.values() for k in keys_for(r)})
+    return {i: proof_from(r, found.__getitem__) for i, r in plans.items()}
+
+
+async def consistency(conn: Conn, old: int, new: int) -> list[bytes]:
+    ranges = consistency_ranges(old, new)
+    found = await nodes(conn, keys_for(ranges))
+    return proof_from(ranges, found.__getitem__)
+
+
+async def level(conn: Conn, lvl: int, batch: int = 10_000) -> AsyncIterator[tuple[int, bytes]]:
+    """The stored nodes of one level in index order, a page at a time."""
+    after = -1
+    while True:
+        rows = await conn.fetch("SELECT idx, hash FROM merkle_nodes WHERE level = $1"
+                                " AND idx > $2 ORDER BY idx LIMIT $3", lvl, after, batch)
+        if not rows:
+            return
+        for r in rows:
+            yield r["idx"], bytes(r["hash"])
+        after = rows[-1]["idx"]
+
+
+async def max_level(conn: Conn) -> int:
+    top: int = await conn.fetchval("SELECT coalesce(max(level), -1) FROM merkle_nodes")
+    return top
