@@ -17,12 +17,11 @@ from pathlib import Path
 from typing import Any
 
 from responder import __version__, cli_incidents
-from responder.cli_errors import one_line, port_in_use, should_show_traceback
 from responder.audit import commands as audit_commands
+from responder.cli_errors import one_line, port_in_use, should_show_traceback
 from responder.cli_output import CONFIG_HELP, add_output, globals_everywhere
 from responder.config import Settings, load_settings
 from responder.errors import (
-    AuditChainError,
     ConfigError,
     FixtureError,
     ResponderError,

@@ -216,6 +216,10 @@ class Writer:
             self._head = None  # the commit may or may not have happened: re-read next time
             raise
         self.batches += 1
+        self._after_commit(chain)
+        return results
+
+    def _after_commit(self, chain: ChainAppender) -> None:
         for hook in chain.commit_hooks:
             try:
                 hook()
@@ -226,7 +230,6 @@ class Writer:
                 self.changed(chain.incidents)
             except Exception:
                 log.exception("after-commit hook failed")
-        return results
 
 
 def _groups(batch: list[_Item]) -> list[list[_Item]]:
