@@ -49,7 +49,7 @@ unit: setup system-deps
 test: setup system-deps lint typecheck check-rules compose-check unit
 
 bench: setup
-	$(PY) bench/run.py --rounds 3
+	$(PY) bench/run.py --rounds 3 --footprint --profile
 	$(PY) bench/metrics.py
 
 clean:

@@ -1,4 +1,4 @@
-"""Drive Alertmanager webhooks at responder and at the floor; compare throughput and latency.
+"""Drive Alertmanager webhooks at the floor, the DBOS peer and responder; compare them.
 
 For each system and concurrency level: a fresh database, a fresh server subprocess, a short
 warm-up, then N webhooks of one unique alert each from C senders. Latency runs from sending
@@ -37,8 +37,16 @@ import asyncpg
 from aiohttp import web
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from bench import footprint as db_footprint  # noqa: E402
+from bench import profile as spy  # noqa: E402
+from bench.targets import check, ratio_table  # noqa: E402
+
 RESULTS = ROOT / "bench" / "results.md"
-SYSTEMS = ("responder", "floor")
+SYSTEMS = ("floor", "dbos", "responder")
+PEERS = {"floor": "bench.floor", "dbos": "bench.dbos_peer"}
+PROFILED_CONCURRENCY = 8
 WEBHOOK_TOKEN = "bench-webhook-token"
 EXCHANGE_TOKEN = "bench-exchange-token"
 STARTS_AT = "2026-11-23T05:32:58.043380198Z"
@@ -167,7 +175,7 @@ def _command(system: str, listen: str, dsn: str, exchange_url: str) -> tuple[lis
     """The server's command line and its readiness path."""
     if system == "responder":
         return [sys.executable, "-m", "responder", "run"], "/readyz"
-    return [sys.executable, "-m", "bench.floor", "--listen", listen, "--dsn", dsn,
+    return [sys.executable, "-m", PEERS[system], "--listen", listen, "--dsn", dsn,
             "--exchange-url", exchange_url, "--exchange-token", EXCHANGE_TOKEN], "/healthz"
 
 
@@ -355,6 +363,9 @@ class Level:
     notes: list[str]
     cpu_ms_per_alert: float | None = None
     machine_ms_per_alert: float | None = None
+    footprint: db_footprint.Footprint | None = None
+    profile: spy.Profile | None = None
+    profile_command: list[str] = field(default_factory=list)
 
     @property
     def alerts_per_s(self) -> float:
@@ -368,47 +379,87 @@ def percentile(values: list[float], p: float) -> float | None:
     return values[max(0, math.ceil(p / 100 * len(values)) - 1)]
 
 
-async def measure(system: str, concurrency: int, *, args: argparse.Namespace,
-                  receiver: Receiver, exchange_url: str, first: int, log: Path) -> Level:
-    """One level: fresh database and server, warm-up, then the measured webhooks."""
-    warmup = payloads(range(first, first + args.warmup))
-    items = payloads(range(first + args.warmup, first + args.warmup + args.n))
-    others_before, repeats_before = receiver.other_calls, receiver.repeats
-    async with fresh_database(args.admin_dsn) as dsn, \
-            start_server(system, dsn, exchange_url, log) as server:
-        if warmup:
-            done = await send(server, warmup, concurrency, args.level_timeout_s)
-            await receiver.wait_for(done.acked, args.calls_timeout_s)
-        cpu_before, busy_before = cpu_s(server.proc.pid), machine_busy_s()
-        sent = await send(server, items, concurrency, args.level_timeout_s)
-        await receiver.wait_for(sent.acked, args.calls_timeout_s)
-        # Work after the call (read-back, outcome, evidence) is part of each alert's cost.
-        await asyncio.sleep(QUIET_S)
-        cpu_after, busy_after = cpu_s(server.proc.pid), machine_busy_s()
-        rss = peak_rss_mib(server.proc.pid)
-    arrivals = [(s, receiver.arrivals_ns[s]) for s in sent.sent_ns if s in receiver.arrivals_ns]
-    latencies = sorted((at - sent.sent_ns[s]) / 1e6 for s, at in arrivals)
-    last_ns = max((at for _, at in arrivals), default=sent.started_ns)
-    span_s = (last_ns - sent.started_ns) / 1e9
+def level_notes(system: str, sent: Sent, *, others: int, repeats: int,
+                args: argparse.Namespace, log: Path) -> list[str]:
+    """What went wrong or looked odd in one level."""
     notes = [f"{count} x {what}" for what, count in sent.failures.most_common()]
-    # responder halts withdrawals once per fresh database; the floor makes no other call.
+    # responder halts withdrawals once per fresh database; the peers make no other call.
     expected_others = 1 if system == "responder" else 0
-    if (others := receiver.other_calls - others_before) != expected_others:
+    if others != expected_others:
         notes.append(f"{others} admin calls other than symbol mode (expected {expected_others})")
-    if repeats := receiver.repeats - repeats_before:
+    if repeats:
         notes.append(f"{repeats} symbol-mode calls repeated for a symbol already called")
     if sent.timed_out:
         notes.append(f"send phase stopped at --level-timeout-s {args.level_timeout_s}")
     if tail := log_tail(log, 5):
         notes.append("server output (last lines):\n" + tail)
+    return notes
+
+
+async def snapshot(args: argparse.Namespace, dsn: str) -> db_footprint.Snapshot:
+    rows, sizes = await db_footprint.tables(dsn)
+    stats = await db_footprint.database_stats(args.admin_dsn, dsn.rpartition("/")[2])
+    return db_footprint.Snapshot(stats, rows, sizes)
+
+
+async def measure(system: str, concurrency: int, *, args: argparse.Namespace,
+                  receiver: Receiver, exchange_url: str, first: int, log: Path,
+                  profile_to: Path | None = None) -> Level:
+    """One level: fresh database and server, warm-up, then the measured webhooks.
+
+    With ``args.footprint`` the database's counters are read around the measured webhooks;
+    with ``profile_to`` py-spy samples the server while they are sent and handled."""
+    warmup = payloads(range(first, first + args.warmup))
+    items = payloads(range(first + args.warmup, first + args.warmup + args.n))
+    others_before, repeats_before = receiver.other_calls, receiver.repeats
+    before = after = None
+    spy_command: list[str] = []
+    async with fresh_database(args.admin_dsn) as dsn:
+        async with start_server(system, dsn, exchange_url, log) as server:
+            if warmup:
+                done = await send(server, warmup, concurrency, args.level_timeout_s)
+                await receiver.wait_for(done.acked, args.calls_timeout_s)
+            if args.footprint and profile_to is None:
+                await asyncio.sleep(db_footprint.SETTLE_S)
+                before = await snapshot(args, dsn)
+            async with contextlib.AsyncExitStack() as stack:
+                if profile_to is not None:
+                    spy_command = await stack.enter_async_context(
+                        spy.recording(server.proc.pid, profile_to, log.with_suffix(".spy")))
+                cpu_before, busy_before = cpu_s(server.proc.pid), machine_busy_s()
+                sent = await send(server, items, concurrency, args.level_timeout_s)
+                await receiver.wait_for(sent.acked, args.calls_timeout_s)
+                # Work after the call (read-back, outcome, evidence) is part of each alert's
+                # cost.
+                await asyncio.sleep(QUIET_S)
+                cpu_after, busy_after = cpu_s(server.proc.pid), machine_busy_s()
+            rss = peak_rss_mib(server.proc.pid)
+            if before is not None:
+                after = await snapshot(args, dsn)
+        if after is not None:
+            # Read once the server's sessions have ended and flushed their counters.
+            after.stats = await db_footprint.database_stats(args.admin_dsn,
+                                                            dsn.rpartition("/")[2])
+    arrivals = [(s, receiver.arrivals_ns[s]) for s in sent.sent_ns if s in receiver.arrivals_ns]
+    latencies = sorted((at - sent.sent_ns[s]) / 1e6 for s, at in arrivals)
+    last_ns = max((at for _, at in arrivals), default=sent.started_ns)
+    span_s = (last_ns - sent.started_ns) / 1e9
+    notes = level_notes(system, sent, others=receiver.other_calls - others_before,
+                        repeats=receiver.repeats - repeats_before, args=args, log=log)
     cpu_ms = machine_ms = None
     if cpu_before is not None and cpu_after is not None and sent.acked:
         cpu_ms = (cpu_after - cpu_before) * 1000 / len(sent.acked)
     if busy_before is not None and busy_after is not None and sent.acked:
         machine_ms = (busy_after - busy_before) * 1000 / len(sent.acked)
-    return Level(system, concurrency, sent, latencies, len(arrivals),
-                 len(arrivals) / span_s if span_s > 0 else 0.0, rss, notes, cpu_ms,
-                 machine_ms)
+    level = Level(system, concurrency, sent, latencies, len(arrivals),
+                  len(arrivals) / span_s if span_s > 0 else 0.0, rss, notes, cpu_ms,
+                  machine_ms, profile_command=spy_command)
+    if before is not None and after is not None and sent.acked:
+        level.footprint = db_footprint.footprint(
+            before, after, len(sent.acked), span_s + QUIET_S)
+    if profile_to is not None:
+        level.profile = spy.load(profile_to)
+    return level
 
 
 def _ms(value: float | None) -> str:
@@ -471,27 +522,39 @@ def table(levels: list[Level]) -> str:
     return "\n".join(lines)
 
 
-def targets(levels: list[Level]) -> list[str]:
-    """The README's targets, where both systems were measured at the level they name."""
-    by = {(r.system, r.concurrency): r for r in rows(levels)}
+def load_average() -> str:
+    with contextlib.suppress(OSError):
+        return " ".join(Path("/proc/loadavg").read_text(encoding="utf-8").split()[:3])
+    return "n/a"
+
+
+def footprint_section(levels: list[Level]) -> list[str]:
+    counted = [lv for lv in levels if lv.footprint is not None]
+    if not counted:
+        return []
+    out = ["", "## Database footprint per alert (--footprint)", "",
+           "Counted from PostgreSQL between a snapshot after the warm-up (taken after"
+           f" {db_footprint.SETTLE_S:.0f} s of quiet, so the counters are flushed) and one after"
+           " the measured alerts (commit counters read after the server stopped):"
+           " `pg_stat_database` deltas, exact `count(*)` and `pg_total_relation_size` of"
+           " every table.", ""]
+    for lv in counted:
+        assert lv.footprint is not None
+        out += db_footprint.render(lv.system, lv.concurrency, lv.footprint)
+    return out
+
+
+def profile_section(levels: list[Level]) -> list[str]:
     out = []
-    if (r8 := by.get(("responder", 8))) and (f8 := by.get(("floor", 8))):
-        met = "met" if r8.alerts_per_s >= f8.alerts_per_s else "MISSED"
-        out.append(f"- throughput at concurrency 8 >= floor: {r8.alerts_per_s:.0f} vs"
-                   f" {f8.alerts_per_s:.0f} alerts/s ({r8.alerts_per_s / f8.alerts_per_s:.2f}x):"
-                   f" {met}")
-        if r8.machine_ms_per_alert and f8.machine_ms_per_alert:
-            cores = os.cpu_count() or 1
-            out.append(f"  - the machine's {cores} cores allow at most"
-                       f" {cores * 1000 / r8.machine_ms_per_alert:.0f} alerts/s at responder's"
-                       f" {r8.machine_ms_per_alert:.1f} ms of machine CPU per alert, and"
-                       f" {cores * 1000 / f8.machine_ms_per_alert:.0f} at the floor's"
-                       f" {f8.machine_ms_per_alert:.1f} ms")
-    r1, f1 = by.get(("responder", 1)), by.get(("floor", 1))
-    if r1 and f1 and r1.p50_ms is not None and f1.p50_ms:
-        met = "met" if r1.p50_ms <= 1.5 * f1.p50_ms else "MISSED"
-        out.append(f"- p50 at concurrency 1 <= 1.5x floor: {r1.p50_ms:.1f} vs {f1.p50_ms:.1f} ms"
-                   f" ({r1.p50_ms / f1.p50_ms:.2f}x): {met}")
+    for lv in levels:
+        if lv.profile is None:
+            continue
+        out += ["", f"## Profile: {lv.system} at concurrency {lv.concurrency} (--profile)", "",
+                f"A level of its own, not in the tables above: {len(lv.sent.acked)} alerts,"
+                f" {lv.alerts_per_s:.0f} alerts/s answered, p50"
+                f" {_ms(percentile(lv.latencies_ms, 50))} ms while sampled. py-spy samples"
+                " on-CPU Python stacks of the server process only (not PostgreSQL):", "",
+                f"`{spy.shown(lv.profile_command, ROOT)}`", "", *spy.render(lv.profile)]
     return out
 
 
@@ -511,8 +574,10 @@ def report(levels: list[Level], args: argparse.Namespace, pg_version: str) -> st
         " fresh database and server process per level; "
         + (f"{args.rounds} rounds, systems interleaved; every figure is the median over the"
            " rounds (calls arrived/sent: the sum)" if args.rounds > 1 else "one round"),
+        f"- load average (1, 5, 15 min) at the end: {load_average()}; the machine is shared,"
+        " so every figure here is provisional",
         "",
-        table(levels),
+        table([lv for lv in levels if lv.profile is None]),
         "",
         "alerts/s: webhooks answered 2xx per second of the send phase. p50/p99: send to"
         " admin-call arrival. admin calls/s: calls arrived per second from the first send"
@@ -525,8 +590,13 @@ def report(levels: list[Level], args: argparse.Namespace, pg_version: str) -> st
         f" {os.cpu_count()} cores / machine CPU per alert bounds what any concurrency can"
         " reach.",
     ]
-    if met := targets(levels):
-        parts += ["", "## Targets", "", *met]
+    measured = rows([lv for lv in levels if lv.profile is None])
+    parts += ["", "## Side by side", "",
+              "contained/s: admin calls arrived per second (the admin calls/s column);"
+              " p50: send to call.", "", *ratio_table(measured)]
+    if met := check(measured):
+        parts += ["", "## Targets (issue 15)", "", *met]
+    parts += footprint_section(levels) + profile_section(levels)
     noted = [lv for lv in levels if lv.notes]
     if noted:
         parts += ["", "## Notes"]
@@ -572,6 +642,14 @@ async def run(args: argparse.Namespace) -> str:
                                                     exchange_url=exchange_url, first=first,
                                                     log=log))
                         first += args.warmup + args.n
+            if args.profile:
+                print(f"profile: responder at concurrency {PROFILED_CONCURRENCY} ...",
+                      file=sys.stderr, flush=True)
+                log = Path(logs) / "responder-profiled.log"
+                levels.append(await measure(
+                    "responder", PROFILED_CONCURRENCY, args=args, receiver=receiver,
+                    exchange_url=exchange_url, first=first, log=log,
+                    profile_to=Path(logs) / "responder.spy.txt"))
     return report(levels, args, pg_version)
 
 
@@ -608,11 +686,17 @@ def main() -> int:
                    help="cap on each level's send phase")
     p.add_argument("--calls-timeout-s", type=float, default=30.0,
                    help="cap on waiting for admin calls after the last send")
+    p.add_argument("--footprint", action="store_true",
+                   help="count commits, rows and bytes per alert from PostgreSQL"
+                   f" (adds {db_footprint.SETTLE_S:.0f} s per level)")
+    p.add_argument("--profile", action="store_true",
+                   help="after the rounds, one more responder level at concurrency"
+                   f" {PROFILED_CONCURRENCY} sampled with py-spy")
     p.add_argument("--no-results-file", action="store_true", help=f"do not write {RESULTS}")
     args = p.parse_args()
     try:
         text = asyncio.run(run(args))
-    except BenchError as e:
+    except (BenchError, spy.ProfilerError) as e:
         print(f"bench: {e}", file=sys.stderr)
         return 1
     except (KeyboardInterrupt, asyncio.CancelledError):
