@@ -2,7 +2,8 @@
 
 ``py-spy record --format raw`` writes collapsed stacks (``frame;frame;... count``). A frame's
 own samples are those where it is the innermost frame; its total samples are those where it
-appears anywhere in the stack, counted once per stack.
+appears anywhere in the stack, counted once per stack. Frames are counted per function
+(name and file), not per line, so a function's samples are not spread over its lines.
 """
 
 from __future__ import annotations
@@ -85,7 +86,7 @@ def parse(text: str) -> Profile:
         if not stack or not count_text.isdigit():
             continue
         count = int(count_text)
-        frames = stack.split(";")
+        frames = [_function(f) for f in stack.split(";")]
         samples += count
         own[frames[-1]] += count
         for frame in set(frames):
@@ -93,8 +94,14 @@ def parse(text: str) -> Profile:
     return Profile(samples, own, total)
 
 
+def _function(frame: str) -> str:
+    """``func (file.py:12)`` as ``func (file.py)``."""
+    head, colon, line = frame.rstrip(")").rpartition(":")
+    return f"{head})" if colon and line.isdigit() else frame
+
+
 def _short(frame: str) -> str:
-    """``func (/long/path/site-packages/pkg/mod.py:12)`` as ``func (pkg/mod.py:12)``."""
+    """``func (/long/path/site-packages/pkg/mod.py)`` as ``func (pkg/mod.py)``."""
     name, _, where = frame.partition(" (")
     for marker in ("site-packages/", "/responder/", "/lib/python3"):
         if marker in where:
@@ -124,7 +131,8 @@ def shown(cmd: list[str], root: Path) -> str:
 def _ours(frame: str) -> bool:
     """A frame of responder's own code, other than the command line that starts the loop."""
     where = frame.partition(" (")[2]
-    return "/responder/" in where and not where.rsplit("/", 1)[-1].startswith(
+    ours = where.startswith("responder/") or "/responder/" in where
+    return ours and not where.rsplit("/", 1)[-1].startswith(
         ("cli.py", "__main__.py"))
 
 
