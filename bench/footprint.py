@@ -12,12 +12,16 @@ stopped (its sessions ended, their counters flushed).
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass, field
 
 import asyncpg
 
 SETTLE_S = 11.0
 """Longer than PostgreSQL's ten-second idle flush interval (PGSTAT_IDLE_INTERVAL)."""
+STABLE_S = 0.25
+"""A closed session's backend flushes its counters as it exits, a moment after the close."""
+STABLE_TRIES = 8
 OWN_COMMITS = 2
 """The two snapshots' own read transactions, which land in the counters too."""
 STAT_COLUMNS = ("xact_commit", "xact_rollback", "tup_inserted", "tup_updated", "tup_deleted")
@@ -48,6 +52,18 @@ async def database_stats(admin_dsn: str, database: str) -> dict[str, int]:
     finally:
         await conn.close()
     return {c: int(row[c]) for c in STAT_COLUMNS} if row else {}
+
+
+async def settled_stats(admin_dsn: str, database: str) -> dict[str, int]:
+    """The counters once two reads ``STABLE_S`` apart agree (or after ``STABLE_TRIES``)."""
+    last = await database_stats(admin_dsn, database)
+    for _ in range(STABLE_TRIES):
+        await asyncio.sleep(STABLE_S)
+        now = await database_stats(admin_dsn, database)
+        if now == last:
+            break
+        last = now
+    return last
 
 
 async def tables(dsn: str) -> tuple[dict[str, int], dict[str, int]]:

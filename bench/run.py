@@ -438,8 +438,8 @@ async def measure(system: str, concurrency: int, *, args: argparse.Namespace,
                 after = await snapshot(args, dsn)
         if after is not None:
             # Read once the server's sessions have ended and flushed their counters.
-            after.stats = await db_footprint.database_stats(args.admin_dsn,
-                                                            dsn.rpartition("/")[2])
+            after.stats = await db_footprint.settled_stats(args.admin_dsn,
+                                                           dsn.rpartition("/")[2])
     arrivals = [(s, receiver.arrivals_ns[s]) for s in sent.sent_ns if s in receiver.arrivals_ns]
     latencies = sorted((at - sent.sent_ns[s]) / 1e6 for s, at in arrivals)
     last_ns = max((at for _, at in arrivals), default=sent.started_ns)
