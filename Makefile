@@ -75,7 +75,8 @@ unit: setup system-deps
 test: setup system-deps lint typecheck check-rules compose-check k8s-check unit
 
 bench: setup
-	$(PY) bench/run.py --rounds 3
+	$(PY) -m pip install -q -e '.[dev,bench]'
+	$(PY) bench/run.py --rounds 3 --footprint --profile
 	$(PY) bench/metrics.py
 
 clean:

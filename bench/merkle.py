@@ -28,6 +28,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from bench import run as harness
+from bench.levels import Level, percentile
 from responder.audit.merkle import Frontier
 from responder.store import tree
 from responder.store.db import create_pool, migrate
@@ -67,7 +68,7 @@ def build(root: Path, data_dir: Path) -> Iterator[None]:
 
 async def ab(args: argparse.Namespace) -> list[str]:
     ref = args.baseline
-    results: dict[str, list[harness.Level]] = {"without tree": [], "with tree": []}
+    results: dict[str, list[Level]] = {"without tree": [], "with tree": []}
     first = 10_000_000  # symbols never repeat across levels
     receiver = harness.Receiver()
     with baseline_tree(ref) as base, tempfile.TemporaryDirectory(prefix="bench-data-") as data, \
@@ -89,8 +90,8 @@ async def ab(args: argparse.Namespace) -> list[str]:
              "|---|---|---|---|---|"]
     for name, levels in results.items():
         rate = statistics.median(lv.alerts_per_s for lv in levels)
-        p50 = statistics.median(harness.percentile(lv.latencies_ms, 50) or 0.0 for lv in levels)
-        p99 = statistics.median(harness.percentile(lv.latencies_ms, 99) or 0.0 for lv in levels)
+        p50 = statistics.median(percentile(lv.latencies_ms, 50) or 0.0 for lv in levels)
+        p99 = statistics.median(percentile(lv.latencies_ms, 99) or 0.0 for lv in levels)
         notes = "; ".join(n.splitlines()[0] for lv in levels for n in lv.notes
                           if not n.startswith("server output"))
         lines.append(f"| {name} | {rate:.0f} | {p50:.1f} | {p99:.1f} | {notes or '-'} |")

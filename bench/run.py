@@ -1,4 +1,4 @@
-"""Drive Alertmanager webhooks at responder and at the floor; compare throughput and latency.
+"""Drive Alertmanager webhooks at the floor, the DBOS peer and responder; compare them.
 
 For each system and concurrency level: a fresh database, a fresh server subprocess, a short
 warm-up, then N webhooks of one unique alert each from C senders. Latency runs from sending
@@ -13,23 +13,17 @@ import argparse
 import asyncio
 import contextlib
 import json
-import math
 import os
-import platform
-import shlex
 import shutil
 import signal
 import socket
-import statistics
 import subprocess
 import sys
 import tempfile
 import time
 import uuid
-from collections import Counter
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 
 import aiohttp
@@ -37,15 +31,22 @@ import asyncpg
 from aiohttp import web
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from bench import footprint as db_footprint  # noqa: E402
+from bench import profile as spy  # noqa: E402
+from bench.levels import QUIET_S, SYSTEMS, Level, Sent  # noqa: E402
+from bench.report import report  # noqa: E402
+
 RESULTS = ROOT / "bench" / "results.md"
-SYSTEMS = ("responder", "floor")
+PEERS = {"floor": "bench.floor", "dbos": "bench.dbos_peer"}
+PROFILED_CONCURRENCY = 8
 WEBHOOK_TOKEN = "bench-webhook-token"
 EXCHANGE_TOKEN = "bench-exchange-token"
 STARTS_AT = "2026-11-23T05:32:58.043380198Z"
 READY_TIMEOUT_S = 30.0
 STOP_TIMEOUT_S = 15.0
 REQUEST_TIMEOUT_S = 30.0
-QUIET_S = 1.0
 
 
 class BenchError(Exception):
@@ -167,7 +168,7 @@ def _command(system: str, listen: str, dsn: str, exchange_url: str) -> tuple[lis
     """The server's command line and its readiness path."""
     if system == "responder":
         return [sys.executable, "-m", "responder", "run"], "/readyz"
-    return [sys.executable, "-m", "bench.floor", "--listen", listen, "--dsn", dsn,
+    return [sys.executable, "-m", PEERS[system], "--listen", listen, "--dsn", dsn,
             "--exchange-url", exchange_url, "--exchange-token", EXCHANGE_TOKEN], "/healthz"
 
 
@@ -290,18 +291,6 @@ def payloads(numbers: range) -> list[tuple[str, bytes]]:
     return out
 
 
-@dataclass
-class Sent:
-    """What one send phase did."""
-
-    sent_ns: dict[str, int] = field(default_factory=dict)
-    acked: list[str] = field(default_factory=list)
-    failures: Counter[str] = field(default_factory=Counter)
-    started_ns: int = 0
-    wall_s: float = 0.0
-    timed_out: bool = False
-
-
 async def send(server: Server, items: list[tuple[str, bytes]], concurrency: int,
                timeout_s: float) -> Sent:
     """POST every payload from ``concurrency`` senders over kept-alive connections."""
@@ -340,200 +329,90 @@ async def send(server: Server, items: list[tuple[str, bytes]], concurrency: int,
     return result
 
 
-# --- One measured level, and the report.
+# --- One measured level.
 
 
-@dataclass
-class Level:
-    system: str
-    concurrency: int
-    sent: Sent
-    latencies_ms: list[float]
-    arrived: int
-    calls_per_s: float
-    peak_rss_mib: float | None
-    notes: list[str]
-    cpu_ms_per_alert: float | None = None
-    machine_ms_per_alert: float | None = None
-
-    @property
-    def alerts_per_s(self) -> float:
-        return len(self.sent.acked) / self.sent.wall_s if self.sent.wall_s else 0.0
-
-
-def percentile(values: list[float], p: float) -> float | None:
-    """Nearest-rank percentile of already sorted values."""
-    if not values:
-        return None
-    return values[max(0, math.ceil(p / 100 * len(values)) - 1)]
-
-
-async def measure(system: str, concurrency: int, *, args: argparse.Namespace,
-                  receiver: Receiver, exchange_url: str, first: int, log: Path) -> Level:
-    """One level: fresh database and server, warm-up, then the measured webhooks."""
-    warmup = payloads(range(first, first + args.warmup))
-    items = payloads(range(first + args.warmup, first + args.warmup + args.n))
-    others_before, repeats_before = receiver.other_calls, receiver.repeats
-    async with fresh_database(args.admin_dsn) as dsn, \
-            start_server(system, dsn, exchange_url, log) as server:
-        if warmup:
-            done = await send(server, warmup, concurrency, args.level_timeout_s)
-            await receiver.wait_for(done.acked, args.calls_timeout_s)
-        cpu_before, busy_before = cpu_s(server.proc.pid), machine_busy_s()
-        sent = await send(server, items, concurrency, args.level_timeout_s)
-        await receiver.wait_for(sent.acked, args.calls_timeout_s)
-        # Work after the call (read-back, outcome, evidence) is part of each alert's cost.
-        await asyncio.sleep(QUIET_S)
-        cpu_after, busy_after = cpu_s(server.proc.pid), machine_busy_s()
-        rss = peak_rss_mib(server.proc.pid)
-    arrivals = [(s, receiver.arrivals_ns[s]) for s in sent.sent_ns if s in receiver.arrivals_ns]
-    latencies = sorted((at - sent.sent_ns[s]) / 1e6 for s, at in arrivals)
-    last_ns = max((at for _, at in arrivals), default=sent.started_ns)
-    span_s = (last_ns - sent.started_ns) / 1e9
+def level_notes(system: str, sent: Sent, *, others: int, repeats: int,
+                args: argparse.Namespace, log: Path) -> list[str]:
+    """What went wrong or looked odd in one level."""
     notes = [f"{count} x {what}" for what, count in sent.failures.most_common()]
-    # responder halts withdrawals once per fresh database; the floor makes no other call.
+    # responder halts withdrawals once per fresh database; the peers make no other call.
     expected_others = 1 if system == "responder" else 0
-    if (others := receiver.other_calls - others_before) != expected_others:
+    if others != expected_others:
         notes.append(f"{others} admin calls other than symbol mode (expected {expected_others})")
-    if repeats := receiver.repeats - repeats_before:
+    if repeats:
         notes.append(f"{repeats} symbol-mode calls repeated for a symbol already called")
     if sent.timed_out:
         notes.append(f"send phase stopped at --level-timeout-s {args.level_timeout_s}")
     if tail := log_tail(log, 5):
         notes.append("server output (last lines):\n" + tail)
+    return notes
+
+
+async def snapshot(args: argparse.Namespace, dsn: str) -> db_footprint.Snapshot:
+    rows, sizes = await db_footprint.tables(dsn)
+    stats = await db_footprint.database_stats(args.admin_dsn, dsn.rpartition("/")[2])
+    return db_footprint.Snapshot(stats, rows, sizes)
+
+
+async def measure(system: str, concurrency: int, *, args: argparse.Namespace,
+                  receiver: Receiver, exchange_url: str, first: int, log: Path,
+                  profile_to: Path | None = None) -> Level:
+    """One level: fresh database and server, warm-up, then the measured webhooks.
+
+    With ``args.footprint`` the database's counters are read around the measured webhooks;
+    with ``profile_to`` py-spy samples the server while they are sent and handled."""
+    warmup = payloads(range(first, first + args.warmup))
+    items = payloads(range(first + args.warmup, first + args.warmup + args.n))
+    others_before, repeats_before = receiver.other_calls, receiver.repeats
+    before = after = None
+    spy_command: list[str] = []
+    async with fresh_database(args.admin_dsn) as dsn:
+        async with start_server(system, dsn, exchange_url, log) as server:
+            if warmup:
+                done = await send(server, warmup, concurrency, args.level_timeout_s)
+                await receiver.wait_for(done.acked, args.calls_timeout_s)
+            if args.footprint and profile_to is None:
+                await asyncio.sleep(db_footprint.SETTLE_S)
+                before = await snapshot(args, dsn)
+            async with contextlib.AsyncExitStack() as stack:
+                if profile_to is not None:
+                    spy_command = await stack.enter_async_context(
+                        spy.recording(server.proc.pid, profile_to, log.with_suffix(".spy")))
+                cpu_before, busy_before = cpu_s(server.proc.pid), machine_busy_s()
+                sent = await send(server, items, concurrency, args.level_timeout_s)
+                await receiver.wait_for(sent.acked, args.calls_timeout_s)
+                # Work after the call (read-back, outcome, evidence) is part of each alert's
+                # cost.
+                await asyncio.sleep(QUIET_S)
+                cpu_after, busy_after = cpu_s(server.proc.pid), machine_busy_s()
+            rss = peak_rss_mib(server.proc.pid)
+            if before is not None:
+                after = await snapshot(args, dsn)
+        if after is not None:
+            # Read once the server's sessions have ended and flushed their counters.
+            after.stats = await db_footprint.settled_stats(args.admin_dsn,
+                                                           dsn.rpartition("/")[2])
+    arrivals = [(s, receiver.arrivals_ns[s]) for s in sent.sent_ns if s in receiver.arrivals_ns]
+    latencies = sorted((at - sent.sent_ns[s]) / 1e6 for s, at in arrivals)
+    last_ns = max((at for _, at in arrivals), default=sent.started_ns)
+    span_s = (last_ns - sent.started_ns) / 1e9
+    notes = level_notes(system, sent, others=receiver.other_calls - others_before,
+                        repeats=receiver.repeats - repeats_before, args=args, log=log)
     cpu_ms = machine_ms = None
     if cpu_before is not None and cpu_after is not None and sent.acked:
         cpu_ms = (cpu_after - cpu_before) * 1000 / len(sent.acked)
     if busy_before is not None and busy_after is not None and sent.acked:
         machine_ms = (busy_after - busy_before) * 1000 / len(sent.acked)
-    return Level(system, concurrency, sent, latencies, len(arrivals),
-                 len(arrivals) / span_s if span_s > 0 else 0.0, rss, notes, cpu_ms,
-                 machine_ms)
-
-
-def _ms(value: float | None) -> str:
-    return "n/a" if value is None else f"{value:.1f}"
-
-
-@dataclass(frozen=True)
-class Row:
-    """One system at one concurrency: the median of each figure over the rounds."""
-
-    system: str
-    concurrency: int
-    rounds: int
-    alerts_per_s: float
-    p50_ms: float | None
-    p99_ms: float | None
-    peak_rss_mib: float | None
-    arrived: int
-    sent: int
-    calls_per_s: float
-    cpu_ms_per_alert: float | None
-    machine_ms_per_alert: float | None
-
-
-def _median(values: list[float | None]) -> float | None:
-    known = [v for v in values if v is not None]
-    return statistics.median(known) if known else None
-
-
-def rows(levels: list[Level]) -> list[Row]:
-    groups: dict[tuple[str, int], list[Level]] = {}
-    for lv in levels:
-        groups.setdefault((lv.system, lv.concurrency), []).append(lv)
-    out = []
-    for (system, c), group in sorted(groups.items(),
-                                     key=lambda kv: (kv[0][1], SYSTEMS.index(kv[0][0]))):
-        out.append(Row(
-            system, c, len(group), statistics.median(lv.alerts_per_s for lv in group),
-            _median([percentile(lv.latencies_ms, 50) for lv in group]),
-            _median([percentile(lv.latencies_ms, 99) for lv in group]),
-            _median([lv.peak_rss_mib for lv in group]),
-            sum(lv.arrived for lv in group), sum(len(lv.sent.sent_ns) for lv in group),
-            statistics.median(lv.calls_per_s for lv in group),
-            _median([lv.cpu_ms_per_alert for lv in group]),
-            _median([lv.machine_ms_per_alert for lv in group])))
-    return out
-
-
-def table(levels: list[Level]) -> str:
-    lines = ["| system | concurrency | alerts/s | p50 ms | p99 ms | peak RSS MiB"
-             " | calls arrived/sent | admin calls/s | server CPU ms/alert"
-             " | machine CPU ms/alert |",
-             "|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|"]
-    for r in rows(levels):
-        rss = "n/a" if r.peak_rss_mib is None else f"{r.peak_rss_mib:.0f}"
-        lines.append(f"| {r.system} | {r.concurrency} | {r.alerts_per_s:.0f}"
-                     f" | {_ms(r.p50_ms)} | {_ms(r.p99_ms)} | {rss}"
-                     f" | {r.arrived}/{r.sent} | {r.calls_per_s:.0f}"
-                     f" | {_ms(r.cpu_ms_per_alert)} | {_ms(r.machine_ms_per_alert)} |")
-    return "\n".join(lines)
-
-
-def targets(levels: list[Level]) -> list[str]:
-    """The README's targets, where both systems were measured at the level they name."""
-    by = {(r.system, r.concurrency): r for r in rows(levels)}
-    out = []
-    if (r8 := by.get(("responder", 8))) and (f8 := by.get(("floor", 8))):
-        met = "met" if r8.alerts_per_s >= f8.alerts_per_s else "MISSED"
-        out.append(f"- throughput at concurrency 8 >= floor: {r8.alerts_per_s:.0f} vs"
-                   f" {f8.alerts_per_s:.0f} alerts/s ({r8.alerts_per_s / f8.alerts_per_s:.2f}x):"
-                   f" {met}")
-        if r8.machine_ms_per_alert and f8.machine_ms_per_alert:
-            cores = os.cpu_count() or 1
-            out.append(f"  - the machine's {cores} cores allow at most"
-                       f" {cores * 1000 / r8.machine_ms_per_alert:.0f} alerts/s at responder's"
-                       f" {r8.machine_ms_per_alert:.1f} ms of machine CPU per alert, and"
-                       f" {cores * 1000 / f8.machine_ms_per_alert:.0f} at the floor's"
-                       f" {f8.machine_ms_per_alert:.1f} ms")
-    r1, f1 = by.get(("responder", 1)), by.get(("floor", 1))
-    if r1 and f1 and r1.p50_ms is not None and f1.p50_ms:
-        met = "met" if r1.p50_ms <= 1.5 * f1.p50_ms else "MISSED"
-        out.append(f"- p50 at concurrency 1 <= 1.5x floor: {r1.p50_ms:.1f} vs {f1.p50_ms:.1f} ms"
-                   f" ({r1.p50_ms / f1.p50_ms:.2f}x): {met}")
-    return out
-
-
-def report(levels: list[Level], args: argparse.Namespace, pg_version: str) -> str:
-    cpu = next((line.split(":", 1)[1].strip() for line in
-                Path("/proc/cpuinfo").read_text(encoding="utf-8").splitlines()
-                if line.startswith("model name")), platform.machine())
-    command = shlex.join([os.path.relpath(sys.executable, ROOT), *sys.argv])
-    parts = [
-        "# Benchmark results",
-        "",
-        f"- date: {datetime.now(UTC):%Y-%m-%d %H:%M:%S} UTC",
-        f"- machine: nproc {os.cpu_count()}, {cpu}, Python {platform.python_version()},"
-        f" {platform.system()} {platform.release()}, PostgreSQL {pg_version}",
-        f"- command: `{command}`",
-        f"- per level: {args.n} webhooks of one alert each, after {args.warmup} warm-up;"
-        " fresh database and server process per level; "
-        + (f"{args.rounds} rounds, systems interleaved; every figure is the median over the"
-           " rounds (calls arrived/sent: the sum)" if args.rounds > 1 else "one round"),
-        "",
-        table(levels),
-        "",
-        "alerts/s: webhooks answered 2xx per second of the send phase. p50/p99: send to"
-        " admin-call arrival. admin calls/s: calls arrived per second from the first send"
-        " to the last arrival. Peak RSS: VmHWM of the server process only (for responder,"
-        " the daemon, not PostgreSQL). Server CPU ms/alert: the server process's user and"
-        f" system CPU from the first measured send to {QUIET_S:.0f} s after the last call"
-        " arrived, per webhook answered (PostgreSQL's own CPU is not in it). Machine CPU"
-        " ms/alert: the same over every process and core (server, PostgreSQL, this driver"
-        " and its admin-call receiver, anything else running), so"
-        f" {os.cpu_count()} cores / machine CPU per alert bounds what any concurrency can"
-        " reach.",
-    ]
-    if met := targets(levels):
-        parts += ["", "## Targets", "", *met]
-    noted = [lv for lv in levels if lv.notes]
-    if noted:
-        parts += ["", "## Notes"]
-        for lv in noted:
-            parts += ["", f"{lv.system} at concurrency {lv.concurrency}:", "", "```",
-                      *lv.notes, "```"]
-    return "\n".join(parts) + "\n"
+    level = Level(system, concurrency, sent, latencies, len(arrivals),
+                  len(arrivals) / span_s if span_s > 0 else 0.0, rss, notes, cpu_ms,
+                  machine_ms, profile_command=spy_command)
+    if before is not None and after is not None and sent.acked:
+        level.footprint = db_footprint.footprint(
+            before, after, len(sent.acked), span_s + QUIET_S)
+    if profile_to is not None:
+        level.profile = spy.load(profile_to)
+    return level
 
 
 async def postgres_version(admin_dsn: str) -> str:
@@ -572,6 +451,14 @@ async def run(args: argparse.Namespace) -> str:
                                                     exchange_url=exchange_url, first=first,
                                                     log=log))
                         first += args.warmup + args.n
+            if args.profile:
+                print(f"profile: responder at concurrency {PROFILED_CONCURRENCY} ...",
+                      file=sys.stderr, flush=True)
+                log = Path(logs) / "responder-profiled.log"
+                levels.append(await measure(
+                    "responder", PROFILED_CONCURRENCY, args=args, receiver=receiver,
+                    exchange_url=exchange_url, first=first, log=log,
+                    profile_to=Path(logs) / "responder.spy.txt"))
     return report(levels, args, pg_version)
 
 
@@ -608,11 +495,17 @@ def main() -> int:
                    help="cap on each level's send phase")
     p.add_argument("--calls-timeout-s", type=float, default=30.0,
                    help="cap on waiting for admin calls after the last send")
+    p.add_argument("--footprint", action="store_true",
+                   help="count commits, rows and bytes per alert from PostgreSQL"
+                   f" (adds {db_footprint.SETTLE_S:.0f} s per level)")
+    p.add_argument("--profile", action="store_true",
+                   help="after the rounds, one more responder level at concurrency"
+                   f" {PROFILED_CONCURRENCY} sampled with py-spy")
     p.add_argument("--no-results-file", action="store_true", help=f"do not write {RESULTS}")
     args = p.parse_args()
     try:
         text = asyncio.run(run(args))
-    except BenchError as e:
+    except (BenchError, spy.ProfilerError) as e:
         print(f"bench: {e}", file=sys.stderr)
         return 1
     except (KeyboardInterrupt, asyncio.CancelledError):

@@ -1,0 +1,55 @@
+"""What one measured level found: the send phase and the figures drawn from it."""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from dataclasses import dataclass, field
+
+from bench import footprint as db_footprint
+from bench import profile as spy
+
+SYSTEMS = ("floor", "dbos", "responder")
+QUIET_S = 1.0
+"""After the last call: the read-back, outcome and evidence are part of each alert's cost."""
+
+
+@dataclass
+class Sent:
+    """What one send phase did."""
+
+    sent_ns: dict[str, int] = field(default_factory=dict)
+    acked: list[str] = field(default_factory=list)
+    failures: Counter[str] = field(default_factory=Counter)
+    started_ns: int = 0
+    wall_s: float = 0.0
+    timed_out: bool = False
+
+
+
+@dataclass
+class Level:
+    system: str
+    concurrency: int
+    sent: Sent
+    latencies_ms: list[float]
+    arrived: int
+    calls_per_s: float
+    peak_rss_mib: float | None
+    notes: list[str]
+    cpu_ms_per_alert: float | None = None
+    machine_ms_per_alert: float | None = None
+    footprint: db_footprint.Footprint | None = None
+    profile: spy.Profile | None = None
+    profile_command: list[str] = field(default_factory=list)
+
+    @property
+    def alerts_per_s(self) -> float:
+        return len(self.sent.acked) / self.sent.wall_s if self.sent.wall_s else 0.0
+
+
+def percentile(values: list[float], p: float) -> float | None:
+    """Nearest-rank percentile of already sorted values."""
+    if not values:
+        return None
+    return values[max(0, math.ceil(p / 100 * len(values)) - 1)]
