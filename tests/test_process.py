@@ -391,11 +391,11 @@ async def test_store_outage_during_a_call_still_completes_once(
 
 
 async def test_embedded_store_keeps_data_across_restarts(
-    tmp_path: Path, rules_dir: Path, procs: list[Proc], http: aiohttp.ClientSession,
-    exchange: Exchange,
+    tmp_path: Path, server_dir: Path, rules_dir: Path, procs: list[Proc],
+    http: aiohttp.ClientSession, exchange: Exchange,
 ) -> None:
     """With no database configured the daemon runs on embedded PostgreSQL under data_dir."""
-    env = {"RESPONDER_DATABASE_URL": "", "RESPONDER_DATA_DIR": str(tmp_path / "data"),
+    env = {"RESPONDER_DATABASE_URL": "", "RESPONDER_DATA_DIR": str(server_dir / "data"),
            "RESPONDER_RULES_DIR": str(rules_dir), "RESPONDER_WEBHOOK_TOKENS": WEBHOOK_TOKEN,
            "XDG_RUNTIME_DIR": str(tmp_path / "xdg")}
     clean_env = {**env}
@@ -411,6 +411,6 @@ async def test_embedded_store_keeps_data_across_restarts(
     result = await asyncio.to_thread(_run, ["audit", "verify"], env)
     assert result.returncode == 0, result.stderr
     assert "action log OK" in result.stdout
-    assert (tmp_path / "data" / "pgdata" / "PG_VERSION").is_file()
+    assert (server_dir / "data" / "pgdata" / "PG_VERSION").is_file()
     assert sum(c.applied for c in exchange.state.calls) == 2  # the repeat did not act
     assert EXCHANGE_TOKEN

@@ -9,7 +9,7 @@ import aiohttp
 import pytest
 
 from responder.cli import main
-from tests.conftest import DaemonFactory, fixture_bytes, idle, post_alerts, query
+from tests.conftest import DaemonFactory, Exchange, fixture_bytes, idle, post_alerts, query
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -46,16 +46,21 @@ tests:
 
 async def test_intent_records_the_request_body(make_daemon: DaemonFactory,
                                                http: aiohttp.ClientSession,
-                                               database: str) -> None:
-    """An intent record holds the exact request: method, target, path and body."""
+                                               exchange: Exchange, database: str) -> None:
+    """An intent record holds the exact request: method, target, path and the body the
+    target then received."""
     daemon = await make_daemon()
     await post_alerts(http, daemon, fixture_bytes("firing-single.json"))
     await idle(daemon)
     rows = await query(database, "SELECT body FROM action_log WHERE kind = 'intent'"
                                  " ORDER BY seq")
     requests = [json.loads(r["body"])["detail"]["request"] for r in rows]
-    assert requests == [
-        {"method": "PUT", "target": "exchange", "path": "/admin/withdrawals",
-         "body": {"state": "HALTED"}},
-        {"method": "PUT", "target": "exchange", "path": "/admin/symbols/BTC-USD/mode",
-         "body": {"mode": "CANCEL_ONLY"}}]
+    assert [(r["method"], r["target"], r["path"]) for r in requests] == [
+        ("PUT", "exchange", "/admin/withdrawals"),
+        ("PUT", "exchange", "/admin/symbols/BTC-USD/mode")]
+    assert requests[0]["body"]["state"] == "HALTED"
+    assert requests[1]["body"]["mode"] == "CANCEL_ONLY"
+    sent = sorted((c.method, c.path, json.dumps(c.body, sort_keys=True))
+                  for c in exchange.state.calls)
+    assert sent == sorted((r["method"], r["path"], json.dumps(r["body"], sort_keys=True))
+                          for r in requests)

@@ -69,7 +69,7 @@ async def test_a_sev1_that_matches_nothing_is_counted_paged_and_listed(
     assert {(e["log_level"], e["sev1_like"], e["incident"]) for e in warned} == {
         ("warning", True, True), ("warning", False, False)}
     [page] = pages(pager)
-    assert page["reason"] == "rule_pages" and "unmatched" in page["summary"]
+    assert page["reason"] == "opened" and "unmatched" in page["summary"]
     async with http.get(url(daemon, f"/v1/incidents/{page['incident_id']}"),
                         headers={"Authorization": f"Bearer {VIEWER_TOKEN}"}) as resp:
         found = await resp.json()

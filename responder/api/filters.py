@@ -63,6 +63,9 @@ class ActionQuery(BaseModel):
     @classmethod
     def from_query(cls, query: MultiMapping[str]) -> ActionQuery:
         """The filters of a query string (the first of a repeated name), or BodyRefused."""
+        unknown = sorted(set(query) - set(cls.model_fields))
+        if unknown:
+            raise BodyRefused("invalid_query", f"{unknown[0]!r}: not a filter of this route")
         given = {name: query[name] for name in cls.model_fields if name in query}
         try:
             return cls.model_validate(given)

@@ -8,9 +8,13 @@ from responder.store.steps import StepRow
 
 def for_step(step: StepRow) -> dict[str, str]:
     """An automatic step or escalation: its rule and incident."""
-    return {"rule": step.rule_id, "incident": str(step.incident_id), "ticket": "",
-            "reason": f"responder {step.kind} for incident {step.incident_id}"
-                      f" (rule {step.rule_id})"}
+    return automatic(step.rule_id, step.incident_id, step.kind)
+
+
+def automatic(rule_id: str, incident_id: int, kind: str) -> dict[str, str]:
+    """A step's audit fields before it has a row (an intent, or what dry-run would send)."""
+    return {"rule": rule_id, "incident": str(incident_id), "ticket": "",
+            "reason": f"responder {kind} for incident {incident_id} (rule {rule_id})"}
 
 
 def for_person(reason: str, ticket: str | None, incident_id: int | None,

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 import asyncpg
 import structlog
 
+from responder.engine import audit
 from responder.engine.planner import Decision, PlannedStep, decide, preview
 from responder.engine.policy import Policy
 from responder.engine.unmatched import count_unmatched, is_unmatched
@@ -370,7 +371,8 @@ def _not_acting(d: Decision, incident_id: int, job: RecordAlerts,
     entries = []
     for p in d.steps:
         control = p.step.control
-        path, body = control.render(p.key, p.step.level)
+        path, body = control.render(p.key, p.step.level,
+                                    audit.automatic(d.rule.id, incident_id, p.kind))
         entries.append(Entry("would_act", incident_id=incident_id, rule_id=d.rule.id,
                              control=control.name, key=p.key,
                              detail={"effect": d.effect, "kind": p.kind,
@@ -414,7 +416,7 @@ def step_entry(planned: PlannedStep, ins: Inserted) -> Entry | None:
     """The intent for an inserted step, 'already contained' for a held one, else nothing."""
     if ins.row is not None:
         control = planned.step.control
-        path, body = control.render(ins.row.key, ins.row.level)
+        path, body = control.render(ins.row.key, ins.row.level, audit.for_step(ins.row))
         return intent_entry(ins.row, control.method, control.target.name, path, body)
     if ins.held_level is not None:
         return held_entry(ins.step, ins.held_level)
