@@ -146,7 +146,9 @@ WHERE s.status = 'pending'
       SELECT 1 FROM steps o
       WHERE o.incident_id = s.incident_id AND o.status = 'pending'
         AND o.claimed_by <> $1 AND o.lease_until >= now())
-ORDER BY s.id
+-- An incident's steps in the rule's order, escalations after them. Never by id: a batch
+-- inserts an incident's steps sorted by control, not by position.
+ORDER BY s.incident_id, s.kind = 'escalation', s.position, s.id
 """
 
 
