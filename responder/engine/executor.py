@@ -16,6 +16,10 @@ lease taken from the database clock (store/claims.py) and renews it while the ca
 its read-back run. A step, or a key, claimed by another replica is left to it; when its
 lease runs out (the replica died), the sweep of another replica takes the step over,
 records that, and calls with the same Idempotency-Key.
+
+Every call obeys the automation mode at the moment it would go out: outside enforce
+(paused, dry-run, break-glass) a step is left pending, its early claim given back, and
+the sweep leaves pending steps alone; when enforce resumes they run (engine/resume.py).
 """
 
 from __future__ import annotations
@@ -39,7 +43,14 @@ from responder.errors import ActionPermanentError, StoreError
 from responder.metrics import Metrics
 from responder.rules.table import Control, RuleTable, Step
 from responder.store.actionlog import ChainAppender, Entry
-from responder.store.claims import Claim, Refusal, claim_step, let_go, renew_claim
+from responder.store.claims import (
+    Claim,
+    Refusal,
+    claim_step,
+    give_back,
+    let_go,
+    renew_claim,
+)
 from responder.store.db import Conn
 from responder.store.steps import CloseStep, StepRow, insert_steps, pending_steps
 from responder.store.writer import Unit, Writer
@@ -121,7 +132,8 @@ class Executor:
                  max_concurrency: int = 64, store_retry_s: float = 1.0,
                  read_back_s: float = 3.0,
                  changed: Callable[[set[int]], None] | None = None,
-                 replica: str = "local", lease_s: float = 10.0) -> None:
+                 replica: str = "local", lease_s: float = 10.0,
+                 may_act: Callable[[], bool] = lambda: True) -> None:
         self._pool = pool
         self._writer = writer
         self._rules = rules
@@ -133,6 +145,7 @@ class Executor:
         self._changed = changed
         self.replica = replica
         self._lease_s = lease_s
+        self._may_act = may_act
         # Takeovers claimed but not yet written to the action log: a retry after a store
         # error finds the claim already ours and must still record whose lease it replaced.
         self._unrecorded: dict[int, Claim] = {}
@@ -189,7 +202,10 @@ class Executor:
                       error=repr(error))
 
     async def recover(self) -> int:
-        """Queue every pending step that no task here is working on."""
+        """Queue every pending step that no task here is working on (none while automation
+        may not act: they wait in the store for enforce)."""
+        if not self._may_act():
+            return 0
         async with self._pool.acquire() as conn:
             steps = await pending_steps(conn, self.replica)
         # A step that finished while the query ran is filtered by the status check in
@@ -282,6 +298,9 @@ class Executor:
         early = self._early.pop(step.id, None)
         lock = self._lock((step.control, step.key))
         async with self._slots, lock:
+            if not self._may_act():
+                await self._hold_back(step, early)
+                return False
             claim: Claim | Refusal
             first_renewal_s = self._lease_s / 3
             if early is not None and self._still_early(early, lock):
@@ -309,6 +328,15 @@ class Executor:
             finally:
                 self._metrics.steps_inflight.dec()
             return not lease.lost
+
+    async def _hold_back(self, step: StepRow, early: _Early | None) -> None:
+        """Leave a step pending while automation may not act; an early claim is given back
+        at once, so a person holding the controls (break-glass) need not wait it out."""
+        log.warning("automation not enforcing: step left pending until enforce resumes",
+                    step=step.id, control=step.control, key=step.key)
+        if early is not None:
+            async with self._pool.acquire() as conn:
+                await give_back(conn, step.id, self.replica)
 
     def _still_early(self, early: _Early, lock: _KeyLock) -> bool:
         """The early claim holds if only this task took the key's lock since it was recorded
