@@ -122,6 +122,8 @@ class _Lease:
     """Set by the renewer when the step's claim could not be kept."""
 
     lost: bool = False
+    held_back: bool = False
+    """The mode changed after the claim: no call was made, the claim was given back."""
 
 
 class Executor:
@@ -299,7 +301,7 @@ class Executor:
         lock = self._lock((step.control, step.key))
         async with self._slots, lock:
             if not self._may_act():
-                await self._hold_back(step, early)
+                await self._hold_back(step, is_claimed=early is not None)
                 return False
             claim: Claim | Refusal
             first_renewal_s = self._lease_s / 3
@@ -327,14 +329,14 @@ class Executor:
                     await self._execute_claimed(step, held, lease)
             finally:
                 self._metrics.steps_inflight.dec()
-            return not lease.lost
+            return not (lease.lost or lease.held_back)
 
-    async def _hold_back(self, step: StepRow, early: _Early | None) -> None:
-        """Leave a step pending while automation may not act; an early claim is given back
+    async def _hold_back(self, step: StepRow, *, is_claimed: bool) -> None:
+        """Leave a step pending while automation may not act; a claim on it is given back
         at once, so a person holding the controls (break-glass) need not wait it out."""
         log.warning("automation not enforcing: step left pending until enforce resumes",
                     step=step.id, control=step.control, key=step.key)
-        if early is not None:
+        if is_claimed:
             async with self._pool.acquire() as conn:
                 await give_back(conn, step.id, self.replica)
 
@@ -426,6 +428,11 @@ class Executor:
             await self._record(CloseStep(step, "already_contained", {
                 "held": held.higher_level, "superseded_by_step": held.higher_id},
                 replica=self.replica))
+            return
+        if not self._may_act():
+            # Asked again right before the call: the mode may have changed since the claim.
+            lease.held_back = True
+            await self._hold_back(step, is_claimed=True)
             return
         table = self._rules()
         try:

@@ -64,6 +64,8 @@ class ManualChange:
     expected_containment: int | None = None
     """For an approved release: the containment it was requested for, which must be the one
     held still (the key was not released and contained again since)."""
+    request_id: int | None = None
+    """For an approved release: the request it carries out."""
 
 
 def _resolve(state: DaemonState, change: ManualChange) -> tuple[Control, str]:
@@ -142,7 +144,7 @@ async def apply_manual(state: DaemonState, change: ManualChange) -> dict[str, An
                   "reason": change.reason, "ticket": change.ticket, "from": current,
                   "to": change.to_level, "idempotency_key": idempotency_key,
                   "approved_by": change.approved_by.name if change.approved_by else None,
-                  "containment": containment}
+                  "containment": containment, "request_id": change.request_id}
         await state.writer.submit(_append(Entry(f"{change.kind}_intent", incident_id=incident_id,
                                                 control=control.name, key=key, detail=detail)))
         try:
@@ -252,7 +254,7 @@ async def approve_release(state: DaemonState, request_id: int,
                           approved["to_level"], approved["reason"], approved["ticket"],
                           Principal(approved["requested_by"], "operator"), approved_by=approver,
                           expected_from=approved["from_level"],
-                          expected_containment=approved["containment"])
+                          expected_containment=approved["containment"], request_id=request_id)
     return await apply_manual(state, change)
 
 
