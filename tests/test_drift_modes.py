@@ -24,6 +24,7 @@ from tests.conftest import (
     free_port,
     idle,
     post_alerts,
+    wait_for,
 )
 from tests.test_engine import alert, payload
 from tests.test_modes import call, records
@@ -157,3 +158,23 @@ async def test_a_target_that_forgot_and_answers_404_is_contained_again(
     [failed] = await records(database, "drift_repair_failed")
     assert failed["control"] == "retrieval-policy"
     assert daemon.metrics.drift.labels("retrieval-policy", "failed")._value.get() == 1
+
+
+async def test_the_running_reconciler_re_applies_after_the_target_restarts(
+    make_daemon: DaemonFactory, sim: Sim, http: aiohttp.ClientSession, database: str,
+) -> None:
+    """The daemon's own reconciler loop, not a pass called by the test, sees the restarted
+    target's 404 and re-applies the held level."""
+    daemon = await make_daemon(rule_packs=["gateway-ledger"], reconcile_interval_s=0.2)
+    await post_alerts(http, daemon, payload(alert("LeakageCanaryTriggered", tenant="acme")))
+    await idle(daemon)
+    await sim.stop()
+    await sim.start()
+    await wait_for(lambda: sim.state is not None and POLICY in sim.state.docs, timeout_s=15,
+                   what="the held level applied again on the restarted target")
+    assert sim.state is not None and sim.state.docs[POLICY] == {"policy": "DENY_ALL"}
+    await wait_for(lambda: _seen(database, "drift_corrected"), what="drift_corrected")
+
+
+async def _seen(dsn: str, kind: str) -> bool:
+    return bool(await records(dsn, kind))
