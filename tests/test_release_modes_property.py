@@ -223,9 +223,11 @@ class ReleasesAndModes(RuleBasedStateMachine):
 
     @initialize()
     def contained(self) -> None:
-        """Start with something held, so every sequence has containment to work on."""
+        """Start with something held, so every sequence has containment to work on, and
+        two open release requests for one key (operator A asking twice)."""
         self.fire(ALERTS[1], "BTC-USD")  # HARD_HALT
         self.fire(ALERTS[0], "ETH-USD")  # CANCEL_ONLY, and withdrawals HALTED
+        self.request_release("BTC-USD", 2)
 
     @rule(name=st.sampled_from(ALERTS), symbol=st.sampled_from(SYMBOLS))
     def fire(self, name: str, symbol: str) -> None:
@@ -266,8 +268,9 @@ class ReleasesAndModes(RuleBasedStateMachine):
                                          body["containment"]))
 
     @precondition(lambda self: bool(self.requests))
-    @rule(data=st.data())
-    def approve(self, data: st.DataObject) -> None:
+    @rule(data=st.data(), then_recontain=st.booleans())
+    def approve(self, data: st.DataObject, then_recontain: bool) -> None:
+        """A second operator approves; the key may be contained again right after."""
         request = data.draw(st.sampled_from(self.requests))
         level, containment = self.run(self._held(request.symbol))
         before = self.exchange.symbols.get(request.symbol, "NORMAL")
@@ -283,6 +286,8 @@ class ReleasesAndModes(RuleBasedStateMachine):
                 assert self.exchange.symbols.get(request.symbol, "NORMAL") == before
         if status == 200 or body.get("error") in ("not_pending", "stale_request"):
             self.requests.remove(request)  # settled: later draws go to open requests
+        if status == 200 and then_recontain:
+            self.recontain(request.symbol)
 
     @precondition(lambda self: bool(self.requests))
     @rule(data=st.data())
@@ -377,7 +382,7 @@ def test_releases_name_their_containment_and_automation_obeys_the_mode(
     ReleasesAndModes.rules_dir = rules_dir
     ReleasesAndModes.exchange_port = port
     try:
-        machine = settings(max_examples=12, stateful_step_count=16, deadline=None,
+        machine = settings(max_examples=30, stateful_step_count=16, deadline=None,
                            suppress_health_check=list(HealthCheck))(ReleasesAndModes)
         machine.TestCase().runTest()
     finally:
