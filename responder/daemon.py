@@ -26,6 +26,7 @@ from responder.engine.executor import STORE_ERRORS, Executor
 from responder.engine.manual import expire_requests
 from responder.engine.modes import Modes
 from responder.engine.reconciler import Reconciler
+from responder.engine.resume import Resumer
 from responder.engine.storm import StormGuard
 from responder.errors import RuleError, StoreError
 from responder.evidence.builder import EvidenceBuilder
@@ -161,9 +162,9 @@ class Daemon:
         executor = Executor(pool, writer, self._rules, client, self.metrics,
                             deadline_s=s.step_deadline_s, read_back_s=s.read_back_deadline_s,
                             changed=changed, replica=self.replica_id,
-                            lease_s=s.step_lease_s)
+                            lease_s=s.step_lease_s, may_act=modes.is_enforcing)
         self.reconciler = Reconciler(pool, writer, self._rules, client, executor, self.metrics,
-                                     deadline_s=s.step_deadline_s)
+                                     deadline_s=s.step_deadline_s, policy=modes.policy)
         self.state = DaemonState(
             settings=s, metrics=self.metrics, redactor=self.redactor,
             webhook_tokens=TokenSet(s.webhook_tokens), principals=principals_from(s),
@@ -183,6 +184,8 @@ class Daemon:
             self._spawn(self.metrics_intake.run(), "kafka-metrics")
         resumed = await executor.recover()
         self._spawn(executor.sweep(s.sweep_interval_s), "sweeper")
+        self._spawn(Resumer(writer, self._rules, modes, executor, evidence.touch).run(),
+                    "resumer")
         if s.sinks:
             self._spawn(outbox.run(), "outbox")
         self._spawn(evidence.run(), "evidence", stop=lambda t: self._stop_evidence(t, evidence))

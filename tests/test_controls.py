@@ -277,7 +277,7 @@ async def test_an_approval_does_not_release_a_newer_containment(
     rules_dir: Path,
 ) -> None:
     """Released from CANCEL_ONLY, approved after a new incident raised the key to HARD_HALT:
-    the approval is refused as stale and the key stays at HARD_HALT."""
+    the new containment ended the request, so the approval is refused and the key stays."""
     two_person(rules_dir)
     daemon = await make_daemon()
     await post_alerts(http, daemon, fixture_bytes("firing-single.json"))
@@ -291,7 +291,7 @@ async def test_an_approval_does_not_release_a_newer_containment(
     assert exchange.state.symbols["BTC-USD"] == "HARD_HALT"
     approve = f"/v1/release-requests/{body['request_id']}/approve"
     status, refused = await call(http, daemon, "POST", approve, SECOND_OPERATOR_TOKEN)
-    assert (status, refused["error"]) == (409, "stale_request")
+    assert (status, refused["error"]) == (409, "not_pending")
     assert exchange.state.symbols["BTC-USD"] == "HARD_HALT"
 
 

@@ -17,8 +17,10 @@ from tenacity import (
     stop_after_delay,
     wait_exponential_jitter,
 )
+from yarl import URL
 
 from responder import __version__, jsontext
+from responder.actions.paths import checked_url
 from responder.errors import ActionError, ActionPermanentError, ActionTransientError
 from responder.metrics import Metrics
 from responder.redaction import Redactor
@@ -90,8 +92,9 @@ class AdminClient:
         assert self._session is not None, "start() first"
         path, body = control.render(key, level, audit)
         target = control.target
-        url = target.base_url + path
-        record = CallRecord(control.method, self._redactor.text(url), self._redactor.value(body))
+        url = checked_url(target.name, target.base_url, control.path, path)
+        record = CallRecord(control.method, self._redactor.text(str(url)),
+                            self._redactor.value(body))
         headers = {"Idempotency-Key": idempotency_key, "Content-Type": "application/json"}
         if target.token is not None:
             headers["Authorization"] = f"Bearer {target.token.get_secret_value()}"
@@ -118,8 +121,10 @@ class AdminClient:
                                                                                 CallRecord]:
         """The level the target reports for a key (None if its answer names no level)."""
         assert self._session is not None, "start() first"
-        url = control.target.base_url + control.render_read(key)
-        record = CallRecord(control.read_method or "GET", self._redactor.text(url), None)
+        assert control.read_path is not None
+        url = checked_url(control.target.name, control.target.base_url, control.read_path,
+                          control.render_read(key))
+        record = CallRecord(control.read_method or "GET", self._redactor.text(str(url)), None)
         headers = {}
         if control.target.token is not None:
             headers["Authorization"] = f"Bearer {control.target.token.get_secret_value()}"
@@ -166,7 +171,7 @@ class AdminClient:
             await asyncio.sleep(min(0.05 * 2**attempt, max(0.0, remaining)))
         return False, observed, records
 
-    async def _once(self, control: Control, url: str, headers: dict[str, str],
+    async def _once(self, control: Control, url: URL, headers: dict[str, str],
                     payload: bytes | None, timeout_s: float, record: CallRecord) -> None:
         assert self._session is not None
         t0 = time.monotonic()

@@ -16,6 +16,10 @@ lease taken from the database clock (store/claims.py) and renews it while the ca
 its read-back run. A step, or a key, claimed by another replica is left to it; when its
 lease runs out (the replica died), the sweep of another replica takes the step over,
 records that, and calls with the same Idempotency-Key.
+
+Every call obeys the automation mode at the moment it would go out: outside enforce
+(paused, dry-run, break-glass) a step is left pending, its early claim given back, and
+the sweep leaves pending steps alone; when enforce resumes they run (engine/resume.py).
 """
 
 from __future__ import annotations
@@ -40,7 +44,14 @@ from responder.errors import ActionPermanentError, StoreError
 from responder.metrics import Metrics
 from responder.rules.table import Control, RuleTable, Step
 from responder.store.actionlog import ChainAppender, Entry
-from responder.store.claims import Claim, Refusal, claim_step, let_go, renew_claim
+from responder.store.claims import (
+    Claim,
+    Refusal,
+    claim_step,
+    give_back,
+    let_go,
+    renew_claim,
+)
 from responder.store.db import Conn
 from responder.store.steps import CloseStep, StepRow, insert_steps, pending_steps
 from responder.store.writer import Unit, Writer
@@ -112,6 +123,8 @@ class _Lease:
     """Set by the renewer when the step's claim could not be kept."""
 
     lost: bool = False
+    held_back: bool = False
+    """The mode changed after the claim: no call was made, the claim was given back."""
 
 
 class Executor:
@@ -122,7 +135,8 @@ class Executor:
                  max_concurrency: int = 64, store_retry_s: float = 1.0,
                  read_back_s: float = 3.0,
                  changed: Callable[[set[int]], None] | None = None,
-                 replica: str = "local", lease_s: float = 10.0) -> None:
+                 replica: str = "local", lease_s: float = 10.0,
+                 may_act: Callable[[], bool] = lambda: True) -> None:
         self._pool = pool
         self._writer = writer
         self._rules = rules
@@ -134,6 +148,7 @@ class Executor:
         self._changed = changed
         self.replica = replica
         self._lease_s = lease_s
+        self._may_act = may_act
         # Takeovers claimed but not yet written to the action log: a retry after a store
         # error finds the claim already ours and must still record whose lease it replaced.
         self._unrecorded: dict[int, Claim] = {}
@@ -190,7 +205,10 @@ class Executor:
                       error=repr(error))
 
     async def recover(self) -> int:
-        """Queue every pending step that no task here is working on."""
+        """Queue every pending step that no task here is working on (none while automation
+        may not act: they wait in the store for enforce)."""
+        if not self._may_act():
+            return 0
         async with self._pool.acquire() as conn:
             steps = await pending_steps(conn, self.replica)
         # A step that finished while the query ran is filtered by the status check in
@@ -283,6 +301,9 @@ class Executor:
         early = self._early.pop(step.id, None)
         lock = self._lock((step.control, step.key))
         async with self._slots, lock:
+            if not self._may_act():
+                await self._hold_back(step, is_claimed=early is not None)
+                return False
             claim: Claim | Refusal
             first_renewal_s = self._lease_s / 3
             if early is not None and self._still_early(early, lock):
@@ -309,7 +330,16 @@ class Executor:
                     await self._execute_claimed(step, held, lease)
             finally:
                 self._metrics.steps_inflight.dec()
-            return not lease.lost
+            return not (lease.lost or lease.held_back)
+
+    async def _hold_back(self, step: StepRow, *, is_claimed: bool) -> None:
+        """Leave a step pending while automation may not act; a claim on it is given back
+        at once, so a person holding the controls (break-glass) need not wait it out."""
+        log.warning("automation not enforcing: step left pending until enforce resumes",
+                    step=step.id, control=step.control, key=step.key)
+        if is_claimed:
+            async with self._pool.acquire() as conn:
+                await give_back(conn, step.id, self.replica)
 
     def _still_early(self, early: _Early, lock: _KeyLock) -> bool:
         """The early claim holds if only this task took the key's lock since it was recorded
@@ -399,6 +429,11 @@ class Executor:
             await self._record(CloseStep(step, "already_contained", {
                 "held": held.higher_level, "superseded_by_step": held.higher_id},
                 replica=self.replica))
+            return
+        if not self._may_act():
+            # Asked again right before the call: the mode may have changed since the claim.
+            lease.held_back = True
+            await self._hold_back(step, is_claimed=True)
             return
         table = self._rules()
         try:

@@ -23,11 +23,13 @@ from responder.state import DaemonState
 from responder.store.actionlog import ChainAppender, Entry
 from responder.store.claims import KeyBusy, hold_key
 from responder.store.db import Conn
+from responder.store.releases import end_pending
 
 Kind = Literal["release", "contain"]
 UNKEYED = "-"  # how an unkeyed control's key is written in a URL or on the command line
 
-HELD_SQL = "SELECT level, rank, incident_id FROM control_levels WHERE control = $1 AND key = $2"
+HELD_SQL = ("SELECT level, rank, incident_id, containment FROM control_levels"
+            " WHERE control = $1 AND key = $2")
 
 SET_SQL = """
 INSERT INTO control_levels (control, key, level, rank, incident_id, set_by, set_kind, reason,
@@ -60,6 +62,11 @@ class ManualChange:
     approved_by: Principal | None = None
     expected_from: str | None = None
     """For an approved release: the level it was requested from, which must still hold."""
+    expected_containment: int | None = None
+    """For an approved release: the containment it was requested for, which must be the one
+    held still (the key was not released and contained again since)."""
+    request_id: int | None = None
+    """For an approved release: the request it carries out."""
 
 
 def _resolve(state: DaemonState, change: ManualChange) -> tuple[Control, str]:
@@ -81,7 +88,13 @@ def _resolve(state: DaemonState, change: ManualChange) -> tuple[Control, str]:
     return control, key
 
 
-def _check(control: Control, change: ManualChange, current: str) -> None:
+def _check(control: Control, change: ManualChange, current: str,
+           containment: int | None) -> None:
+    if (change.expected_containment is not None
+            and containment != change.expected_containment):
+        raise ManualRefused(409, "stale_request",
+                            f"{control.name} was released or contained again since the"
+                            " release was requested; request it again")
     if change.expected_from is not None and current != change.expected_from:
         raise ManualRefused(409, "stale_request",
                             f"{control.name} is at {current} now, not {change.expected_from}"
@@ -121,15 +134,18 @@ async def apply_manual(state: DaemonState, change: ManualChange) -> dict[str, An
             held = await conn.fetchrow(HELD_SQL, control.name, key)
         current = held["level"] if held is not None else control.levels[0]
         incident_id = held["incident_id"] if held is not None else None
-        _check(control, change, current)
+        containment = held["containment"] if held is not None else None
+        _check(control, change, current, containment)
         if (change.kind == "release" and control.two_person_release
                 and change.approved_by is None):
-            return await _request_release(state, change, key, current, incident_id)
+            return await _request_release(state, change, key, current, incident_id,
+                                          containment)
         idempotency_key = f"responder-manual-{uuid.uuid4()}"
         detail = {"by": change.principal.name, "role": change.principal.role,
                   "reason": change.reason, "ticket": change.ticket, "from": current,
                   "to": change.to_level, "idempotency_key": idempotency_key,
-                  "approved_by": change.approved_by.name if change.approved_by else None}
+                  "approved_by": change.approved_by.name if change.approved_by else None,
+                  "containment": containment, "request_id": change.request_id}
         await state.writer.submit(_append(Entry(f"{change.kind}_intent", incident_id=incident_id,
                                                 control=control.name, key=key, detail=detail)))
         try:
@@ -168,20 +184,23 @@ async def apply_manual(state: DaemonState, change: ManualChange) -> dict[str, An
 
 
 async def _request_release(state: DaemonState, change: ManualChange, key: str, current: str,
-                           incident_id: int | None) -> dict[str, Any]:
+                           incident_id: int | None,
+                           containment: int | None) -> dict[str, Any]:
     expires_at = datetime.now(UTC) + timedelta(seconds=state.settings.release_approval_ttl_s)
     assert change.ticket is not None
 
     async def unit(conn: Conn, chain: ChainAppender) -> int:
         request_id: int = await conn.fetchval(
             "INSERT INTO release_requests (control, key, from_level, to_level, reason, ticket,"
-            " requested_by, expires_at) VALUES ($1,$2,$3,$4,$5,$6,$7,$8) RETURNING id",
+            " requested_by, expires_at, containment) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9)"
+            " RETURNING id",
             change.control, key, current, change.to_level, change.reason, change.ticket,
-            change.principal.name, expires_at)
+            change.principal.name, expires_at, containment)
         chain.add(Entry("release_requested", incident_id=incident_id, control=change.control,
                         key=key, detail={"request_id": request_id, "by": change.principal.name,
                                          "reason": change.reason, "ticket": change.ticket,
                                          "from": current, "to": change.to_level,
+                                         "containment": containment,
                                          "expires_at": expires_at.isoformat()}))
         return request_id
 
@@ -189,16 +208,18 @@ async def _request_release(state: DaemonState, change: ManualChange, key: str, c
     return {"status": "pending_approval", "request_id": request_id,
             "expires_at": expires_at.isoformat(), "control": change.control,
             "key": key or UNKEYED, "from": current, "level": change.to_level,
-            "by": change.principal.name}
+            "containment": containment, "by": change.principal.name}
 
 
 APPROVE_SQL = """
 UPDATE release_requests r SET status = 'approved', approved_by = $2, decided_at = now()
 WHERE r.id = $1 AND r.status = 'pending' AND r.expires_at > now()
-  -- Approve only what was asked: the level may have been raised since (a new incident).
-  AND r.from_level = (SELECT c.level FROM control_levels c
-                      WHERE c.control = r.control AND c.key = r.key)
-RETURNING control, key, from_level, to_level, reason, ticket, requested_by
+  -- Approve only what was asked: the containment it names, still at the level it was
+  -- requested from (the key may have been released, or raised by a new incident, since).
+  AND EXISTS (SELECT 1 FROM control_levels c
+              WHERE c.control = r.control AND c.key = r.key AND c.level = r.from_level
+                AND c.containment IS NOT DISTINCT FROM r.containment)
+RETURNING control, key, from_level, to_level, reason, ticket, requested_by, containment
 """
 
 
@@ -220,7 +241,8 @@ async def approve_release(state: DaemonState, request_id: int,
             chain.add(Entry("release_approved", control=approved["control"],
                             key=approved["key"], detail={"request_id": request_id,
                                                          "by": approver.name,
-                                                         "requested_by": approved["requested_by"]}))
+                                                         "requested_by": approved["requested_by"],
+                                                         "containment": approved["containment"]}))
         return approved
 
     approved = await state.writer.submit(unit)
@@ -235,7 +257,8 @@ async def approve_release(state: DaemonState, request_id: int,
     change = ManualChange("release", approved["control"], approved["key"] or UNKEYED,
                           approved["to_level"], approved["reason"], approved["ticket"],
                           Principal(approved["requested_by"], "operator"), approved_by=approver,
-                          expected_from=approved["from_level"])
+                          expected_from=approved["from_level"],
+                          expected_containment=approved["containment"], request_id=request_id)
     return await apply_manual(state, change)
 
 
@@ -274,6 +297,10 @@ def _set_level(control: Control, key: str, change: ManualChange, incident_id: in
                            change.ticket, verified)
         chain.add(Entry("release" if change.kind == "release" else "manual_contain",
                         incident_id=incident_id, control=control.name, key=key, detail=detail))
+        # Released or contained again: any other request for the key is for what was before.
+        await end_pending(conn, chain, control.name, key,
+                          "released" if change.kind == "release" else "contained again",
+                          incident_id)
         if change.kind == "release":
             # A released key must be contained again if its problem comes back: close the
             # open incidents that contained it, so a new alert opens a new one and acts.

@@ -56,11 +56,17 @@ class Modes:
     break_glass_reason: str | None = None
     max_alert_age_s: float | None = None
     guard: StormGuard | None = None
+    revision: int = 0
+    """Counts changes of mode or break-glass seen here, however brief: a pause and its end
+    between two looks of the resumer (engine/resume.py) still count."""
 
     async def load(self, conn: Conn) -> None:
         row = await conn.fetchrow("SELECT global_mode, break_glass_until, break_glass_by,"
                                   " break_glass_reason FROM automation WHERE id = 1")
         if row is not None:
+            if (row["global_mode"], row["break_glass_until"]) != (self.global_mode,
+                                                                  self.break_glass_until):
+                self.revision += 1
             self.global_mode = row["global_mode"]
             self.break_glass_until = row["break_glass_until"]
             self.break_glass_by = row["break_glass_by"]
@@ -69,6 +75,10 @@ class Modes:
     def policy(self) -> Policy:
         return Policy(self.global_mode, self.break_glass_until, self.max_alert_age_s,
                       datetime.now(UTC), self.guard)
+
+    def is_enforcing(self) -> bool:
+        """True when automatic calls may go out: enforce, and no break-glass."""
+        return self.policy().automatic == "enforce"
 
     def describe(self) -> dict[str, Any]:
         glass = None
@@ -88,7 +98,7 @@ class Modes:
                                " WHERE id = 1", mode)
             chain.add(Entry("mode_changed", detail={"from": previous, "to": mode, "by": by,
                                                      "reason": reason}))
-            chain.after_commit(lambda: setattr(self, "global_mode", mode))
+            chain.after_commit(lambda: self._set_mode(mode))
 
         return unit
 
@@ -151,7 +161,12 @@ class Modes:
 
         return unit
 
+    def _set_mode(self, mode: GlobalMode) -> None:
+        self.global_mode = mode
+        self.revision += 1
+
     def _set_glass(self, until: datetime | None, by: str | None, reason: str | None) -> None:
+        self.revision += 1
         self.break_glass_until, self.break_glass_by, self.break_glass_reason = until, by, reason
 
     def expired(self) -> bool:

@@ -42,6 +42,12 @@ class Policy:
     def break_glass(self) -> bool:
         return self.break_glass_until is not None and self.break_glass_until > self.now
 
+    @property
+    def automatic(self) -> GlobalMode:
+        """What automatic calls may do now, a rule's step or drift repair: only "enforce"
+        calls; break-glass counts as paused (a person has the controls)."""
+        return "paused" if self.break_glass else self.global_mode
+
     def effect(self, rule: Rule, alert: Alert) -> Effect:
         """What a matching firing alert may do under this policy."""
         if self.break_glass or self.global_mode == "paused":

@@ -4,6 +4,14 @@ A target that restarted and forgot, or a person who bypassed responder, leaves t
 below the level responder holds. Each pass reads every held key whose control declares a
 read; where the target reports less, the held level is applied again (new Idempotency-Key),
 recorded as ``drift_corrected`` and logged at error level so someone is paged.
+
+A target that cannot be read (it restarted and forgot, and answers 404) is never assumed
+to still hold the level: that is drift too, and the level is applied again; if the
+read-back still fails, the repair is recorded as failed and a person is paged.
+
+Drift repair is an automatic call and obeys the mode like any step: in dry-run a pass
+records ``drift_would_repair`` (once per key and finding) and calls nothing; paused or
+during break-glass (a person has the controls) it keeps its hands off entirely.
 """
 
 from __future__ import annotations
@@ -20,6 +28,7 @@ import structlog
 from responder.actions.admin_http import AdminClient, CallFailed
 from responder.engine import audit
 from responder.engine.executor import STORE_ERRORS, Executor
+from responder.engine.policy import Policy
 from responder.errors import ActionError
 from responder.metrics import Metrics
 from responder.rules.table import Control, RuleTable
@@ -46,6 +55,10 @@ class PassReport:
     unreadable: int = 0
     busy: int = 0
     """Keys below their held level left for the next pass: being changed elsewhere."""
+    would_repair: int = 0
+    """Keys found below their held level in dry-run: recorded, not repaired."""
+    held_off: bool = False
+    """Paused or break-glass: nothing was read or repaired."""
     seconds: float = 0.0
     corrections: list[tuple[str, str]] = field(default_factory=list)
 
@@ -55,7 +68,8 @@ class Reconciler:
 
     def __init__(self, pool: asyncpg.Pool, writer: Writer, rules: Callable[[], RuleTable],
                  client: AdminClient, executor: Executor, metrics: Metrics, *,
-                 deadline_s: float, concurrency: int = 16) -> None:
+                 deadline_s: float, concurrency: int = 16,
+                 policy: Callable[[], Policy] = Policy) -> None:
         self._pool = pool
         self._writer = writer
         self._rules = rules
@@ -64,6 +78,9 @@ class Reconciler:
         self._metrics = metrics
         self._deadline_s = deadline_s
         self._slots = asyncio.Semaphore(concurrency)
+        self._policy = policy
+        # What dry-run last recorded per key, so a pass does not repeat an unchanged finding.
+        self._noted: dict[tuple[str, str], tuple[str, str | None]] = {}
 
     async def run(self, interval_s: float) -> None:
         while True:
@@ -81,6 +98,9 @@ class Reconciler:
         """Check every held key once; correct any the target reports lower."""
         started = time.monotonic()
         report = PassReport()
+        if self._policy().automatic == "paused":
+            report.held_off = True
+            return report
         async with self._pool.acquire() as conn:
             rows = await conn.fetch(HELD_SQL)
         table = self._rules()
@@ -105,8 +125,8 @@ class Reconciler:
                     below = await self._below(control, key, report, again=True)
                     if below is not None:
                         held, observed = below
-                        await self._repair(control, key, held["level"], observed,
-                                           held["incident_id"], report)
+                        await self._obeying_mode(control, key, held["level"], observed,
+                                                 held["incident_id"], report)
             except KeyBusy as e:
                 report.busy += 1
                 log.info("reconcile: key being changed; checked again next pass",
@@ -126,13 +146,43 @@ class Reconciler:
         try:
             observed, _ = await self._client.read(control, key, control.target.timeout_s)
         except ActionError as e:
-            report.unreadable += 1
-            log.warning("reconcile: target unreadable", control=control.name, key=key,
-                        error=str(e))
-            return None
+            # Never assume an unreadable target still holds the level: repair it.
+            if not again:
+                report.unreadable += 1
+                log.warning("reconcile: target unreadable; applying the held level again",
+                            control=control.name, key=key, error=str(e))
+            return held, None
         if observed is not None and control.rank(observed) >= held["rank"]:
+            self._noted.pop((control.name, key), None)
             return None
         return held, observed
+
+    async def _obeying_mode(self, control: Control, key: str, level: str,
+                            observed: str | None, incident_id: int | None,
+                            report: PassReport) -> None:
+        """Repair in enforce; in dry-run record what would be repaired; else do nothing.
+        Asked again here, right before the call: the mode may have changed in the pass."""
+        mode = self._policy().automatic
+        if mode == "enforce":
+            self._noted.pop((control.name, key), None)
+            await self._repair(control, key, level, observed, incident_id, report)
+            return
+        if mode == "paused":
+            return
+        report.would_repair += 1
+        if self._noted.get((control.name, key)) == (level, observed):
+            return
+        self._noted[(control.name, key)] = (level, observed)
+        self._metrics.drift.labels(control.name, "would_repair").inc()
+        log.error("dry-run: drift found and NOT repaired; page a person", control=control.name,
+                  key=key, held=level, observed=observed)
+        await self._append(Entry("drift_would_repair", incident_id=incident_id,
+                                 control=control.name, key=key,
+                                 detail={"held": level, "observed": observed,
+                                         "effect": "dry_run",
+                                         "request": {"method": control.method,
+                                                     "target": control.target.name,
+                                                     "path": control.render(key, level)[0]}}))
 
     async def _repair(self, control: Control, key: str, level: str, observed: str | None,
                       incident_id: int | None, report: PassReport) -> None:

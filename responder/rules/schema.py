@@ -9,7 +9,8 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from responder.durations import parse_duration_s
 
-DEFAULT_KEY_PATTERN = r"^[A-Za-z0-9._:-]{1,64}$"
+# Never "." or "..": the URL library would remove such a path segment (actions/paths.py).
+DEFAULT_KEY_PATTERN = r"^(?!\.{1,2}$)[A-Za-z0-9._:-]{1,64}$"
 NAME = r"^[a-z0-9][a-z0-9_-]{0,62}$"
 LABEL = r"^[a-zA-Z_][a-zA-Z0-9_]*$"
 METRIC_NAME = r"^[a-zA-Z_:][a-zA-Z0-9_:]*$"

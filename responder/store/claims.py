@@ -98,6 +98,12 @@ WHERE claimed_by = $1 AND status = 'pending' AND lease_until > now()
 RETURNING id
 """
 
+GIVE_BACK_SQL = """
+UPDATE steps SET claims = claims - 1, lease_until = now()
+WHERE id = $1 AND claimed_by = $2 AND status = 'pending' AND lease_until >= now()
+RETURNING id
+"""
+
 
 @dataclass(frozen=True)
 class Claim:
@@ -144,6 +150,12 @@ async def let_go(conn: Conn, replica: str) -> int:
     """End ``replica``'s live leases now (ours at a graceful stop, or a predecessor's found
     gone at start) so another claim need not wait them out."""
     return len(await conn.fetch(LET_GO_SQL, replica))
+
+
+async def give_back(conn: Conn, step_id: int, replica: str) -> bool:
+    """Return a live claim that made no call (so it does not count as one that may have
+    reached the target); False if it was not ours or not live."""
+    return await conn.fetchval(GIVE_BACK_SQL, step_id, replica) is not None
 
 
 class KeyBusy(Exception):

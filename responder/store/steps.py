@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -9,6 +10,7 @@ from typing import Any
 
 from responder.store.actionlog import ChainAppender, Entry
 from responder.store.db import Conn
+from responder.store.releases import ended_entry
 
 
 @dataclass(frozen=True)
@@ -149,7 +151,9 @@ WHERE s.status = 'pending'
       SELECT 1 FROM steps o
       WHERE o.incident_id = s.incident_id AND o.status = 'pending'
         AND o.claimed_by <> $1 AND o.lease_until >= now())
-ORDER BY s.id
+-- An incident's steps in the rule's order, escalations after them. Never by id: a batch
+-- inserts an incident's steps sorted by control, not by position.
+ORDER BY s.incident_id, s.kind = 'escalation', s.position, s.id
 """
 
 
@@ -178,9 +182,17 @@ WITH c AS (
         incident_id = EXCLUDED.incident_id, set_by = EXCLUDED.set_by, set_kind = 'rule',
         reason = NULL, ticket = NULL, verified = EXCLUDED.verified, updated_at = now()
     WHERE control_levels.rank < EXCLUDED.rank
-    RETURNING 1
+    RETURNING control, key
+), ended AS (
+    -- Contained again: a release requested before names a containment that is gone.
+    UPDATE release_requests r SET status = 'superseded', decided_at = now()
+    FROM raised WHERE r.control = raised.control AND r.key = raised.key
+      AND r.status = 'pending'
+    RETURNING r.id, r.control, r.key, r.requested_by, r.containment
 )
-SELECT coalesce(array_agg(id), '{}') FROM closed
+SELECT (SELECT coalesce(array_agg(id), '{}') FROM closed) AS closed,
+       (SELECT coalesce(json_agg(json_build_array(id, control, key, requested_by,
+                                                  containment)), '[]') FROM ended) AS ended
 """
 
 
@@ -203,13 +215,15 @@ class CloseStep:
                        closes: Sequence[CloseStep]) -> list[bool]:
         """True for each step closed now; False if an earlier attempt had closed it."""
         steps = [c.step for c in closes]
-        closed = set(await conn.fetchval(
+        row = await conn.fetchrow(
             CLOSE_SQL, [s.id for s in steps],
             ["failed" if c.outcome == "failed" else "done" for c in closes],
             [s.control for s in steps], [s.key for s in steps], [s.level for s in steps],
             [s.rank for s in steps], [s.incident_id for s in steps],
             [c.outcome == "applied" for c in closes], [s.rule_id for s in steps],
-            [c.verified for c in closes]))
+            [c.verified for c in closes])
+        assert row is not None
+        closed = set(row["closed"])
         for c in closes:
             if c.step.id in closed:
                 s = c.step
@@ -221,5 +235,10 @@ class CloseStep:
                                         "verified": c.verified,
                                         **({"replica": c.replica} if c.replica else {}),
                                         **c.detail}))
+        incidents = {(c.step.control, c.step.key): c.step.incident_id for c in closes
+                     if c.step.id in closed and c.outcome == "applied"}
+        for request_id, control, key, by, containment in json.loads(row["ended"]):
+            chain.add(ended_entry(request_id, control, key, by, containment, "contained again",
+                                  incidents.get((control, key))))
         return [c.step.id in closed for c in closes]
 
