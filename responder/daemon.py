@@ -172,16 +172,7 @@ class Daemon:
             modes=modes, reload=self.reload, evidence=evidence,
         )
         await self._listen()
-        if s.kafka_bootstrap:
-            self.kafka = KafkaIntake(s, self.state)
-            await self.kafka.start()
-            self._stack.push_async_callback(self.kafka.stop)
-            self._spawn(self.kafka.run(), "kafka-intake")
-        if s.kafka_bootstrap and s.kafka_metrics_topic:
-            self.metrics_intake = MetricsIntake(s, self.state)
-            await self.metrics_intake.start()
-            self._stack.push_async_callback(self.metrics_intake.stop)
-            self._spawn(self.metrics_intake.run(), "kafka-metrics")
+        await self._start_kafka()
         resumed = await executor.recover()
         self._spawn(executor.sweep(s.sweep_interval_s), "sweeper")
         self._spawn(Resumer(writer, self._rules, modes, executor, evidence.touch).run(),
@@ -203,6 +194,20 @@ class Daemon:
                  replica=self.replica_id,
                  rules=len(rules.rules), rules_hash=rules.bundle_hash,
                  rules_signed_hash=rules.signed_hash, resumed=resumed)
+
+    async def _start_kafka(self) -> None:
+        s = self.settings
+        assert self.state is not None
+        if s.kafka_bootstrap:
+            self.kafka = KafkaIntake(s, self.state)
+            await self.kafka.start()
+            self._stack.push_async_callback(self.kafka.stop)
+            self._spawn(self.kafka.run(), "kafka-intake")
+        if s.kafka_bootstrap and s.kafka_metrics_topic:
+            self.metrics_intake = MetricsIntake(s, self.state)
+            await self.metrics_intake.start()
+            self._stack.push_async_callback(self.metrics_intake.stop)
+            self._spawn(self.metrics_intake.run(), "kafka-metrics")
 
     def _leader(self, role: str, work: Callable[[], Coroutine[Any, Any, None]]) -> LeaderLoop:
         """Work that runs on one replica at a time (see store/leader.py)."""
