@@ -28,7 +28,7 @@ from responder.engine.modes import Modes
 from responder.engine.reconciler import Reconciler
 from responder.engine.resume import Resumer
 from responder.engine.storm import StormGuard
-from responder.errors import RuleError, StoreError
+from responder.errors import RuleError, RuleProblem, StoreError
 from responder.evidence.builder import EvidenceBuilder
 from responder.evidence.outbox import OutboxWorker
 from responder.evidence.sinks import build_sinks
@@ -38,6 +38,7 @@ from responder.http_server import CappedSite
 from responder.intake.kafka import KafkaIntake
 from responder.intake.kafka_metrics import MetricsIntake
 from responder.metrics import Metrics
+from responder.production import target_problem
 from responder.redaction import Redactor
 from responder.rules.loader import load_rules
 from responder.rules.table import RuleTable
@@ -73,6 +74,14 @@ async def resolve_dsn(settings: Settings) -> str:
         return settings.database_url.get_secret_value()
     return await start_embedded(settings.data_dir)
 
+
+
+def load_table(s: Settings) -> RuleTable:
+    """The rule table in force for these settings; production also refuses demo target tokens."""
+    table = load_rules(s.rules_dir, public_keys=s.rules_keys, packs=s.rule_packs)
+    if s.env == "production" and (problem := target_problem(table.targets.values())):
+        raise RuleError([RuleProblem(str(s.rules_dir), 0, problem)])
+    return table
 
 class Daemon:
     """One responder process. Settings are data; this is the behaviour."""
@@ -216,8 +225,7 @@ class Daemon:
                           on_change=lambda is_leader: gauge.set(int(is_leader)))
 
     def _load_rules(self) -> RuleTable:
-        rules = load_rules(self.settings.rules_dir, public_keys=self.settings.rules_keys,
-                           packs=self.settings.rule_packs)
+        rules = load_table(self.settings)
         self.redactor.add_secrets(t.token.get_secret_value()
                                   for t in rules.targets.values() if t.token is not None)
         self.metrics.rules_loaded.set(len(rules.rules))
@@ -361,8 +369,7 @@ class Daemon:
         s = self.settings
         old = state.rules
         try:
-            table = await asyncio.to_thread(load_rules, s.rules_dir, public_keys=s.rules_keys,
-                                          packs=s.rule_packs)
+            table = await asyncio.to_thread(load_table, s)
         except RuleError as e:
             problems = [str(p) for p in e.problems]
             self.metrics.rules_reloads.labels("refused").inc()

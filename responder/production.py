@@ -1,7 +1,8 @@
 """What ``RESPONDER_ENV=production`` refuses: demo secrets and secrets too short to guess at.
 
 Every secret responder checks or signs with counts: webhook and viewer tokens, event-source
-secrets, sink HMAC secrets and the web session secret. A demo value is one starting with
+secrets, sink HMAC secrets and the web session secret; so do the tokens it sends to targets,
+which the rule table resolves. A demo value is one starting with
 ``demo-`` or ``demo_`` in any case; demo principals are known by their token hashes.
 """
 
@@ -14,6 +15,7 @@ from pydantic import SecretStr
 
 if TYPE_CHECKING:
     from responder.config import Settings
+    from responder.rules.table import Target
 
 MIN_SECRET_CHARS = 16
 """Shorter tokens and secrets are refused in production (``openssl rand -hex 16`` is 32)."""
@@ -49,4 +51,19 @@ def production_problem(settings: Settings, demo_hashes: set[str]) -> str | None:
         if any(len(v) < MIN_SECRET_CHARS for v in values):
             return (f"{setting}: secrets shorter than {MIN_SECRET_CHARS} characters are"
                     " refused when RESPONDER_ENV=production")
+    return None
+
+
+def target_problem(targets: Iterable[Target]) -> str | None:
+    """Why a rule table's target tokens may not be used in production; None if they may."""
+    for target in targets:
+        if target.token is None:
+            continue
+        token = target.token.get_secret_value()
+        if is_demo(token):
+            return (f"target {target.name}: a demo token (demo-*) is refused when"
+                    " RESPONDER_ENV=production")
+        if len(token) < MIN_SECRET_CHARS:
+            return (f"target {target.name}: a token shorter than {MIN_SECRET_CHARS} characters"
+                    " is refused when RESPONDER_ENV=production")
     return None

@@ -10,8 +10,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from responder.config import load_settings
-from responder.errors import ConfigError
-from responder.production import MIN_SECRET_CHARS
+from responder.daemon import load_table
+from responder.errors import ConfigError, RuleError
+from responder.production import MIN_SECRET_CHARS, target_problem
+from responder.rules.loader import load_rules
+from tests.conftest import ROOT
 
 GOOD = "a" * MIN_SECRET_CHARS + "-prod"
 
@@ -67,3 +70,30 @@ def test_long_secrets_that_are_not_demo_values_run_in_production() -> None:
     production(web_session_secret="x" * 40)
     with pytest.raises(ConfigError, match="RESPONDER_WEB_SESSION_SECRET"):
         production(web_session_secret="Demo-" + "x" * 40)
+
+
+def _exchange_env(token: str) -> dict[str, str]:
+    return {"RESPONDER_EXCHANGE_URL": "http://127.0.0.1:9", "RESPONDER_EXCHANGE_TOKEN": token}
+
+
+@settings(max_examples=40, derandomize=True, deadline=None)
+@given(secret=demo_secrets)
+def test_a_demo_target_token_is_refused_in_production(secret: str) -> None:
+    """The token responder sends to a target is a secret too: a demo one, in any case, is
+    named with its target."""
+    table = load_rules(ROOT / "rules", env=_exchange_env(secret))
+    problem = target_problem(table.targets.values())
+    assert problem is not None and "demo token" in problem and "target exchange" in problem
+    assert target_problem(load_rules(ROOT / "rules",
+                                     env=_exchange_env(GOOD)).targets.values()) is None
+
+
+def test_the_daemon_refuses_a_demo_target_token_in_production(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Start and reload load the table through one function, which production checks."""
+    for name, value in _exchange_env("demo-exchange-admin-token").items():
+        monkeypatch.setenv(name, value)
+    with pytest.raises(RuleError, match="target exchange: a demo token"):
+        load_table(load_settings(None, env="production", rules_dir=ROOT / "rules",
+                                 webhook_tokens=[GOOD]))
+    assert load_table(load_settings(None, rules_dir=ROOT / "rules")).targets
