@@ -9,8 +9,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from examples.exchange import Faults
+from responder.audit.merkle import Frontier
 from responder.daemon import Daemon
-from responder.store.actionlog import ChainAppender, Entry
+from responder.store.actionlog import ChainAppender, Entry, Head
 from tests.conftest import (
     OPERATOR_TOKEN,
     DaemonFactory,
@@ -98,6 +99,7 @@ def test_every_record_of_an_incident_reaches_its_evidence(
         entries: list[tuple[str, int | None]]) -> None:
     """Whatever records a commit holds, the sealer is told of each incident they name (a
     seal's own record excepted, or sealing would never settle)."""
-    chain = ChainAppender(None, "h", (0, "0" * 64))  # type: ignore[arg-type]  # add() needs no connection
+    head = Head(0, "0" * 64, Frontier())
+    chain = ChainAppender(None, "h", head)  # type: ignore[arg-type]  # add() needs no connection
     chain.add(*(Entry(kind, incident_id=incident) for kind, incident in entries))
     assert chain.incidents == {i for k, i in entries if i is not None and k != "evidence_sealed"}

@@ -29,7 +29,7 @@ def add_parsers(audit_sub: Any) -> None:
     verify.add_argument("--public-key", help="verifier key (text or file; default: the"
                         " configured signing key's)")
     prove = audit_sub.add_parser("prove", help="print the inclusion proof of record SEQ")
-    prove.add_argument("seq", type=int)
+    prove.add_argument("seq", type=int, help="the record to prove (its seq in the action log)")
     prove.add_argument("--checkpoint", type=Path, help="prove against this checkpoint"
                        " (default: the latest stored one that covers SEQ)")
     prove.add_argument("--public-key", help="verifier key for --checkpoint")
@@ -39,7 +39,7 @@ def add_parsers(audit_sub: Any) -> None:
     bundle.add_argument("--public-key", required=True, help="verifier key (text or file)")
     keygen = audit_sub.add_parser("keygen", help="write PREFIX.key and PREFIX.pub, a"
                                   " checkpoint signing key")
-    keygen.add_argument("prefix", type=Path)
+    keygen.add_argument("prefix", type=Path, help="write PREFIX.key (secret) and PREFIX.pub")
     keygen.add_argument("--name", default="responder/action-log",
                         help="key name: use the log's origin (RESPONDER_AUDIT_ORIGIN)")
 
