@@ -160,13 +160,15 @@ class Daemon:
         self._stack.push_async_callback(client.close)
         modes = await self._load_modes(pool)
         evidence, outbox = self._evidence(pool, writer)
-        writer.changed = evidence.touch
         self.checkpointer = Checkpointer(pool, notary, s.sinks, delivered=outbox.wake.set)
 
         def changed(incident_ids: set[int]) -> None:
             evidence.touch(incident_ids)
             assert self.checkpointer is not None
             self.checkpointer.touch(incident_ids)
+
+        # After every commit, so a SEV1's outcome record is in the store when it is looked for.
+        writer.changed = changed
 
         executor = Executor(pool, writer, self._rules, client, self.metrics,
                             deadline_s=s.step_deadline_s, read_back_s=s.read_back_deadline_s,

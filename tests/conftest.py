@@ -19,6 +19,7 @@ from typing import Any
 import aiohttp
 import asyncpg
 import pytest
+import structlog
 from aiohttp import web
 from prometheus_client import CollectorRegistry
 
@@ -29,6 +30,19 @@ from responder.config import Settings, load_settings
 from responder.daemon import Daemon
 
 ROOT = Path(__file__).resolve().parent.parent
+
+# In-process daemons log through structlog's defaults, whose console renderer draws
+# tracebacks with rich when rich is installed (a test tool pulls it in). That takes long
+# enough to stall the event loop that a daemon's in-flight admin call times out; plain
+# tracebacks keep a logged exception cheap, as the daemon's own configuration does.
+structlog.configure(processors=[
+    structlog.contextvars.merge_contextvars,
+    structlog.processors.add_log_level,
+    structlog.processors.StackInfoRenderer(),
+    structlog.dev.set_exc_info,
+    structlog.processors.TimeStamper(fmt="%Y-%m-%d %H:%M:%S", utc=False),
+    structlog.dev.ConsoleRenderer(exception_formatter=structlog.dev.plain_traceback),
+])
 FIXTURES = ROOT.parent / "shared" / "fixtures" / "alertmanager-0.25"
 LOCAL_FIXTURES = Path(__file__).resolve().parent / "fixtures"
 ADMIN_DSN = os.environ.get("RESPONDER_TEST_DATABASE_URL",

@@ -46,7 +46,6 @@ ANNOTATIONS = {"summary": "Ledger invariant broken on {symbol}",
                "description": "invariant_violation_total rose: debits and credits differ.",
                "runbook_url": "https://runbooks.example/spot-exchange#3-1"}
 EVIDENCE = """\
-    evidence:
       queries:
         - {name: withdrawals_halted, query: exchange_withdrawals_halted}
         - {name: halted_last_minute, query: "exchange_withdrawals_halted[1m]"}
@@ -113,7 +112,7 @@ SCENARIOS = [
              " (whole exchange) to SOFT_HALT instead", global_hold="SOFT_HALT"),
     Scenario("truncated", truncated, "containment held",
              "1 alert of the group was not delivered (truncated): scope unknown",
-             global_hold="SOFT_HALT"),
+             global_hold="HARD_HALT"),
     Scenario("resolved-held", resolved, "containment held; release when safe",
              "Ledger invariant broken on BTC-USD"),
     Scenario("dry-run", dry_run, "Nothing was done",
@@ -205,7 +204,8 @@ async def test_evidence_queries_are_drawn(
     """The rule's evidence queries, answered by a real Prometheus, are drawn as SVG with
     their values, on a page that needs no JavaScript."""
     spot = rules_dir / "spot-exchange.yaml"
-    marker = "    storm: {max_incidents: 20, step: {control: global-mode, level: SOFT_HALT}}\n"
+    marker = "    evidence:\n"  # the ledger rule's, the first in the file
+    assert marker in spot.read_text()
     spot.write_text(spot.read_text().replace(marker, marker + EVIDENCE, 1))
     daemon = await make_daemon(prometheus_url=prometheus)
     await post(http, daemon, ledger())
@@ -226,7 +226,8 @@ async def test_evidence_queries_are_drawn(
 async def _snapshot_count(daemon: Daemon) -> int:
     assert daemon.state is not None
     async with daemon.state.pool.acquire() as conn:
-        return int(await conn.fetchval("SELECT count(*) FROM evidence_snapshots"))
+        return int(await conn.fetchval("SELECT count(*) FROM evidence_snapshots"
+                                       " WHERE kind = 'prometheus'"))
 
 
 def watch_list(pages: Pages) -> None:

@@ -7,7 +7,7 @@ import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 from responder.web.action_groups import group
@@ -44,6 +44,7 @@ def test_any_stored_answer_draws_or_says_why(answer: object) -> None:
 
 @given(st.lists(st.tuples(st.floats(0, 2e9), st.floats(allow_nan=True, allow_infinity=True)),
                 min_size=1, max_size=30))
+@example([(0.0, -1.7e308), (1.0, 1.7e308)])  # finite values whose span overflows to inf
 def test_range_answers_become_lines_in_the_box(samples: list[tuple[float, float]]) -> None:
     """A matrix answer with any timestamps and values (NaN and Inf dropped) stays in the box."""
     answer = {"status": "success", "data": {"resultType": "matrix", "result": [

@@ -15,7 +15,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 from selenium import webdriver
-from selenium.common.exceptions import NoSuchElementException
+from selenium.common.exceptions import NoSuchElementException, WebDriverException
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
@@ -98,9 +98,19 @@ class Pages:
         return str(self.driver.find_element(By.TAG_NAME, "body").text)
 
     def login(self, token: str) -> None:
-        self.open("/login")
-        self.driver.find_element(By.ID, "token").send_keys(token)
-        self.navigate_by(self.driver.find_element(By.ID, "login"))
+        """Open the login page and log in. On a busy machine Chromium can still be swapping
+        the page's nodes when the form is reached ("node does not belong to the document"):
+        then the whole page is loaded and filled again, a few times at most."""
+        for attempt in range(3):
+            self.open("/login")
+            try:
+                self.driver.find_element(By.ID, "token").send_keys(token)
+                self.navigate_by(self.driver.find_element(By.ID, "login"))
+            except WebDriverException:
+                if attempt == 2:
+                    raise
+            else:
+                return
 
     def logout(self) -> None:
         self.navigate_by(self.driver.find_element(By.CSS_SELECTOR, ".who button"))

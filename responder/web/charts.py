@@ -58,10 +58,12 @@ def _lines(result: list[Any]) -> list[Series]:
             continue
         t0, t1 = pairs[0][0], pairs[-1][0]
         low, high = min(v for _, v in pairs), max(v for _, v in pairs)
-        span_t, span_v = (t1 - t0) or 1.0, (high - low) or 1.0
+        # Halved first: the span of two finite floats can overflow to infinity (then NaN).
+        span_t, span_v = (t1 / 2 - t0 / 2) or 1.0, (high / 2 - low / 2) or 1.0
         points = " ".join(
-            f"{PAD + (t - t0) / span_t * (WIDTH - 2 * PAD):.1f},"
-            f"{HEIGHT - PAD - (v - low) / span_v * (HEIGHT - 2 * PAD):.1f}" for t, v in pairs)
+            f"{PAD + (t / 2 - t0 / 2) / span_t * (WIDTH - 2 * PAD):.1f},"
+            f"{HEIGHT - PAD - (v / 2 - low / 2) / span_v * (HEIGHT - 2 * PAD):.1f}"
+            for t, v in pairs)
         out.append(Series(_label(item.get("metric")), pairs[-1][1], low, high, points=points))
     return out
 
