@@ -32,17 +32,23 @@ from responder.daemon import Daemon
 ROOT = Path(__file__).resolve().parent.parent
 
 # In-process daemons log through structlog's defaults, whose console renderer draws
-# tracebacks with rich when rich is installed (a test tool pulls it in). That takes long
-# enough to stall the event loop that a daemon's in-flight admin call times out; plain
-# tracebacks keep a logged exception cheap, as the daemon's own configuration does.
-structlog.configure(processors=[
-    structlog.contextvars.merge_contextvars,
-    structlog.processors.add_log_level,
-    structlog.processors.StackInfoRenderer(),
-    structlog.dev.set_exc_info,
-    structlog.processors.TimeStamper(fmt="%Y-%m-%d %H:%M:%S", utc=False),
-    structlog.dev.ConsoleRenderer(exception_formatter=structlog.dev.plain_traceback),
-])
+# tracebacks with rich when rich is installed (a test tool pulls it in), locals and all.
+# With a large message among the locals that takes long enough to stall the event loop, and
+# a daemon's in-flight admin call times out. Plain tracebacks keep a logged exception cheap,
+# as the daemon's own configuration does. Tests that configure logging themselves restore
+# this, not structlog's defaults.
+def plain_test_logging() -> None:
+    structlog.configure(processors=[
+        structlog.contextvars.merge_contextvars,
+        structlog.processors.add_log_level,
+        structlog.processors.StackInfoRenderer(),
+        structlog.dev.set_exc_info,
+        structlog.processors.TimeStamper(fmt="%Y-%m-%d %H:%M:%S", utc=False),
+        structlog.dev.ConsoleRenderer(exception_formatter=structlog.dev.plain_traceback),
+    ])
+
+
+plain_test_logging()
 FIXTURES = ROOT.parent / "shared" / "fixtures" / "alertmanager-0.25"
 LOCAL_FIXTURES = Path(__file__).resolve().parent / "fixtures"
 ADMIN_DSN = os.environ.get("RESPONDER_TEST_DATABASE_URL",

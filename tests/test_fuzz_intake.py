@@ -24,7 +24,6 @@ from typing import Any
 
 import asyncpg
 import pytest
-import structlog
 from aiohttp import web
 from aiokafka import AIOKafkaProducer
 from hypothesis import HealthCheck, given, settings
@@ -46,6 +45,7 @@ from tests.conftest import (
     dsn_for,
     fixture_bytes,
     free_port,
+    plain_test_logging,
     settings_for,
 )
 from tests.rawhttp import Answer, raw_request
@@ -156,7 +156,7 @@ def rig(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Rig]:
                   _templates(daemon))
         loop.run(stop(daemon, runner))
     finally:
-        structlog.reset_defaults()
+        plain_test_logging()
         root.handlers[:] = handlers
         root.setLevel(level)
         loop.close()

@@ -14,7 +14,7 @@ import structlog
 
 from responder.logging import configure_logging
 from responder.redaction import Redactor
-from tests.conftest import WEBHOOK_TOKEN, Proc, fixture_bytes, wait_for
+from tests.conftest import WEBHOOK_TOKEN, Proc, fixture_bytes, plain_test_logging, wait_for
 from tests.rawhttp import raw_request
 from tests.test_process import daemon_env, spawn
 
@@ -29,7 +29,7 @@ def restore_logging() -> Iterator[None]:
     root = logging.getLogger()
     handlers, level = list(root.handlers), root.level
     yield
-    structlog.reset_defaults()
+    plain_test_logging()
     root.handlers[:] = handlers
     root.setLevel(level)
 
