@@ -104,6 +104,8 @@ class Pages:
         for attempt in range(3):
             self.open("/login")
             try:
+                WebDriverWait(self.driver, 30).until(
+                    lambda d: d.find_elements(By.ID, "token"))
                 self.driver.find_element(By.ID, "token").send_keys(token)
                 self.navigate_by(self.driver.find_element(By.ID, "login"))
             except WebDriverException:
