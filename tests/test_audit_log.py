@@ -384,6 +384,40 @@ async def test_production_needs_a_configured_key(tmp_path: Path) -> None:
     assert configured.signer.name == "prod/log"
 
 
+def _load_key_at_once(data_dir: str, barrier: Any, out: Any) -> None:
+    from responder.audit.keys import load_notary
+    from responder.config import load_settings
+
+    settings = load_settings(None, data_dir=Path(data_dir))
+    barrier.wait()
+    try:
+        out.put(str(load_notary(settings).verifier))
+    except Exception as e:  # the parent reports what the child met
+        out.put(f"error: {type(e).__name__}: {e}")
+
+
+def test_replicas_sharing_a_data_dir_start_at_once_with_one_key(tmp_path: Path) -> None:
+    """Two replicas on one data directory both find no key at their first start: one makes
+    it, the other uses it, and neither fails or reads a half-written file."""
+    import multiprocessing
+
+    ctx = multiprocessing.get_context("fork")
+    for attempt in range(6):
+        data_dir = tmp_path / f"data-{attempt}"
+        barrier, out = ctx.Barrier(6), ctx.Queue()
+        procs = [ctx.Process(target=_load_key_at_once, args=(str(data_dir), barrier, out))
+                 for _ in range(6)]
+        for proc in procs:
+            proc.start()
+        seen = [out.get(timeout=60) for _ in procs]
+        for proc in procs:
+            proc.join(timeout=60)
+        assert len(set(seen)) == 1, seen
+        assert not seen[0].startswith("error")
+        assert sorted(p.name for p in data_dir.iterdir()) == [
+            "audit-signing.key", "audit-signing.pub"]
+
+
 async def test_sev1_containment_signs_a_checkpoint_for_the_sinks(
     make_daemon: DaemonFactory, http: aiohttp.ClientSession, database: str, tmp_path: Path,
 ) -> None:

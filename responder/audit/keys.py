@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -52,18 +53,44 @@ def load_notary(settings: Settings, *, may_generate: bool = True) -> Notary:
         if not may_generate:
             raise ConfigError(f"RESPONDER_AUDIT_SIGNING_KEY_FILE: unset and no {path} yet")
         signer = Signer.generate(settings.audit_origin)
-        write_key(signer, settings.data_dir / "audit-signing")
-        log.warning("generated a checkpoint signing key; configure your own for production",
-                    key_file=str(path), public_key=str(signer.verifier))
+        try:
+            write_key(signer, settings.data_dir / "audit-signing")
+        except FileExistsError:
+            pass  # another process sharing this data directory made it first: use theirs
+        else:
+            log.warning("generated a checkpoint signing key; configure your own for"
+                        " production", key_file=str(path), public_key=str(signer.verifier))
     return Notary(_read(path), settings.audit_origin)
 
 
+def _write_new(path: Path, text: str, mode: int) -> None:
+    """Write ``path`` whole or not at all, and never over an existing file.
+
+    The text goes to a private temporary file first, which is then hard-linked into place:
+    the link fails with FileExistsError if ``path`` exists, and a reader never sees a file
+    that is still being written (two replicas sharing a data directory start at once).
+    """
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        os.fchmod(fd, mode)
+        with os.fdopen(fd, "w", encoding="utf-8") as out:
+            out.write(text)
+            out.flush()
+            os.fsync(out.fileno())
+        os.link(tmp, path)
+    finally:
+        os.unlink(tmp)
+
+
 def write_key(signer: Signer, prefix: Path) -> tuple[Path, Path]:
-    """PREFIX.key (owner-only) and PREFIX.pub, the verifier key to hand to auditors."""
+    """PREFIX.key (owner-only) and PREFIX.pub, the verifier key to hand to auditors.
+
+    A key that exists is never replaced: FileExistsError instead.
+    """
     prefix.parent.mkdir(parents=True, exist_ok=True)
     key, pub = prefix.with_name(prefix.name + ".key"), prefix.with_name(prefix.name + ".pub")
-    fd = os.open(key, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as out:
-        out.write(f"{signer}\n")
-    pub.write_text(f"{signer.verifier}\n", encoding="utf-8")
+    _write_new(key, f"{signer}\n", 0o600)
+    tmp = pub.with_name(f".{pub.name}.{os.getpid()}")
+    tmp.write_text(f"{signer.verifier}\n", encoding="utf-8")
+    tmp.replace(pub)
     return key, pub
