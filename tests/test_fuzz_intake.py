@@ -22,19 +22,15 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-import asyncpg
 import pytest
-from aiohttp import web
 from aiokafka import AIOKafkaProducer
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from examples.exchange import STATE as EXCHANGE_STATE
-from examples.exchange import ExchangeState, make_app
+from examples.exchange import ExchangeState
 from responder.daemon import Daemon
 from responder.logging import configure_logging
 from tests.conftest import (
-    ADMIN_DSN,
     ADMIN_TOKEN,
     EXCHANGE_TOKEN,
     OPERATOR_TOKEN,
@@ -42,14 +38,12 @@ from tests.conftest import (
     VIEWER_TOKEN,
     WEBHOOK_TOKEN,
     _start_tansu,
-    dsn_for,
     fixture_bytes,
     free_port,
     plain_test_logging,
-    settings_for,
 )
+from tests.live_stack import Loop, start_stack
 from tests.rawhttp import Answer, raw_request
-from tests.test_invariants import Loop
 from tests.test_kafka_metrics import batch as samples_batch
 
 SECRET = "fuzz-event-secret-0123456789"
@@ -119,42 +113,19 @@ def rig(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Rig]:
     root = logging.getLogger()
     handlers, level = list(root.handlers), root.level
 
-    async def start() -> tuple[Daemon, ExchangeState, web.AppRunner]:
-        admin = await asyncpg.connect(ADMIN_DSN)
-        try:
-            await admin.execute(f'CREATE DATABASE "{database}"')
-        finally:
-            await admin.close()
-        app = make_app(EXCHANGE_TOKEN)
-        runner = web.AppRunner(app, access_log=None)
-        await runner.setup()
-        await web.TCPSite(runner, "127.0.0.1", exchange_port).start()
-        daemon = Daemon(settings_for(
-            dsn_for(database), rules, data_dir=tmp / "data", max_body_bytes=MAX_BODY,
+    log = io.StringIO()
+    try:
+        stack = loop.run(start_stack(
+            database, rules, exchange_port, data_dir=tmp / "data", max_body_bytes=MAX_BODY,
             event_sources=[{"name": "edge", "secrets": [SECRET]}],
             kafka_bootstrap=f"127.0.0.1:{kafka_port}", kafka_alerts_topic=topics["alerts"],
             kafka_dlq_topic=f"dlq-{suffix}", kafka_group=f"g-{suffix}",
             kafka_metrics_topic=topics["metrics"], kafka_metrics_dlq_topic=f"mdlq-{suffix}",
             kafka_max_message_bytes=MAX_BODY))
-        await daemon.start()
-        return daemon, app[EXCHANGE_STATE], runner
-
-    async def stop(daemon: Daemon, runner: web.AppRunner) -> None:
-        await daemon.shutdown()
-        await runner.cleanup()
-        admin = await asyncpg.connect(ADMIN_DSN)
-        try:
-            await admin.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
-        finally:
-            await admin.close()
-
-    log = io.StringIO()
-    try:
-        daemon, exchange, runner = loop.run(start())
-        configure_logging(daemon.redactor, "info", log)
-        yield Rig(loop, daemon, exchange, log, f"127.0.0.1:{kafka_port}", topics,
-                  _templates(daemon))
-        loop.run(stop(daemon, runner))
+        configure_logging(stack.daemon.redactor, "info", log)
+        yield Rig(loop, stack.daemon, stack.exchange, log, f"127.0.0.1:{kafka_port}", topics,
+                  _templates(stack.daemon))
+        loop.run(stack.stop())
     finally:
         plain_test_logging()
         root.handlers[:] = handlers

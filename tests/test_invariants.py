@@ -11,35 +11,26 @@ from __future__ import annotations
 import asyncio
 import json
 import shutil
-import threading
 import uuid
-from collections.abc import Coroutine
 from pathlib import Path
 from typing import Any, TypeVar
 
-import aiohttp
-import asyncpg
 import pytest
-from aiohttp import web
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
-from examples.exchange import STATE as EXCHANGE_STATE
-from examples.exchange import Faults, make_app
-from responder.daemon import Daemon
+from examples.exchange import Faults
 from tests.conftest import (
-    ADMIN_DSN,
     ADMIN_TOKEN,
     EXCHANGE_TOKEN,
     OPERATOR_TOKEN,
     ROOT,
     VIEWER_TOKEN,
     WEBHOOK_TOKEN,
-    dsn_for,
     free_port,
-    settings_for,
 )
+from tests.live_stack import Loop, start_stack
 
 T = TypeVar("T")
 SYMBOLS = ["BTC-USD", "ETH-USD", "SOL-USD"]
@@ -51,23 +42,6 @@ RANKS = {"/admin/withdrawals": ("OPEN", "HALTED")}
 
 def rank(path: str, level: str) -> int:
     return RANKS.get(path, SYMBOL_LEVELS).index(level)
-
-
-class Loop:
-    """An event loop in a thread, so synchronous hypothesis rules can drive async code."""
-
-    def __init__(self) -> None:
-        self.loop = asyncio.new_event_loop()
-        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
-        self.thread.start()
-
-    def run(self, coro: Coroutine[Any, Any, T], timeout_s: float = 60) -> T:
-        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout_s)
-
-    def close(self) -> None:
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join(10)
-        self.loop.close()
 
 
 class Containment(RuleBasedStateMachine):
@@ -83,31 +57,14 @@ class Containment(RuleBasedStateMachine):
         self.count = 0
 
     async def _start(self) -> None:
-        self.database = f"responder_prop_{uuid.uuid4().hex[:10]}"
-        admin = await asyncpg.connect(ADMIN_DSN)
-        try:
-            await admin.execute(f'CREATE DATABASE "{self.database}"')
-        finally:
-            await admin.close()
-        app = make_app(EXCHANGE_TOKEN)
-        self.exchange = app[EXCHANGE_STATE]
-        self.runner = web.AppRunner(app, access_log=None)
-        await self.runner.setup()
-        await web.TCPSite(self.runner, "127.0.0.1", self.exchange_port).start()
-        self.daemon = Daemon(settings_for(dsn_for(self.database), self.rules_dir,
-                                          step_deadline_s=0.5, reconcile_interval_s=0))
-        await self.daemon.start()
-        self.http = aiohttp.ClientSession()
+        self.stack = await start_stack(
+            f"responder_prop_{uuid.uuid4().hex[:10]}", self.rules_dir, self.exchange_port,
+            step_deadline_s=0.5, reconcile_interval_s=0)
+        self.exchange, self.daemon, self.http = (self.stack.exchange, self.stack.daemon,
+                                                 self.stack.http)
 
     async def _stop(self) -> None:
-        await self.http.close()
-        await self.daemon.shutdown()
-        await self.runner.cleanup()
-        admin = await asyncpg.connect(ADMIN_DSN)
-        try:
-            await admin.execute(f'DROP DATABASE IF EXISTS "{self.database}" WITH (FORCE)')
-        finally:
-            await admin.close()
+        await self.stack.stop()
 
     def teardown(self) -> None:
         self.run(self._stop())

@@ -21,10 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import aiohttp
 import asyncpg
 import pytest
-from aiohttp import web
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import (
@@ -35,23 +33,17 @@ from hypothesis.stateful import (
     rule,
 )
 
-from examples.exchange import STATE as EXCHANGE_STATE
-from examples.exchange import make_app
-from responder.daemon import Daemon
 from responder.engine.manual import expire_requests
 from tests.conftest import (
-    ADMIN_DSN,
     ADMIN_TOKEN,
     EXCHANGE_TOKEN,
     OPERATOR_TOKEN,
     ROOT,
     SECOND_OPERATOR_TOKEN,
     WEBHOOK_TOKEN,
-    dsn_for,
     free_port,
-    settings_for,
 )
-from tests.test_invariants import Loop
+from tests.live_stack import Loop, start_stack
 
 SYMBOLS = ["BTC-USD", "BTC-USD", "ETH-USD"]  # most sequences work on one key
 ALERTS = ["LedgerInvariantViolation", "SplitBrainSuspected"]
@@ -86,32 +78,14 @@ class ReleasesAndModes(RuleBasedStateMachine):
         """Index into the exchange's calls from which automation may not act."""
 
     async def _start(self) -> None:
-        self.database = f"responder_relprop_{uuid.uuid4().hex[:10]}"
-        admin = await asyncpg.connect(ADMIN_DSN)
-        try:
-            await admin.execute(f'CREATE DATABASE "{self.database}"')
-        finally:
-            await admin.close()
-        app = make_app(EXCHANGE_TOKEN)
-        self.exchange = app[EXCHANGE_STATE]
-        self.runner = web.AppRunner(app, access_log=None)
-        await self.runner.setup()
-        await web.TCPSite(self.runner, "127.0.0.1", self.exchange_port).start()
-        self.daemon = Daemon(settings_for(dsn_for(self.database), self.rules_dir,
-                                          step_deadline_s=1.0, reconcile_interval_s=0,
-                                          sweep_interval_s=0.2))
-        await self.daemon.start()
-        self.http = aiohttp.ClientSession()
+        self.stack = await start_stack(
+            f"responder_relprop_{uuid.uuid4().hex[:10]}", self.rules_dir, self.exchange_port,
+            step_deadline_s=1.0, reconcile_interval_s=0, sweep_interval_s=0.2)
+        self.exchange, self.daemon, self.http = (self.stack.exchange, self.stack.daemon,
+                                                 self.stack.http)
 
     async def _stop(self) -> None:
-        await self.http.close()
-        await self.daemon.shutdown()
-        await self.runner.cleanup()
-        admin = await asyncpg.connect(ADMIN_DSN)
-        try:
-            await admin.execute(f'DROP DATABASE IF EXISTS "{self.database}" WITH (FORCE)')
-        finally:
-            await admin.close()
+        await self.stack.stop()
 
     def teardown(self) -> None:
         self.run(self._stop())

@@ -25,7 +25,7 @@ from responder.redaction import Redactor
 from responder.rules.schema import DEFAULT_KEY_PATTERN
 from responder.rules.table import Control, Target
 from tests.conftest import free_port
-from tests.test_invariants import Loop
+from tests.live_stack import Loop
 
 TEMPLATE = "/admin/tenants/{key}/mode"
 SHAPE = re.compile(r"/edge/admin/tenants/[^/?#]+/mode")
