@@ -39,10 +39,12 @@ async def test_one_leader_and_a_new_one_when_its_session_dies(database: str) -> 
         assert set(runs) == {leader}
         admin = await asyncpg.connect(database)
         try:
-            # The leader's session is the one holding the advisory lock.
+            # The leader's session is the one holding an advisory lock in this database
+            # (other tests' databases on the server hold theirs).
             killed = await admin.fetchval(
                 "SELECT pg_terminate_backend(l.pid) FROM pg_locks l"
-                " WHERE l.locktype = 'advisory' AND l.granted")
+                " WHERE l.locktype = 'advisory' AND l.granted AND l.database ="
+                " (SELECT oid FROM pg_database WHERE datname = current_database())")
         finally:
             await admin.close()
         assert killed
