@@ -20,12 +20,12 @@ from typing import Any
 from responder import __version__
 from responder.audit import bundle_proofs as audit_proofs
 from responder.config import SinkSpec
-from responder.evidence.outbox import enqueue_rows, outbox_rows
+from responder.evidence.outbox import outbox_rows
 from responder.rules.table import RuleTable
 from responder.store import evidence as store
 from responder.store.actionlog import ChainAppender, Entry, canonical
 from responder.store.db import Conn, Row
-from responder.store.outbox import OutboxRow
+from responder.store.outbox import OutboxRow, enqueue
 
 
 def digest_of(text: str) -> str:
@@ -189,6 +189,6 @@ async def _seal_round(conn: Conn, chain: ChainAppender,
         results.append({"version": version, "digest": digest})
     await store.insert_versions(conn, rows)
     # In the same transaction: a crash cannot seal a version and lose its deliveries.
-    await enqueue_rows(conn, deliveries)
+    await enqueue(conn, deliveries)
     return results
 

@@ -22,7 +22,7 @@ from responder.evidence.pages import incident_link, next_page
 from responder.evidence.sinks import DeliveryError, Sink
 from responder.metrics import Metrics
 from responder.store import outbox as table
-from responder.store.db import Conn, Pool
+from responder.store.db import Pool
 from responder.store.outbox import Claimed, OutboxRow
 
 log = structlog.get_logger("responder.outbox")
@@ -65,11 +65,6 @@ def outbox_rows(incident_id: int, version: int, digest: str, bundle: dict[str, A
     rows += [(incident_id, sink.name, "page", f"{page.key}-{sink.name}", payload)
              for sink in sinks if sink.pages]
     return rows, page.through_seq
-
-
-async def enqueue_rows(conn: Conn, rows: Sequence[OutboxRow]) -> None:
-    """Write outbox rows, however many, in one statement; a key already there is kept."""
-    await table.enqueue(conn, rows)
 
 
 class OutboxWorker:
