@@ -42,9 +42,18 @@ def sql_outside_store() -> list[str]:
     """file:line of each string literal outside store/ that holds an SQL statement."""
     found = []
     for path, tree in _outside_store():
-        found += _where(path, [n for n in ast.walk(tree) if isinstance(n, ast.Constant)
-                               and isinstance(n.value, str) and SQL.match(n.value)])
+        found += _where(path, [n for n in ast.walk(tree) if SQL.match(_text(n))])
     return found
+
+
+def _text(node: ast.AST) -> str:
+    """A string literal's text; an f-string's with ``?`` for each replacement field."""
+    if isinstance(node, ast.Constant) and isinstance(node.value, str):
+        return node.value
+    if isinstance(node, ast.JoinedStr):
+        return "".join(str(v.value) if isinstance(v, ast.Constant) else "?"
+                       for v in node.values)
+    return ""
 
 
 def asyncpg_outside_store() -> list[str]:
@@ -70,6 +79,8 @@ def test_the_sql_check_sees_statements_and_not_prose() -> None:
                  "UPDATE steps SET status = 'done'", "DELETE FROM inbox WHERE id = $1",
                  "\nWITH free AS (\n  SELECT 1)", "(SELECT x FROM y)"):
         assert SQL.match(text), text
+    statement = ast.parse('f"SELECT {x} FROM t"').body[0]
+    assert isinstance(statement, ast.Expr) and SQL.match(_text(statement.value))
     for text in ("select a rule", "Update the level", "With this, the key is held",
                  "SELECT", "the SELECT above", "DELETE /v1/controls"):
         assert not SQL.match(text), text
