@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-import asyncpg
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from responder.errors import StoreError
 from responder.intake.stall import blocking
 from responder.state import STATE, DaemonState
-from responder.store.db import UNAVAILABLE, ping
+from responder.store import health
+from responder.store.db import ping
 
 
 async def healthz(request: web.Request) -> web.Response:
@@ -16,7 +17,6 @@ async def healthz(request: web.Request) -> web.Response:
 
 
 SCRAPE_QUERY_S = 1.0
-CONTAINED_SQL = "SELECT control, count(*) AS n FROM control_levels WHERE rank > 0 GROUP BY control"
 
 
 async def readiness(state: DaemonState) -> dict[str, object]:
@@ -39,11 +39,9 @@ async def readyz(request: web.Request) -> web.Response:
 async def _contained(state: DaemonState) -> None:
     """Keys held above their lowest level, per control (0 for a control with none)."""
     try:
-        async with state.pool.acquire(timeout=SCRAPE_QUERY_S) as conn:
-            rows = await conn.fetch(CONTAINED_SQL, timeout=SCRAPE_QUERY_S)
-    except (*UNAVAILABLE, asyncpg.PostgresError):
+        counts = await health.contained(state.pool, SCRAPE_QUERY_S)
+    except StoreError:
         return  # the store is down: responder_ready says so; keep the last counts
-    counts = {r["control"]: r["n"] for r in rows}
     for name in {*state.rules.controls, *counts}:
         state.metrics.contained.labels(name).set(counts.get(name, 0))
 

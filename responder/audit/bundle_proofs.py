@@ -9,7 +9,7 @@ from typing import Any
 from responder.audit import checkpoints
 from responder.audit.merkle import inclusion_ranges, keys_for, leaf_hash, proof_from
 from responder.audit.records import record_text
-from responder.store import tree
+from responder.store import audit, tree
 from responder.store.actionlog import ChainAppender, HeadStale
 from responder.store.db import Conn
 
@@ -41,8 +41,7 @@ async def attach(conn: Conn, chain: ChainAppender, bundle: dict[str, Any]) -> No
     texts = {a["seq"]: record_text(_record(a)) for a in bundle["actions"]}
     legacy = [s for s in seqs if leaf_hash(texts[s].encode()) != found[(0, s - 1)]]
     if legacy:  # written before records were RFC 8785: carry their exact bytes
-        rows = await conn.fetch("SELECT seq, body FROM action_log WHERE seq = ANY($1)", legacy)
-        texts.update({r["seq"]: r["body"] for r in rows})
+        texts.update(await audit.bodies(conn, legacy))
     bundle["audit"] = {
         "checkpoint": note,
         "tree_size": size,

@@ -15,40 +15,25 @@ import contextlib
 import json
 from collections.abc import Callable, Iterable, Sequence
 
-import asyncpg
 import structlog
 
 from responder.audit.keys import Notary
 from responder.audit.note import Checkpoint
 from responder.config import SinkSpec
-from responder.evidence.outbox import ENQUEUE_SQL
-from responder.store import tree
-from responder.store.db import UNAVAILABLE, Conn
+from responder.errors import StoreError
+from responder.store import audit
+from responder.store.db import Conn, Pool, Row, acquire
+from responder.store.outbox import OutboxRow
 
 log = structlog.get_logger("responder.audit")
-
-STORE_SQL = """
-INSERT INTO checkpoints (tree_size, root, note, reason) VALUES ($1, $2, $3, $4)
-ON CONFLICT (tree_size) DO NOTHING
-"""
-
-LATEST_SQL = "SELECT tree_size, note FROM checkpoints ORDER BY tree_size DESC LIMIT 1"
-
-SEV1_CONTAINED_SQL = """
-SELECT EXISTS (
-    SELECT 1 FROM action_log a JOIN incidents i ON i.id = a.incident_id
-    WHERE a.incident_id = ANY($1::bigint[]) AND a.seq > $2 AND a.kind = 'outcome'
-      AND i.severity = 'sev1' AND a.body::jsonb -> 'detail' ->> 'status' = 'applied')
-"""
-
 
 def signed(notary: Notary, size: int, root: bytes) -> tuple[Checkpoint, str]:
     checkpoint = Checkpoint(notary.origin, size, root)
     return checkpoint, notary.signer.sign(checkpoint.body())
 
 
-Delivery = tuple[int | None, str, str, str, str]
-"""An outbox row (ENQUEUE_SQL's columns); a checkpoint belongs to no incident."""
+Delivery = OutboxRow
+"""An outbox row; a checkpoint belongs to no incident."""
 
 
 def deliveries(checkpoint: Checkpoint, note: str, sinks: Sequence[SinkSpec]) -> list[Delivery]:
@@ -64,39 +49,33 @@ def deliveries(checkpoint: Checkpoint, note: str, sinks: Sequence[SinkSpec]) -> 
 
 async def store(conn: Conn, checkpoint: Checkpoint, note: str, reason: str,
                 sinks: Sequence[SinkSpec] = ()) -> bool:
-    """Keep a signed checkpoint and queue it for the sinks; False if that size was known."""
-    status = await conn.execute(STORE_SQL, checkpoint.size, checkpoint.root, note, reason)
-    if status.endswith(" 0"):
-        return False
-    rows = deliveries(checkpoint, note, sinks)
-    if rows:
-        await conn.execute(ENQUEUE_SQL, *[list(c) for c in zip(*rows, strict=True)])
-    return True
+    """Keep a signed checkpoint and queue it for the sinks; False if that size was known.
+    Runs in the caller's transaction (a bundle's, in the writer)."""
+    return await audit.store_checkpoint(conn, checkpoint.size, checkpoint.root, note, reason,
+                                        deliveries(checkpoint, note, sinks))
 
 
 async def sign_latest(conn: Conn, notary: Notary, reason: str,
                       sinks: Sequence[SinkSpec] = ()) -> tuple[Checkpoint, str] | None:
     """Sign the tree as committed now; None while the log is empty."""
-    async with conn.transaction(isolation="repeatable_read", readonly=True):
-        size = await tree.tree_size(conn)
-        if size == 0:
-            return None
-        checkpoint, note = signed(notary, size, await tree.root(conn, size))
+    committed = await audit.committed_tree(conn)
+    if committed is None:
+        return None
+    checkpoint, note = signed(notary, *committed)
     # Apart from the read: a replica storing the same size meanwhile is no conflict.
-    async with conn.transaction():
-        await store(conn, checkpoint, note, reason, sinks)
+    await audit.save_checkpoint(conn, checkpoint.size, checkpoint.root, note, reason,
+                                deliveries(checkpoint, note, sinks))
     return checkpoint, note
 
 
-async def latest(conn: Conn) -> asyncpg.Record | None:
-    row: asyncpg.Record | None = await conn.fetchrow(LATEST_SQL)
-    return row
+async def latest(conn: Conn) -> Row | None:
+    return await audit.latest(conn)
 
 
 class Checkpointer:
     """Signs at an interval (on the leader) and after each SEV1 containment (anywhere)."""
 
-    def __init__(self, pool: asyncpg.Pool, notary: Notary, sinks: Sequence[SinkSpec], *,
+    def __init__(self, pool: Pool, notary: Notary, sinks: Sequence[SinkSpec], *,
                  delivered: Callable[[], None] | None = None) -> None:
         self._pool = pool
         self._notary = notary
@@ -112,7 +91,7 @@ class Checkpointer:
             self._wake.set()
 
     async def sign(self, reason: str) -> tuple[Checkpoint, str] | None:
-        async with self._pool.acquire() as conn:
+        async with acquire(self._pool) as conn:
             made = await sign_latest(conn, self._notary, reason, self._sinks)
         if made is not None:
             log.info("checkpoint signed", tree_size=made[0].size, reason=reason)
@@ -125,7 +104,7 @@ class Checkpointer:
         while True:
             try:
                 await self.sign("interval")
-            except (*UNAVAILABLE, asyncpg.PostgresError) as e:
+            except StoreError as e:
                 log.warning("checkpoint not signed: store unavailable", error=str(e))
             await asyncio.sleep(interval_s)
 
@@ -138,13 +117,13 @@ class Checkpointer:
             self._wake.clear()
             ids, self._touched = sorted(self._touched), set()
             try:
-                async with self._pool.acquire() as conn:
+                async with acquire(self._pool) as conn:
                     row = await latest(conn)
                     since = row["tree_size"] if row else 0
-                    due = await conn.fetchval(SEV1_CONTAINED_SQL, ids, since)
+                    due = await audit.sev1_applied_since(conn, ids, since)
                 if due:
                     await self.sign("sev1_contained")
-            except (*UNAVAILABLE, asyncpg.PostgresError) as e:
+            except StoreError as e:
                 log.warning("checkpoint not signed: store unavailable", error=str(e))
                 self._touched.update(ids)
                 with contextlib.suppress(TimeoutError):

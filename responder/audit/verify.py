@@ -15,10 +15,8 @@ from dataclasses import dataclass
 from responder.audit.merkle import EMPTY_ROOT, leaf_hash, node_hash, verify_consistency
 from responder.audit.note import Checkpoint, Verifier, open_checkpoint
 from responder.errors import AuditChainError, CheckpointInvalid
-from responder.store import tree
+from responder.store import audit, tree
 from responder.store.db import Conn
-
-RECORDS_SQL = "SELECT seq, body FROM action_log WHERE seq > $1 ORDER BY seq LIMIT $2"
 
 
 @dataclass(frozen=True)
@@ -39,12 +37,12 @@ class Held:
 async def _records(conn: Conn, batch: int = 5000) -> AsyncIterator[tuple[int, str]]:
     after = 0
     while True:
-        rows = await conn.fetch(RECORDS_SQL, after, batch)
+        rows = await audit.records_after(conn, after, batch)
         if not rows:
             return
-        for r in rows:
-            yield r["seq"], r["body"]
-        after = rows[-1]["seq"]
+        for row in rows:
+            yield row
+        after = rows[-1][0]
 
 
 async def verify_tree(conn: Conn) -> TreeReport:

@@ -5,14 +5,15 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable, Sequence
 
-import asyncpg
 import structlog
 
 from responder.config import SinkSpec
-from responder.evidence.bundle import BUILT_AT_SQL, Seal, build_many
+from responder.errors import StoreUnavailable
+from responder.evidence.bundle import Seal, build_many
 from responder.evidence.snapshots import Snapshot
 from responder.rules.table import RuleTable
-from responder.store.db import UNAVAILABLE
+from responder.store import evidence
+from responder.store.db import Pool, acquire
 from responder.store.writer import Writer
 
 log = structlog.get_logger("responder.evidence")
@@ -29,19 +30,10 @@ intake; a large group of seals in it would hold new alerts' 2xx for tens of ms."
 SNAPSHOT_CONCURRENCY = 16
 """Snapshot fetches at once, so a burst of new incidents is not a burst on the targets."""
 
-RULES_SQL = "SELECT id, rule_id FROM incidents WHERE id = ANY($1::bigint[])"
-
-SNAPSHOTS_SQL = """
-INSERT INTO evidence_snapshots (incident_id, name, kind, ok, result)
-SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[], $4::bool[], $5::text[])
-ON CONFLICT DO NOTHING
-"""
-
-
 class EvidenceBuilder:
     """touch(incident) asks for a new version; one is sealed after a short quiet time."""
 
-    def __init__(self, pool: asyncpg.Pool, writer: Writer, rules: Callable[[], RuleTable], *,
+    def __init__(self, pool: Pool, writer: Writer, rules: Callable[[], RuleTable], *,
                  sinks: Sequence[SinkSpec] = (), link: str = "", debounce_s: float = 0.2,
                  sealed: Callable[[], None] | None = None,
                  snapshotter: Snapshotter | None = None) -> None:
@@ -93,15 +85,14 @@ class EvidenceBuilder:
         table = self._rules()
         try:
             snaps, failed = await self._snapshots(incident_ids, table)
-            async with self._pool.acquire() as conn:
-                if snaps:
-                    await conn.execute(SNAPSHOTS_SQL, *[list(c) for c in zip(
-                        *((i, s.name, s.kind, s.ok, s.result) for i, s in snaps), strict=True)])
+            async with acquire(self._pool) as conn:
+                await evidence.add_snapshots(conn, [(i, s.name, s.kind, s.ok, s.result)
+                                                    for i, s in snaps])
                 # Read outside the writer: a change committed meanwhile touches the incident
                 # again, and the next pass seals it.
-                built_at = await conn.fetchval(BUILT_AT_SQL)
+                built_at = await evidence.clock(conn)
                 contents = await build_many(conn, incident_ids, table)
-        except UNAVAILABLE as e:
+        except StoreUnavailable as e:
             self._retry_later(incident_ids, e)
             return
         except Exception as e:
@@ -134,11 +125,11 @@ class EvidenceBuilder:
         snapshotter = self._snapshotter
         if snapshotter is None or not todo:
             return [], {}
-        async with self._pool.acquire() as conn:
-            rows = await conn.fetch(RULES_SQL, todo)
+        async with acquire(self._pool) as conn:
+            rules = await evidence.rule_ids(conn, todo)
         # Asking only for rules that declare something spares a look-up per new incident.
-        wanted = [r["id"] for r in rows
-                  if (rule := table.rule(r["rule_id"])) and (rule.queries or rule.snapshots)]
+        wanted = [i for i, rule_id in rules.items()
+                  if (rule := table.rule(rule_id)) and (rule.queries or rule.snapshots)]
         limit = asyncio.Semaphore(SNAPSHOT_CONCURRENCY)
 
         async def take(incident_id: int) -> list[Snapshot]:

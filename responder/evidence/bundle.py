@@ -12,63 +12,24 @@ from __future__ import annotations
 import hashlib
 import json
 import socket
-from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-import asyncpg
-
 from responder import __version__
 from responder.audit import bundle_proofs as audit_proofs
 from responder.config import SinkSpec
-from responder.evidence.outbox import OutboxRow, enqueue_rows, outbox_rows
+from responder.evidence.outbox import outbox_rows
 from responder.rules.table import RuleTable
+from responder.store import evidence as store
 from responder.store.actionlog import ChainAppender, Entry, canonical
-from responder.store.db import Conn
-
-INCIDENTS_SQL = "SELECT * FROM incidents WHERE id = ANY($1::bigint[])"
-
-ALERTS_SQL = """
-SELECT m.incident_id, i.id, i.alert, i.received_at, i.deliveries
-FROM (SELECT DISTINCT incident_id, (body::jsonb -> 'detail' ->> 'inbox_id')::bigint AS inbox_id
-      FROM action_log WHERE incident_id = ANY($1::bigint[]) AND kind = 'alert_matched') m
-JOIN inbox i ON i.id = m.inbox_id
-ORDER BY m.incident_id, i.id
-"""
-
-RECORDS_SQL = """
-SELECT incident_id, body, hash FROM action_log WHERE incident_id = ANY($1::bigint[])
-ORDER BY incident_id, seq
-"""
-
-CONTROLS_SQL = """
-SELECT s.incident_id, c.control, c.key, c.level, c.set_by, c.set_kind, c.verified,
-       c.updated_at
-FROM (SELECT DISTINCT incident_id, control, key FROM steps
-      WHERE incident_id = ANY($1::bigint[])) s
-JOIN control_levels c ON c.control = s.control AND c.key = s.key
-ORDER BY s.incident_id, c.control, c.key
-"""
-
-SNAPSHOTS_SQL = """
-SELECT incident_id, name, kind, ok, result, taken_at FROM evidence_snapshots
-WHERE incident_id = ANY($1::bigint[])
-ORDER BY incident_id, name
-"""
+from responder.store.db import Conn, Row
+from responder.store.outbox import OutboxRow, enqueue
 
 
 def digest_of(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
-
-
-def _by_incident(rows: list[asyncpg.Record]) -> dict[int, list[asyncpg.Record]]:
-    """Rows grouped by their incident_id column, keeping the query's order in each group."""
-    groups: dict[int, list[asyncpg.Record]] = defaultdict(list)
-    for row in rows:
-        groups[row["incident_id"]].append(row)
-    return groups
 
 
 async def build(conn: Conn, incident_id: int, table: RuleTable) -> dict[str, Any] | None:
@@ -83,23 +44,16 @@ async def build_many(conn: Conn, incident_ids: Sequence[int],
 
     Content has no timestamps of its own, so an unchanged incident builds the same content.
     """
-    ids = list(incident_ids)
-    incidents = await conn.fetch(INCIDENTS_SQL, ids)
-    if not incidents:
-        return {}
-    ids = [i["id"] for i in incidents]
-    alerts = _by_incident(await conn.fetch(ALERTS_SQL, ids))
-    records = _by_incident(await conn.fetch(RECORDS_SQL, ids))
-    controls = _by_incident(await conn.fetch(CONTROLS_SQL, ids))
-    snapshots = _by_incident(await conn.fetch(SNAPSHOTS_SQL, ids))
-    return {i["id"]: _content(i, table, alerts[i["id"]], records[i["id"]], controls[i["id"]],
-                              snapshots[i["id"]])
-            for i in incidents}
+    found = await store.sources(conn, incident_ids)
+    return {i["id"]: _content(i, table, found.alerts.get(i["id"], []),
+                              found.records.get(i["id"], []),
+                              found.controls.get(i["id"], []),
+                              found.snapshots.get(i["id"], []))
+            for i in found.incidents}
 
 
-def _content(incident: asyncpg.Record, table: RuleTable, alerts: list[asyncpg.Record],
-             records: list[asyncpg.Record], controls: list[asyncpg.Record],
-             snapshots: list[asyncpg.Record]) -> dict[str, Any]:
+def _content(incident: Row, table: RuleTable, alerts: list[Row], records: list[Row],
+             controls: list[Row], snapshots: list[Row]) -> dict[str, Any]:
     rule = table.rule(incident["rule_id"])
     return {
         "incident": {"id": incident["id"], "rule_id": incident["rule_id"],
@@ -134,29 +88,6 @@ def _content(incident: asyncpg.Record, table: RuleTable, alerts: list[asyncpg.Re
     }
 
 
-LOCK_SQL = """
-SELECT pg_advisory_xact_lock(hashtextextended('responder-evidence-' || id, 0))
-FROM unnest($1::bigint[]) AS l(id)
-"""
-
-LAST_SQL = """
-SELECT DISTINCT ON (incident_id) incident_id, version, digest, content_digest, actions_seq,
-       built_at, paged_seq
-FROM evidence WHERE incident_id = ANY($1::bigint[])
-ORDER BY incident_id, version DESC
-"""
-
-INSERT_SQL = """
-INSERT INTO evidence (incident_id, version, digest, content_digest, prev_digest, body,
-                      actions_seq, built_at, paged_seq)
-SELECT * FROM unnest($1::bigint[], $2::int[], $3::text[], $4::text[], $5::text[], $6::text[],
-                     $7::bigint[], $8::timestamptz[], $9::bigint[])
-"""
-
-BUILT_AT_SQL = "SELECT clock_timestamp()"
-"""Taken before build_many's first read, on its connection: the Seal's ``built_at``."""
-
-
 @dataclass(frozen=True)
 class Seal:
     """A writer unit: seal content (built by build_many()) as the incident's next version if
@@ -171,7 +102,7 @@ class Seal:
     link: str = ""
     sealed: Callable[[], None] | None = None
     built_at: datetime | None = None
-    """When the content's reads began (BUILT_AT_SQL); None: not known."""
+    """When the content's reads began (store.evidence.clock()); None: not known."""
 
     async def __call__(self, conn: Conn, chain: ChainAppender) -> dict[str, Any] | None:
         return (await self.run_many(conn, chain, [self]))[0]
@@ -180,10 +111,8 @@ class Seal:
     async def run_many(conn: Conn, chain: ChainAppender,
                        seals: Sequence[Seal]) -> list[dict[str, Any] | None]:
         """The version and digest sealed for each, or None where nothing new was sealed."""
-        # Replicas seal the incidents they changed; one seal per incident at a time. Locks
-        # are taken in id order, so two replicas sealing overlapping batches queue up
-        # rather than deadlock.
-        await conn.execute(LOCK_SQL, sorted({s.incident_id for s in seals}))
+        # Replicas seal the incidents they changed; one seal per incident at a time.
+        await store.lock_for_seal(conn, [s.incident_id for s in seals])
         results: list[dict[str, Any] | None] = [None] * len(seals)
         for positions in _rounds(seals):
             sealed = await _seal_round(conn, chain, [seals[i] for i in positions])
@@ -218,12 +147,10 @@ def _news(content: dict[str, Any]) -> dict[str, Any]:
 
 async def _seal_round(conn: Conn, chain: ChainAppender,
                       seals: Sequence[Seal]) -> list[dict[str, Any] | None]:
-    rows_last = await conn.fetch(LAST_SQL, [s.incident_id for s in seals])
-    last = {r["incident_id"]: r for r in rows_last}
+    last = await store.last_versions(conn, [s.incident_id for s in seals])
     host = socket.gethostname()
     results: list[dict[str, Any] | None] = []
-    rows: list[tuple[int, int, str, str, str | None, str, int, datetime | None,
-                     int | None]] = []
+    rows: list[store.VersionRow] = []
     deliveries: list[OutboxRow] = []
     for s in seals:
         content_digest = digest_of(canonical(_news(s.content)))
@@ -260,9 +187,8 @@ async def _seal_round(conn: Conn, chain: ChainAppender,
         if s.sealed is not None:
             chain.after_commit(s.sealed)
         results.append({"version": version, "digest": digest})
-    if rows:
-        await conn.execute(INSERT_SQL, *[list(c) for c in zip(*rows, strict=True)])
+    await store.insert_versions(conn, rows)
     # In the same transaction: a crash cannot seal a version and lose its deliveries.
-    await enqueue_rows(conn, deliveries)
+    await enqueue(conn, deliveries)
     return results
 

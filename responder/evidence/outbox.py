@@ -14,31 +14,18 @@ from collections.abc import Sequence
 from datetime import timedelta
 from typing import Any
 
-import asyncpg
 import structlog
 
 from responder.config import SinkSpec
+from responder.errors import StoreError
 from responder.evidence.pages import incident_link, next_page
 from responder.evidence.sinks import DeliveryError, Sink
 from responder.metrics import Metrics
-from responder.store.db import UNAVAILABLE, Conn
+from responder.store import outbox as table
+from responder.store.db import Pool
+from responder.store.outbox import Claimed, OutboxRow
 
 log = structlog.get_logger("responder.outbox")
-
-ENQUEUE_SQL = """
-INSERT INTO outbox (incident_id, sink, kind, idempotency_key, payload)
-SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[], $5::text[])
-ON CONFLICT (idempotency_key) DO NOTHING
-"""
-
-CLAIM_SQL = """
-UPDATE outbox SET next_attempt_at = now() + make_interval(secs => $2),
-                  attempts = attempts + 1
-WHERE id IN (SELECT id FROM outbox WHERE status = 'pending' AND next_attempt_at <= now()
-             ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED)
-RETURNING id, incident_id, sink, kind, idempotency_key, payload, attempts,
-          extract(epoch FROM now() - coalesce(retry_since, created_at)) AS trying_s
-"""
 
 LEASE_S = 30.0
 
@@ -54,10 +41,6 @@ def summary(bundle: dict[str, Any], link: str) -> str:
     cid = f" [cid {incident['correlation_id']}]" if incident.get("correlation_id") else ""
     return (f"[{incident['severity'].upper()}] {incident['rule_id']} ({incident['scope'] or '-'})"
             f": contained {controls}{tail}. {link}{cid}")
-
-
-OutboxRow = tuple[int, str, str, str, str]
-"""incident_id, sink, kind, idempotency_key, payload: the columns ENQUEUE_SQL takes."""
 
 
 def outbox_rows(incident_id: int, version: int, digest: str, bundle: dict[str, Any],
@@ -84,16 +67,10 @@ def outbox_rows(incident_id: int, version: int, digest: str, bundle: dict[str, A
     return rows, page.through_seq
 
 
-async def enqueue_rows(conn: Conn, rows: Sequence[OutboxRow]) -> None:
-    """Write outbox rows, however many, in one statement; a key already there is kept."""
-    if rows:
-        await conn.execute(ENQUEUE_SQL, *[list(c) for c in zip(*rows, strict=True)])
-
-
 class OutboxWorker:
     """Delivers due outbox rows; safe to run on several replicas (rows are claimed)."""
 
-    def __init__(self, pool: asyncpg.Pool, sinks: dict[str, Sink], specs: Sequence[SinkSpec],
+    def __init__(self, pool: Pool, sinks: dict[str, Sink], specs: Sequence[SinkSpec],
                  metrics: Metrics, *, poll_s: float = 0.5, batch: int = 50) -> None:
         self._pool = pool
         self._sinks = sinks
@@ -115,7 +92,7 @@ class OutboxWorker:
             try:
                 delivered = await self.deliver_due()
                 await self._update_backlog()
-            except (*UNAVAILABLE, asyncpg.PostgresError) as e:
+            except StoreError as e:
                 log.warning("outbox: store unavailable", error=str(e))
                 delivered = 0
             if not delivered:
@@ -124,65 +101,52 @@ class OutboxWorker:
                 self.wake.clear()
 
     async def deliver_due(self) -> int:
-        async with self._pool.acquire() as conn:
-            rows = await conn.fetch(CLAIM_SQL, self._batch, LEASE_S)
+        rows = await table.claim_due(self._pool, self._batch, LEASE_S)
         done = await asyncio.gather(*(self._deliver(r) for r in rows))
         return sum(done)
 
-    async def _deliver(self, row: asyncpg.Record) -> bool:
-        sink = self._sinks.get(row["sink"])
-        spec = self._specs.get(row["sink"])
+    async def _deliver(self, row: Claimed) -> bool:
+        sink = self._sinks.get(row.sink)
+        spec = self._specs.get(row.sink)
         if sink is None or spec is None:
-            await self._failed(row, f"sink {row['sink']} is no longer configured", None)
+            await self._failed(row, f"sink {row.sink} is no longer configured", None)
             return False
         try:
-            await sink.deliver(row["idempotency_key"], row["kind"], json.loads(row["payload"]))
+            await sink.deliver(row.idempotency_key, row.kind, json.loads(row.payload))
         except DeliveryError as e:
             await self._failed(row, str(e), spec)
             return False
-        async with self._pool.acquire() as conn:
-            await conn.execute("UPDATE outbox SET status = 'delivered', delivered_at = now(),"
-                               " last_error = NULL WHERE id = $1", row["id"])
-        self._metrics.deliveries.labels(row["sink"], "delivered").inc()
+        await table.delivered(self._pool, row.id)
+        self._metrics.deliveries.labels(row.sink, "delivered").inc()
         return True
 
-    async def _failed(self, row: asyncpg.Record, error: str, spec: SinkSpec | None) -> None:
-        self._metrics.deliveries.labels(row["sink"], "failed").inc()
-        if spec is not None and not gives_up(spec, row["attempts"], float(row["trying_s"])):
-            if row["attempts"] == 1:
-                log.warning("delivery failed; retrying with backoff", sink=row["sink"],
-                            key=row["idempotency_key"], error=error,
+    async def _failed(self, row: Claimed, error: str, spec: SinkSpec | None) -> None:
+        self._metrics.deliveries.labels(row.sink, "failed").inc()
+        if spec is not None and not gives_up(spec, row.attempts, row.trying_s):
+            if row.attempts == 1:
+                log.warning("delivery failed; retrying with backoff", sink=row.sink,
+                            key=row.idempotency_key, error=error,
                             retry_for_s=spec.retry_for_s)
-            backoff = timedelta(seconds=backoff_s(spec, row["attempts"]))
-            async with self._pool.acquire() as conn:
-                await conn.execute("UPDATE outbox SET next_attempt_at = now() + $2,"
-                                   " last_error = $3 WHERE id = $1", row["id"], backoff, error)
+            backoff = timedelta(seconds=backoff_s(spec, row.attempts))
+            await table.retry_later(self._pool, row.id, backoff, error)
             return
         log.error("delivery dead after retrying; `responder outbox retry` sends it again",
-                  sink=row["sink"], key=row["idempotency_key"], attempts=row["attempts"],
+                  sink=row.sink, key=row.idempotency_key, attempts=row.attempts,
                   error=error)
-        self._metrics.deliveries.labels(row["sink"], "dead").inc()
+        self._metrics.deliveries.labels(row.sink, "dead").inc()
         payload = json.dumps({"kind": "page", "reason": "dead_delivery",
-                              "incident_id": row["incident_id"], "sink": row["sink"],
-                              "summary": f"delivery {row['idempotency_key']} to {row['sink']}"
-                                         f" is dead after {row['attempts']} attempts: {error}."
+                              "incident_id": row.incident_id, "sink": row.sink,
+                              "summary": f"delivery {row.idempotency_key} to {row.sink}"
+                                         f" is dead after {row.attempts} attempts: {error}."
                                          " Send it again with `responder outbox retry`.",
                               "link": ""})
-        pages = [s for s in self._specs.values() if s.pages and s.name != row["sink"]]
-        async with self._pool.acquire() as conn, conn.transaction():
-            await conn.execute("UPDATE outbox SET status = 'dead', last_error = $2"
-                               " WHERE id = $1", row["id"], error)
-            if pages:
-                await conn.execute(ENQUEUE_SQL, [row["incident_id"]] * len(pages),
-                                   [s.name for s in pages], ["page"] * len(pages),
-                                   [f"dead-{row['id']}-{s.name}" for s in pages],
-                                   [payload] * len(pages))
+        pages = [s for s in self._specs.values() if s.pages and s.name != row.sink]
+        await table.dead(self._pool, row.id, error,
+                         [(row.incident_id, s.name, "page", f"dead-{row.id}-{s.name}", payload)
+                          for s in pages])
 
     async def _update_backlog(self) -> None:
-        async with self._pool.acquire() as conn:
-            rows = await conn.fetch("SELECT sink, status, count(*) AS n FROM outbox"
-                                    " WHERE status IN ('pending', 'dead') GROUP BY sink, status")
-        counts = {(r["sink"], r["status"]): r["n"] for r in rows}
+        counts = await table.backlog(self._pool)
         for name in self._specs | {sink: None for sink, _ in counts}:
             self._metrics.outbox_backlog.labels(name).set(counts.get((name, "pending"), 0))
             self._metrics.outbox_dead.labels(name).set(counts.get((name, "dead"), 0))

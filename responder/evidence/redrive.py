@@ -12,16 +12,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from responder.config import Settings
-
-RETRY_SQL = """
-UPDATE outbox SET status = 'pending', attempts = 0, next_attempt_at = now(),
-                  retry_since = now()
-WHERE status = 'dead'
-  AND ($1::text IS NULL OR sink = $1)
-  AND ($2::bigint IS NULL OR incident_id = $2)
-  AND (cardinality($3::bigint[]) = 0 OR id = ANY($3::bigint[]))
-RETURNING id, sink, kind, idempotency_key, last_error
-"""
+from responder.store import outbox
 
 
 def add_parser(sub: Any) -> None:
@@ -40,7 +31,7 @@ async def run(settings: Settings, args: argparse.Namespace,
               connect: Callable[[Settings], Awaitable[Any]]) -> int:
     conn = await connect(settings)
     try:
-        rows = await conn.fetch(RETRY_SQL, args.sink, args.incident, args.ids)
+        rows = await outbox.redrive(conn, args.sink, args.incident, args.ids)
     finally:
         await conn.close()
     for r in rows:

@@ -20,21 +20,10 @@ from responder.errors import ReplayInputError
 from responder.model import Alert
 from responder.replay.events import Action, AlertEvent, CloseEvent, Event, Observed
 from responder.replay.shadow import IncidentKey
+from responder.store import inbox
 from responder.store.db import Conn
 
 ASKED = ("intent", "already_contained", "would_act")
-
-LOG_SQL = """
-SELECT seq, kind, incident_id, rule_id, control, key, step_id, body FROM action_log
-WHERE seq > $1 ORDER BY seq
-"""
-
-OPEN_AT_SQL = """
-SELECT i.id, i.rule_id, i.scope, l.control, l.key, l.body FROM incidents i
-JOIN action_log l ON l.incident_id = i.id AND l.seq <= $2 AND l.kind = ANY($3::text[])
-WHERE i.opened_at < $1 AND (i.resolved_at IS NULL OR i.resolved_at >= $1)
-"""
-
 
 @dataclass
 class StoreHistory:
@@ -65,17 +54,16 @@ def _level(kind: str, detail: Mapping[str, Any]) -> str:
 async def read_store(conn: Conn, since: datetime | None) -> StoreHistory:
     start_seq = 0
     if since is not None:
-        start_seq = await conn.fetchval(
-            "SELECT coalesce(max(seq), 0) FROM action_log WHERE at < $1", since)
+        start_seq = await inbox.seq_before(conn, since)
     history = StoreHistory()
     seeds: dict[int, set[Action]] = {}
     if since is not None:
-        for r in await conn.fetch(OPEN_AT_SQL, since, start_seq, list(ASKED)):
+        for r in await inbox.open_at(conn, since, start_seq, ASKED):
             action = Action(r["control"], r["key"] or "",
                             _level(_kind_of(r["body"]), json.loads(r["body"])["detail"]))
             history.open_at_start.setdefault((r["rule_id"], r["scope"]), set()).add(action)
             seeds.setdefault(r["id"], set()).add(action)
-    rows = await conn.fetch(LOG_SQL, start_seq)
+    rows = await inbox.log_after(conn, start_seq)
     walker = _Walker(history, seeds, await _alerts(conn, rows), await _incidents(conn, rows))
     for row in rows:
         walker.record(row)
@@ -89,8 +77,7 @@ def _kind_of(body: str) -> str:
 async def _alerts(conn: Conn, rows: list[Any]) -> dict[int, tuple[Alert, str]]:
     ids = [json.loads(r["body"])["detail"].get("inbox_id") for r in rows
            if r["kind"] == "alert_received"]
-    found = await conn.fetch("SELECT id, alert, received_at FROM inbox WHERE id = ANY($1)",
-                             [i for i in ids if isinstance(i, int)])
+    found = await inbox.alerts(conn, [i for i in ids if isinstance(i, int)])
     alerts = {}
     for r in found:
         try:
@@ -103,8 +90,7 @@ async def _alerts(conn: Conn, rows: list[Any]) -> dict[int, tuple[Alert, str]]:
 
 async def _incidents(conn: Conn, rows: list[Any]) -> dict[int, IncidentKey]:
     ids = [r["incident_id"] for r in rows if r["kind"] == "incident_closed"]
-    found = await conn.fetch("SELECT id, rule_id, scope FROM incidents WHERE id = ANY($1)", ids)
-    return {r["id"]: (r["rule_id"], r["scope"]) for r in found}
+    return await inbox.incident_keys(conn, ids)
 
 
 class _Walker:

@@ -9,11 +9,16 @@ from importlib import resources
 import asyncpg
 
 from responder.errors import StoreError, StoreUnavailable
+from responder.store import locks
 
 Conn = asyncpg.Connection | asyncpg.pool.PoolConnectionProxy
 """A connection, whether held directly or borrowed from the pool."""
 
-MIGRATION_LOCK = 0x7265_7370  # advisory lock id: only one replica migrates at a time
+Pool = asyncpg.Pool
+"""The connection pool a process shares."""
+
+Row = asyncpg.Record
+"""A row as a read returns it: columns by name."""
 
 UNAVAILABLE = (
     OSError,
@@ -36,6 +41,13 @@ async def store_errors() -> AsyncIterator[None]:
         raise StoreError(f"store error: {type(e).__name__}: {e}") from e
 
 
+@contextlib.asynccontextmanager
+async def acquire(pool: Pool, timeout_s: float | None = None) -> AsyncIterator[Conn]:
+    """A connection from the pool, with failing to get one (or to use it) in our errors."""
+    async with store_errors(), pool.acquire(timeout=timeout_s) as conn:
+        yield conn
+
+
 async def _keep_session(conn: asyncpg.Connection) -> None:
     """Skip the RESET ALL round trip on release: responder keeps no session state.
 
@@ -43,7 +55,7 @@ async def _keep_session(conn: asyncpg.Connection) -> None:
     """
 
 
-async def create_pool(dsn: str, *, max_size: int = 10) -> asyncpg.Pool:
+async def create_pool(dsn: str, *, max_size: int = 10) -> Pool:
     async with store_errors():
         pool = await asyncpg.create_pool(dsn, min_size=1, max_size=max_size, timeout=10,
                                          command_timeout=30, reset=_keep_session)
@@ -60,11 +72,11 @@ def _migrations() -> list[tuple[int, str]]:
     return sorted(found)
 
 
-async def migrate(pool: asyncpg.Pool) -> list[int]:
+async def migrate(pool: Pool) -> list[int]:
     """Apply the migrations this database has not seen, each in its own transaction."""
     applied: list[int] = []
     async with store_errors(), pool.acquire() as conn, conn.transaction():
-        await conn.execute("SELECT pg_advisory_xact_lock($1)", MIGRATION_LOCK)
+        await locks.migration(conn)
         await conn.execute(
             "CREATE TABLE IF NOT EXISTS schema_migrations ("
             " version integer PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())"
@@ -80,7 +92,7 @@ async def migrate(pool: asyncpg.Pool) -> list[int]:
     return applied
 
 
-async def ping(pool: asyncpg.Pool, timeout_s: float = 2.0) -> bool:
+async def ping(pool: Pool, timeout_s: float = 2.0) -> bool:
     try:
         async with pool.acquire(timeout=timeout_s) as conn:
             await conn.fetchval("SELECT 1", timeout=timeout_s)

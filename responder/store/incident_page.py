@@ -1,12 +1,15 @@
-"""Reads for the incident page: the levels the incident's keys hold now, its alerts as
-they arrived, and the evidence snapshots its charts are drawn from."""
+"""Reads for the incident pages: the levels the incident's keys hold now, its alerts as
+they arrived, the evidence snapshots its charts are drawn from, and the newest incident
+(the list's live stream)."""
 
 from __future__ import annotations
 
 import json
 from typing import Any
 
-from responder.store.db import Conn
+from responder.store.db import Conn, Pool, acquire, store_errors
+
+NEWEST_SQL = "SELECT coalesce(max(id), 0) FROM incidents"
 
 HELD_SQL = """
 SELECT DISTINCT ON (c.control, c.key) c.control, c.key, c.level, c.rank, c.updated_at,
@@ -29,16 +32,25 @@ ORDER BY name
 
 async def held_levels(conn: Conn, incident_id: int) -> list[dict[str, Any]]:
     """The level each key the incident's steps touched holds now, and who set it."""
-    return [dict(r) for r in await conn.fetch(HELD_SQL, incident_id)]
+    async with store_errors():
+        return [dict(r) for r in await conn.fetch(HELD_SQL, incident_id)]
 
 
 async def alerts(conn: Conn, inbox_ids: list[int]) -> list[dict[str, Any]]:
     """The incident's alerts as received (unredacted: the caller redacts before showing)."""
     if not inbox_ids:
         return []
-    return [{**dict(r), "alert": json.loads(r["alert"])}
-            for r in await conn.fetch(ALERTS_SQL, inbox_ids)]
+    async with store_errors():
+        rows = await conn.fetch(ALERTS_SQL, inbox_ids)
+    return [{**dict(r), "alert": json.loads(r["alert"])} for r in rows]
 
 
 async def snapshots(conn: Conn, incident_id: int) -> list[dict[str, Any]]:
-    return [dict(r) for r in await conn.fetch(SNAPSHOTS_SQL, incident_id)]
+    async with store_errors():
+        return [dict(r) for r in await conn.fetch(SNAPSHOTS_SQL, incident_id)]
+
+
+async def newest_incident(pool: Pool) -> int:
+    """The highest incident id (0 before the first): one indexed max()."""
+    async with acquire(pool) as conn:
+        return int(await conn.fetchval(NEWEST_SQL))

@@ -6,11 +6,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from responder.store import automation as automation_row
 from responder.store.db import Conn
 from responder.web.render import age
-
-SQL = ("SELECT global_mode, break_glass_until, break_glass_by, break_glass_reason"
-       " FROM automation WHERE id = 1")
 
 
 @dataclass(frozen=True)
@@ -25,7 +23,7 @@ class Banner:
 
 
 async def automation(conn: Conn, now: datetime | None = None) -> Banner:
-    row = await conn.fetchrow(SQL)
+    row = await automation_row.read(conn)
     now = now or datetime.now(UTC)
     if row is None:
         return Banner("enforce", "Automation: enforce", "responder contains by itself")

@@ -16,6 +16,7 @@ from aiohttp import web
 
 from responder.params import plain_int
 from responder.state import STATE
+from responder.store import incident_page
 from responder.web.context import WEB
 from responder.web.guard import current, refuse
 
@@ -23,7 +24,6 @@ POLL_S = 1.0
 HEARTBEAT_S = 15.0
 STREAM_S = 300.0
 MAX_STREAMS = 64
-NEWEST_SQL = "SELECT coalesce(max(id), 0) FROM incidents"
 
 
 def _after(request: web.Request) -> int:
@@ -54,8 +54,7 @@ async def incident_events(request: web.Request) -> web.StreamResponse:
         await response.write(b"retry: 2000\n\n")
         started = last_write = time.monotonic()
         while not state.is_draining and time.monotonic() - started < STREAM_S:
-            async with state.pool.acquire() as conn:
-                newest = int(await conn.fetchval(NEWEST_SQL))
+            newest = await incident_page.newest_incident(state.pool)
             if newest > after:
                 after = newest
                 body = json.dumps({"newest": newest})

@@ -19,6 +19,7 @@ import time
 from dataclasses import dataclass
 
 from responder.auth import TOKEN_TAG_CHARS, Principal, Principals
+from responder.store import sessions
 from responder.store.db import Conn
 
 COOKIE = "responder_session"
@@ -92,24 +93,16 @@ class Sessions:
         self._revoked[session.sid] = session.expires_at
 
 
-REVOKE_SQL = """
-INSERT INTO web_sessions_revoked (sid, expires_at) VALUES ($1, to_timestamp($2))
-ON CONFLICT (sid) DO NOTHING
-"""
-IS_REVOKED_SQL = "SELECT 1 FROM web_sessions_revoked WHERE sid = $1"
-PRUNE_SQL = "DELETE FROM web_sessions_revoked WHERE expires_at < now()"
-
-
 async def revoke_in_store(conn: Conn, session: Session) -> None:
-    await conn.execute(REVOKE_SQL, session.sid, session.expires_at)
+    await sessions.revoke(conn, session.sid, session.expires_at)
 
 
 async def revoked_in_store(conn: Conn, sid: str) -> bool:
-    return await conn.fetchval(IS_REVOKED_SQL, sid) is not None
+    return await sessions.is_revoked(conn, sid)
 
 
 async def prune_revoked(conn: Conn) -> None:
-    await conn.execute(PRUNE_SQL)
+    await sessions.prune(conn)
 
 
 def same_token(expected: str, given: object) -> bool:
