@@ -445,6 +445,39 @@ async def test_sev1_containment_signs_a_checkpoint_for_the_sinks(
     await wait_for(path.is_file, what="the checkpoint at the sink")
 
 
+async def test_a_bundles_checkpoint_reaches_the_sinks(
+    make_daemon: DaemonFactory, http: aiohttp.ClientSession, database: str, tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The checkpoint a sealed bundle signs is witnessed like the others. When a bundle is
+    sealed first, its checkpoint is the one that covers the SEV1's outcome and none is
+    signed after the containment (here: the SEV1 checkpointer does nothing), so the sink
+    must have it."""
+    from responder.audit.checkpoints import Checkpointer
+
+    async def idle_forever(self: Checkpointer, debounce_s: float = 0.2) -> None:
+        await asyncio.Event().wait()
+
+    monkeypatch.setattr(Checkpointer, "after_containment", idle_forever)
+    witness = tmp_path / "witness"
+    daemon = await make_daemon(sinks=[{"name": "files", "kind": "file", "dir": str(witness)}],
+                               checkpoint_interval_s=0)
+    await post_alerts(http, daemon, fixture_bytes("firing-single.json"))
+    await idle(daemon)
+
+    async def sealed() -> list[Any]:
+        return await query(database, "SELECT tree_size FROM checkpoints WHERE reason ="
+                                     " 'bundle'")
+
+    async def any_sealed() -> bool:
+        return bool(await sealed())
+
+    await wait_for(any_sealed, what="a bundle's checkpoint")
+    [row] = await sealed()
+    path = witness / f"checkpoint-{row['tree_size']}-files.json"
+    await wait_for(path.is_file, what="the bundle's checkpoint at the sink")
+
+
 async def test_production_daemon_stops_before_the_store_without_a_key(
     database: str, rules_dir: Path, tmp_path: Path,
 ) -> None:

@@ -4,11 +4,13 @@ bundle holds, and each record's inclusion proof in that checkpoint's tree."""
 from __future__ import annotations
 
 import base64
+from collections.abc import Sequence
 from typing import Any
 
 from responder.audit import checkpoints
 from responder.audit.merkle import inclusion_ranges, keys_for, leaf_hash, proof_from
 from responder.audit.records import record_text
+from responder.config import SinkSpec
 from responder.store import audit, tree
 from responder.store.actionlog import ChainAppender, HeadStale
 from responder.store.db import Conn
@@ -19,9 +21,14 @@ def _record(action: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in action.items() if k != "hash"}
 
 
-async def attach(conn: Conn, chain: ChainAppender, bundle: dict[str, Any]) -> None:
+async def attach(conn: Conn, chain: ChainAppender, bundle: dict[str, Any],
+                 sinks: Sequence[SinkSpec]) -> None:
     """Add ``bundle["audit"]``, in the writer's transaction, for the tree as committed when
-    it began. HeadStale if another replica appended records this bundle holds since."""
+    it began. HeadStale if another replica appended records this bundle holds since.
+
+    The checkpoint it signs goes to the sinks on its own too, like every checkpoint: it may
+    be the one that covers a SEV1's outcome, so no later checkpoint is signed for that.
+    """
     notary = chain.notary
     seqs = [a["seq"] for a in bundle["actions"]]
     if notary is None or not seqs:
@@ -32,7 +39,7 @@ async def attach(conn: Conn, chain: ChainAppender, bundle: dict[str, Any]) -> No
     note = chain.memo.get("checkpoint")
     if note is None:  # one checkpoint for every bundle sealed in this transaction
         checkpoint, note = checkpoints.signed(notary, size, chain.committed.frontier.root())
-        await checkpoints.store(conn, checkpoint, note, "bundle")
+        await checkpoints.store(conn, checkpoint, note, "bundle", sinks)
         chain.memo["checkpoint"] = note
     ranges = {s: inclusion_ranges(s - 1, size) for s in seqs}
     found = await tree.nodes(conn, keys_for([r for rs in ranges.values() for r in rs])

@@ -172,7 +172,7 @@ async def _seal_round(conn: Conn, chain: ChainAppender,
         bundle = {"version": version, "prev_digest": prev,
                   "sealed_at": datetime.now(UTC).isoformat(),
                   "responder": {"version": __version__, "host": host}, **s.content}
-        await audit_proofs.attach(conn, chain, bundle)
+        await audit_proofs.attach(conn, chain, bundle, s.sinks)
         body = canonical(bundle)
         digest = digest_of(body)
         sealed_rows, paged_seq = outbox_rows(s.incident_id, version, digest, bundle, s.sinks,
