@@ -12,6 +12,7 @@ from responder.errors import StoreError, StoreUnavailable
 
 Conn = asyncpg.Connection | asyncpg.pool.PoolConnectionProxy
 """A connection, whether held directly or borrowed from the pool."""
+Pool = asyncpg.Pool  # the engine names the pool by this, never by the driver
 
 MIGRATION_LOCK = 0x7265_7370  # advisory lock id: only one replica migrates at a time
 
