@@ -1,16 +1,27 @@
-"""Changing a key's level: a person's change whose call went out is recorded, whatever
-happens to the caller."""
+"""Changing a key's level: a change whose call went out is recorded, whatever happens to
+the caller."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 
+import aiohttp
+
 from examples.exchange import Faults
 from responder.api.controls import manual
 from responder.auth import Principal
 from responder.engine.manual import ManualChange, apply_manual
-from tests.conftest import DaemonFactory, Exchange, log_kinds, query, wait_for
+from tests.conftest import (
+    DaemonFactory,
+    Exchange,
+    fixture_bytes,
+    idle,
+    log_kinds,
+    post_alerts,
+    query,
+    wait_for,
+)
 
 
 async def test_a_cancelled_manual_containment_still_records_its_outcome(
@@ -39,3 +50,27 @@ async def test_a_cancelled_manual_containment_still_records_its_outcome(
     assert (row["level"], row["set_kind"], row["set_by"]) == ("SOFT_HALT", "manual", "olga")
     kinds = await log_kinds(database)
     assert kinds.index("contain_intent") < kinds.index("manual_contain")
+
+
+async def test_a_cancelled_drift_repair_still_records_its_outcome(
+    make_daemon: DaemonFactory, exchange: Exchange, http: aiohttp.ClientSession, database: str,
+) -> None:
+    """A reconcile pass cancelled while its repair call is at the target still records it."""
+    daemon = await make_daemon()
+    await post_alerts(http, daemon, fixture_bytes("firing-single.json"))
+    await idle(daemon)
+    exchange.state.forget()
+    exchange.state.faults = Faults(delay_s=0.5)
+    assert daemon.reconciler is not None
+    task = asyncio.create_task(daemon.reconciler.pass_once())
+    await wait_for(lambda: exchange.state.total_inflight > 0,
+                   what="a repair call reached the target")
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+
+    async def recorded() -> bool:
+        kinds = await log_kinds(database)
+        return kinds.count("drift_corrected") == kinds.count("drift_detected") > 0
+
+    await wait_for(recorded, what="every repair that was called recorded")
