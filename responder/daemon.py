@@ -22,7 +22,7 @@ from responder.audit.checkpoints import Checkpointer
 from responder.audit.keys import load_notary
 from responder.auth import Principals, Role, TokenSet, token_sha256
 from responder.config import Settings
-from responder.engine.executor import STORE_ERRORS, Executor
+from responder.engine.executor import Executor
 from responder.engine.manual import expire_requests
 from responder.engine.modes import Modes
 from responder.engine.reconciler import Reconciler
@@ -45,7 +45,7 @@ from responder.rules.table import RuleTable
 from responder.state import DaemonState
 from responder.store import queries
 from responder.store.actionlog import ChainAppender, Entry
-from responder.store.db import Conn, create_pool, migrate
+from responder.store.db import UNAVAILABLE, Conn, create_pool, migrate
 from responder.store.embedded import start_embedded
 from responder.store.identity import Identity
 from responder.store.leader import LeaderLoop
@@ -338,7 +338,7 @@ class Daemon:
             # Hand our step leases on now, so another replica need not wait them out.
             try:
                 released = await state.executor.let_go()
-            except STORE_ERRORS as e:
+            except (StoreError, *UNAVAILABLE, asyncpg.PostgresError) as e:
                 log.warning("step leases not released; they run out by themselves",
                             error=str(e))
             else:
@@ -428,7 +428,7 @@ class Daemon:
                 expired = await writer.submit(expire_requests)
                 if expired:
                     log.warning("release requests expired unapproved", count=expired)
-            except STORE_ERRORS as e:
+            except (StoreError, *UNAVAILABLE, asyncpg.PostgresError) as e:
                 log.warning("expiries not recorded yet", error=str(e))
 
     async def _stop_evidence(self, task: asyncio.Task[None], evidence: EvidenceBuilder) -> None:

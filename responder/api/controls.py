@@ -11,6 +11,7 @@ from responder.auth import Principal
 from responder.engine.manual import (
     UNKEYED,
     Kind,
+    Manual,
     ManualChange,
     ManualRefused,
     apply_manual,
@@ -18,11 +19,40 @@ from responder.engine.manual import (
 )
 from responder.intake.alertmanager import PayloadError, check_text
 from responder.params import plain_int
-from responder.state import STATE
-from responder.store import queries
+from responder.state import STATE, DaemonState
+from responder.store import levels, queries
 
 # The web page's forms take the same limits.
 MAX_REASON, MAX_TICKET = bodies.MAX_REASON, bodies.MAX_TICKET
+
+
+STATUS = {
+    "invalid_field": 400, "invalid_id": 400, "invalid_key": 400, "invalid_level": 400,
+    "same_person": 403,
+    "unknown_control": 404, "not_found": 404,
+    "already_contained": 409, "not_contained": 409, "one_step_at_a_time": 409,
+    "stale_request": 409, "not_pending": 409, "key_busy": 409,
+    "target_failed": 502,
+}
+"""The HTTP status of each reason a manual change is refused for (engine/manual.py)."""
+
+
+def refusal_status(e: ManualRefused) -> int:
+    return STATUS.get(e.code, 409)
+
+
+def manual(state: DaemonState) -> Manual:
+    """What a person's change needs, taken from the running daemon."""
+    s = state.settings
+
+    def touch(incidents: set[int]) -> None:
+        if state.evidence is not None:
+            state.evidence.touch(incidents)
+
+    return Manual(rules=lambda: state.rules, pool=state.pool, writer=state.writer,
+                  client=state.client, locks=state.executor.locks, metrics=state.metrics,
+                  touch=touch, wait_s=s.manual_wait_s, deadline_s=s.step_deadline_s,
+                  read_back_s=s.read_back_deadline_s, approval_ttl_s=s.release_approval_ttl_s)
 
 
 def _refuse(status: int, code: str, message: str) -> web.Response:
@@ -32,7 +62,7 @@ def _refuse(status: int, code: str, message: str) -> web.Response:
 @require("viewer")
 async def list_controls(request: web.Request, _: Principal) -> web.StreamResponse:
     async with request.app[STATE].pool.acquire() as conn:
-        rows = await queries.held_controls(conn)
+        rows = await levels.held_controls(conn)
     controls = [{
         "control": r["control"], "key": r["key"] or UNKEYED, "level": r["level"],
         "since": r["updated_at"].isoformat(), "set_by": r["set_by"], "set_kind": r["set_kind"],
@@ -50,7 +80,7 @@ def _path_part(request: web.Request, name: str) -> str:
     try:
         check_text(value, name)
     except PayloadError as e:
-        raise ManualRefused(400, "invalid_field", str(e)) from None
+        raise ManualRefused("invalid_field", str(e)) from None
     return value
 
 
@@ -67,10 +97,10 @@ async def _change(request: web.Request, principal: Principal, kind: Kind,
             ticket=body.ticket if isinstance(body, ReleaseChange) else None,
             principal=principal,
         )
-        result = await apply_manual(state, change)
+        result = await apply_manual(manual(state), change)
     except ManualRefused as e:
         state.metrics.rejected.labels("controls", e.code).inc()
-        return _refuse(e.status, e.code, str(e))
+        return _refuse(refusal_status(e), e.code, str(e))
     return web.json_response(result, status=202 if result.get("status") == "pending_approval"
                              else 200)
 
@@ -92,10 +122,10 @@ async def approve(request: web.Request, principal: Principal) -> web.StreamRespo
         state.metrics.rejected.labels("controls", "invalid_id").inc()
         return _refuse(400, "invalid_id", "the request id is a number")
     try:
-        result = await approve_release(state, request_id, principal)
+        result = await approve_release(manual(state), request_id, principal)
     except ManualRefused as e:
         state.metrics.rejected.labels("controls", e.code).inc()
-        return _refuse(e.status, e.code, str(e))
+        return _refuse(refusal_status(e), e.code, str(e))
     return web.json_response(result)
 
 

@@ -15,16 +15,16 @@ import structlog
 
 from responder.engine.policy import GlobalMode, Policy
 from responder.engine.storm import StormGuard
+from responder.store import modes as automation
 from responder.store.actionlog import ChainAppender, Entry
 from responder.store.db import Conn
+from responder.store.kinds import Kind
 from responder.store.writer import Unit
 
 log = structlog.get_logger("responder.engine")
 
 MAX_BREAK_GLASS_S = 24 * 3600  # one call
 MAX_BREAK_GLASS_TOTAL_S = 24 * 3600  # from its start, every extension included
-GLASS_SQL = ("SELECT break_glass_until, break_glass_since, break_glass_by, break_glass_reason"
-             " FROM automation WHERE id = 1 FOR UPDATE")
 
 
 @dataclass(frozen=True)
@@ -40,7 +40,7 @@ def _ended(row: Any, how: str, by: str | None, reason: str | None) -> Entry:
     """The end record, naming the break-glass it ends: who started it, why, and until when."""
     if how == "expired":
         reason = f"its time ran out at {row['break_glass_until'].isoformat()}"
-    return Entry("break_glass_ended", detail={
+    return Entry(Kind.BREAK_GLASS_ENDED, detail={
         "how": how, "by": by, "reason": reason, "started_by": row["break_glass_by"],
         "started_reason": row["break_glass_reason"],
         "until": row["break_glass_until"].isoformat()})
@@ -61,8 +61,7 @@ class Modes:
     between two looks of the resumer (engine/resume.py) still count."""
 
     async def load(self, conn: Conn) -> None:
-        row = await conn.fetchrow("SELECT global_mode, break_glass_until, break_glass_by,"
-                                  " break_glass_reason FROM automation WHERE id = 1")
+        row = await automation.load(conn)
         if row is not None:
             if (row["global_mode"], row["break_glass_until"]) != (self.global_mode,
                                                                   self.break_glass_until):
@@ -94,9 +93,8 @@ class Modes:
         previous = self.global_mode
 
         async def unit(conn: Conn, chain: ChainAppender) -> None:
-            await conn.execute("UPDATE automation SET global_mode = $1, updated_at = now()"
-                               " WHERE id = 1", mode)
-            chain.add(Entry("mode_changed", detail={"from": previous, "to": mode, "by": by,
+            await automation.set_mode(conn, mode)
+            chain.add(Entry(Kind.MODE_CHANGED, detail={"from": previous, "to": mode, "by": by,
                                                      "reason": reason}))
             chain.after_commit(lambda: self._set_mode(mode))
 
@@ -107,8 +105,7 @@ class Modes:
         stays within MAX_BREAK_GLASS_TOTAL_S of its start; refused past that."""
 
         async def unit(conn: Conn, chain: ChainAppender) -> GlassChange:
-            row = await conn.fetchrow(GLASS_SQL)
-            assert row is not None  # the one row is created with the table
+            row = await automation.lock_glass(conn)
             now = datetime.now(UTC)
             until = now + timedelta(seconds=ttl_s)
             running = row["break_glass_until"] is not None and row["break_glass_until"] > now
@@ -122,16 +119,13 @@ class Modes:
                     f"break-glass began at {since.isoformat()} and may last"
                     f" {MAX_BREAK_GLASS_TOTAL_S} s in all, to {latest.isoformat()}; end it"
                     " and start a new one to go on"))
-            await conn.execute("UPDATE automation SET break_glass_until = $1,"
-                               " break_glass_since = $2, break_glass_by = $3,"
-                               " break_glass_reason = $4, updated_at = now() WHERE id = 1",
-                               until, since, by, reason)
+            await automation.set_glass(conn, until, since, by, reason)
             detail: dict[str, Any] = {"until": until.isoformat(), "ttl_s": ttl_s, "by": by,
                                       "reason": reason}
             if running:
                 detail |= {"from": row["break_glass_until"].isoformat(),
                            "since": since.isoformat()}
-            chain.add(Entry("break_glass_extended" if running else "break_glass_started",
+            chain.add(Entry(Kind.BREAK_GLASS_EXTENDED if running else Kind.BREAK_GLASS_STARTED,
                             detail=detail))
             chain.after_commit(lambda: self._set_glass(until, by, reason))
             return GlassChange(until, extended=running)
@@ -147,14 +141,11 @@ class Modes:
         """
 
         async def unit(conn: Conn, chain: ChainAppender) -> bool:
-            row = await conn.fetchrow(GLASS_SQL)
-            assert row is not None  # the one row is created with the table
+            row = await automation.lock_glass(conn)
             until = row["break_glass_until"]
             if until is None or (how == "expired" and until > datetime.now(UTC)):
                 return False
-            await conn.execute("UPDATE automation SET break_glass_until = NULL,"
-                               " break_glass_since = NULL, break_glass_by = NULL,"
-                               " break_glass_reason = NULL, updated_at = now() WHERE id = 1")
+            await automation.clear_glass(conn)
             chain.add(_ended(row, how, by, reason))
             chain.after_commit(lambda: self._set_glass(None, None, None))
             return True

@@ -22,27 +22,24 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-import asyncpg
 import structlog
 
-from responder.actions.admin_http import AdminClient, CallFailed
-from responder.engine import audit
-from responder.engine.executor import STORE_ERRORS, Executor
+from responder.actions.admin_http import AdminClient
+from responder.engine import audit, levels
+from responder.engine.executor import Executor
+from responder.engine.levels import Outcome
 from responder.engine.policy import Policy
-from responder.errors import ActionError
+from responder.errors import ActionError, StoreError
 from responder.metrics import Metrics
 from responder.rules.table import Control, RuleTable
 from responder.store.actionlog import ChainAppender, Entry
-from responder.store.claims import KeyBusy, hold_key
-from responder.store.db import Conn
-from responder.store.writer import Writer
+from responder.store.claims import KeyBusy
+from responder.store.db import Conn, Pool
+from responder.store.kinds import Kind
+from responder.store.levels import HeldLevel, held_keys, held_level
+from responder.store.writer import Unit, Writer
 
 log = structlog.get_logger("responder.reconciler")
-
-HELD_SQL = """
-SELECT control, key, level, rank, incident_id FROM control_levels WHERE rank > 0
-ORDER BY control, key
-"""
 
 
 @dataclass
@@ -66,7 +63,7 @@ class PassReport:
 class Reconciler:
     """Reads held levels back from targets on an interval and repairs drift."""
 
-    def __init__(self, pool: asyncpg.Pool, writer: Writer, rules: Callable[[], RuleTable],
+    def __init__(self, pool: Pool, writer: Writer, rules: Callable[[], RuleTable],
                  client: AdminClient, executor: Executor, metrics: Metrics, *,
                  deadline_s: float, concurrency: int = 16,
                  policy: Callable[[], Policy] = Policy) -> None:
@@ -87,7 +84,7 @@ class Reconciler:
             await asyncio.sleep(interval_s)
             try:
                 report = await self.pass_once()
-            except STORE_ERRORS as e:
+            except StoreError as e:
                 log.warning("reconcile pass skipped: store unavailable", error=str(e))
                 continue
             if report.corrected or report.failed:
@@ -101,12 +98,11 @@ class Reconciler:
         if self._policy().automatic == "paused":
             report.held_off = True
             return report
-        async with self._pool.acquire() as conn:
-            rows = await conn.fetch(HELD_SQL)
+        rows = await held_keys(self._pool)
         table = self._rules()
-        checks = [self._check(table.controls[r["control"]], r["key"], report)
+        checks = [self._check(table.controls[r.control], r.key, report)
                   for r in rows
-                  if r["control"] in table.controls and table.controls[r["control"]].is_readable]
+                  if r.control in table.controls and table.controls[r.control].is_readable]
         await asyncio.gather(*checks)
         report.seconds = time.monotonic() - started
         self._metrics.reconcile_seconds.set(report.seconds)
@@ -114,32 +110,34 @@ class Reconciler:
         return report
 
     async def _check(self, control: Control, key: str, report: PassReport) -> None:
-        async with self._slots, self._executor.key_lock(control.name, key):
-            if await self._below(control, key, report) is None:
-                return
+        async with self._slots:
+            # A first look needs only this process's lock; a repair takes the key as every
+            # change does (engine/levels.py: across replicas first, then here).
+            async with self._executor.key_lock(control.name, key):
+                if await self._below(control, key, report) is None:
+                    return
             try:
                 # Across replicas too: a step in flight on the key elsewhere may be raising
                 # it right now, and repairing to the held level after that would lower it.
                 # With the key held, both sides are read again before the repair.
-                async with hold_key(self._pool, control.name, key, wait_s=0):
+                async with levels.take_key(self._pool, self._executor.locks, control.name,
+                                           key, wait_s=0):
                     below = await self._below(control, key, report, again=True)
                     if below is not None:
                         held, observed = below
-                        await self._obeying_mode(control, key, held["level"], observed,
-                                                 held["incident_id"], report)
+                        await self._obeying_mode(control, key, held.level, observed,
+                                                 held.incident_id, report)
             except KeyBusy as e:
                 report.busy += 1
                 log.info("reconcile: key being changed; checked again next pass",
                          control=control.name, key=key, why=str(e))
 
     async def _below(self, control: Control, key: str, report: PassReport, *,
-                     again: bool = False) -> tuple[asyncpg.Record, str | None] | None:
+                     again: bool = False) -> tuple[HeldLevel, str | None] | None:
         """The held level and what the target reports, if the target is below it; ``again``
         for the second look, which does not count as another key checked."""
-        async with self._pool.acquire() as conn:
-            held = await conn.fetchrow("SELECT level, rank, incident_id FROM control_levels"
-                                       " WHERE control = $1 AND key = $2", control.name, key)
-        if held is None or held["rank"] == 0:
+        held = await held_level(self._pool, control.name, key)
+        if held is None or held.rank == 0:
             return None  # released meanwhile
         if not again:
             report.checked += 1
@@ -152,7 +150,7 @@ class Reconciler:
                 log.warning("reconcile: target unreadable; applying the held level again",
                             control=control.name, key=key, error=str(e))
             return held, None
-        if observed is not None and control.rank(observed) >= held["rank"]:
+        if observed is not None and control.rank(observed) >= held.rank:
             self._noted.pop((control.name, key), None)
             return None
         return held, observed
@@ -176,7 +174,7 @@ class Reconciler:
         self._metrics.drift.labels(control.name, "would_repair").inc()
         log.error("dry-run: drift found and NOT repaired; page a person", control=control.name,
                   key=key, held=level, observed=observed)
-        await self._append(Entry("drift_would_repair", incident_id=incident_id,
+        await self._append(Entry(Kind.DRIFT_WOULD_REPAIR, incident_id=incident_id,
                                  control=control.name, key=key,
                                  detail={"held": level, "observed": observed,
                                          "effect": "dry_run",
@@ -190,34 +188,42 @@ class Reconciler:
         detail: dict[str, object] = {"held": level, "observed": observed,
                                      "idempotency_key": idempotency_key}
         # No call without its record first: the intent of the repair.
-        await self._append(Entry("drift_detected", incident_id=incident_id,
-                                 control=control.name, key=key, detail=dict(detail)))
-        try:
-            call = await self._client.apply(control, key, level, idempotency_key,
-                                            self._deadline_s, audit.for_drift(incident_id))
-            verified, _, _ = await self._client.verify(control, key, level, self._deadline_s)
-            detail.update(call=call.to_json(), verified=verified)
-            kind = "drift_corrected" if verified else "drift_repair_failed"
-        except (CallFailed, ActionError) as e:
-            detail["error"] = str(e)
-            kind = "drift_repair_failed"
-        if kind == "drift_corrected":
-            report.corrected += 1
-            report.corrections.append((control.name, key))
-            self._metrics.drift.labels(control.name, "corrected").inc()
-            log.error("drift corrected: the target had lost a held level; page a person",
-                      control=control.name, key=key, held=level, observed=observed)
-        else:
-            report.failed += 1
-            self._metrics.drift.labels(control.name, "failed").inc()
-            log.error("drift NOT corrected: the target is below the held level; page a person",
-                      control=control.name, key=key, held=level, observed=observed)
+        intent = _append(Entry(Kind.DRIFT_DETECTED, incident_id=incident_id,
+                               control=control.name, key=key, detail=dict(detail)))
+        change = levels.Change(control, key, level, idempotency_key, self._deadline_s,
+                               audit.for_drift(incident_id), self._deadline_s)
 
-        await asyncio.shield(self._append(Entry(kind, incident_id=incident_id,
-                                                control=control.name, key=key, detail=detail)))
+        def record(outcome: Outcome) -> Unit[None]:
+            if outcome.error is not None:
+                detail["error"] = str(outcome.error)
+            else:
+                assert outcome.call is not None
+                detail.update(call=outcome.call.to_json(), verified=outcome.verified)
+            if outcome.error is None and outcome.verified:
+                kind = Kind.DRIFT_CORRECTED
+                report.corrected += 1
+                report.corrections.append((control.name, key))
+                self._metrics.drift.labels(control.name, "corrected").inc()
+                log.error("drift corrected: the target had lost a held level; page a person",
+                          control=control.name, key=key, held=level, observed=observed)
+            else:
+                kind = Kind.DRIFT_REPAIR_FAILED
+                report.failed += 1
+                self._metrics.drift.labels(control.name, "failed").inc()
+                log.error("drift NOT corrected: the target is below the held level; page a"
+                          " person", control=control.name, key=key, held=level,
+                          observed=observed)
+            return _append(Entry(kind, incident_id=incident_id, control=control.name, key=key,
+                                 detail=detail))
+
+        await levels.apply(self._client, self._writer, change, record, intent=intent)
 
     async def _append(self, entry: Entry) -> None:
-        async def unit(conn: Conn, chain: ChainAppender) -> None:
-            chain.add(entry)
+        await self._writer.submit(_append(entry))
 
-        await self._writer.submit(unit)
+
+def _append(entry: Entry) -> Unit[None]:
+    async def unit(conn: Conn, chain: ChainAppender) -> None:
+        chain.add(entry)
+
+    return unit

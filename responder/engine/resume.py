@@ -19,34 +19,23 @@ from typing import Any
 
 import structlog
 
-from responder.engine.executor import STORE_ERRORS, Executor
+from responder.engine.executor import Executor
 from responder.engine.modes import Modes
 from responder.engine.planner import Decision, PlannedStep, decide
 from responder.engine.recorder import new_step, step_entry
+from responder.errors import StoreError
 from responder.model import Alert
 from responder.rules.table import RuleTable
 from responder.store.actionlog import ChainAppender, Entry
 from responder.store.db import Conn
+from responder.store.kinds import Kind
+from responder.store.queries import firing_incidents
 from responder.store.steps import StepRow, insert_steps
 from responder.store.writer import Writer
 
 log = structlog.get_logger("responder.engine")
 
 CHECK_S = 0.2
-
-FIRING_SQL = """
-SELECT i.id, i.rule_id, i.scope, i.correlation_id, a.fingerprint, x.alert
-FROM incidents i
-JOIN incident_alerts a ON a.incident_id = i.id AND a.firing
-JOIN LATERAL (
-    SELECT b.alert FROM inbox b
-    WHERE b.fingerprint = a.fingerprint AND b.status = 'firing'
-    ORDER BY b.id DESC LIMIT 1
-) x ON true
-WHERE i.status = 'open'
-ORDER BY i.id, a.fingerprint
-"""
-
 
 def alert_from_json(raw: dict[str, Any]) -> Alert:
     """An alert as the inbox stored it (Alert.to_json)."""
@@ -80,7 +69,7 @@ class Resumer:
                 try:
                     # At start the daemon has just queued every pending step itself.
                     await self.replan("automation resumed", recover=planned_at is not None)
-                except STORE_ERRORS as e:
+                except StoreError as e:
                     log.warning("resume: open incidents not planned yet", error=str(e))
                     await asyncio.sleep(1.0)
                     continue
@@ -96,7 +85,7 @@ class Resumer:
             return []
 
         async def unit(conn: Conn, chain: ChainAppender) -> tuple[list[StepRow], set[int]]:
-            rows = await conn.fetch(FIRING_SQL)
+            rows = await firing_incidents(conn)
             added: list[StepRow] = []
             touched: set[int] = set()
             for row in rows:
@@ -136,7 +125,7 @@ async def _plan(conn: Conn, chain: ChainAppender, incident_id: int, correlation_
     if not rows:
         return None
     rule_id = decisions[0].rule.id
-    chain.add(Entry("incident_replanned", incident_id=incident_id, rule_id=rule_id,
+    chain.add(Entry(Kind.INCIDENT_REPLANNED, incident_id=incident_id, rule_id=rule_id,
                     correlation_id=correlation_id,
                     detail={"why": why, "fingerprint": fingerprint,
                             "steps": [r.id for r in rows]}))

@@ -17,9 +17,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal
 
-import asyncpg
-
-from responder.store.db import Conn
+from responder.store.db import Conn, Pool, store_errors
+from responder.store.levels import StepHeld, step_held
 
 # One statement, no lock held between round trips. It row-locks every pending step of the
 # step's control key, in id order (so two claimers cannot deadlock). Under READ COMMITTED a
@@ -158,35 +157,64 @@ async def give_back(conn: Conn, step_id: int, replica: str) -> bool:
     return await conn.fetchval(GIVE_BACK_SQL, step_id, replica) is not None
 
 
+async def claim(pool: Pool, step_id: int, replica: str,
+                lease_s: float) -> tuple[Claim | Refusal, StepHeld | None]:
+    """Claim a step (claim_step) and, if granted, read what the store holds for its key."""
+    async with store_errors(), pool.acquire() as conn:
+        claimed = await claim_step(conn, step_id, replica, lease_s)
+        # Read after the claim, in a statement of its own: it must see every outcome
+        # committed before the claim was granted.
+        held = await step_held(conn, step_id) if isinstance(claimed, Claim) else None
+    return claimed, held
+
+
+async def renew(pool: Pool, step_id: int, replica: str, lease_s: float) -> bool:
+    async with store_errors(), pool.acquire() as conn:
+        return await renew_claim(conn, step_id, replica, lease_s)
+
+
+async def let_go_all(pool: Pool, replica: str) -> int:
+    async with store_errors(), pool.acquire() as conn:
+        return await let_go(conn, replica)
+
+
+async def give_back_claim(pool: Pool, step_id: int, replica: str) -> bool:
+    async with store_errors(), pool.acquire() as conn:
+        return await give_back(conn, step_id, replica)
+
+
 class KeyBusy(Exception):
     """Someone else is changing the key: automation on a replica, or another person."""
 
 
 @contextlib.asynccontextmanager
-async def hold_key(pool: asyncpg.Pool, control: str, key: str,
-                   wait_s: float) -> AsyncIterator[None]:
+async def hold_key(pool: Pool, control: str, key: str, wait_s: float) -> AsyncIterator[None]:
     """Hold a control key for a person's change, across replicas: wait up to ``wait_s`` for
     automatic steps in flight on it (live claims) and for other people's changes to end."""
-    async with pool.acquire() as conn:
-        deadline = time.monotonic() + wait_s
-        while True:
-            if await conn.fetchval(HOLD_KEY_SQL, KEY_LOCK_NS, control, key):
-                holder = await conn.fetchval(LIVE_CLAIM_SQL, control, key)
-                if holder is None:
-                    break
-                await conn.fetchval(FREE_KEY_SQL, KEY_LOCK_NS, control, key)
-                why = f"automation ({holder}) is changing {control}[{key}] now"
-            else:
-                why = f"another person's change to {control}[{key}] is in progress"
-            if time.monotonic() >= deadline:
-                raise KeyBusy(why)
-            await asyncio.sleep(0.2)
+    async with contextlib.AsyncExitStack() as stack:
+        async with store_errors():
+            conn = await stack.enter_async_context(pool.acquire())
+            deadline = time.monotonic() + wait_s
+            while True:
+                if await conn.fetchval(HOLD_KEY_SQL, KEY_LOCK_NS, control, key):
+                    holder = await conn.fetchval(LIVE_CLAIM_SQL, control, key)
+                    if holder is None:
+                        break
+                    await conn.fetchval(FREE_KEY_SQL, KEY_LOCK_NS, control, key)
+                    why = f"automation ({holder}) is changing {control}[{key}] now"
+                else:
+                    why = f"another person's change to {control}[{key}] is in progress"
+                if time.monotonic() >= deadline:
+                    raise KeyBusy(why)
+                await asyncio.sleep(0.2)
         try:
             yield
         finally:
-            try:
-                await conn.fetchval(FREE_KEY_SQL, KEY_LOCK_NS, control, key)
-            except Exception:
-                # A session that cannot unlock must not go back to the pool holding the key.
-                conn.terminate()
-                raise
+            async with store_errors():
+                try:
+                    await conn.fetchval(FREE_KEY_SQL, KEY_LOCK_NS, control, key)
+                except Exception:
+                    # A session that cannot unlock must not go back to the pool holding
+                    # the key.
+                    conn.terminate()
+                    raise

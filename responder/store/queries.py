@@ -132,22 +132,11 @@ async def evidence_bundle(conn: Conn, incident_id: int,
     return row
 
 
-HELD_SQL = """
-SELECT control, key, level, rank, updated_at, set_by, set_kind, reason, ticket, incident_id,
-       verified
-FROM control_levels WHERE rank > 0 ORDER BY control, key
-"""
-
 PENDING_SQL = """
 SELECT id, control, key, from_level, to_level, reason, ticket, requested_by, requested_at,
        expires_at
 FROM release_requests WHERE status = 'pending' AND expires_at > now() ORDER BY id
 """
-
-
-async def held_controls(conn: Conn) -> list[asyncpg.Record]:
-    """Every key held above its lowest level, with who set it and why."""
-    return list(await conn.fetch(HELD_SQL))
 
 
 async def pending_releases(conn: Conn) -> list[asyncpg.Record]:
@@ -173,3 +162,22 @@ GROUP BY i.rule_id
 async def recent_containments(conn: Conn, window_s: float) -> dict[str, int]:
     """Incidents with containment steps opened in the last window, by any replica."""
     return {r["rule_id"]: r["n"] for r in await conn.fetch(RECENT_CONTAINMENTS_SQL, window_s)}
+
+
+FIRING_SQL = """
+SELECT i.id, i.rule_id, i.scope, i.correlation_id, a.fingerprint, x.alert
+FROM incidents i
+JOIN incident_alerts a ON a.incident_id = i.id AND a.firing
+JOIN LATERAL (
+    SELECT b.alert FROM inbox b
+    WHERE b.fingerprint = a.fingerprint AND b.status = 'firing'
+    ORDER BY b.id DESC LIMIT 1
+) x ON true
+WHERE i.status = 'open'
+ORDER BY i.id, a.fingerprint
+"""
+
+
+async def firing_incidents(conn: Conn) -> list[asyncpg.Record]:
+    """Open incidents with each alert that still fires and its latest firing delivery."""
+    return list(await conn.fetch(FIRING_SQL))

@@ -9,7 +9,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from responder.store.actionlog import ChainAppender, Entry
-from responder.store.db import Conn
+from responder.store.db import Conn, Pool, store_errors
+from responder.store.kinds import Kind
 from responder.store.releases import ended_entry
 
 
@@ -126,7 +127,7 @@ async def insert_steps(conn: Conn, wanted: Sequence[NewStep]) -> list[Inserted]:
 
 def intent_entry(row: StepRow, method: str, target: str, path: str,
                  body: Any = None) -> Entry:
-    return Entry("intent", incident_id=row.incident_id, rule_id=row.rule_id,
+    return Entry(Kind.INTENT, incident_id=row.incident_id, rule_id=row.rule_id,
                  control=row.control, key=row.key, step_id=row.id,
                  correlation_id=row.correlation_id,
                  detail={"kind": row.kind, "level": row.level,
@@ -136,7 +137,7 @@ def intent_entry(row: StepRow, method: str, target: str, path: str,
 
 
 def held_entry(step: NewStep, held_level: str) -> Entry:
-    return Entry("already_contained", incident_id=step.incident_id, rule_id=step.rule_id,
+    return Entry(Kind.ALREADY_CONTAINED, incident_id=step.incident_id, rule_id=step.rule_id,
                  control=step.control, key=step.key, correlation_id=step.correlation_id,
                  detail={"requested": step.level, "held": held_level})
 
@@ -161,6 +162,12 @@ async def pending_steps(conn: Conn, replica: str) -> list[StepRow]:
     """Pending steps of incidents no other replica is working on (no live lease there), so
     an incident's steps still run in order after a takeover."""
     return [StepRow(**dict(r)) for r in await conn.fetch(PENDING_SQL, replica)]
+
+
+async def pending_for(pool: Pool, replica: str) -> list[StepRow]:
+    """pending_steps on a connection of the pool, driver errors in the store's terms."""
+    async with store_errors(), pool.acquire() as conn:
+        return await pending_steps(conn, replica)
 
 
 CLOSE_SQL = """
@@ -227,7 +234,7 @@ class CloseStep:
         for c in closes:
             if c.step.id in closed:
                 s = c.step
-                chain.add(Entry("outcome", incident_id=s.incident_id, rule_id=s.rule_id,
+                chain.add(Entry(Kind.OUTCOME, incident_id=s.incident_id, rule_id=s.rule_id,
                                 control=s.control, key=s.key, step_id=s.id,
                                 correlation_id=s.correlation_id,
                                 detail={"status": c.outcome, "kind": s.kind, "level": s.level,

@@ -12,7 +12,7 @@ from typing import Any
 from aiohttp import web
 from multidict import MultiDictProxy
 
-from responder.api.controls import MAX_REASON, MAX_TICKET
+from responder.api.controls import MAX_REASON, MAX_TICKET, manual, refusal_status
 from responder.engine.manual import (
     UNKEYED,
     ManualChange,
@@ -22,7 +22,7 @@ from responder.engine.manual import (
 )
 from responder.params import plain_int
 from responder.state import STATE
-from responder.store import queries
+from responder.store import levels, queries
 from responder.web.banner import automation
 from responder.web.context import WEB
 from responder.web.guard import form_for, viewer_page
@@ -41,7 +41,7 @@ async def _render(request: web.Request, session: Session, status: int = 200,
                   error: str = "", notice: str = "") -> web.Response:
     state = request.app[STATE]
     async with state.pool.acquire() as conn:
-        held = await queries.held_controls(conn)
+        held = await levels.held_controls(conn)
         pending = await queries.pending_releases(conn)
         banner = await automation(conn)
     rows = []
@@ -65,18 +65,18 @@ async def controls(request: web.Request, session: Session) -> web.StreamResponse
 def _field(form: MultiDictProxy[Any], name: str, limit: int) -> str:
     value = form.get(name)
     if not isinstance(value, str) or not value.strip():
-        raise ManualRefused(400, "invalid_field", f"{name}: required")
+        raise ManualRefused("invalid_field", f"{name}: required")
     if len(value) > limit:
-        raise ManualRefused(400, "invalid_field", f"{name}: at most {limit} characters")
+        raise ManualRefused("invalid_field", f"{name}: at most {limit} characters")
     if any(ord(ch) < 32 and ch not in "\t\r\n" for ch in value):
         # PostgreSQL refuses NUL in text; the record would fail after the call otherwise.
-        raise ManualRefused(400, "invalid_field", f"{name}: control characters are not allowed")
+        raise ManualRefused("invalid_field", f"{name}: control characters are not allowed")
     return value.strip()
 
 
 async def _refused(request: web.Request, session: Session, e: ManualRefused) -> web.Response:
     request.app[STATE].metrics.rejected.labels("web", e.code).inc()
-    return await _render(request, session, status=e.status, error=str(e))
+    return await _render(request, session, status=refusal_status(e), error=str(e))
 
 
 @form_for("operator")
@@ -88,7 +88,7 @@ async def release(request: web.Request, session: Session,
             key=_field(form, "key", 200), to_level=_field(form, "to_level", 64),
             reason=_field(form, "reason", MAX_REASON), ticket=_field(form, "ticket", MAX_TICKET),
             principal=session.principal)
-        result = await apply_manual(request.app[STATE], change)
+        result = await apply_manual(manual(request.app[STATE]), change)
     except ManualRefused as e:
         return await _refused(request, session, e)
     done = "requested" if result.get("status") == "pending_approval" else "released"
@@ -107,8 +107,9 @@ async def approve(request: web.Request, session: Session,
         request_id = plain_int(raw) if isinstance(raw, str) else None
         if request_id is None:
             return await _refused(request, session, ManualRefused(
-                400, "invalid_id", "request_id: a number"))
-        await approve_release(request.app[STATE], request_id, session.principal)
+                "invalid_id", "request_id: a number"))
+        await approve_release(manual(request.app[STATE]), request_id,
+                              session.principal)
     except ManualRefused as e:
         return await _refused(request, session, e)
     raise web.HTTPSeeOther("/controls?done=approved")
