@@ -13,8 +13,6 @@ from responder.store import locks
 
 Conn = asyncpg.Connection | asyncpg.pool.PoolConnectionProxy
 """A connection, whether held directly or borrowed from the pool."""
-Pool = asyncpg.Pool  # the engine names the pool by this, never by the driver
-
 Pool = asyncpg.Pool
 """The connection pool a process shares."""
 
