@@ -350,7 +350,7 @@ def _rules_command(args: argparse.Namespace) -> int:
 
 
 def _test_rules(args: argparse.Namespace) -> int:
-    from responder.rules.testing import run_file, summary
+    from responder.ruletests.run import run_file, summary
 
     results = []
     for path in args.files:
