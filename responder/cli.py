@@ -214,7 +214,7 @@ def _names(text: str | None) -> list[str]:
 async def _connect(settings: Settings) -> Any:
     import asyncpg
 
-    from responder.daemon import resolve_dsn
+    from responder.wiring import resolve_dsn
     from responder.store.db import store_errors
 
     async with store_errors():

@@ -1,0 +1,26 @@
+"""One loop shape for the jobs that run a step every few seconds on every replica."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+
+import structlog
+
+from responder.errors import StoreError
+from responder.store.db import store_errors
+
+log = structlog.get_logger("responder.jobs")
+
+
+async def every(period_s: float, step: Callable[[], Awaitable[object]], name: str) -> None:
+    """Sleep, run the step, repeat. A step the store cannot serve now is tried again at the
+    next period: each step is idempotent (its writes are conditional on the rows)."""
+    while True:
+        await asyncio.sleep(period_s)
+        try:
+            async with store_errors():  # a pool that cannot connect raises the driver's errors
+                await step()
+        except StoreError as e:
+            log.warning("job not done this time; tried again next period", job=name,
+                        error=str(e))
