@@ -187,7 +187,7 @@ def _dispatch(args: argparse.Namespace) -> int:
         "actions": store.actions,
         "incidents": store.incidents,
         "replay": _replay,
-        "outbox": lambda s, a: redrive.run(s, a, store.open_store),
+        "outbox": lambda s, a: redrive.run(s, a, store.store_connection),
     }
     return asyncio.run(online[args.command](settings, args))
 
@@ -214,4 +214,4 @@ def _run(settings: Settings) -> int:
 async def _replay(settings: Settings, args: argparse.Namespace) -> int:
     from responder.replay.command import run
 
-    return await run(settings, args, store.open_store, offline.names)
+    return await run(settings, args, store.store_connection, offline.names)

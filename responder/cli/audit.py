@@ -11,7 +11,7 @@ import sys
 from responder.audit.keys import load_notary
 from responder.audit.note import Verifier, open_checkpoint
 from responder.audit.note_files import notes_in, read_notes
-from responder.cli.store import open_store
+from responder.cli.store import store_connection
 from responder.config import Settings
 from responder.errors import AuditChainError, CheckpointInvalid
 from responder.store import cli_reads
@@ -26,7 +26,7 @@ def verifier(settings: Settings, key: str | None) -> Verifier:
 
 
 async def run(settings: Settings, args: argparse.Namespace) -> int:
-    conn = await open_store(settings)
+    conn = await store_connection(settings)
     try:
         if args.audit_command == "checkpoint":
             return await _checkpoint(conn, settings, args)

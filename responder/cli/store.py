@@ -21,7 +21,7 @@ INCIDENT_COLUMNS = (("ID", "id", 5), ("OPENED (UTC)", "opened", 19), ("SEV", "se
                     ("RULE", "rule_id", 26), ("SET", "held", 0))
 
 
-async def open_store(settings: Settings) -> Conn:
+async def store_connection(settings: Settings) -> Conn:
     """The command's own connection; the caller closes it.
 
     Without ``RESPONDER_DATABASE_URL`` it uses the embedded server under the data
@@ -61,7 +61,7 @@ def _summary(record: dict[str, Any]) -> str:
 
 
 async def actions(settings: Settings, args: argparse.Namespace) -> int:
-    conn = await open_store(settings)
+    conn = await store_connection(settings)
     try:
         total = await cli_reads.last_seq(conn)
         f = queries.ActionFilter(rule_id=args.rule, control=args.control,
@@ -97,7 +97,7 @@ def _held(controls: list[dict[str, Any]]) -> str:
 
 async def incidents(settings: Settings, args: argparse.Namespace) -> int:
     """The incident list, newest first, with what each holds."""
-    conn = await open_store(settings)
+    conn = await store_connection(settings)
     try:
         rows = await queries.list_incidents(conn, args.before, max(1, args.limit))
     finally:
@@ -114,7 +114,7 @@ async def incidents(settings: Settings, args: argparse.Namespace) -> int:
 async def export_evidence(settings: Settings, args: argparse.Namespace) -> int:
     from responder.evidence.export import Sealed, export
 
-    conn = await open_store(settings)
+    conn = await store_connection(settings)
     try:
         row = await cli_reads.sealed_evidence(conn, args.incident, args.version)
     finally:
