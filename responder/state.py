@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from aiohttp import web
 
@@ -12,13 +13,22 @@ from responder.auth import Principals, TokenSet
 from responder.config import Settings
 from responder.engine.executor import Executor
 from responder.engine.modes import Modes
+from responder.engine.recorder import Recorded
 from responder.evidence.builder import EvidenceBuilder
-from responder.intake.pipeline import AlertPipeline
 from responder.metrics import Metrics
+from responder.model import Alert
 from responder.redaction import Redactor
 from responder.rules.table import RuleTable
 from responder.store.direct import Pool
 from responder.store.writer import Writer
+
+
+class Pipeline(Protocol):
+    """Where the intake sources hand accepted alerts (responder.intake.pipeline); named
+    here by its shape so that the state does not import the intake that imports it."""
+
+    async def record(self, alerts: Sequence[Alert], nonce: tuple[str, str] | None = None,
+                     correlation_id: str | None = None) -> Recorded: ...
 
 
 @dataclass
@@ -36,7 +46,7 @@ class DaemonState:
     executor: Executor
     client: AdminClient
     modes: Modes
-    pipeline: AlertPipeline
+    pipeline: Pipeline
     """Where every intake source hands the alerts it accepted."""
     is_draining: bool = False
     dead_tasks: set[str] = field(default_factory=set)
