@@ -1,9 +1,9 @@
 """Builds the daemon's object graph from settings: the store, the writer, the clients, the
 engine's parts, the evidence workers and the state handlers see.
 
-Only the daemon and the CLI import this module; everything else is handed what it needs.
-Each part that holds a resource pushes its release onto the stack it is given, so the
-caller releases them in reverse order of acquisition.
+Only the daemon (and, if it ever needs to, the CLI) may import this module; everything else
+is handed what it needs. Each part that holds a resource pushes its release onto the stack
+it is given, so the caller releases them in reverse order of acquisition.
 """
 
 from __future__ import annotations
