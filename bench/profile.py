@@ -132,7 +132,7 @@ def _ours(frame: str) -> bool:
     """A frame of responder's own code, other than the command line that starts the loop."""
     where = frame.partition(" (")[2]
     ours = where.startswith("responder/") or "/responder/" in where
-    return ours and not where.rsplit("/", 1)[-1].startswith(
+    return ours and "responder/cli/" not in where and not where.rsplit("/", 1)[-1].startswith(
         ("cli.py", "__main__.py"))
 
 

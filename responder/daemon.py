@@ -1,4 +1,6 @@
-"""The daemon's lifecycle: start, serve until told to stop, shut down in order."""
+"""The daemon's lifecycle: install signals, start, serve until told to stop, shut down in
+order. What it starts is built in ``responder.wiring``; its background jobs live in
+``responder.jobs``."""
 
 from __future__ import annotations
 
@@ -6,82 +8,43 @@ import asyncio
 import contextlib
 import functools
 import signal
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Callable, Coroutine
 from typing import Any
 
-import aiohttp
-import asyncpg
 import structlog
 from aiohttp import web
 from prometheus_client import CollectorRegistry
 
-from responder import __version__, failpoints
-from responder.actions.admin_http import AdminClient
+from responder import __version__
 from responder.app import build_app
 from responder.audit.checkpoints import Checkpointer
 from responder.audit.keys import load_notary
-from responder.auth import Principals, Role, TokenSet, token_sha256
 from responder.config import Settings
-from responder.engine.executor import Executor
-from responder.engine.manual import expire_requests
-from responder.engine.modes import Modes
 from responder.engine.reconciler import Reconciler
 from responder.engine.resume import Resumer
-from responder.engine.storm import StormGuard
-from responder.errors import RuleError, RuleProblem, StoreError
-from responder.evidence.builder import EvidenceBuilder
-from responder.evidence.outbox import OutboxWorker
-from responder.evidence.sinks import build_sinks
-from responder.evidence.snapshots import Snapshot
-from responder.evidence.snapshots import take as take_snapshots
+from responder.errors import StoreError
 from responder.http_server import CappedSite
 from responder.intake.kafka import KafkaIntake
 from responder.intake.kafka_metrics import MetricsIntake
+from responder.jobs import Job, Stop, periodic, stop_task
+from responder.jobs.expiries import end_expired_break_glass, expire_release_requests
+from responder.jobs.flush import stop_evidence, stop_writer
+from responder.jobs.housekeeping import forget_old_nonces, forget_revoked_sessions
+from responder.jobs.modes import sync_modes
+from responder.jobs.reload import load_first
 from responder.metrics import Metrics
-from responder.production import target_problem
 from responder.redaction import Redactor
-from responder.rules.loader import load_rules
-from responder.rules.table import RuleTable
 from responder.state import DaemonState
-from responder.store import queries
-from responder.store.actionlog import ChainAppender, Entry
-from responder.store.db import UNAVAILABLE, Conn, create_pool, migrate
-from responder.store.embedded import start_embedded
+from responder.store.db import store_errors
 from responder.store.identity import Identity
 from responder.store.leader import LeaderLoop
-from responder.store.writer import Unit, Writer
-from responder.web.session import prune_revoked
+from responder.wiring import Graph, build, kafka_consumers, open_store, resolve_dsn
 
 log = structlog.get_logger("responder")
 
 HTTP_CLOSE_S = 1.0  # open keep-alive connections get this long once intake has stopped
-FLUSH_GRACE_S = 5.0
-EXPIRY_CHECK_S = 1.0  # after the drain deadline, how long queued outcome writes may take
+EXPIRY_CHECK_S = 1.0  # how often the expiry, mode and housekeeping jobs look
 
-
-def principals_from(settings: Settings) -> Principals:
-    """Configured principals, plus each plain viewer token as a viewer (the quick start)."""
-    entries: list[tuple[str, Role, str]] = [(p.name, p.role, p.token_sha256)
-                                            for p in settings.principals]
-    entries += [(f"viewer-token-{i + 1}", "viewer", token_sha256(t.get_secret_value()))
-                for i, t in enumerate(settings.viewer_tokens)]
-    return Principals(entries)
-
-
-async def resolve_dsn(settings: Settings) -> str:
-    """The configured database, or the embedded one under the data directory."""
-    if settings.database_url is not None:
-        return settings.database_url.get_secret_value()
-    return await start_embedded(settings.data_dir)
-
-
-
-def load_table(s: Settings) -> RuleTable:
-    """The rule table in force for these settings; production also refuses demo target tokens."""
-    table = load_rules(s.rules_dir, public_keys=s.rules_keys, packs=s.rule_packs)
-    if s.env == "production" and (problem := target_problem(table.targets.values())):
-        raise RuleError([RuleProblem(str(s.rules_dir), 0, problem)])
-    return table
 
 class Daemon:
     """One responder process. Settings are data; this is the behaviour."""
@@ -94,39 +57,49 @@ class Daemon:
         self.should_exit = asyncio.Event()
         self.should_hurry = asyncio.Event()
         self._reload_requested = asyncio.Event()
+        self.graph: Graph | None = None
         self.state: DaemonState | None = None
         self.port: int | None = None
-        self._stack = contextlib.AsyncExitStack()
-        self._tasks: list[asyncio.Task[None]] = []
-        self._runner: web.AppRunner | None = None
-        self.reconciler: Reconciler | None = None
-        self.checkpointer: Checkpointer | None = None
-        self.kafka: KafkaIntake | None = None
-        self._dsn = ""
-        self.metrics_intake: MetricsIntake | None = None
         self.replica_id = ""
+        self._dsn = ""
+        self._runner: web.AppRunner | None = None
+        self.kafka: KafkaIntake | None = None
+        self.metrics_intake: MetricsIntake | None = None
+        # What start acquires, in four phases; shutdown releases each as one of its steps.
+        self._core = contextlib.AsyncExitStack()  # store, replica name, writer, clients
+        self._http = contextlib.AsyncExitStack()
+        self._intake = contextlib.AsyncExitStack()  # Kafka consumers
+        self._jobs = contextlib.AsyncExitStack()
+
+    @property
+    def reconciler(self) -> Reconciler | None:
+        return self.graph.reconciler if self.graph is not None else None
+
+    @property
+    def checkpointer(self) -> Checkpointer | None:
+        return self.graph.checkpointer if self.graph is not None else None
 
     async def run(self) -> None:
-        """Start, serve until a signal, shut down.
-
-        The handlers go in before anything starts, so that a signal during the embedded
-        store's start or the migrations does not get the default action (death, even for
-        SIGHUP): SIGTERM and SIGINT stop the daemon in order once start-up has ended, and
-        SIGHUP reloads the rules once the first table is in force.
-        """
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, self.handle_exit, sig)
-        loop.add_signal_handler(signal.SIGHUP, self._reload_requested.set)
+        """Install the signal handlers, start, serve until a signal, shut down."""
+        self.install_signal_handlers()
         try:
             await self.start()
             if self.should_exit.is_set():
                 log.info("stop requested during start-up; shutting down")
             else:
-                self._spawn(self._reload_on_signal(), "reload-on-sighup")
                 await self.should_exit.wait()
         finally:
             await self.shutdown()
+
+    def install_signal_handlers(self) -> None:
+        """The handlers go in before anything starts, so that a signal during the embedded
+        store's start or the migrations does not get the default action (death, even for
+        SIGHUP): SIGTERM and SIGINT stop the daemon in order once start-up has ended, and
+        SIGHUP reloads the rules once the first table is in force."""
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self.handle_exit, sig)
+        loop.add_signal_handler(signal.SIGHUP, self._reload_requested.set)
 
     def handle_exit(self, sig: int) -> None:
         """Signal handler: only changes state. A second signal hurries the shutdown: work
@@ -142,63 +115,23 @@ class Daemon:
         self.should_exit.set()
 
     async def start(self) -> None:
-        """Load rules, open the store, start the workers, then listen."""
+        """Load rules, open the store, wire the parts, listen, consume, start the jobs."""
         s = self.settings
-        rules = self._load_rules()
+        rules = load_first(s, self.metrics, self.redactor)
         notary = load_notary(s)  # before the store: production refuses to start without a key
-        pool = await self._open_store()
-        identity = Identity(self._dsn, s.data_dir, check_s=s.leader_check_s)
-        self.replica_id = await identity.take(s.replica_id)
-        # Released last: the name stays held until this process has stopped claiming.
-        self._stack.push_async_callback(identity.release)
-        self._spawn(identity.keep(), "identity")
-        writer = Writer(pool, self._rules_hash, max_pending=s.intake_queue_max,
-                        signed_hash=lambda: self._rules().signed_hash, notary=notary)
-        self._spawn(writer.run(), "writer", stop=lambda t: self._stop_writer(writer, t))
-        client = AdminClient(self.metrics, self.redactor)
-        await client.start()
-        self._stack.push_async_callback(client.close)
-        modes = await self._load_modes(pool)
-        evidence, outbox = self._evidence(pool, writer)
-        self.checkpointer = Checkpointer(pool, notary, s.sinks, delivered=outbox.wake.set)
-
-        def changed(incident_ids: set[int]) -> None:
-            evidence.touch(incident_ids)
-            assert self.checkpointer is not None
-            self.checkpointer.touch(incident_ids)
-
-        # After every commit, so a SEV1's outcome record is in the store when it is looked for.
-        writer.changed = changed
-
-        executor = Executor(pool, writer, self._rules, client, self.metrics,
-                            deadline_s=s.step_deadline_s, read_back_s=s.read_back_deadline_s,
-                            changed=changed, replica=self.replica_id,
-                            lease_s=s.step_lease_s, may_act=modes.is_enforcing)
-        self.reconciler = Reconciler(pool, writer, self._rules, client, executor, self.metrics,
-                                     deadline_s=s.step_deadline_s, policy=modes.policy)
-        self.state = DaemonState(
-            settings=s, metrics=self.metrics, redactor=self.redactor,
-            webhook_tokens=TokenSet(s.webhook_tokens), principals=principals_from(s),
-            rules=rules, pool=pool, writer=writer, executor=executor, client=client,
-            modes=modes, reload=self.reload, evidence=evidence,
-        )
-        await self._listen()
-        await self._start_kafka()
-        resumed = await executor.recover()
-        self._spawn(executor.sweep(s.sweep_interval_s), "sweeper")
-        self._spawn(Resumer(writer, self._rules, modes, executor, evidence.touch).run(),
-                    "resumer")
-        if s.sinks:
-            self._spawn(outbox.run(), "outbox")
-        self._spawn(evidence.run(), "evidence", stop=lambda t: self._stop_evidence(t, evidence))
-        self._spawn(self._watch_expiries(modes, writer, pool, s.event_window_s), "expiries")
-        if s.reconcile_interval_s > 0:
-            self._spawn(self._leader("reconciler", functools.partial(
-                self.reconciler.run, s.reconcile_interval_s)).run(), "reconciler")
-        self._spawn(self.checkpointer.after_containment(), "checkpoint-sev1")
-        if s.checkpoint_interval_s > 0:
-            self._spawn(self._leader("checkpointer", functools.partial(
-                self.checkpointer.every, s.checkpoint_interval_s)).run(), "checkpointer")
+        self._dsn = await resolve_dsn(s)
+        pool = await open_store(self._dsn, self._core)
+        await self._take_name()
+        graph = await build(s, metrics=self.metrics, redactor=self.redactor, rules=rules,
+                            notary=notary, pool=pool, replica_id=self.replica_id,
+                            stack=self._core)
+        self.graph, self.state = graph, graph.state
+        self._spawn(graph.writer.run(), "writer", stop_writer(graph.writer), into=self._core)
+        await self._listen(graph.state)
+        await self._consume(graph.state)
+        resumed = await graph.executor.recover()
+        for job in self._jobs_to_run(graph):
+            self._spawn(job.run(), job.name, job.stop)
         if not s.webhook_tokens:
             log.warning("no webhook tokens configured: every webhook will be refused")
         log.info("listening", version=__version__, address=f"{s.host}:{self.port}",
@@ -206,98 +139,77 @@ class Daemon:
                  rules=len(rules.rules), rules_hash=rules.bundle_hash,
                  rules_signed_hash=rules.signed_hash, resumed=resumed)
 
-    async def _start_kafka(self) -> None:
-        s = self.settings
-        assert self.state is not None
-        if s.kafka_bootstrap:
-            self.kafka = KafkaIntake(s, self.state)
-            await self.kafka.start()
-            self._stack.push_async_callback(self.kafka.stop)
-            self._spawn(self.kafka.run(), "kafka-intake")
-        if s.kafka_bootstrap and s.kafka_metrics_topic:
-            self.metrics_intake = MetricsIntake(s, self.state)
-            await self.metrics_intake.start()
-            self._stack.push_async_callback(self.metrics_intake.stop)
-            self._spawn(self.metrics_intake.run(), "kafka-metrics")
+    def _jobs_to_run(self, g: Graph) -> list[Job]:
+        """Every background job of this replica, in start order (stopped in reverse)."""
+        s, modes, writer, pool = self.settings, g.state.modes, g.writer, g.state.pool
+        return [
+            Job("sweeper", functools.partial(g.executor.sweep, s.sweep_interval_s)),
+            Job("resumer", Resumer(writer, g.rules, modes, g.executor, g.evidence.touch).run),
+            *([Job("outbox", g.outbox.run)] if s.sinks else []),
+            Job("evidence", g.evidence.run, stop_evidence(g.evidence)),
+            periodic("modes-sync", EXPIRY_CHECK_S, functools.partial(sync_modes, modes, pool)),
+            periodic("break-glass-expiry", EXPIRY_CHECK_S,
+                     functools.partial(end_expired_break_glass, modes, writer)),
+            periodic("nonce-prune", EXPIRY_CHECK_S,
+                     functools.partial(forget_old_nonces, writer, s.event_window_s)),
+            periodic("session-prune", EXPIRY_CHECK_S,
+                     functools.partial(forget_revoked_sessions, pool)),
+            periodic("release-expiry", EXPIRY_CHECK_S,
+                     functools.partial(expire_release_requests, writer)),
+            *self._leader("reconciler", s.reconcile_interval_s, g.reconciler.run),
+            Job("checkpoint-sev1", g.checkpointer.after_containment),
+            *self._leader("checkpointer", s.checkpoint_interval_s, g.checkpointer.every),
+            Job("reload-on-sighup",
+                functools.partial(g.reloader.on_signal, self._reload_requested)),
+        ]
 
-    def _leader(self, role: str, work: Callable[[], Coroutine[Any, Any, None]]) -> LeaderLoop:
-        """Work that runs on one replica at a time (see store/leader.py)."""
+    def _leader(self, role: str, interval_s: float,
+                work: Callable[[float], Coroutine[Any, Any, None]]) -> list[Job]:
+        """Work that runs every ``interval_s`` on one replica at a time (store/leader.py);
+        none when the interval is 0."""
+        if interval_s <= 0:
+            return []
         gauge = self.metrics.leader.labels(role)
-        return LeaderLoop(self._dsn, role, work, check_s=self.settings.leader_check_s,
+        loop = LeaderLoop(self._dsn, role, functools.partial(work, interval_s),
+                          check_s=self.settings.leader_check_s,
                           on_change=lambda is_leader: gauge.set(int(is_leader)))
+        return [Job(role, loop.run)]
 
-    def _load_rules(self) -> RuleTable:
-        rules = load_table(self.settings)
-        self.redactor.add_secrets(t.token.get_secret_value()
-                                  for t in rules.targets.values() if t.token is not None)
-        self.metrics.rules_loaded.set(len(rules.rules))
-        self.metrics.rules_reload_ok.set(1)
-        return rules
-
-    async def _open_store(self) -> asyncpg.Pool:
-        self._dsn = await resolve_dsn(self.settings)
-        pool: asyncpg.Pool = await create_pool(self._dsn)
-        self._stack.push_async_callback(self._close_pool, pool)
-        await failpoints.hold(failpoints.START_BEFORE_MIGRATE)
-        applied = await migrate(pool)
-        if applied:
-            log.info("migrations applied", versions=applied)
-        return pool
-
-    async def _load_modes(self, pool: asyncpg.Pool) -> Modes:
+    async def _take_name(self) -> None:
         s = self.settings
-        modes = Modes(max_alert_age_s=s.max_alert_age_s,
-                      guard=StormGuard(s.storm_window_s, s.storm_max_incidents))
-        async with pool.acquire() as conn:
-            await modes.load(conn)
-        if modes.global_mode != "enforce" or modes.policy().break_glass:
-            log.warning("automation is not enforcing", **modes.describe())
-        return modes
+        identity = Identity(self._dsn, s.data_dir, check_s=s.leader_check_s)
+        self.replica_id = await identity.take(s.replica_id)
+        # Released last: the name stays held until this process has stopped claiming.
+        self._core.push_async_callback(identity.release)
+        self._spawn(identity.keep(), "identity", into=self._core)
 
-    def _evidence(self, pool: asyncpg.Pool,
-                  writer: Writer) -> tuple[EvidenceBuilder, OutboxWorker]:
+    async def _listen(self, state: DaemonState) -> None:
         s = self.settings
-        session = aiohttp.ClientSession()
-        self._stack.push_async_callback(session.close)
-        outbox = OutboxWorker(pool, build_sinks(list(s.sinks), session), s.sinks, self.metrics)
-        self._stack.push_async_callback(outbox.close)
-
-        async def snapshotter(incident_id: int, table: RuleTable) -> list[Snapshot]:
-            async with pool.acquire() as conn:
-                rule_id = await conn.fetchval("SELECT rule_id FROM incidents WHERE id = $1",
-                                              incident_id)
-                taken = await conn.fetchval("SELECT count(*) FROM evidence_snapshots"
-                                            " WHERE incident_id = $1", incident_id)
-            rule = table.rule(rule_id) if rule_id else None
-            if rule is None or taken or not (rule.queries or rule.snapshots):
-                return []
-            return await take_snapshots(session, rule, s.prometheus_url, self.redactor,
-                                        incident_id)
-
-        evidence = EvidenceBuilder(pool, writer, self._rules, sinks=s.sinks,
-                                   link=s.public_url or f"http://{s.listen}",
-                                   sealed=outbox.wake.set, snapshotter=snapshotter)
-        return evidence, outbox
-
-    async def _listen(self) -> None:
-        assert self.state is not None
-        s = self.settings
-        self._runner = web.AppRunner(build_app(self.state), handle_signals=False,
+        self._runner = web.AppRunner(build_app(state), handle_signals=False,
                                      access_log=None, shutdown_timeout=HTTP_CLOSE_S,
                                      keepalive_timeout=s.http_header_timeout_s)
         await self._runner.setup()
-        self._stack.push_async_callback(self._runner.cleanup)
+        self._http.push_async_callback(self._runner.cleanup)
         await CappedSite(self._runner, s.host, s.port, max_connections=s.http_max_connections,
                          on_refused=self.metrics.connections_refused.inc).start()
         self.port = self._runner.addresses[0][1]
 
-    def _spawn(self, coro: Coroutine[Any, Any, None], name: str,
-               stop: Callable[[asyncio.Task[None]], Awaitable[None]] | None = None) -> None:
-        """Run a background task and stop it at shutdown (in reverse order of start)."""
+    async def _consume(self, state: DaemonState) -> None:
+        for consumer in kafka_consumers(self.settings, state):
+            if isinstance(consumer, MetricsIntake):
+                self.metrics_intake, name = consumer, "kafka-metrics"
+            else:
+                self.kafka, name = consumer, "kafka-intake"
+            await consumer.start()
+            self._intake.push_async_callback(consumer.stop)
+            self._spawn(consumer.run(), name, into=self._intake)
+
+    def _spawn(self, coro: Coroutine[Any, Any, None], name: str, stop: Stop | None = None,
+               *, into: contextlib.AsyncExitStack | None = None) -> None:
+        """Run a background task and stop it at shutdown with its phase (newest first)."""
         task = asyncio.create_task(coro, name=name)
         task.add_done_callback(self._task_ended)
-        self._tasks.append(task)
-        self._stack.push_async_callback(stop or self._stop_task, task)
+        (into or self._jobs).push_async_callback(stop or stop_task, task)
 
     def _task_ended(self, task: asyncio.Task[None]) -> None:
         """A background task must not die unseen: log it, count it, and stop being ready
@@ -311,16 +223,9 @@ class Daemon:
         if self.state is not None:
             self.state.dead_tasks.add(name)
 
-    def _rules(self) -> RuleTable:
-        assert self.state is not None
-        return self.state.rules
-
-    def _rules_hash(self) -> str:
-        assert self.state is not None
-        return self.state.rules.bundle_hash
-
     async def shutdown(self) -> None:
-        """Stop in order, under the shutdown deadline."""
+        """Stop in order, under the shutdown deadline. Every step runs, also after a start
+        that ended half-way (a phase that never started has nothing to release)."""
         state = self.state
         if state is not None:
             # 1. Stop intake: webhooks answer 503 from now on, Kafka is paused.
@@ -335,18 +240,16 @@ class Daemon:
             if cancelled:
                 log.warning("shutdown deadline passed; cancelled, will resume at next start",
                             tasks=cancelled)
-            # Hand our step leases on now, so another replica need not wait them out.
-            try:
-                released = await state.executor.let_go()
-            except (StoreError, *UNAVAILABLE, asyncpg.PostgresError) as e:
-                log.warning("step leases not released; they run out by themselves",
-                            error=str(e))
-            else:
-                if released:
-                    log.info("step leases released for other replicas", steps=released)
-        # 4. Kafka offsets need no flush: each batch is committed once it is recorded.
-        # 5. Close the HTTP site, flush queued writes (bounded), then the pool.
-        await self._stack.aclose()
+            # 4. Hand our step leases on now, so another replica need not wait them out.
+            await self._let_go(state)
+        await _close_in_order(
+            self._jobs,  # 5. The background jobs, newest first; evidence seals what waits.
+            self._intake,  # 6. Kafka: offsets need no flush, each batch is committed once
+                           #    it is recorded.
+            self._http,  # 7. The HTTP site; open keep-alive connections get HTTP_CLOSE_S.
+            self._core,  # 8. Flush queued writes (bounded), close the clients, give up
+                         #    the replica's name, close the pool.
+        )
         log.info("stopped")
 
     async def _drain(self, state: DaemonState) -> list[str]:
@@ -364,115 +267,20 @@ class Daemon:
             await drain
         return await state.executor.drain(0.0)
 
-    async def reload(self, by: str) -> RuleTable:
-        """Load the rule table again; on any problem keep the last good one and raise."""
-        state = self.state
-        assert state is not None
-        s = self.settings
-        old = state.rules
-        try:
-            table = await asyncio.to_thread(load_table, s)
-        except RuleError as e:
-            problems = [str(p) for p in e.problems]
-            self.metrics.rules_reloads.labels("refused").inc()
-            self.metrics.rules_reload_ok.set(0)
-            log.error("rule reload refused; the last good table stays in force", by=by,
-                      problems=problems, rules_hash=old.bundle_hash)
-            await state.writer.submit(_record(Entry("rules_reload_refused", detail={
-                "by": by, "problems": problems, "kept": old.bundle_hash})))
-            raise
-        self.redactor.add_secrets(t.token.get_secret_value()
-                                  for t in table.targets.values() if t.token is not None)
-        state.rules = table
-        self.metrics.rules_loaded.set(len(table.rules))
-        self.metrics.rules_reloads.labels("loaded").inc()
-        self.metrics.rules_reload_ok.set(1)
-        log.info("rules reloaded", by=by, rules=len(table.rules), rules_hash=table.bundle_hash,
-                 previous=old.bundle_hash)
-        await state.writer.submit(_record(Entry("rules_reloaded", detail={
-            "by": by, "from": old.bundle_hash, "to": table.bundle_hash,
-            "rules": len(table.rules)})))
-        return table
-
-    async def _reload_on_signal(self) -> None:
-        while True:
-            await self._reload_requested.wait()
-            self._reload_requested.clear()
-            with contextlib.suppress(RuleError, StoreError):
-                await self.reload("SIGHUP")
-
     @staticmethod
-    async def _watch_expiries(modes: Modes, writer: Writer, pool: asyncpg.Pool,
-                              window_s: float) -> None:
-        """Record break-glass pauses and release requests that have run out of time.
-
-        Both stop applying at their expiry by themselves; this only writes it down. It runs
-        on every replica: each write is conditional on the row, so it happens once. Each
-        pass also reloads the mode, which another replica may have switched, and gives the
-        blast-radius guard what every replica contained in its window.
-        """
-        while True:
-            await asyncio.sleep(EXPIRY_CHECK_S)
-            try:
-                async with pool.acquire() as conn:
-                    await modes.load(conn)
-                    if modes.guard is not None:
-                        modes.guard.absorb(await queries.recent_containments(
-                            conn, modes.guard.window_s))
-                if modes.expired():
-                    await writer.submit(modes.end_break_glass("expired"))
-                    log.warning("break-glass expired: automation acts again")
-                await writer.submit(functools.partial(prune_nonces, window_s=window_s))
-                async with pool.acquire() as conn:
-                    await prune_revoked(conn)
-                expired = await writer.submit(expire_requests)
-                if expired:
-                    log.warning("release requests expired unapproved", count=expired)
-            except (StoreError, *UNAVAILABLE, asyncpg.PostgresError) as e:
-                log.warning("expiries not recorded yet", error=str(e))
-
-    async def _stop_evidence(self, task: asyncio.Task[None], evidence: EvidenceBuilder) -> None:
-        """Stop the sealer, then seal what is still waiting (bounded)."""
-        await self._stop_task(task)
+    async def _let_go(state: DaemonState) -> None:
         try:
-            await asyncio.wait_for(evidence.flush(), timeout=FLUSH_GRACE_S)
-        except TimeoutError:
-            log.warning("evidence not sealed before exit; it is built again at next change")
-
-    @staticmethod
-    async def _stop_task(task: asyncio.Task[None]) -> None:
-        if task.done():
-            return  # ended by itself; an error was logged when it died (_task_ended)
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
-
-    async def _stop_writer(self, writer: Writer, task: asyncio.Task[None]) -> None:
-        writer.stop()
-        try:
-            await asyncio.wait_for(task, timeout=FLUSH_GRACE_S)
-        except TimeoutError:
-            # The store is not answering. Nothing acknowledged is lost: unwritten outcomes
-            # leave their steps pending, and the next start runs them again (idempotently).
-            log.error("queued writes not flushed before exit; pending steps resume at next"
-                      " start", backlog=writer.backlog)
-
-    @staticmethod
-    async def _close_pool(pool: asyncpg.Pool) -> None:
-        try:
-            await asyncio.wait_for(pool.close(), timeout=FLUSH_GRACE_S)
-        except TimeoutError:
-            pool.terminate()
+            async with store_errors():
+                released = await state.executor.let_go()
+        except StoreError as e:
+            log.warning("step leases not released; they run out by themselves", error=str(e))
+        else:
+            if released:
+                log.info("step leases released for other replicas", steps=released)
 
 
-def _record(entry: Entry) -> Unit[None]:
-    async def unit(conn: Conn, chain: ChainAppender) -> None:
-        chain.add(entry)
-
-    return unit
-
-
-async def prune_nonces(conn: Conn, chain: ChainAppender, *, window_s: float) -> None:
-    """Forget event ids older than twice the window: their timestamps are refused anyway."""
-    await conn.execute("DELETE FROM event_nonces WHERE seen_at < now() - make_interval("
-                       "secs => $1)", 2 * window_s)
+async def _close_in_order(*stacks: contextlib.AsyncExitStack) -> None:
+    """Close each stack in the order given; a failing one does not keep the next open."""
+    async with contextlib.AsyncExitStack() as outer:
+        for stack in reversed(stacks):
+            outer.push_async_callback(stack.aclose)

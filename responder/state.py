@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Protocol
 
-import asyncpg
 from aiohttp import web
 
 from responder.actions.admin_http import AdminClient
@@ -14,18 +13,27 @@ from responder.auth import Principals, TokenSet
 from responder.config import Settings
 from responder.engine.executor import Executor
 from responder.engine.modes import Modes
-from responder.engine.recorder import RecordAlerts, Recorded
+from responder.engine.recorder import Recorded
 from responder.evidence.builder import EvidenceBuilder
 from responder.metrics import Metrics
 from responder.model import Alert
 from responder.redaction import Redactor
 from responder.rules.table import RuleTable
+from responder.store.db import Pool
 from responder.store.writer import Writer
+
+
+class Pipeline(Protocol):
+    """Where the intake sources hand accepted alerts (responder.intake.pipeline); named
+    here by its shape so that the state does not import the intake that imports it."""
+
+    async def record(self, alerts: Sequence[Alert], nonce: tuple[str, str] | None = None,
+                     correlation_id: str | None = None) -> Recorded: ...
 
 
 @dataclass
 class DaemonState:
-    """Everything a handler needs; built by the daemon's start phase."""
+    """Everything a handler needs; built by the daemon's wiring. It holds, it does not act."""
 
     settings: Settings
     metrics: Metrics
@@ -33,11 +41,13 @@ class DaemonState:
     webhook_tokens: TokenSet
     principals: Principals
     rules: RuleTable
-    pool: asyncpg.Pool
+    pool: Pool
     writer: Writer
     executor: Executor
     client: AdminClient
     modes: Modes
+    pipeline: Pipeline
+    """Where every intake source hands the alerts it accepted."""
     is_draining: bool = False
     dead_tasks: set[str] = field(default_factory=set)
     """Background tasks that ended with an error: the replica is then not ready."""
@@ -45,21 +55,6 @@ class DaemonState:
     """Kafka topics whose consumer cannot commit (topic to reason): not ready either."""
     reload: Callable[[str], Awaitable[RuleTable]] | None = None
     evidence: EvidenceBuilder | None = None
-
-    async def record(self, alerts: Sequence[Alert], nonce: tuple[str, str] | None = None,
-                     correlation_id: str | None = None) -> Recorded:
-        """Durably record alerts and their plan; only then start executing."""
-        started = time.monotonic()
-        # No claims taken while recording once draining: those steps would stay leased to
-        # a process that no longer runs them, and other replicas would wait out the lease.
-        replica = None if self.executor.closing else self.executor.replica
-        recorded = await self.writer.submit(
-            RecordAlerts(alerts, self.rules, self.metrics, self.redactor, self.modes.policy(),
-                         nonce, correlation_id, replica, self.settings.step_lease_s))
-        self.executor.submit(recorded.steps, recorded_from=started)
-        if self.evidence is not None:
-            self.evidence.touch(recorded.incidents)
-        return recorded
 
 
 STATE = web.AppKey("state", DaemonState)

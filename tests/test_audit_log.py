@@ -20,9 +20,9 @@ import pytest
 
 from responder.audit import merkle
 from responder.audit.checkpoints import sign_latest
-from responder.audit.commands import read_notes
 from responder.audit.keys import GENERATED_PUB
 from responder.audit.note import Checkpoint, Signer, open_checkpoint
+from responder.audit.note_files import read_notes
 from responder.audit.records import record_text
 from responder.audit.verify import check_checkpoint, verify_tree
 from responder.cli import main

@@ -18,7 +18,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from responder.cli import _parser, main
-from responder.cli_output import every_option
+from responder.cli.output import every_option
 from responder.durations import parse_duration_s
 from responder.replay.command import parse_since
 from responder.rules.schema import duration_s

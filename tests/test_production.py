@@ -10,9 +10,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from responder.config import load_settings
-from responder.daemon import load_table
 from responder.errors import ConfigError, RuleError
 from responder.production import MIN_SECRET_CHARS, target_problem
+from responder.rules.in_force import load_table
 from responder.rules.loader import load_rules
 from tests.conftest import ROOT
 

@@ -423,7 +423,7 @@ async def record_lag(daemon: Daemon, values: Sequence[float]) -> None:
     evaluator.observe((LAG, {"venue": "main"}, v, T0 + 30 * i) for i, v in enumerate(values))
     alerts = evaluator.take()
     assert [a.status for a in alerts] == ["firing", "resolved"]
-    await daemon.state.record(alerts)
+    await daemon.state.pipeline.record(alerts)
     await idle(daemon)
 
 

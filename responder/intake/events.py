@@ -134,7 +134,7 @@ async def events_webhook(request: web.Request) -> web.Response:
         return refuse(state, "events", 400, "invalid_field",
                       "event_id: a signed event needs an id")
     try:
-        recorded = await state.record([alert], nonce=(source, event_id),
+        recorded = await state.pipeline.record([alert], nonce=(source, event_id),
                                       correlation_id=request[REQUEST_KEY])
     except StoreRefused as e:
         return refuse(state, "events", 400, "unstorable", str(e))

@@ -178,7 +178,7 @@ class KafkaIntake:
     async def _record_message(self, alerts: list[Alert]) -> None:
         cid = correlation.new_id()
         with structlog.contextvars.bound_contextvars(correlation_id=cid):
-            recorded = await self._state.record(alerts, correlation_id=cid)
+            recorded = await self._state.pipeline.record(alerts, correlation_id=cid)
             log.info("alerts recorded", source=SOURCE, new=recorded.new,
                      redelivered=recorded.redelivered, incidents=sorted(recorded.incidents),
                      steps=len(recorded.steps))

@@ -86,7 +86,7 @@ class MetricsIntake(KafkaIntake):
         while True:
             try:
                 with structlog.contextvars.bound_contextvars(correlation_id=cid):
-                    await self._state.record(alerts, correlation_id=cid)
+                    await self._state.pipeline.record(alerts, correlation_id=cid)
             except StoreError as e:
                 if self.paused:
                     return False

@@ -37,7 +37,7 @@ async def alertmanager_webhook(request: web.Request) -> web.Response:
         reason = "malformed_json" if not e.field else "invalid_field"
         return refuse(state, SOURCE, 400, reason, str(e))
     try:
-        recorded = await state.record(alerts, correlation_id=request[REQUEST_KEY])
+        recorded = await state.pipeline.record(alerts, correlation_id=request[REQUEST_KEY])
     except StoreRefused as e:
         return refuse(state, SOURCE, 400, "unstorable", str(e))
     except StoreUnavailable as e:

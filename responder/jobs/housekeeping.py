@@ -1,0 +1,19 @@
+"""Forget what no longer matters: old event ids and revoked web sessions."""
+
+from __future__ import annotations
+
+import functools
+
+from responder.store.db import Pool
+from responder.store.nonces import prune_nonces
+from responder.store.writer import Writer
+from responder.web.session import prune_revoked
+
+
+async def forget_old_nonces(writer: Writer, window_s: float) -> None:
+    await writer.submit(functools.partial(prune_nonces, window_s=window_s))
+
+
+async def forget_revoked_sessions(pool: Pool) -> None:
+    async with pool.acquire() as conn:
+        await prune_revoked(conn)
