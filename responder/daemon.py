@@ -22,6 +22,7 @@ from responder.audit.checkpoints import Checkpointer
 from responder.audit.keys import load_notary
 from responder.auth import Principals, Role, TokenSet, token_sha256
 from responder.config import Settings
+from responder.engine import liveness
 from responder.engine.executor import STORE_ERRORS, Executor
 from responder.engine.manual import expire_requests
 from responder.engine.modes import Modes
@@ -173,7 +174,8 @@ class Daemon:
         executor = Executor(pool, writer, self._rules, client, self.metrics,
                             deadline_s=s.step_deadline_s, read_back_s=s.read_back_deadline_s,
                             changed=changed, replica=self.replica_id,
-                            lease_s=s.step_lease_s, may_act=modes.is_enforcing)
+                            lease_s=s.step_lease_s,
+                            may_act=lambda: modes.is_enforcing() and identity.holds)
         self.reconciler = Reconciler(pool, writer, self._rules, client, executor, self.metrics,
                                      deadline_s=s.step_deadline_s, policy=modes.policy)
         self.state = DaemonState(
@@ -185,6 +187,7 @@ class Daemon:
         await self._listen()
         await self._start_kafka()
         resumed = await executor.recover()
+        self._spawn(liveness.watch(identity, executor, self._dsn), "liveness")
         self._spawn(executor.sweep(s.sweep_interval_s), "sweeper")
         self._spawn(Resumer(writer, self._rules, modes, executor, evidence.touch).run(),
                     "resumer")

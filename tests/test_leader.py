@@ -42,7 +42,8 @@ async def test_one_leader_and_a_new_one_when_its_session_dies(database: str) -> 
             # The leader's session is the one holding the advisory lock.
             killed = await admin.fetchval(
                 "SELECT pg_terminate_backend(l.pid) FROM pg_locks l"
-                " WHERE l.locktype = 'advisory' AND l.granted")
+                " WHERE l.locktype = 'advisory' AND l.granted AND l.database ="
+                " (SELECT oid FROM pg_database WHERE datname = current_database())")
         finally:
             await admin.close()
         assert killed

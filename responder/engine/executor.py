@@ -247,6 +247,11 @@ class Executor:
         async with self._pool.acquire() as conn:
             return await let_go(conn, self.replica)
 
+    def stand_down(self) -> None:
+        """This replica lost its name (engine/liveness.py): cancel the steps in flight."""
+        for task in list(self._tasks.values()):
+            task.cancel()
+
     async def _run_incident(self, incident_id: int) -> None:
         queue = self._queues[incident_id]
         while queue:

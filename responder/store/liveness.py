@@ -1,0 +1,49 @@
+"""Which replicas holding step leases are gone, learnt from their sessions, not the clock.
+
+Each replica holds its name with a session advisory lock (store/identity.py); the server
+frees it the moment that session ends, a SIGKILL included. A replica whose live leases
+outlast its name is gone, or has lost its name session and stopped calling: taking its
+name lock here proves the server has ended that session, and while it is held the owner
+cannot re-join under the name, so its leases are ended (claims.let_go) before anything
+else can claim. The claim that takes a step over then re-owns the row, and an outcome
+written by the old owner after that is refused (store/steps.py, CLOSE_SQL).
+"""
+
+from __future__ import annotations
+
+from responder.store.claims import let_go
+from responder.store.db import Conn
+from responder.store.identity import LOCK_NS, TRY_SQL, UNLOCK_SQL
+
+OWNERS_SQL = """
+SELECT DISTINCT claimed_by FROM steps
+WHERE status = 'pending' AND lease_until > now() AND claimed_by <> $1
+"""
+
+HOLDERS_SQL = """
+SELECT DISTINCT o.name FROM unnest($2::text[]) AS o(name)
+JOIN pg_locks l ON l.locktype = 'advisory' AND l.classid = $1::oid
+ AND l.objid = hashtext(o.name)::oid AND l.objsubid = 2 AND l.granted
+ AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
+"""
+"""Owners whose name is held now: one look at the lock table instead of a try per name."""
+
+
+async def owners_without_name(conn: Conn, me: str) -> list[str]:
+    """Replicas other than ``me`` with live step leases whose name lock nobody holds."""
+    owners = [r["claimed_by"] for r in await conn.fetch(OWNERS_SQL, me)]
+    if not owners:
+        return []
+    held = {r["name"] for r in await conn.fetch(HOLDERS_SQL, LOCK_NS, owners)}
+    return [o for o in owners if o not in held]
+
+
+async def hand_over(conn: Conn, owner: str) -> int | None:
+    """End the live leases of ``owner`` if its name session is gone: the number of steps
+    handed over, or None if the name is held (by the owner, or by a replica doing this)."""
+    if not await conn.fetchval(TRY_SQL, LOCK_NS, owner):
+        return None
+    try:
+        return await let_go(conn, owner)
+    finally:
+        await conn.fetchval(UNLOCK_SQL, LOCK_NS, owner)
