@@ -48,8 +48,12 @@ async def watch(identity: Identity, executor: Steps, dsn: str, *,
         try:
             conn = await asyncpg.connect(dsn, timeout=max(poll_s * 8, 2.0), server_settings={
                 "application_name": "responder-liveness"})
+            held = identity.holds
             while True:
-                if identity.holds and await _take_over_gone(conn, identity.name):
+                was_held, held = held, identity.holds
+                if held and (not was_held or await _take_over_gone(conn, identity.name)):
+                    # Steps to take over, or ours again: the ones cancelled when our name
+                    # was lost resume now rather than at the next sweep.
                     await executor.recover()
                 await asyncio.sleep(poll_s)
         except (*UNAVAILABLE, asyncpg.PostgresError) as e:
