@@ -225,14 +225,13 @@ async def one_round(restart: bool, http: aiohttp.ClientSession) -> dict[str, flo
         mono, wall, key = await kill_mid_call(drill, http, a)
         out["survivor call"], out["survivor done"] = await completion(
             drill, mono, wall, key, "replica-b")
-        # Leadership: replica-a is dead, so replica-b leads by now. Start replica-a again,
-        # kill replica-b (the leader) and time replica-a taking the role.
-        a = await drill.start("replica-a")
-
+        # Leadership: replica-a is dead, so replica-b leads (or soon will). Then start
+        # replica-a again, kill replica-b (the leader) and time replica-a taking the role.
         async def b_leads() -> bool:
             return await leader_of(http, b)
 
         await until("replica-b to lead", b_leads, every_s=0.05)
+        a = await drill.start("replica-a")
         killed = time.monotonic()
         b.popen.kill()
 
