@@ -12,7 +12,9 @@ applied, 8 s after it arrived, as a slow real server would). Timed from the kill
   data directory and does the same (``restart listen``: how much of that is the new
   process starting until it listens, which is when it resumes its steps);
 - ``leader``: after the survivor drill, the replica leading the reconciler is SIGKILLed and
-  the time until the other reports itself leader (its ``responder_leader`` gauge).
+  the time until the other reports itself leader (its ``responder_leader`` gauge);
+- ``outbox``: with a webhook sink that holds the first delivery, the replica delivering it
+  is SIGKILLed; until the other has delivered the row (its lease is 30 s).
 
 Run from the repository root: ``.venv/bin/python bench/takeover.py [--rounds 5]``.
 """
@@ -86,8 +88,10 @@ async def until(what: str, check: Callable[[], Awaitable[bool]], timeout_s: floa
 class Drill:
     """One round's database, exchange and daemon processes."""
 
-    def __init__(self, work: Path, exchange_url: str, state: ExchangeState) -> None:
+    def __init__(self, work: Path, exchange_url: str, state: ExchangeState,
+                 env: dict[str, str]) -> None:
         self.work = work
+        self.env = env
         self.exchange_url = exchange_url
         self.state = state
         self.dsn = ""
@@ -119,7 +123,7 @@ class Drill:
                "RESPONDER_EXCHANGE_TOKEN": EXCHANGE_TOKEN,
                "RESPONDER_REPLICA_ID": name, "RESPONDER_DATA_DIR": str(self.work / name),
                "RESPONDER_RECONCILE_INTERVAL_S": "1", "RESPONDER_LOG_LEVEL": "warning",
-               "RESPONDER_LISTEN": f"127.0.0.1:{port}"}
+               "RESPONDER_LISTEN": f"127.0.0.1:{port}", **self.env}
         popen = await asyncio.to_thread(spawn, env, self.work / f"{name}.log")
         replica = Replica(name, popen, port)
         self.replicas.append(replica)
@@ -202,17 +206,65 @@ async def leader_of(http: aiohttp.ClientSession, replica: Replica) -> bool:
     return any(line.startswith(LEADER) and line.endswith(" 1.0") for line in text.splitlines())
 
 
-async def one_round(restart: bool, http: aiohttp.ClientSession) -> dict[str, float]:
+class HoldFirst:
+    """A webhook sink that never answers its first delivery, and accepts the rest."""
+
+    def __init__(self) -> None:
+        self.held = asyncio.Event()
+
+    async def handle(self, request: web.Request) -> web.Response:
+        if not self.held.is_set():
+            self.held.set()
+            await asyncio.sleep(3600)
+        return web.Response(status=204)
+
+
+async def outbox_drill(drill: Drill, http: aiohttp.ClientSession,
+                       sink: HoldFirst) -> float:
+    """Kill the replica delivering a row while the sink holds it; kill -> row delivered."""
+    a, b = await asyncio.gather(drill.start("replica-a"), drill.start("replica-b"))
+    async with http.post(f"http://127.0.0.1:{a.port}/webhooks/alertmanager", data=ALERT,
+                         headers={"Authorization": f"Bearer {WEBHOOK_TOKEN}"}) as resp:
+        assert resp.status == 200, resp.status
+    await asyncio.wait_for(sink.held.wait(), timeout=60)
+    conn = await asyncpg.connect(drill.dsn)
+    try:
+        row = await conn.fetchrow("SELECT id, claimed_by FROM outbox WHERE status = 'pending'"
+                                  " AND attempts = 1 AND next_attempt_at > now()")
+    finally:
+        await conn.close()
+    assert row is not None
+    victim = a if row["claimed_by"] == a.name else b
+    killed = time.monotonic()
+    victim.popen.kill()
+
+    async def delivered() -> bool:
+        return bool(await drill.fetchval("SELECT status = 'delivered' FROM outbox"
+                                         " WHERE id = $1", row["id"]))
+
+    return await until("the held row delivered", delivered) - killed
+
+
+async def one_round(kind: str, http: aiohttp.ClientSession) -> dict[str, float]:
     app = make_app(EXCHANGE_TOKEN)
-    runner = web.AppRunner(app, access_log=None)
+    sink = HoldFirst()
+    app.router.add_post("/hook", sink.handle)  # the sink, beside the exchange
+    runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.5)
     await runner.setup()
     await web.TCPSite(runner, "127.0.0.1", 0).start()
+    env: dict[str, str] = {}
+    if kind == "outbox":
+        env["RESPONDER_SINKS"] = (f'[{{"name": "hook", "kind": "webhook", "url":'
+                                  f' "http://127.0.0.1:{runner.addresses[0][1]}/hook"}}]')
     work = Path(tempfile.mkdtemp(prefix="bench-takeover-"))
-    drill = Drill(work, f"http://127.0.0.1:{runner.addresses[0][1]}", app[STATE])
+    drill = Drill(work, f"http://127.0.0.1:{runner.addresses[0][1]}", app[STATE], env)
     await drill.create_db()
     out: dict[str, float] = {}
     try:
-        if restart:
+        if kind == "outbox":
+            out["outbox"] = await outbox_drill(drill, http, sink)
+            return out
+        if kind == "restart":
             a = await drill.start("replica-a")
             mono, wall, key = await kill_mid_call(drill, http, a)
             await drill.start("replica-a")
@@ -258,8 +310,8 @@ async def main(rounds: int, restart: bool) -> None:
     results: dict[str, list[float]] = {}
     async with aiohttp.ClientSession() as http:
         for i in range(rounds):
-            for drill in ([False, True] if restart else [False]):
-                got = await one_round(drill, http)
+            for kind in ["survivor", "outbox"] + (["restart"] if restart else []):
+                got = await one_round(kind, http)
                 for k, v in got.items():
                     results.setdefault(k, []).append(v)
                 print(f"round {i + 1}: " + ", ".join(f"{k} {v:.3f} s" for k, v in got.items()),

@@ -262,7 +262,8 @@ class Daemon:
         s = self.settings
         session = aiohttp.ClientSession()
         self._stack.push_async_callback(session.close)
-        outbox = OutboxWorker(pool, build_sinks(list(s.sinks), session), s.sinks, self.metrics)
+        outbox = OutboxWorker(pool, build_sinks(list(s.sinks), session), s.sinks, self.metrics,
+                              replica=self.replica_id)
         self._stack.push_async_callback(outbox.close)
 
         async def snapshotter(incident_id: int, table: RuleTable) -> list[Snapshot]:

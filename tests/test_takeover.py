@@ -33,13 +33,15 @@ WHERE l.locktype = 'advisory' AND l.granted AND l.classid = $1::oid
 (the lock wait ends the moment that backend exits), so the replica cannot take it back."""
 
 
-async def start_pair(tmp_path: Path, procs: list[Proc], database: str,
-                     rules_dir: Path) -> dict[str, Proc]:
-    """Two replicas whose step leases (600 s) no test here can pass by waiting out."""
+async def start_pair(tmp_path: Path, procs: list[Proc], database: str, rules_dir: Path,
+                     **extra: str) -> dict[str, Proc]:
+    """Two replicas whose step leases (600 s) no test here can pass by waiting out, each
+    with a data directory of its own (two starting on one race to create its signing key)."""
     def env(name: str) -> dict[str, str]:
         return daemon_env(database, rules_dir, RESPONDER_REPLICA_ID=name,
                           RESPONDER_STEP_LEASE_S="600", RESPONDER_STEP_DEADLINE_S="30",
-                          RESPONDER_LEADER_CHECK_S="0.5")
+                          RESPONDER_LEADER_CHECK_S="0.5",
+                          RESPONDER_DATA_DIR=str(tmp_path / name), **extra)
 
     a, b = await asyncio.gather(spawn(tmp_path, procs, env("replica-a")),
                                 spawn(tmp_path, procs, env("replica-b")))

@@ -33,7 +33,7 @@ ON CONFLICT (idempotency_key) DO NOTHING
 
 CLAIM_SQL = """
 UPDATE outbox SET next_attempt_at = now() + make_interval(secs => $2),
-                  attempts = attempts + 1
+                  attempts = attempts + 1, claimed_by = $3
 WHERE id IN (SELECT id FROM outbox WHERE status = 'pending' AND next_attempt_at <= now()
              ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED)
 RETURNING id, incident_id, sink, kind, idempotency_key, payload, attempts,
@@ -94,13 +94,15 @@ class OutboxWorker:
     """Delivers due outbox rows; safe to run on several replicas (rows are claimed)."""
 
     def __init__(self, pool: asyncpg.Pool, sinks: dict[str, Sink], specs: Sequence[SinkSpec],
-                 metrics: Metrics, *, poll_s: float = 0.5, batch: int = 50) -> None:
+                 metrics: Metrics, *, poll_s: float = 0.5, batch: int = 50,
+                 replica: str | None = None) -> None:
         self._pool = pool
         self._sinks = sinks
         self._specs = {s.name: s for s in specs}
         self._metrics = metrics
         self._poll_s = poll_s
         self._batch = batch
+        self._replica = replica  # who claims rows (store/liveness.py hands them on)
         self.wake = asyncio.Event()
 
     async def close(self) -> None:
@@ -125,7 +127,7 @@ class OutboxWorker:
 
     async def deliver_due(self) -> int:
         async with self._pool.acquire() as conn:
-            rows = await conn.fetch(CLAIM_SQL, self._batch, LEASE_S)
+            rows = await conn.fetch(CLAIM_SQL, self._batch, LEASE_S, self._replica)
         done = await asyncio.gather(*(self._deliver(r) for r in rows))
         return sum(done)
 

@@ -5,20 +5,36 @@ frees it the moment that session ends, a SIGKILL included. A replica whose live 
 outlast its name is gone, or has lost its name session and stopped calling: taking its
 name lock here proves the server has ended that session, and while it is held the owner
 cannot re-join under the name, so its leases are ended (claims.let_go) before anything
-else can claim. The claim that takes a step over then re-owns the row, and an outcome
-written by the old owner after that is refused (store/steps.py, CLOSE_SQL).
+else can claim, and its outbox rows are made due. The claim that takes a step over then
+re-owns the row, and an outcome written by the old owner after that is refused
+(store/steps.py, CLOSE_SQL).
 """
 
 from __future__ import annotations
+
+import structlog
 
 from responder.store.claims import let_go
 from responder.store.db import Conn
 from responder.store.identity import LOCK_NS, TRY_SQL, UNLOCK_SQL
 
 OWNERS_SQL = """
-SELECT DISTINCT claimed_by FROM steps
+SELECT claimed_by FROM steps
 WHERE status = 'pending' AND lease_until > now() AND claimed_by <> $1
+UNION
+SELECT claimed_by FROM outbox
+WHERE status = 'pending' AND next_attempt_at > now() AND claimed_by <> $1
 """
+"""Replicas holding step leases or outbox rows (both on partial indexes over pending rows).
+An outbox row in backoff counts too: handing it on only sends it again sooner."""
+
+OUTBOX_SQL = """
+UPDATE outbox SET next_attempt_at = now()
+WHERE claimed_by = $1 AND status = 'pending' AND next_attempt_at > now()
+RETURNING id
+"""
+
+log = structlog.get_logger("responder.liveness")
 
 HOLDERS_SQL = """
 SELECT DISTINCT o.name FROM unnest($2::text[]) AS o(name)
@@ -39,11 +55,18 @@ async def owners_without_name(conn: Conn, me: str) -> list[str]:
 
 
 async def hand_over(conn: Conn, owner: str) -> int | None:
-    """End the live leases of ``owner`` if its name session is gone: the number of steps
-    handed over, or None if the name is held (by the owner, or by a replica doing this)."""
+    """End the live leases of ``owner`` if its name session is gone, and make its outbox
+    rows due now: the number of steps handed over, or None if the name is held (by the
+    owner, or by a replica doing this). A sink deduplicates a row sent twice by its key."""
     if not await conn.fetchval(TRY_SQL, LOCK_NS, owner):
         return None
     try:
-        return await let_go(conn, owner)
+        rows = len(await conn.fetch(OUTBOX_SQL, owner))
+        steps = await let_go(conn, owner)
     finally:
         await conn.fetchval(UNLOCK_SQL, LOCK_NS, owner)
+    if steps or rows:
+        log.warning("replica gone (its name session ended): its step leases are ended and"
+                    " its outbox rows due, to be taken over now with their keys",
+                    replica=owner, steps=steps, outbox_rows=rows)
+    return steps
