@@ -18,12 +18,11 @@ from __future__ import annotations
 import asyncio
 from typing import Protocol
 
-import asyncpg
 import structlog
 
-from responder.store.db import UNAVAILABLE
+from responder.engine.executor import STORE_ERRORS
 from responder.store.identity import Identity
-from responder.store.liveness import hand_over, owners_without_name
+from responder.store.liveness import Watch
 
 log = structlog.get_logger("responder.liveness")
 
@@ -43,31 +42,20 @@ async def watch(identity: Identity, executor: Steps, dsn: str, *,
                 poll_s: float = POLL_S) -> None:
     """Stand down when our name is lost; take over replicas whose name is gone."""
     identity.on_lost = executor.stand_down
-    while True:
-        conn: asyncpg.Connection | None = None
-        try:
-            conn = await asyncpg.connect(dsn, timeout=max(poll_s * 8, 2.0), server_settings={
-                "application_name": "responder-liveness"})
-            held = identity.holds
-            while True:
-                was_held, held = held, identity.holds
-                if held and (not was_held or await _take_over_gone(conn, identity.name)):
+    checks = Watch(dsn, timeout_s=max(poll_s * 8, 2.0))
+    held = identity.holds
+    try:
+        while True:
+            was_held, held = held, identity.holds
+            try:
+                if held and (not was_held or await checks.hand_over_gone(identity.name)):
                     # Steps to take over, or ours again: the ones cancelled when our name
                     # was lost resume now rather than at the next sweep.
                     await executor.recover()
-                await asyncio.sleep(poll_s)
-        except (*UNAVAILABLE, asyncpg.PostgresError) as e:
-            log.warning("liveness watch: store unavailable; dead replicas' steps wait for"
-                        " their leases meanwhile", error=str(e))
-        finally:
-            if conn is not None:
-                conn.terminate()
-        await asyncio.sleep(max(poll_s, 1.0))
-
-
-async def _take_over_gone(conn: asyncpg.Connection, me: str) -> int:
-    """Hand over the steps of every replica whose name session has ended; how many."""
-    total = 0
-    for owner in await owners_without_name(conn, me):
-        total += await hand_over(conn, owner) or 0
-    return total
+            except STORE_ERRORS as e:
+                log.warning("liveness watch: store unavailable; dead replicas' steps wait"
+                            " for their leases meanwhile", error=str(e))
+                await asyncio.sleep(max(poll_s, 1.0))
+            await asyncio.sleep(poll_s)
+    finally:
+        checks.close()

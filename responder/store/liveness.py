@@ -12,10 +12,12 @@ re-owns the row, and an outcome written by the old owner after that is refused
 
 from __future__ import annotations
 
+import asyncpg
 import structlog
 
+from responder.errors import StoreError
 from responder.store.claims import let_go
-from responder.store.db import Conn
+from responder.store.db import Conn, store_errors
 from responder.store.identity import LOCK_NS, TRY_SQL, UNLOCK_SQL
 
 OWNERS_SQL = """
@@ -70,3 +72,36 @@ async def hand_over(conn: Conn, owner: str) -> int | None:
                     " its outbox rows due, to be taken over now with their keys",
                     replica=owner, steps=steps, outbox_rows=rows)
     return steps
+
+
+class Watch:
+    """The liveness checks on a connection of their own, so a busy pool never delays them;
+    driver errors leave as the store's own (StoreUnavailable, StoreError)."""
+
+    def __init__(self, dsn: str, *, timeout_s: float) -> None:
+        self._dsn = dsn
+        self._timeout_s = timeout_s
+        self._conn: asyncpg.Connection | None = None
+
+    async def hand_over_gone(self, me: str) -> int:
+        """Hand over every replica (other than ``me``) whose name session has ended; the
+        number of steps handed over."""
+        try:
+            async with store_errors():
+                if self._conn is None or self._conn.is_closed():
+                    self.close()
+                    self._conn = await asyncpg.connect(
+                        self._dsn, timeout=self._timeout_s,
+                        server_settings={"application_name": "responder-liveness"})
+                total = 0
+                for owner in await owners_without_name(self._conn, me):
+                    total += await hand_over(self._conn, owner) or 0
+                return total
+        except StoreError:
+            self.close()
+            raise
+
+    def close(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            conn.terminate()
