@@ -20,6 +20,7 @@ from responder.app import build_app
 from responder.audit.checkpoints import Checkpointer
 from responder.audit.keys import load_notary
 from responder.config import Settings
+from responder.engine import liveness
 from responder.engine.reconciler import Reconciler
 from responder.engine.resume import Resumer
 from responder.errors import StoreError
@@ -121,10 +122,10 @@ class Daemon:
         notary = load_notary(s)  # before the store: production refuses to start without a key
         self._dsn = await resolve_dsn(s)
         pool = await open_store(self._dsn, self._core)
-        await self._take_name()
+        identity = await self._take_name()
         graph = await build(s, metrics=self.metrics, redactor=self.redactor, rules=rules,
                             notary=notary, pool=pool, replica_id=self.replica_id,
-                            stack=self._core)
+                            holds_name=lambda: identity.holds, stack=self._core)
         self.graph, self.state = graph, graph.state
         self._spawn(graph.writer.run(), "writer", stop_writer(graph.writer), into=self._core)
         await self._listen(graph.state)
@@ -143,6 +144,9 @@ class Daemon:
         """Every background job of this replica, in start order (stopped in reverse)."""
         s, modes, writer, pool = self.settings, g.state.modes, g.writer, g.state.pool
         return [
+            # First: a dead replica's steps are taken over when its session ends.
+            Job("liveness", functools.partial(liveness.watch, self._identity, g.executor,
+                                              self._dsn)),
             Job("sweeper", functools.partial(g.executor.sweep, s.sweep_interval_s)),
             Job("resumer", Resumer(writer, g.rules, modes, g.executor, g.evidence.touch).run),
             *([Job("outbox", g.outbox.run)] if s.sinks else []),
@@ -175,13 +179,15 @@ class Daemon:
                           on_change=lambda is_leader: gauge.set(int(is_leader)))
         return [Job(role, loop.run)]
 
-    async def _take_name(self) -> None:
+    async def _take_name(self) -> Identity:
         s = self.settings
         identity = Identity(self._dsn, s.data_dir, check_s=s.leader_check_s)
         self.replica_id = await identity.take(s.replica_id)
         # Released last: the name stays held until this process has stopped claiming.
         self._core.push_async_callback(identity.release)
         self._spawn(identity.keep(), "identity", into=self._core)
+        self._identity = identity
+        return identity
 
     async def _listen(self, state: DaemonState) -> None:
         s = self.settings

@@ -104,7 +104,7 @@ class Graph:
 
 
 async def build(settings: Settings, *, metrics: Metrics, redactor: Redactor, rules: RuleTable,
-                notary: Notary, pool: Pool, replica_id: str,
+                notary: Notary, pool: Pool, replica_id: str, holds_name: Callable[[], bool],
                 stack: contextlib.AsyncExitStack) -> Graph:
     """Every part, connected; nothing runs yet but the admin client's session."""
     s = settings
@@ -120,7 +120,8 @@ async def build(settings: Settings, *, metrics: Metrics, redactor: Redactor, rul
     await client.start()
     stack.push_async_callback(client.close)
     modes = await _load_modes(s, pool)
-    evidence, outbox = _evidence(s, metrics, redactor, pool, writer, in_force, stack)
+    evidence, outbox = _evidence(s, metrics, redactor, pool, writer, in_force, stack,
+                                 replica_id)
     checkpointer = Checkpointer(pool, notary, s.sinks, delivered=outbox.wake.set)
 
     def changed(incident_ids: set[int]) -> None:
@@ -132,7 +133,9 @@ async def build(settings: Settings, *, metrics: Metrics, redactor: Redactor, rul
     executor = Executor(pool, writer, in_force, client, metrics,
                         deadline_s=s.step_deadline_s, read_back_s=s.read_back_deadline_s,
                         changed=changed, replica=replica_id,
-                        lease_s=s.step_lease_s, may_act=modes.is_enforcing)
+                        lease_s=s.step_lease_s,
+                        # A replica that lost its name calls nothing (docs/takeover.md).
+                        may_act=lambda: modes.is_enforcing() and holds_name())
     reconciler = Reconciler(pool, writer, in_force, client, executor, metrics,
                             deadline_s=s.step_deadline_s, policy=modes.policy)
     pipeline = AlertPipeline(writer=writer, executor=executor, rules=in_force, modes=modes,
@@ -170,11 +173,12 @@ async def _load_modes(s: Settings, pool: Pool) -> Modes:
 
 
 def _evidence(s: Settings, metrics: Metrics, redactor: Redactor, pool: Pool, writer: Writer,
-              in_force: Callable[[], RuleTable],
-              stack: contextlib.AsyncExitStack) -> tuple[EvidenceBuilder, OutboxWorker]:
+              in_force: Callable[[], RuleTable], stack: contextlib.AsyncExitStack,
+              replica_id: str) -> tuple[EvidenceBuilder, OutboxWorker]:
     session = aiohttp.ClientSession()
     stack.push_async_callback(session.close)
-    outbox = OutboxWorker(pool, build_sinks(list(s.sinks), session), s.sinks, metrics)
+    outbox = OutboxWorker(pool, build_sinks(list(s.sinks), session), s.sinks, metrics,
+                          replica=replica_id)
     stack.push_async_callback(outbox.close)
 
     async def snapshotter(incident_id: int, table: RuleTable) -> list[Snapshot]:

@@ -105,8 +105,9 @@ async def test_replica_killed_mid_call_is_taken_over_with_the_same_key(
     tmp_path: Path, database: str, rules_dir: Path, procs: list[Proc],
     http: aiohttp.ClientSession, exchange: Exchange,
 ) -> None:
-    """SIGKILL mid-call: the other replica completes the step after the lease runs out,
-    with the same Idempotency-Key, so the target applied every change once."""
+    """SIGKILL mid-call: the other replica completes the step once the killed replica's
+    session has ended, with the same Idempotency-Key, so the target applied every change
+    once."""
     exchange.state.faults = Faults(delay_s=1.5)
     pair = await start_pair(tmp_path, procs, database, rules_dir)
     body = fixture_bytes("firing-single.json")

@@ -154,6 +154,11 @@ class Executor:
         """End this replica's live leases so another replica can take over without waiting."""
         return await self._leases.let_go()
 
+    def stand_down(self) -> None:
+        """This replica lost its name (engine/liveness.py): cancel the steps in flight."""
+        for task in list(self._tasks.values()):
+            task.cancel()
+
     async def _run_incident(self, incident_id: int) -> None:
         queue = self._queues[incident_id]
         while queue:

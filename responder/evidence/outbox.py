@@ -71,8 +71,10 @@ class OutboxWorker:
     """Delivers due outbox rows; safe to run on several replicas (rows are claimed)."""
 
     def __init__(self, pool: Pool, sinks: dict[str, Sink], specs: Sequence[SinkSpec],
-                 metrics: Metrics, *, poll_s: float = 0.5, batch: int = 50) -> None:
+                 metrics: Metrics, *, poll_s: float = 0.5, batch: int = 50,
+                 replica: str | None = None) -> None:
         self._pool = pool
+        self._replica = replica  # who claims rows (store/liveness.py hands them on)
         self._sinks = sinks
         self._specs = {s.name: s for s in specs}
         self._metrics = metrics
@@ -101,7 +103,7 @@ class OutboxWorker:
                 self.wake.clear()
 
     async def deliver_due(self) -> int:
-        rows = await table.claim_due(self._pool, self._batch, LEASE_S)
+        rows = await table.claim_due(self._pool, self._batch, LEASE_S, self._replica)
         done = await asyncio.gather(*(self._deliver(r) for r in rows))
         return sum(done)
 

@@ -2,9 +2,11 @@
 
 The leader holds a PostgreSQL session advisory lock on a connection of its own. The
 server releases the lock when that session ends, so a replica that dies (even by SIGKILL)
-hands leadership on as soon as its connection closes. The leader checks its connection on
-an interval and stops the work the moment the check fails, because it can no longer be
-sure it holds the lock; the others keep trying to take it.
+hands leadership on as soon as its connection closes. Followers wait on the lock in the
+server (``pg_advisory_lock``, bounded by ``lock_timeout`` so a dead follower session is
+noticed), so one of them leads the moment the leader's session ends, not at its next
+poll. The leader stops the work the moment its session ends (a termination listener) or a
+check on it fails, because it can no longer be sure it holds the lock.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from typing import Any
 import asyncpg
 import structlog
 
-from responder.store.db import UNAVAILABLE
+from responder.store.db import UNAVAILABLE, Conn
 
 log = structlog.get_logger("responder.leader")
 
@@ -37,6 +39,7 @@ class LeaderLoop:
         self._lock_id = LOCK_IDS[role]
         self._work = work
         self._check_s = check_s
+        self._wait_s = max(check_s * 5, 1.0)
         self._on_change = on_change
         self.is_leader = False
 
@@ -47,12 +50,12 @@ class LeaderLoop:
                 conn = await asyncpg.connect(
                     self._dsn, timeout=self._check_s * 2,
                     server_settings={"application_name": f"responder-leader-{self._role}"})
-                # One session for as long as it works: followers retry the lock on it.
+                # One session for as long as it works: followers wait for the lock on it.
+                await conn.execute(f"SET lock_timeout = {int(self._wait_s * 1000)}")
                 while True:
-                    if await conn.fetchval("SELECT pg_try_advisory_lock($1)", self._lock_id,
-                                           timeout=self._check_s):
+                    if await self._wait_for_lock(conn):
                         await self._lead(conn)
-                    await asyncio.sleep(self._check_s)
+                        await asyncio.sleep(self._check_s)
             except (*UNAVAILABLE, asyncpg.PostgresError) as e:
                 log.warning("leader lock: store unavailable", role=self._role, error=str(e))
             finally:
@@ -63,11 +66,26 @@ class LeaderLoop:
                     conn.terminate()
             await asyncio.sleep(self._check_s)
 
+    async def _wait_for_lock(self, conn: asyncpg.Connection) -> bool:
+        """Wait up to ``lock_timeout`` in the server for the lock; False if it stayed held."""
+        try:
+            await conn.execute(f"SELECT pg_advisory_lock({self._lock_id})",
+                               timeout=self._wait_s + self._check_s)
+        except asyncpg.LockNotAvailableError:
+            return False
+        return True
+
     async def _lead(self, conn: asyncpg.Connection) -> None:
-        """Run the work until it ends or the lock's session stops answering."""
+        """Run the work until it ends or the lock's session ends or stops answering."""
         self._set(True)
         log.info("leading", role=self._role)
         task = asyncio.create_task(self._work(), name=f"leader-{self._role}")
+
+        def ended(_: Conn) -> None:
+            log.warning("leader lock session ended: stopping", role=self._role)
+            task.cancel()
+
+        conn.add_termination_listener(ended)
         try:
             while not task.done():
                 await asyncio.wait({task}, timeout=self._check_s)
@@ -82,6 +100,7 @@ class LeaderLoop:
             log.warning("leader lock session failed: stopping", role=self._role)
             raise
         finally:
+            conn.remove_termination_listener(ended)
             if not task.done():
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):

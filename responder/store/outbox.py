@@ -24,7 +24,7 @@ ON CONFLICT (idempotency_key) DO NOTHING
 
 CLAIM_SQL = """
 UPDATE outbox SET next_attempt_at = now() + make_interval(secs => $2),
-                  attempts = attempts + 1
+                  attempts = attempts + 1, claimed_by = $3
 WHERE id IN (SELECT id FROM outbox WHERE status = 'pending' AND next_attempt_at <= now()
              ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED)
 RETURNING id, incident_id, sink, kind, idempotency_key, payload, attempts,
@@ -70,10 +70,12 @@ async def enqueue(conn: Conn, rows: Sequence[OutboxRow]) -> None:
         await conn.execute(ENQUEUE_SQL, *[list(c) for c in zip(*rows, strict=True)])
 
 
-async def claim_due(pool: Pool, batch: int, lease_s: float) -> list[Claimed]:
-    """Up to ``batch`` due rows, oldest first, none that another worker holds."""
+async def claim_due(pool: Pool, batch: int, lease_s: float,
+                    replica: str | None = None) -> list[Claimed]:
+    """Up to ``batch`` due rows, oldest first, none that another worker holds; claimed in
+    ``replica``'s name, so that they are handed on when its session ends."""
     async with acquire(pool) as conn:
-        rows = await conn.fetch(CLAIM_SQL, batch, lease_s)
+        rows = await conn.fetch(CLAIM_SQL, batch, lease_s, replica)
     return [Claimed(r["id"], r["incident_id"], r["sink"], r["kind"], r["idempotency_key"],
                     r["payload"], r["attempts"], float(r["trying_s"])) for r in rows]
 

@@ -173,11 +173,16 @@ async def pending_for(pool: Pool, replica: str) -> list[StepRow]:
 CLOSE_SQL = """
 WITH c AS (
     SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[], $5::text[],
-                         $6::int[], $7::bigint[], $8::bool[], $9::text[], $10::bool[])
-        AS c(id, status, control, key, level, rank, incident_id, raises, rule_id, verified)
+                         $6::int[], $7::bigint[], $8::bool[], $9::text[], $10::bool[],
+                         $11::text[])
+        AS c(id, status, control, key, level, rank, incident_id, raises, rule_id, verified,
+             replica)
 ), closed AS (
     UPDATE steps s SET status = c.status, updated_at = now() FROM c
-    WHERE s.id = c.id AND s.status = 'pending' RETURNING s.id
+    WHERE s.id = c.id AND s.status = 'pending'
+      -- The fence: a replica's late outcome is refused once another claim took the step.
+      AND (c.replica IS NULL OR s.claimed_by IS NULL OR s.claimed_by = c.replica)
+    RETURNING s.id
 ), raised AS (
     INSERT INTO control_levels (control, key, level, rank, incident_id, set_by, set_kind,
                                 verified)
@@ -220,7 +225,8 @@ class CloseStep:
     @staticmethod
     async def run_many(conn: Conn, chain: ChainAppender,
                        closes: Sequence[CloseStep]) -> list[bool]:
-        """True for each step closed now; False if an earlier attempt had closed it."""
+        """True for each step closed now; False if an earlier attempt had closed it, or
+        another replica's claim took it over from ``replica`` (docs/takeover.md)."""
         steps = [c.step for c in closes]
         row = await conn.fetchrow(
             CLOSE_SQL, [s.id for s in steps],
@@ -228,7 +234,7 @@ class CloseStep:
             [s.control for s in steps], [s.key for s in steps], [s.level for s in steps],
             [s.rank for s in steps], [s.incident_id for s in steps],
             [c.outcome == "applied" for c in closes], [s.rule_id for s in steps],
-            [c.verified for c in closes])
+            [c.verified for c in closes], [c.replica for c in closes])
         assert row is not None
         closed = set(row["closed"])
         for c in closes:
