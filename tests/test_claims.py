@@ -11,7 +11,6 @@ import asyncpg
 import pytest
 
 from responder.store.claims import (
-    KEY_LOCK_NS,
     Claim,
     KeyBusy,
     claim_step,
@@ -20,6 +19,7 @@ from responder.store.claims import (
     renew_claim,
 )
 from responder.store.db import create_pool, migrate
+from responder.store.locks import KEY_NS as KEY_LOCK_NS
 from responder.store.steps import pending_steps
 
 

@@ -14,7 +14,8 @@ import pytest
 from examples.exchange import Faults
 from responder.cli import main
 from responder.daemon import Daemon
-from responder.store.claims import KEY_LOCK_NS
+from responder.store.locks import KEY_NS as KEY_LOCK_NS
+from responder.store.locks import try_replica_name
 from tests.conftest import (
     ADMIN_TOKEN,
     OPERATOR_TOKEN,
@@ -350,6 +351,8 @@ async def test_a_person_waits_for_automation_on_another_replica(
     conn = await asyncpg.connect(database)
     try:
         incident = await conn.fetchval("SELECT id FROM incidents")
+        # replica-b is alive: its session holds its name (else its claims are taken over)
+        assert await try_replica_name(conn, "replica-b")
         step = await conn.fetchval(
             "INSERT INTO steps (incident_id, kind, position, control, key, level, rank,"
             " idempotency_key, claimed_by, lease_until) VALUES ($1, 'step', 9, 'symbol-mode',"

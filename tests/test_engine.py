@@ -11,7 +11,8 @@ import asyncpg
 from structlog.testing import capture_logs
 
 from examples.exchange import Faults
-from responder.store.claims import KEY_LOCK_NS
+from responder.store.locks import KEY_NS as KEY_LOCK_NS
+from responder.store.locks import try_replica_name
 from tests.conftest import (
     DaemonFactory,
     Exchange,
@@ -252,6 +253,8 @@ async def test_drift_repair_waits_for_a_key_being_changed_elsewhere(
     daemon = await make_daemon()
     await post_alerts(http, daemon, fixture_bytes("firing-single.json"))
     await idle(daemon)
+    replica_b = await asyncpg.connect(database)  # alive: its session holds its name
+    assert await try_replica_name(replica_b, "replica-b")
     await query(database,
                 "INSERT INTO steps (incident_id, kind, position, control, key, level, rank,"
                 " idempotency_key, claimed_by, lease_until, claims)"
@@ -268,6 +271,7 @@ async def test_drift_repair_waits_for_a_key_being_changed_elsewhere(
     report = await daemon.reconciler.pass_once()
     assert (report.corrected, report.busy) == (1, 0)
     assert exchange.state.symbols == {"BTC-USD": "CANCEL_ONLY"}
+    await replica_b.close()
 
 
 async def test_reconciler_runs_on_its_interval(make_daemon: DaemonFactory, exchange: Exchange,

@@ -15,7 +15,7 @@ import asyncpg
 
 from examples.exchange import Faults
 from responder.store.claims import let_go
-from responder.store.identity import LOCK_NS
+from responder.store.locks import REPLICA_NS as LOCK_NS
 from tests.conftest import Exchange, Proc, fixture_bytes, wait_for
 from tests.test_process import daemon_env, kill, post, spawn
 from tests.test_replicas import calls_by_path, log_details, no_pending, rows

@@ -14,8 +14,8 @@ import pytest
 
 from responder.store.claims import Claim, claim_step
 from responder.store.db import create_pool, migrate
-from responder.store.identity import LOCK_NS, TRY_SQL
 from responder.store.liveness import hand_over, owners_without_name
+from responder.store.locks import try_replica_name
 from responder.store.steps import CloseStep, StepRow
 from responder.store.writer import Writer
 
@@ -59,7 +59,7 @@ async def close(pool: asyncpg.Pool, step: StepRow, replica: str) -> bool:
 
 async def name_session(database: str, name: str) -> asyncpg.Connection:
     conn = await asyncpg.connect(database)
-    assert await conn.fetchval(TRY_SQL, LOCK_NS, name)
+    assert await try_replica_name(conn, name)
     return conn
 
 

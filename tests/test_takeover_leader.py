@@ -7,7 +7,8 @@ import contextlib
 
 import asyncpg
 
-from responder.store.leader import LOCK_IDS, LeaderLoop
+from responder.store.leader import LeaderLoop
+from responder.store.locks import LEADER as LOCK_IDS
 from tests.conftest import wait_for
 
 TERMINATE_LEADER_SQL = """

@@ -25,10 +25,10 @@ from responder.metrics import Metrics
 from responder.model import Alert
 from responder.redaction import Redactor
 from responder.rules.table import RuleTable
+from responder.store import locks
 from responder.store.actionlog import ChainAppender, Entry
-from responder.store.claims import KEY_LOCK_NS
 from responder.store.db import Conn
-from responder.store.intake_sql import ALERTS_SQL, LOCK_KEYS_SQL, RECORD_SQL
+from responder.store.intake_sql import ALERTS_SQL, RECORD_SQL
 from responder.store.steps import Inserted, NewStep, StepRow, held_entry, intent_entry
 
 log = structlog.get_logger("responder.engine")
@@ -104,8 +104,9 @@ class RecordAlerts:
         replica = jobs[0].replica
         locked: list[str] = []
         if replica is not None and plan.steps:
-            keys = sorted({f"{p.step.control.name}/{p.key}" for _, _, p, _ in plan.steps})
-            locked = await conn.fetchval(LOCK_KEYS_SQL, keys[:MAX_EARLY_CLAIMS], KEY_LOCK_NS)
+            keys = sorted({locks.key_name(p.step.control.name, p.key)
+                           for _, _, p, _ in plan.steps})
+            locked = await locks.try_keys(conn, keys[:MAX_EARLY_CLAIMS])
         row = await conn.fetchrow(RECORD_SQL, *plan.arguments(chain.rules_hash), locked,
                                   replica, jobs[0].lease_s)
         assert row is not None

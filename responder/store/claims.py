@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal
 
+from responder.store import locks
 from responder.store.db import Conn, Pool, store_errors
 from responder.store.levels import StepHeld, step_held
 
@@ -24,15 +25,14 @@ from responder.store.levels import StepHeld, step_held
 # step's control key, in id order (so two claimers cannot deadlock). Under READ COMMITTED a
 # row locked by a concurrent claim is waited for and then read as that claim committed it,
 # so of two replicas claiming steps on one key, the second sees the first's live lease.
-KEY_LOCK_NS = 0x6B657973  # advisory lock namespace: one lock per (control, key)
-"""A person's change to a key holds this lock (session level, on its own connection) while
-it calls the target; an automatic claim on the key is refused while it is held. Two
-replicas therefore never change one key at once, whoever acts."""
+# A person's change to a key holds the key's lock (store/locks.py; session level, on its
+# own connection) while it calls the target; an automatic claim on the key is refused while
+# it is held. Two replicas therefore never change one key at once, whoever acts.
 
 CLAIM_SQL = """
 WITH free AS (
     -- Taken and released within this statement: only asks whether a person holds the key.
-    SELECT pg_try_advisory_xact_lock({ns}, hashtext(control || '/' || key)) AS ok
+    SELECT {key_free} AS ok
     FROM steps WHERE id = $1
 ), key_rows AS (
     SELECT o.id, o.claimed_by, o.lease_until
@@ -59,7 +59,7 @@ SELECT (SELECT count(*) FROM target) AS is_pending, (SELECT claims FROM claimed)
        (SELECT lease_until FROM target) AS previous_until
 """
 
-CLAIM_SQL = CLAIM_SQL.replace("{ns}", str(KEY_LOCK_NS))
+CLAIM_SQL = CLAIM_SQL.replace("{key_free}", locks.KEY_FREE_IN_XACT_SQL)
 
 RECHECK_SQL = """
 WITH undone AS (
@@ -77,8 +77,6 @@ CLAIM_SQL reads the key's steps as its statement began; a step another replica c
 the transaction that recorded it (RECORD_SQL) and committed while this claim waited on a
 row lock is not among them. If there is one, the claim is given back."""
 
-HOLD_KEY_SQL = "SELECT pg_try_advisory_lock($1, hashtext($2 || '/' || $3))"
-FREE_KEY_SQL = "SELECT pg_advisory_unlock($1, hashtext($2 || '/' || $3))"
 LIVE_CLAIM_SQL = """
 SELECT claimed_by FROM steps
 WHERE control = $1 AND key = $2 AND status = 'pending' AND lease_until >= now()
@@ -196,11 +194,11 @@ async def hold_key(pool: Pool, control: str, key: str, wait_s: float) -> AsyncIt
             conn = await stack.enter_async_context(pool.acquire())
             deadline = time.monotonic() + wait_s
             while True:
-                if await conn.fetchval(HOLD_KEY_SQL, KEY_LOCK_NS, control, key):
+                if await locks.hold_key(conn, control, key):
                     holder = await conn.fetchval(LIVE_CLAIM_SQL, control, key)
                     if holder is None:
                         break
-                    await conn.fetchval(FREE_KEY_SQL, KEY_LOCK_NS, control, key)
+                    await locks.free_key(conn, control, key)
                     why = f"automation ({holder}) is changing {control}[{key}] now"
                 else:
                     why = f"another person's change to {control}[{key}] is in progress"
@@ -212,7 +210,7 @@ async def hold_key(pool: Pool, control: str, key: str, wait_s: float) -> AsyncIt
         finally:
             async with store_errors():
                 try:
-                    await conn.fetchval(FREE_KEY_SQL, KEY_LOCK_NS, control, key)
+                    await locks.free_key(conn, control, key)
                 except Exception:
                     # A session that cannot unlock must not go back to the pool holding
                     # the key.

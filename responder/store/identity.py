@@ -31,14 +31,12 @@ from pathlib import Path
 import asyncpg
 import structlog
 
+from responder.store import locks
 from responder.store.claims import let_go
 from responder.store.db import UNAVAILABLE, Conn
 
 log = structlog.get_logger("responder.identity")
 
-LOCK_NS = 0x72657069  # "repi": advisory lock namespace for replica names
-TRY_SQL = "SELECT pg_try_advisory_lock($1, hashtext($2))"
-UNLOCK_SQL = "SELECT pg_advisory_unlock($1, hashtext($2))"
 FILE_NAME = "replica-id"
 
 
@@ -69,12 +67,12 @@ class Identity:
         """Hold a name for this process and end the leases of the one it replaced."""
         self._conn = await self._connect()
         name = configured or process_name()
-        if not await self._conn.fetchval(TRY_SQL, LOCK_NS, name):
+        if not await locks.try_replica_name(self._conn, name):
             held, name = name, process_name(configured)
             log.warning("replica name held by another session (a live process, or one the"
                         " server has not yet seen end); using a name of this process's own",
                         wanted=held, name=name)
-            await self._conn.fetchval(TRY_SQL, LOCK_NS, name)
+            await locks.try_replica_name(self._conn, name)
         self.name = name
         self._held_on(self._conn)
         previous = self._remember(name)
@@ -122,11 +120,11 @@ class Identity:
 
     async def _end_leases_of(self, previous: str) -> None:
         assert self._conn is not None
-        if not await self._conn.fetchval(TRY_SQL, LOCK_NS, previous):
+        if not await locks.try_replica_name(self._conn, previous):
             log.info("the previous process of this data directory still holds its name;"
                      " its steps resume when their leases run out", previous=previous)
             return
-        await self._conn.fetchval(UNLOCK_SQL, LOCK_NS, previous)
+        await locks.free_replica_name(self._conn, previous)
         if ended := await let_go(self._conn, previous):
             log.warning("the previous process of this data directory is gone: its step"
                         " leases are ended, to be taken over now", previous=previous,
@@ -154,7 +152,7 @@ class Identity:
         if self._conn is None or self._conn.is_closed():
             await self.release()
             self._conn = await self._connect()
-        if await self._conn.fetchval(TRY_SQL, LOCK_NS, self.name, timeout=self._check_s):
+        if await locks.try_replica_name(self._conn, self.name, timeout_s=self._check_s):
             self._held_on(self._conn)
             log.info("replica name held again", name=self.name)
         else:

@@ -9,6 +9,8 @@ and held-level reads before the call: the executor still takes the normal path w
 anything on the key moved in between (engine/executor.py).
 """
 
+from responder.store import locks
+
 RECORD_SQL = """
 WITH inb AS (
     INSERT INTO inbox (dedup_key, source, fingerprint, status, starts_at, alert, group_key,
@@ -74,7 +76,7 @@ WITH inb AS (
     -- transaction can be adding a step on the key unseen by this snapshot).
     SELECT g.ord FROM go g
     WHERE $32::text IS NOT NULL
-      AND g.control || '/' || g.key = ANY($31::text[])
+      AND {key_name} = ANY($31::text[])
       AND g.ord = (SELECT min(o.ord) FROM go o WHERE o.incident_id = g.incident_id)
       AND NOT EXISTS (SELECT 1 FROM go o WHERE o.control = g.control AND o.key = g.key
                       AND o.ord <> g.ord)
@@ -108,6 +110,7 @@ SELECT
      FROM st LEFT JOIN held h ON h.ord = st.ord
      LEFT JOIN ins ON ins.idempotency_key = st.idempotency_key) AS steps
 """
+RECORD_SQL = RECORD_SQL.replace("{key_name}", locks.key_name_sql("g.control", "g.key"))
 
 
 ALERTS_SQL = """
@@ -151,11 +154,3 @@ SELECT coalesce(jsonb_agg(jsonb_build_array(inc.rule_id, inc.scope, inc.id,
 FROM inc
 """
 
-
-LOCK_KEYS_SQL = """
-SELECT coalesce(array_agg(k), '{}') FROM unnest($1::text[]) AS k
-WHERE pg_try_advisory_xact_lock($2, hashtext(k))
-"""
-"""Try the key locks (store/claims.py KEY_LOCK_NS) of the keys a batch may claim at once.
-Held until the batch commits; a key someone holds (a person, a claim, another batch) is
-simply not claimed early."""

@@ -19,12 +19,11 @@ from typing import Any
 import asyncpg
 import structlog
 
+from responder.store import locks
 from responder.store.db import UNAVAILABLE, Conn
 
 log = structlog.get_logger("responder.leader")
 
-# Advisory lock ids ("resp" + a role number), per database, shared by every replica.
-LOCK_IDS = {"reconciler": 0x7265_7370_0001, "checkpointer": 0x7265_7370_0002}
 
 Work = Callable[[], Coroutine[Any, Any, None]]
 
@@ -36,7 +35,7 @@ class LeaderLoop:
                  on_change: Callable[[bool], None] | None = None) -> None:
         self._dsn = dsn
         self._role = role
-        self._lock_id = LOCK_IDS[role]
+        self._lock_id = locks.LEADER[role]
         self._work = work
         self._check_s = check_s
         self._wait_s = max(check_s * 5, 1.0)
@@ -69,7 +68,7 @@ class LeaderLoop:
     async def _wait_for_lock(self, conn: asyncpg.Connection) -> bool:
         """Wait up to ``lock_timeout`` in the server for the lock; False if it stayed held."""
         try:
-            await conn.execute(f"SELECT pg_advisory_lock({self._lock_id})",
+            await conn.execute(locks.WAIT_LEADER_SQL.format(lock_id=self._lock_id),
                                timeout=self._wait_s + self._check_s)
         except asyncpg.LockNotAvailableError:
             return False
@@ -94,7 +93,7 @@ class LeaderLoop:
             if not task.cancelled() and (error := task.exception()) is not None:
                 log.error("leader work crashed; giving up the lock and trying again",
                           role=self._role, error=repr(error))
-            await conn.execute("SELECT pg_advisory_unlock($1)", self._lock_id)
+            await conn.execute(locks.FREE_LEADER_SQL, self._lock_id)
             self._set(False)
         except (*UNAVAILABLE, asyncpg.PostgresError):
             log.warning("leader lock session failed: stopping", role=self._role)

@@ -16,9 +16,9 @@ import asyncpg
 import structlog
 
 from responder.errors import StoreError
+from responder.store import locks
 from responder.store.claims import let_go
 from responder.store.db import Conn, store_errors
-from responder.store.identity import LOCK_NS, TRY_SQL, UNLOCK_SQL
 
 OWNERS_SQL = """
 SELECT claimed_by FROM steps
@@ -52,7 +52,7 @@ async def owners_without_name(conn: Conn, me: str) -> list[str]:
     owners = [r["claimed_by"] for r in await conn.fetch(OWNERS_SQL, me)]
     if not owners:
         return []
-    held = {r["name"] for r in await conn.fetch(HOLDERS_SQL, LOCK_NS, owners)}
+    held = {r["name"] for r in await conn.fetch(HOLDERS_SQL, locks.REPLICA_NS, owners)}
     return [o for o in owners if o not in held]
 
 
@@ -60,13 +60,13 @@ async def hand_over(conn: Conn, owner: str) -> int | None:
     """End the live leases of ``owner`` if its name session is gone, and make its outbox
     rows due now: the number of steps handed over, or None if the name is held (by the
     owner, or by a replica doing this). A sink deduplicates a row sent twice by its key."""
-    if not await conn.fetchval(TRY_SQL, LOCK_NS, owner):
+    if not await locks.try_replica_name(conn, owner):
         return None
     try:
         rows = len(await conn.fetch(OUTBOX_SQL, owner))
         steps = await let_go(conn, owner)
     finally:
-        await conn.fetchval(UNLOCK_SQL, LOCK_NS, owner)
+        await locks.free_replica_name(conn, owner)
     if steps or rows:
         log.warning("replica gone (its name session ended): its step leases are ended and"
                     " its outbox rows due, to be taken over now with their keys",

@@ -50,6 +50,8 @@ def key_lock_sql(control: str, key: str) -> str:
 MIGRATE_SQL = f"SELECT pg_advisory_xact_lock({MIGRATION})"
 
 TRY_LEADER_SQL = "SELECT pg_try_advisory_lock($1)"
+WAIT_LEADER_SQL = "SELECT pg_advisory_lock({lock_id})"
+"""A follower waits for the role in the server, bounded by lock_timeout."""
 FREE_LEADER_SQL = "SELECT pg_advisory_unlock($1)"
 
 HOLD_KEY_SQL = f"SELECT pg_try_advisory_lock({key_lock_sql('$1::text', '$2::text')})"
@@ -89,8 +91,8 @@ async def try_keys(conn: Conn, names: list[str]) -> list[str]:
     return taken
 
 
-async def try_replica_name(conn: Conn, name: str) -> bool:
-    return bool(await conn.fetchval(TRY_REPLICA_SQL, name))
+async def try_replica_name(conn: Conn, name: str, timeout_s: float | None = None) -> bool:
+    return bool(await conn.fetchval(TRY_REPLICA_SQL, name, timeout=timeout_s))
 
 
 async def free_replica_name(conn: Conn, name: str) -> None:
