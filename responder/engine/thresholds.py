@@ -15,10 +15,17 @@ same fingerprint), which the inbox then absorbs as re-deliveries.
   counted (``out_of_order``): evaluating it would move the series back in time.
 - A sample more than ``max_future_s`` ahead of the wall clock is dropped (``future``): it
   would otherwise make every other series look stale.
+
+Speed: most samples change nothing but their series' ``last_ts``: every watch idle and the
+value on the quiet side of every threshold. A batch made only of such samples is handled by
+``_observe_calm`` in C-level passes (``map``/``zip``), with no Python code per sample; any
+other batch goes sample by sample. Series are found by their labels in the producer's order
+(``_alias``), so the sort into the canonical key happens once per series, not per sample.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import sys
@@ -26,6 +33,8 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from itertools import repeat
+from operator import attrgetter, lt
 
 from responder.model import Alert, Status
 from responder.rules.table import METRICS_SOURCE, MetricCondition, Rule, RuleTable
@@ -35,6 +44,9 @@ Sample = tuple[str, Mapping[str, str], float, float]
 SeriesKey = tuple[str, tuple[tuple[str, str], ...]]
 """(metric name, sorted label pairs)."""
 OUTCOMES = ("evaluated", "ignored", "out_of_order", "series_limit", "future")
+_INF = float("inf")
+_NEVER_CALM = (_INF, -_INF)
+_LAST_TS, _LO, _HI = attrgetter("last_ts"), attrgetter("lo"), attrgetter("hi")
 
 
 def rfc3339(ts: float) -> str:
@@ -45,25 +57,49 @@ def rfc3339(ts: float) -> str:
 class _Watch:
     """One rule's state on one series: pending since a time, or firing."""
 
-    __slots__ = ("clear", "compare", "cond", "firing", "for_s", "rule", "since", "threshold")
+    __slots__ = ("compare", "cond", "firing", "rule", "since")
 
     def __init__(self, rule: Rule, cond: MetricCondition) -> None:
         self.rule = rule
         self.cond = cond
         self.compare = cond.compare
-        self.threshold = cond.threshold
-        self.clear = cond.clear
-        self.for_s = cond.for_s
         self.since: float | None = None
         self.firing = False
 
 
 class _Series:
-    __slots__ = ("last_ts", "watches")
+    """A live series. While every watch is idle, a value strictly between ``lo`` and ``hi``
+    crosses no threshold and so changes nothing; otherwise ``lo > hi`` and every value is
+    evaluated."""
 
-    def __init__(self, watches: tuple[_Watch, ...]) -> None:
-        self.last_ts = float("-inf")
+    __slots__ = ("calm", "hi", "key", "last_ts", "lo", "watches")
+
+    def __init__(self, key: SeriesKey, watches: tuple[_Watch, ...]) -> None:
+        self.key = key
+        self.last_ts = -_INF
+        self.watch(watches)
+
+    def watch(self, watches: tuple[_Watch, ...]) -> None:
         self.watches = watches
+        self.calm = _calm_range(tuple(w.cond for w in watches))
+        self.settle()
+
+    def settle(self) -> None:
+        idle = all(w.since is None and not w.firing for w in self.watches)
+        self.lo, self.hi = self.calm if idle else _NEVER_CALM
+
+
+@functools.lru_cache(maxsize=256)
+def _calm_range(conds: tuple[MetricCondition, ...]) -> tuple[float, float]:
+    """(lo, hi): a value strictly between crosses none of the thresholds. Shared by every
+    series of the same conditions, which saves a tuple per series."""
+    lo, hi = -_INF, _INF
+    for cond in conds:
+        if cond.op in (">", ">="):
+            hi = min(hi, cond.threshold)
+        else:
+            lo = max(lo, cond.threshold)
+    return lo, hi
 
 
 @dataclass
@@ -90,6 +126,8 @@ class Evaluator:
         self._clock = clock
         self.counts = Counts()
         self._series: dict[SeriesKey, _Series] = {}
+        self._alias: dict[SeriesKey, _Series] = {}
+        """Labels in the order samples carry them -> series; bounded, rebuilt on demand."""
         self._newest_ts = float("-inf")
         self._swept_at = float("-inf")
         self._out: list[Alert] = []
@@ -110,6 +148,7 @@ class Evaluator:
             assert rule.metric is not None
             by_name.setdefault(rule.metric.name, []).append(rule)
         self._by_name = {name: tuple(rules) for name, rules in by_name.items()}
+        self._alias.clear()
         for key in list(self._series):
             series = self._series[key]
             if key[0] not in self._by_name:
@@ -122,55 +161,97 @@ class Evaluator:
                 if old is not None:
                     w.since, w.firing = old.since, old.firing
                 watches.append(w)
-            series.watches = tuple(watches)
+            series.watch(tuple(watches))
 
     def observe(self, samples: Iterable[Sample]) -> None:
         """Evaluate samples in order; alerts they raise wait in ``take()``."""
-        by_name, series_of, counts = self._by_name, self._series, self.counts
+        rows = samples if isinstance(samples, list) else list(samples)
+        if rows and not self._observe_calm(rows):
+            self._observe_each(rows)
+        if self._newest_ts - self._swept_at >= self.stale_after_s / 4:
+            self.sweep()
+
+    def _observe_calm(self, rows: list[Sample]) -> bool:
+        """Take the whole batch at once if every sample is of a live series, newer than its
+        last one, not ahead of the clock, no series twice, and calm (see ``_Series``): then
+        each only moves its series' ``last_ts``. Otherwise change nothing, return False."""
+        names, labels, values, tss = zip(*rows, strict=True)
+        newest = max(tss)
+        if newest > self._clock() + self.max_future_s or not self._by_name.keys() >= set(names):
+            return False
+        try:
+            series = list(map(self._alias.get,
+                              zip(names, map(tuple, map(dict.items, labels)), strict=True)))
+        except TypeError:  # labels in a Mapping that is not a dict
+            return False
+        if (None in series or len(set(map(id, series))) != len(series)
+                or not all(map(lt, map(_LAST_TS, series), tss))
+                or not all(map(lt, map(_LO, series), values))
+                or not all(map(lt, values, map(_HI, series)))):
+            return False
+        any(map(setattr, series, repeat("last_ts"), tss))  # setattr returns None: all run
+        self.counts.evaluated += len(rows)
+        if newest > self._newest_ts:  # noqa: PLR1730 - the same test as _observe_each's
+            self._newest_ts = newest
+        return True
+
+    def _observe_each(self, rows: list[Sample]) -> None:
+        by_name, alias, counts = self._by_name, self._alias, self.counts
         horizon = self._clock() + self.max_future_s
         newest = self._newest_ts
-        for name, labels, value, ts in samples:
+        for name, labels, value, ts in rows:
             if name not in by_name:
                 counts.ignored += 1
                 continue
             if ts > horizon:
                 counts.future += 1
                 continue
-            key = (name, tuple(sorted(labels.items())))
-            series = series_of.get(key)
+            key = (name, tuple(labels.items()))
+            series = alias.get(key) or self._series_for(key)
             if series is None:
-                if len(series_of) >= self.max_series:
-                    counts.series_limit += 1
-                    continue
-                key = _interned(key)
-                series = series_of[key] = _Series(self._watches_for(key))
-            elif ts <= series.last_ts:
+                counts.series_limit += 1
+                continue
+            if ts <= series.last_ts:
                 counts.out_of_order += 1
                 continue
             series.last_ts = ts
             if ts > newest:  # noqa: PLR1730 - max() costs a call per sample
                 newest = ts
             counts.evaluated += 1
-            self._evaluate(key, series.watches, value, ts)
+            if not series.lo < value < series.hi:
+                self._evaluate(series, value, ts)
         self._newest_ts = newest
-        if newest - self._swept_at >= self.stale_after_s / 4:
-            self.sweep()
 
-    def _evaluate(self, key: SeriesKey, watches: tuple[_Watch, ...], value: float,
-                  ts: float) -> None:
-        for w in watches:
+    def _series_for(self, key: SeriesKey) -> _Series | None:
+        """The series of labels in an order not seen before: found (or made, within
+        ``max_series``) by its canonical, sorted key, and remembered under this order."""
+        canonical = (key[0], tuple(sorted(key[1])))
+        series = self._series.get(canonical)
+        if series is None:
+            if len(self._series) >= self.max_series:
+                return None
+            canonical = _interned(canonical)
+            series = self._series[canonical] = _Series(canonical, self._watches_for(canonical))
+        if len(self._alias) >= 2 * self.max_series:
+            self._alias.clear()  # many orders of the same labels: start again
+        self._alias[_alias_key(key, series.key)] = series
+        return series
+
+    def _evaluate(self, series: _Series, value: float, ts: float) -> None:
+        for w in series.watches:
             if w.firing:
-                if not w.compare(value, w.clear):
-                    self._emit(key, w, "resolved", value, ts)
+                if not w.compare(value, w.cond.clear):
+                    self._emit(series.key, w, "resolved", value, ts)
                     w.firing, w.since = False, None
-            elif w.compare(value, w.threshold):
+            elif w.compare(value, w.cond.threshold):
                 if w.since is None:
                     w.since = ts
-                if ts - w.since >= w.for_s:
+                if ts - w.since >= w.cond.for_s:
                     w.firing = True
-                    self._emit(key, w, "firing", value, ts)
+                    self._emit(series.key, w, "firing", value, ts)
             else:
                 w.since = None
+        series.settle()
 
     def sweep(self) -> None:
         """Forget series with no sample for ``stale_after_s``; resolve the firing ones."""
@@ -182,6 +263,8 @@ class Evaluator:
             for w in series.watches:
                 if w.firing:
                     self._emit(key, w, "resolved", None, series.last_ts)
+        if stale:
+            self._alias = {k: s for k, s in self._alias.items() if s.last_ts >= cutoff}
         self.counts.forgotten += len(stale)
 
     def take(self) -> list[Alert]:
@@ -213,6 +296,14 @@ class Evaluator:
             source=METRICS_SOURCE, fingerprint=fingerprint.hexdigest()[:16], status=status,
             labels=labels, annotations=annotations, starts_at=rfc3339(w.since),
             ends_at=rfc3339(ts) if status == "resolved" else ""))
+
+
+def _alias_key(key: SeriesKey, canonical: SeriesKey) -> SeriesKey:
+    """``key``'s order, built of the canonical key's own pairs: an alias costs two tuples."""
+    if key == canonical:
+        return canonical
+    pairs = {pair[0]: pair for pair in canonical[1]}
+    return canonical[0], tuple(pairs[name] for name, _ in key[1])
 
 
 def _interned(key: SeriesKey) -> SeriesKey:
