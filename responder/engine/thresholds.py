@@ -19,8 +19,9 @@ same fingerprint), which the inbox then absorbs as re-deliveries.
 Speed: most samples change nothing but their series' ``last_ts``: every watch idle and the
 value on the quiet side of every threshold. A batch made only of such samples is handled by
 ``_observe_calm`` in C-level passes (``map``/``zip``), with no Python code per sample; any
-other batch goes sample by sample. Series are found by their labels in the producer's order
-(``_alias``), so the sort into the canonical key happens once per series, not per sample.
+other batch goes sample by sample. Series are found by their label values under the label names in
+the producer's order (``_layouts``), so the sort into the canonical key happens once per
+series, not per sample.
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from itertools import repeat
-from operator import attrgetter, lt
+from operator import attrgetter, itemgetter, lt
 
 from responder.model import Alert, Status
 from responder.rules.table import METRICS_SOURCE, MetricCondition, Rule, RuleTable
@@ -46,7 +47,7 @@ SeriesKey = tuple[str, tuple[tuple[str, str], ...]]
 OUTCOMES = ("evaluated", "ignored", "out_of_order", "series_limit", "future")
 _INF = float("inf")
 _NEVER_CALM = (_INF, -_INF)
-_LAST_TS, _LO, _HI = attrgetter("last_ts"), attrgetter("lo"), attrgetter("hi")
+_LAST_TS = attrgetter("last_ts")
 
 
 def rfc3339(ts: float) -> str:
@@ -126,8 +127,14 @@ class Evaluator:
         self._clock = clock
         self.counts = Counts()
         self._series: dict[SeriesKey, _Series] = {}
-        self._alias: dict[SeriesKey, _Series] = {}
-        """Labels in the order samples carry them -> series; bounded, rebuilt on demand."""
+        self._layouts: dict[tuple[str, tuple[str, ...]], dict[object, _Series]] = {}
+        """(metric, label names in the order samples carry them) -> label values -> series;
+        at most 2 x max_series entries, rebuilt on demand."""
+        self._indexed = 0
+        self._active: set[_Series] = set()
+        """Series with a watch pending or firing."""
+        self._calm: dict[str, tuple[float, float]] = {}
+        """Per watched metric: the calm range of all its rules' conditions together."""
         self._newest_ts = float("-inf")
         self._swept_at = float("-inf")
         self._out: list[Alert] = []
@@ -148,7 +155,10 @@ class Evaluator:
             assert rule.metric is not None
             by_name.setdefault(rule.metric.name, []).append(rule)
         self._by_name = {name: tuple(rules) for name, rules in by_name.items()}
-        self._alias.clear()
+        self._calm = {name: _calm_range(tuple(r.metric for r in rules if r.metric))
+                      for name, rules in self._by_name.items()}
+        self._layouts.clear()
+        self._indexed = 0
         for key in list(self._series):
             series = self._series[key]
             if key[0] not in self._by_name:
@@ -162,6 +172,7 @@ class Evaluator:
                     w.since, w.firing = old.since, old.firing
                 watches.append(w)
             series.watch(tuple(watches))
+        self._active = {s for s in self._series.values() if s.lo > s.hi}
 
     def observe(self, samples: Iterable[Sample]) -> None:
         """Evaluate samples in order; alerts they raise wait in ``take()``."""
@@ -172,22 +183,34 @@ class Evaluator:
             self.sweep()
 
     def _observe_calm(self, rows: list[Sample]) -> bool:
-        """Take the whole batch at once if every sample is of a live series, newer than its
-        last one, not ahead of the clock, no series twice, and calm (see ``_Series``): then
-        each only moves its series' ``last_ts``. Otherwise change nothing, return False."""
+        """Take the whole batch at once if it is of one metric and one label layout, every
+        sample of a live series with every watch idle, newer than its last one, not ahead of
+        the clock, no series twice, and every value strictly inside the calm range of all
+        the rules on the metric: then each sample only moves its series' ``last_ts``.
+        Otherwise change nothing and return False."""
         names, labels, values, tss = zip(*rows, strict=True)
         newest = max(tss)
-        if newest > self._clock() + self.max_future_s or not self._by_name.keys() >= set(names):
+        name = names[0]
+        calm = self._calm.get(name)
+        if calm is None or newest > self._clock() + self.max_future_s or len(set(names)) != 1:
             return False
-        try:
-            series = list(map(self._alias.get,
-                              zip(names, map(tuple, map(dict.items, labels)), strict=True)))
-        except TypeError:  # labels in a Mapping that is not a dict
+        # A NaN can hide from min() and max(); it is calm anyway: every comparison with it is
+        # False, which leaves an idle watch idle.
+        if not (calm[0] < min(values) and max(values) < calm[1]):
             return False
-        if (None in series or len(set(map(id, series))) != len(series)
-                or not all(map(lt, map(_LAST_TS, series), tss))
-                or not all(map(lt, map(_LO, series), values))
-                or not all(map(lt, values, map(_HI, series)))):
+        shapes = set(map(tuple, labels))
+        if len(shapes) != 1:
+            return False
+        (shape,) = shapes
+        index = self._layouts.get((name, shape))
+        if index is None or not shape:
+            return False
+        series = list(map(index.get, map(_values_of(shape), labels)))
+        if None in series:
+            return False
+        distinct = set(series)
+        if (len(distinct) != len(series) or not self._active.isdisjoint(distinct)
+                or not all(map(lt, map(_LAST_TS, series), tss))):
             return False
         any(map(setattr, series, repeat("last_ts"), tss))  # setattr returns None: all run
         self.counts.evaluated += len(rows)
@@ -196,7 +219,7 @@ class Evaluator:
         return True
 
     def _observe_each(self, rows: list[Sample]) -> None:
-        by_name, alias, counts = self._by_name, self._alias, self.counts
+        by_name, layouts, counts = self._by_name, self._layouts, self.counts
         horizon = self._clock() + self.max_future_s
         newest = self._newest_ts
         for name, labels, value, ts in rows:
@@ -206,11 +229,13 @@ class Evaluator:
             if ts > horizon:
                 counts.future += 1
                 continue
-            key = (name, tuple(labels.items()))
-            series = alias.get(key) or self._series_for(key)
+            index = layouts.get((name, tuple(labels)))
+            series = index.get(_value_key(labels)) if index is not None else None
             if series is None:
-                counts.series_limit += 1
-                continue
+                series = self._series_for(name, labels)
+                if series is None:
+                    counts.series_limit += 1
+                    continue
             if ts <= series.last_ts:
                 counts.out_of_order += 1
                 continue
@@ -222,19 +247,28 @@ class Evaluator:
                 self._evaluate(series, value, ts)
         self._newest_ts = newest
 
-    def _series_for(self, key: SeriesKey) -> _Series | None:
-        """The series of labels in an order not seen before: found (or made, within
-        ``max_series``) by its canonical, sorted key, and remembered under this order."""
-        canonical = (key[0], tuple(sorted(key[1])))
+    def _series_for(self, name: str, labels: Mapping[str, str]) -> _Series | None:
+        """The series of labels in a layout (names in this order) not seen for it before:
+        found, or made within ``max_series``, by its canonical sorted key, then indexed
+        under this layout."""
+        canonical = (name, tuple(sorted(labels.items())))
         series = self._series.get(canonical)
         if series is None:
             if len(self._series) >= self.max_series:
                 return None
             canonical = _interned(canonical)
             series = self._series[canonical] = _Series(canonical, self._watches_for(canonical))
-        if len(self._alias) >= 2 * self.max_series:
-            self._alias.clear()  # many orders of the same labels: start again
-        self._alias[_alias_key(key, series.key)] = series
+        if self._indexed >= 2 * self.max_series:
+            self._layouts.clear()  # many layouts of the same labels: start again
+            self._indexed = 0
+        # The index holds the canonical key's own strings, not this sample's.
+        own = dict(series.key[1])
+        names = {k: k for k in own}
+        shape = tuple(names[k] for k in labels)
+        values = tuple(own[k] for k in shape)
+        self._layouts.setdefault((series.key[0], shape), {})[
+            values[0] if len(values) == 1 else values] = series
+        self._indexed += 1
         return series
 
     def _evaluate(self, series: _Series, value: float, ts: float) -> None:
@@ -252,6 +286,10 @@ class Evaluator:
             else:
                 w.since = None
         series.settle()
+        if series.lo > series.hi:
+            self._active.add(series)
+        else:
+            self._active.discard(series)
 
     def sweep(self) -> None:
         """Forget series with no sample for ``stale_after_s``; resolve the firing ones."""
@@ -260,11 +298,14 @@ class Evaluator:
         stale = [key for key, s in self._series.items() if s.last_ts < cutoff]
         for key in stale:
             series = self._series.pop(key)
+            self._active.discard(series)
             for w in series.watches:
                 if w.firing:
                     self._emit(key, w, "resolved", None, series.last_ts)
         if stale:
-            self._alias = {k: s for k, s in self._alias.items() if s.last_ts >= cutoff}
+            self._layouts = {lk: {v: s for v, s in index.items() if s.last_ts >= cutoff}
+                             for lk, index in self._layouts.items()}
+            self._indexed = sum(map(len, self._layouts.values()))
         self.counts.forgotten += len(stale)
 
     def take(self) -> list[Alert]:
@@ -298,12 +339,15 @@ class Evaluator:
             ends_at=rfc3339(ts) if status == "resolved" else ""))
 
 
-def _alias_key(key: SeriesKey, canonical: SeriesKey) -> SeriesKey:
-    """``key``'s order, built of the canonical key's own pairs: an alias costs two tuples."""
-    if key == canonical:
-        return canonical
-    pairs = {pair[0]: pair for pair in canonical[1]}
-    return canonical[0], tuple(pairs[name] for name, _ in key[1])
+def _value_key(labels: Mapping[str, str]) -> object:
+    """Label values in the samples' order, as ``_values_of(shape)`` returns them."""
+    values = tuple(labels.values())
+    return values[0] if len(values) == 1 else values
+
+
+@functools.lru_cache(maxsize=256)
+def _values_of(shape: tuple[str, ...]) -> Callable[[Mapping[str, str]], object]:
+    return itemgetter(*shape)
 
 
 def _interned(key: SeriesKey) -> SeriesKey:
