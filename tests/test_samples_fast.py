@@ -117,7 +117,9 @@ def batches(draw: st.DrawFn) -> list[list[Sample]]:
             at += 15.0
             for shard in draw(st.permutations(["s1", "s2", "s3", "s4"])):
                 value = draw(st.sampled_from([5.0] * 8 + [25.0, 31.0, 125.0]))
-                batch.append((LAG, {"venue": "main", "shard": shard}, value, T0 + at))
+                either = draw(st.sampled_from([{"venue": "main", "shard": shard},
+                                               {"shard": shard, "venue": "main"}]))
+                batch.append((LAG, either, value, T0 + at))
             out.append(batch)
             continue
         for _ in range(draw(st.integers(0, 8))):

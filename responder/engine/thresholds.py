@@ -183,7 +183,7 @@ class Evaluator:
             self.sweep()
 
     def _observe_calm(self, rows: list[Sample]) -> bool:
-        """Take the whole batch at once if it is of one metric and one label layout, every
+        """Take the whole batch at once if it is of one metric and one set of label names, every
         sample of a live series with every watch idle, newer than its last one, not ahead of
         the clock, no series twice, and every value strictly inside the calm range of all
         the rules on the metric: then each sample only moves its series' ``last_ts``.
@@ -198,14 +198,19 @@ class Evaluator:
         # False, which leaves an idle watch idle.
         if not (calm[0] < min(values) and max(values) < calm[1]):
             return False
-        shapes = set(map(tuple, labels))
-        if len(shapes) != 1:
-            return False
-        (shape,) = shapes
+        # The first sample's label names; every other sample must have exactly those (in
+        # any order: a series is its set of labels, and the values are read in this order).
+        shape = tuple(labels[0])
         index = self._layouts.get((name, shape))
         if index is None or not shape:
             return False
-        series = list(map(index.get, map(_values_of(shape), labels)))
+        try:
+            keys = list(map(_values_of(shape), labels))
+        except KeyError:
+            return False
+        if max(map(len, labels)) != len(shape):
+            return False
+        series = list(map(index.get, keys))
         if None in series:
             return False
         distinct = set(series)

@@ -95,7 +95,7 @@ def _columns(data: list[Any]) -> list[Sample] | None:
                 map(dict.values, labels)))) > MAX_LABEL_VALUE)):
         return None
     if (set(map(type, values)) != {float} or set(map(type, tss)) != {float}
-            or any(map(isnan, values)) or any(map(isnan, tss))
+            or isnan(sum(values)) or isnan(sum(tss))  # any NaN makes the sum NaN
             or not min(tss) > 0 or not max(tss) < MAX_TS):
         return None
     return rows
