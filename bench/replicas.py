@@ -29,6 +29,7 @@ import contextlib
 import itertools
 import os
 import platform
+import signal
 import statistics
 import sys
 import tempfile
@@ -91,6 +92,8 @@ class Level:
     daemon_cpu_ms: float
     machine_cpu_ms: float
     idle_commits_per_s: float = 0.0
+    kept_by_table: dict[str, tuple[float, float]] = field(default_factory=dict)
+    """table -> (rows, bytes) kept per alert."""
     per_replica: dict[str, int] = field(default_factory=dict)
     failures: int = 0
 
@@ -171,8 +174,8 @@ async def by_replica(dsn: str) -> dict[str, int]:
     """Steps per replica that claimed them, where the store still says so."""
     conn = await asyncpg.connect(dsn)
     try:
-        found = await conn.fetch("SELECT coalesce(claimed_by, '?') AS who, count(*) AS n"
-                                 " FROM steps GROUP BY 1 ORDER BY 1")
+        found = await conn.fetch("SELECT coalesce(claimed_by, '?') || ' ' || status AS who,"
+                                 " count(*) AS n FROM steps GROUP BY 1 ORDER BY 1")
     except asyncpg.PostgresError:
         return {}
     finally:
@@ -253,7 +256,10 @@ async def measure(n: int, args: argparse.Namespace, receiver: Receiver, exchange
         daemon_cpu_ms=sum(a - b for a, b in zip(cpu_after, cpu_before, strict=True))
         * 1000 / alerts,
         machine_cpu_ms=(busy_after - busy_before) * 1000 / alerts,
-        idle_commits_per_s=commits_bg / (t1 - t0), per_replica=steps, failures=failures)
+        idle_commits_per_s=commits_bg / (t1 - t0), per_replica=steps, failures=failures,
+        kept_by_table={t: ((rows_after.get(t, 0) - rows_before.get(t, 0)) / alerts,
+                           (sizes_after[t] - sizes_before.get(t, 0)) / alerts)
+                       for t in sizes_after})
 
 
 def report(levels: list[Level], args: argparse.Namespace) -> str:
@@ -288,6 +294,10 @@ def report(levels: list[Level], args: argparse.Namespace) -> str:
               " inserted count every insert, kept or rolled back (`n_tup_ins`); rows kept are"
               " `count(*)` deltas.", ""]
     for lv in levels:
+        top = sorted(lv.kept_by_table.items(), key=lambda kv: -kv[1][1])[:8]
+        lines.append(f"- {lv.replicas} replica(s), kept per alert by table (rows, bytes): "
+                     + "; ".join(f"{t} {r:.1f}, {b:,.0f}" for t, (r, b) in top if r or b))
+    for lv in levels:
         if lv.per_replica:
             who = ", ".join(f"{k} {v}" for k, v in lv.per_replica.items())
             lines.append(f"- {lv.replicas} replica(s): steps by `steps.claimed_by`: {who}"
@@ -306,6 +316,10 @@ def record(section: str) -> None:
 
 
 async def run(args: argparse.Namespace) -> list[Level]:
+    # SIGTERM cancels the run, so the finally blocks stop every daemon and drop every database.
+    task = asyncio.current_task()
+    assert task is not None
+    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, task.cancel)
     levels = []
     receiver = Receiver()
     first = 10_000_000  # symbols of their own, apart from bench/run.py's
@@ -336,6 +350,9 @@ def main() -> int:
     except BenchError as e:
         print(f"bench failed: {e}", file=sys.stderr)
         return 1
+    except (KeyboardInterrupt, asyncio.CancelledError):
+        print("bench: interrupted; daemons stopped, databases dropped", file=sys.stderr)
+        return 130
     section = report(levels, args)
     print(section)
     if not args.no_results_file:
