@@ -25,6 +25,7 @@ from responder.engine import thresholds
 from responder.engine.thresholds import Evaluator, Sample
 from responder.intake import samples
 from responder.intake.alertmanager import PayloadError
+from responder.intake.message import decode_message
 from responder.intake.samples import parse_samples
 from responder.rules.loader import load_rules
 from responder.rules.table import RuleTable
@@ -56,8 +57,9 @@ label_values = st.one_of(st.sampled_from(["main", "s1", "BTC-USD", "", "é", "a\
                                           "x" * 1024, "x" * 1025, "\ud800"]),
                          st.integers(0, 3), st.none())
 numbers = st.one_of(st.floats(0, 200), st.floats(allow_nan=True, allow_infinity=True),
-                    st.integers(-2**64, 2**64), st.booleans(), st.text(max_size=2), st.none())
-timestamps = st.one_of(st.floats(T0, T0 + 1000), st.integers(0, 2 * 10**11),
+                    st.integers(-2**64, 2**64), st.just(10**45), st.booleans(), st.text(max_size=2),
+                    st.none())
+timestamps = st.one_of(st.floats(T0, T0 + 1000), st.integers(0, 2 * 10**11), st.just(10**45),
                        st.floats(allow_nan=True, allow_infinity=True), st.just(T0 * 1000))
 
 
@@ -83,8 +85,13 @@ def sample_objects(draw: st.DrawFn) -> Any:
     return item
 
 
-def outcome(message: bytes) -> list[Sample] | str:
+def outcome(message: bytes, *, reference: bool = False) -> list[Sample] | str:
+    """What parse_samples makes of a message; with ``reference``, what the code before the
+    fast paths made of it: decode_message's checked parse, then sample by sample."""
     try:
+        if reference:
+            with per_sample_only():
+                return samples._checked(decode_message(message, 1 << 20, max_depth=None))
         return parse_samples(message, 1 << 20)
     except PayloadError as e:
         return f"refused: {e}"
@@ -96,10 +103,8 @@ def test_a_message_is_parsed_or_refused_as_sample_by_sample(items: list[Any],
                                                             batch: bool) -> None:
     body = {"samples": items} if batch else items
     message = json.dumps(body, ensure_ascii=False).encode("utf-8", "surrogatepass")
+    assert outcome(message) == outcome(message, reference=True)
     got = outcome(message)
-    with per_sample_only():
-        want = outcome(message)
-    assert got == want
     if isinstance(got, list):
         assert all(type(s[2]) is float and type(s[3]) is float for s in got)
 
@@ -189,3 +194,17 @@ def test_labels_in_any_order_are_one_series(labels: dict[str, str]) -> None:
     ev.observe([(LAG, labels, 5.0, T0 + 15)])
     assert ev.live_series == 1
     assert ev.counts.evaluated == 2 and ev.counts.out_of_order == 1
+
+
+@pytest.mark.parametrize("number", ["7" * 45, "7" * 5000, "1." + "0" * 60 + "1"])
+def test_long_numbers_are_refused_or_read_as_before(number: str) -> None:
+    """A run of digits that jsontext's scan would catch: the same refusal or the same
+    samples, whether or not the plain parse that skips the scan read it."""
+    for where in ("value", "ts"):
+        item = {"name": LAG, "labels": {"venue": "main"}, "value": 5.0, "ts": T0}
+        text = json.dumps({"samples": [item, dict(item, **{where: "__n__"})]})
+        message = text.replace('"__n__"', number).encode()
+        assert outcome(message) == outcome(message, reference=True)
+    bad = json.dumps({"samples": [item], "x": "__n__"}).replace('"__n__"', "9" * 50).encode()
+    assert outcome(bad) == outcome(bad, reference=True)
+    assert str(outcome(bad)).startswith("refused: malformed JSON: an integer of 50 digits")
