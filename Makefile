@@ -79,6 +79,7 @@ bench: setup
 	$(PY) bench/run.py --rounds 3 --footprint --profile
 	$(PY) bench/metrics.py
 	$(PY) bench/takeover.py --rounds 5 --restart
+	@if [ -z "$(BENCH_QUICK)" ]; then $(PY) bench/replicas.py; else echo "bench: replicas skipped (BENCH_QUICK)"; fi
 
 clean:
 	rm -rf $(VENV) .responder .mypy_cache .ruff_cache .pytest_cache tests/artefacts

@@ -15,10 +15,18 @@ same fingerprint), which the inbox then absorbs as re-deliveries.
   counted (``out_of_order``): evaluating it would move the series back in time.
 - A sample more than ``max_future_s`` ahead of the wall clock is dropped (``future``): it
   would otherwise make every other series look stale.
+
+Speed: most samples change nothing but their series' ``last_ts``: every watch idle and the
+value on the quiet side of every threshold. A batch made only of such samples is handled by
+``_observe_calm`` in C-level passes (``map``/``zip``), with no Python code per sample; any
+other batch goes sample by sample. Series are found by their label values under the label names in
+the producer's order (``_layouts``), so the sort into the canonical key happens once per
+series, not per sample.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import sys
@@ -26,6 +34,8 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from itertools import repeat
+from operator import attrgetter, itemgetter, lt
 
 from responder.model import Alert, Status
 from responder.rules.table import METRICS_SOURCE, MetricCondition, Rule, RuleTable
@@ -35,6 +45,9 @@ Sample = tuple[str, Mapping[str, str], float, float]
 SeriesKey = tuple[str, tuple[tuple[str, str], ...]]
 """(metric name, sorted label pairs)."""
 OUTCOMES = ("evaluated", "ignored", "out_of_order", "series_limit", "future")
+_INF = float("inf")
+_NEVER_CALM = (_INF, -_INF)
+_LAST_TS = attrgetter("last_ts")
 
 
 def rfc3339(ts: float) -> str:
@@ -45,25 +58,49 @@ def rfc3339(ts: float) -> str:
 class _Watch:
     """One rule's state on one series: pending since a time, or firing."""
 
-    __slots__ = ("clear", "compare", "cond", "firing", "for_s", "rule", "since", "threshold")
+    __slots__ = ("compare", "cond", "firing", "rule", "since")
 
     def __init__(self, rule: Rule, cond: MetricCondition) -> None:
         self.rule = rule
         self.cond = cond
         self.compare = cond.compare
-        self.threshold = cond.threshold
-        self.clear = cond.clear
-        self.for_s = cond.for_s
         self.since: float | None = None
         self.firing = False
 
 
 class _Series:
-    __slots__ = ("last_ts", "watches")
+    """A live series. While every watch is idle, a value strictly between ``lo`` and ``hi``
+    crosses no threshold and so changes nothing; otherwise ``lo > hi`` and every value is
+    evaluated."""
 
-    def __init__(self, watches: tuple[_Watch, ...]) -> None:
-        self.last_ts = float("-inf")
+    __slots__ = ("calm", "hi", "key", "last_ts", "lo", "watches")
+
+    def __init__(self, key: SeriesKey, watches: tuple[_Watch, ...]) -> None:
+        self.key = key
+        self.last_ts = -_INF
+        self.watch(watches)
+
+    def watch(self, watches: tuple[_Watch, ...]) -> None:
         self.watches = watches
+        self.calm = _calm_range(tuple(w.cond for w in watches))
+        self.settle()
+
+    def settle(self) -> None:
+        idle = all(w.since is None and not w.firing for w in self.watches)
+        self.lo, self.hi = self.calm if idle else _NEVER_CALM
+
+
+@functools.lru_cache(maxsize=256)
+def _calm_range(conds: tuple[MetricCondition, ...]) -> tuple[float, float]:
+    """(lo, hi): a value strictly between crosses none of the thresholds. Shared by every
+    series of the same conditions, which saves a tuple per series."""
+    lo, hi = -_INF, _INF
+    for cond in conds:
+        if cond.op in (">", ">="):
+            hi = min(hi, cond.threshold)
+        else:
+            lo = max(lo, cond.threshold)
+    return lo, hi
 
 
 @dataclass
@@ -90,6 +127,14 @@ class Evaluator:
         self._clock = clock
         self.counts = Counts()
         self._series: dict[SeriesKey, _Series] = {}
+        self._layouts: dict[tuple[str, tuple[str, ...]], dict[object, _Series]] = {}
+        """(metric, label names in the order samples carry them) -> label values -> series;
+        at most 2 x max_series entries, rebuilt on demand."""
+        self._indexed = 0
+        self._active: set[_Series] = set()
+        """Series with a watch pending or firing."""
+        self._calm: dict[str, tuple[float, float]] = {}
+        """Per watched metric: the calm range of all its rules' conditions together."""
         self._newest_ts = float("-inf")
         self._swept_at = float("-inf")
         self._out: list[Alert] = []
@@ -110,6 +155,10 @@ class Evaluator:
             assert rule.metric is not None
             by_name.setdefault(rule.metric.name, []).append(rule)
         self._by_name = {name: tuple(rules) for name, rules in by_name.items()}
+        self._calm = {name: _calm_range(tuple(r.metric for r in rules if r.metric))
+                      for name, rules in self._by_name.items()}
+        self._layouts.clear()
+        self._indexed = 0
         for key in list(self._series):
             series = self._series[key]
             if key[0] not in self._by_name:
@@ -122,55 +171,130 @@ class Evaluator:
                 if old is not None:
                     w.since, w.firing = old.since, old.firing
                 watches.append(w)
-            series.watches = tuple(watches)
+            series.watch(tuple(watches))
+        self._active = {s for s in self._series.values() if s.lo > s.hi}
 
     def observe(self, samples: Iterable[Sample]) -> None:
         """Evaluate samples in order; alerts they raise wait in ``take()``."""
-        by_name, series_of, counts = self._by_name, self._series, self.counts
+        rows = samples if isinstance(samples, list) else list(samples)
+        if rows and not self._observe_calm(rows):
+            self._observe_each(rows)
+        if self._newest_ts - self._swept_at >= self.stale_after_s / 4:
+            self.sweep()
+
+    def _observe_calm(self, rows: list[Sample]) -> bool:
+        """Take the whole batch at once if it is of one metric and one set of label names, every
+        sample of a live series with every watch idle, newer than its last one, not ahead of
+        the clock, no series twice, and every value strictly inside the calm range of all
+        the rules on the metric: then each sample only moves its series' ``last_ts``.
+        Otherwise change nothing and return False."""
+        names, labels, values, tss = zip(*rows, strict=True)
+        newest = max(tss)
+        name = names[0]
+        calm = self._calm.get(name)
+        if calm is None or newest > self._clock() + self.max_future_s or len(set(names)) != 1:
+            return False
+        # A NaN can hide from min() and max(); it is calm anyway: every comparison with it is
+        # False, which leaves an idle watch idle.
+        if not (calm[0] < min(values) and max(values) < calm[1]):
+            return False
+        # The first sample's label names; every other sample must have exactly those (in
+        # any order: a series is its set of labels, and the values are read in this order).
+        shape = tuple(labels[0])
+        index = self._layouts.get((name, shape))
+        if index is None or not shape:
+            return False
+        try:
+            keys = list(map(_values_of(shape), labels))
+        except KeyError:
+            return False
+        if max(map(len, labels)) != len(shape):
+            return False
+        series = list(map(index.get, keys))
+        if None in series:
+            return False
+        distinct = set(series)
+        if (len(distinct) != len(series) or not self._active.isdisjoint(distinct)
+                or not all(map(lt, map(_LAST_TS, series), tss))):
+            return False
+        any(map(setattr, series, repeat("last_ts"), tss))  # setattr returns None: all run
+        self.counts.evaluated += len(rows)
+        if newest > self._newest_ts:  # noqa: PLR1730 - the same test as _observe_each's
+            self._newest_ts = newest
+        return True
+
+    def _observe_each(self, rows: list[Sample]) -> None:
+        by_name, layouts, counts = self._by_name, self._layouts, self.counts
         horizon = self._clock() + self.max_future_s
         newest = self._newest_ts
-        for name, labels, value, ts in samples:
+        for name, labels, value, ts in rows:
             if name not in by_name:
                 counts.ignored += 1
                 continue
             if ts > horizon:
                 counts.future += 1
                 continue
-            key = (name, tuple(sorted(labels.items())))
-            series = series_of.get(key)
+            index = layouts.get((name, tuple(labels)))
+            series = index.get(_value_key(labels)) if index is not None else None
             if series is None:
-                if len(series_of) >= self.max_series:
+                series = self._series_for(name, labels)
+                if series is None:
                     counts.series_limit += 1
                     continue
-                key = _interned(key)
-                series = series_of[key] = _Series(self._watches_for(key))
-            elif ts <= series.last_ts:
+            if ts <= series.last_ts:
                 counts.out_of_order += 1
                 continue
             series.last_ts = ts
             if ts > newest:  # noqa: PLR1730 - max() costs a call per sample
                 newest = ts
             counts.evaluated += 1
-            self._evaluate(key, series.watches, value, ts)
+            if not series.lo < value < series.hi:
+                self._evaluate(series, value, ts)
         self._newest_ts = newest
-        if newest - self._swept_at >= self.stale_after_s / 4:
-            self.sweep()
 
-    def _evaluate(self, key: SeriesKey, watches: tuple[_Watch, ...], value: float,
-                  ts: float) -> None:
-        for w in watches:
+    def _series_for(self, name: str, labels: Mapping[str, str]) -> _Series | None:
+        """The series of labels in a layout (names in this order) not seen for it before:
+        found, or made within ``max_series``, by its canonical sorted key, then indexed
+        under this layout."""
+        canonical = (name, tuple(sorted(labels.items())))
+        series = self._series.get(canonical)
+        if series is None:
+            if len(self._series) >= self.max_series:
+                return None
+            canonical = _interned(canonical)
+            series = self._series[canonical] = _Series(canonical, self._watches_for(canonical))
+        if self._indexed >= 2 * self.max_series:
+            self._layouts.clear()  # many layouts of the same labels: start again
+            self._indexed = 0
+        # The index holds the canonical key's own strings, not this sample's.
+        own = dict(series.key[1])
+        names = {k: k for k in own}
+        shape = tuple(names[k] for k in labels)
+        values = tuple(own[k] for k in shape)
+        self._layouts.setdefault((series.key[0], shape), {})[
+            values[0] if len(values) == 1 else values] = series
+        self._indexed += 1
+        return series
+
+    def _evaluate(self, series: _Series, value: float, ts: float) -> None:
+        for w in series.watches:
             if w.firing:
-                if not w.compare(value, w.clear):
-                    self._emit(key, w, "resolved", value, ts)
+                if not w.compare(value, w.cond.clear):
+                    self._emit(series.key, w, "resolved", value, ts)
                     w.firing, w.since = False, None
-            elif w.compare(value, w.threshold):
+            elif w.compare(value, w.cond.threshold):
                 if w.since is None:
                     w.since = ts
-                if ts - w.since >= w.for_s:
+                if ts - w.since >= w.cond.for_s:
                     w.firing = True
-                    self._emit(key, w, "firing", value, ts)
+                    self._emit(series.key, w, "firing", value, ts)
             else:
                 w.since = None
+        series.settle()
+        if series.lo > series.hi:
+            self._active.add(series)
+        else:
+            self._active.discard(series)
 
     def sweep(self) -> None:
         """Forget series with no sample for ``stale_after_s``; resolve the firing ones."""
@@ -179,9 +303,14 @@ class Evaluator:
         stale = [key for key, s in self._series.items() if s.last_ts < cutoff]
         for key in stale:
             series = self._series.pop(key)
+            self._active.discard(series)
             for w in series.watches:
                 if w.firing:
                     self._emit(key, w, "resolved", None, series.last_ts)
+        if stale:
+            self._layouts = {lk: {v: s for v, s in index.items() if s.last_ts >= cutoff}
+                             for lk, index in self._layouts.items()}
+            self._indexed = sum(map(len, self._layouts.values()))
         self.counts.forgotten += len(stale)
 
     def take(self) -> list[Alert]:
@@ -213,6 +342,17 @@ class Evaluator:
             source=METRICS_SOURCE, fingerprint=fingerprint.hexdigest()[:16], status=status,
             labels=labels, annotations=annotations, starts_at=rfc3339(w.since),
             ends_at=rfc3339(ts) if status == "resolved" else ""))
+
+
+def _value_key(labels: Mapping[str, str]) -> object:
+    """Label values in the samples' order, as ``_values_of(shape)`` returns them."""
+    values = tuple(labels.values())
+    return values[0] if len(values) == 1 else values
+
+
+@functools.lru_cache(maxsize=256)
+def _values_of(shape: tuple[str, ...]) -> Callable[[Mapping[str, str]], object]:
+    return itemgetter(*shape)
 
 
 def _interned(key: SeriesKey) -> SeriesKey:

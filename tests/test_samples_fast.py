@@ -1,0 +1,210 @@
+"""The column-at-a-time fast paths decide exactly what the sample-by-sample paths decide.
+
+``parse_samples`` checks a message in the usual shape column by column, and the evaluator
+takes a calm batch at once; both fall back to the per-sample code for anything else. These
+properties run random messages and sample streams through both and compare the results:
+the same samples or the same refusal (naming the same field), the same alerts, the same
+counts.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+from collections.abc import Iterator
+from contextlib import contextmanager
+from types import MappingProxyType
+from typing import Any
+from unittest.mock import patch
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from responder.engine import thresholds
+from responder.engine.thresholds import Evaluator, Sample
+from responder.intake import samples
+from responder.intake.alertmanager import PayloadError
+from responder.intake.message import decode_message
+from responder.intake.samples import parse_samples
+from responder.rules.loader import load_rules
+from responder.rules.table import RuleTable
+from tests.test_rules import ENV, ROOT
+
+T0 = 1_795_000_000.0
+LAG = "settlement_lag_p99"
+PROPERTY = settings(max_examples=100, deadline=None,
+                    suppress_health_check=[HealthCheck.function_scoped_fixture])
+
+
+@contextmanager
+def per_sample_only() -> Iterator[None]:
+    """The reference: every fast path off, every sample through the per-sample code."""
+
+    def never_calm(series: Any) -> None:
+        series.lo, series.hi = thresholds._NEVER_CALM
+
+    with patch.object(samples, "_columns", lambda data: None), \
+            patch.object(Evaluator, "_observe_calm", lambda self, rows: False), \
+            patch.object(thresholds._Series, "settle", never_calm):
+        yield
+
+
+# --- Messages: mostly well-formed samples, with every kind of flaw now and then.
+
+label_names = st.sampled_from(["venue", "shard", "symbol", "9bad", "", "a" * 201])
+label_values = st.one_of(st.sampled_from(["main", "s1", "BTC-USD", "", "é", "a\x00b",
+                                          "x" * 1024, "x" * 1025, "\ud800"]),
+                         st.integers(0, 3), st.none())
+numbers = st.one_of(st.floats(0, 200), st.floats(allow_nan=True, allow_infinity=True),
+                    st.integers(-2**64, 2**64), st.just(10**45), st.booleans(), st.text(max_size=2),
+                    st.none())
+timestamps = st.one_of(st.floats(T0, T0 + 1000), st.integers(0, 2 * 10**11), st.just(10**45),
+                       st.floats(allow_nan=True, allow_infinity=True), st.just(T0 * 1000))
+
+
+@st.composite
+def sample_objects(draw: st.DrawFn) -> Any:
+    if draw(st.integers(0, 30)) == 0:
+        return draw(st.one_of(st.none(), st.integers(), st.text(max_size=4),
+                              st.lists(st.integers(), max_size=4)))
+    good = draw(st.booleans())
+    item: dict[str, Any] = {
+        "name": LAG if good else draw(st.sampled_from([LAG, "other_metric", "bad-name", 3])),
+        "labels": ({"venue": "main", "shard": draw(st.sampled_from(["s1", "s2", "s3"]))}
+                   if good else draw(st.one_of(
+                       st.dictionaries(label_names, label_values, max_size=3),
+                       st.lists(st.text(max_size=2), max_size=2), st.none()))),
+        "value": draw(st.floats(0, 200)) if good else draw(numbers),
+        "ts": draw(st.floats(T0, T0 + 1000)) if good else draw(timestamps),
+    }
+    if not good and draw(st.integers(0, 4)) == 0:
+        del item[draw(st.sampled_from(sorted(item)))]
+    if not good and draw(st.integers(0, 6)) == 0:
+        item["extra"] = 1
+    return item
+
+
+def outcome(message: bytes, *, reference: bool = False) -> list[Sample] | str:
+    """What parse_samples makes of a message; with ``reference``, what the code before the
+    fast paths made of it: decode_message's checked parse, then sample by sample."""
+    try:
+        if reference:
+            with per_sample_only():
+                return samples._checked(decode_message(message, 1 << 20, max_depth=None))
+        return parse_samples(message, 1 << 20)
+    except PayloadError as e:
+        return f"refused: {e}"
+
+
+@PROPERTY
+@given(st.lists(sample_objects(), max_size=12), st.booleans())
+def test_a_message_is_parsed_or_refused_as_sample_by_sample(items: list[Any],
+                                                            batch: bool) -> None:
+    body = {"samples": items} if batch else items
+    message = json.dumps(body, ensure_ascii=False).encode("utf-8", "surrogatepass")
+    assert outcome(message) == outcome(message, reference=True)
+    got = outcome(message)
+    if isinstance(got, list):
+        assert all(type(s[2]) is float and type(s[3]) is float for s in got)
+
+
+# --- Sample streams: calm and not, repeated, out of order, new orders of the same labels.
+
+
+@st.composite
+def batches(draw: st.DrawFn) -> list[list[Sample]]:
+    out = []
+    at = 0.0
+    for _ in range(draw(st.integers(1, 25))):
+        batch: list[Sample] = []
+        if draw(st.booleans()):  # a round: live series once each, mostly calm
+            at += 15.0
+            for shard in draw(st.permutations(["s1", "s2", "s3", "s4"])):
+                value = draw(st.sampled_from([5.0] * 8 + [25.0, 31.0, 125.0]))
+                either = draw(st.sampled_from([{"venue": "main", "shard": shard},
+                                               {"shard": shard, "venue": "main"}]))
+                batch.append((LAG, either, value, T0 + at))
+            out.append(batch)
+            continue
+        for _ in range(draw(st.integers(0, 8))):
+            at += draw(st.sampled_from([0.0, 5.0, 15.0, 40.0, -30.0, 400.0]))
+            shard = draw(st.sampled_from(["s1", "s2", "s3", "s4", "s5"]))
+            labels: Any = draw(st.sampled_from([
+                {"venue": "main", "shard": shard}, {"shard": shard, "venue": "main"},
+                {"shard": shard}]))
+            if draw(st.integers(0, 15)) == 0:
+                labels = MappingProxyType(labels)
+            name = LAG if draw(st.integers(0, 12)) else "not_watched"
+            value = draw(st.sampled_from([5.0, 25.0, 30.0, 31.0, 95.0, 125.0, 500.0]))
+            ts = T0 + at + (10**6 if draw(st.integers(0, 30)) == 0 else 0)
+            batch.append((name, labels, value, ts))
+        out.append(batch)
+    return out
+
+
+@functools.cache
+def table() -> RuleTable:
+    return load_rules(ROOT / "rules", env=ENV)
+
+
+def run(stream: list[list[Sample]]) -> tuple[list[tuple[Any, ...]], Any, int]:
+    ev = Evaluator(table(), max_series=8, stale_after_s=300, clock=lambda: T0 + 10_000)
+    raised = []
+    for batch in stream:
+        ev.observe(batch)
+        raised += [(a.status, a.fingerprint, sorted(a.labels.items()), a.starts_at, a.ends_at,
+                    sorted(a.annotations.items())) for a in ev.take()]
+    return raised, ev.counts, ev.live_series
+
+
+@PROPERTY
+@given(batches())
+def test_calm_batches_raise_and_count_as_sample_by_sample(stream: list[list[Sample]]) -> None:
+    got = run(stream)
+    with per_sample_only():
+        want = run(stream)
+    assert got == want
+
+
+def test_a_calm_batch_moves_only_the_series_clock() -> None:
+    """The fast path's own case: known series, each once, in order, below every threshold."""
+    ev = Evaluator(table(), max_series=10, stale_after_s=300, clock=lambda: T0 + 10_000)
+    first = [(LAG, {"venue": "main", "shard": f"s{i}"}, 5.0, T0) for i in range(5)]
+    ev.observe(first)
+    calm: list[Sample] = [(LAG, {"venue": "main", "shard": f"s{i}"}, 6.0, T0 + 15)
+                          for i in range(5)]
+    assert ev._observe_calm(calm)
+    assert ev.counts.evaluated == 10 and not ev.take()
+    # A value above T2 is not calm; the batch is refused whole and then taken one by one.
+    hot: list[Sample] = [(LAG, {"venue": "main", "shard": f"s{i}"}, 40.0, T0 + 30)
+                         for i in range(5)]
+    assert not ev._observe_calm(hot)
+    assert ev.counts.evaluated == 10
+    ev.observe(hot)
+    assert ev.counts.evaluated == 15
+
+
+@pytest.mark.parametrize("labels", [{"shard": "s1", "venue": "main"},
+                                    {"venue": "main", "shard": "s1"}])
+def test_labels_in_any_order_are_one_series(labels: dict[str, str]) -> None:
+    ev = Evaluator(table(), max_series=10, stale_after_s=300, clock=lambda: T0 + 10_000)
+    ev.observe([(LAG, {"venue": "main", "shard": "s1"}, 5.0, T0)])
+    ev.observe([(LAG, labels, 5.0, T0 + 15)])
+    ev.observe([(LAG, labels, 5.0, T0 + 15)])
+    assert ev.live_series == 1
+    assert ev.counts.evaluated == 2 and ev.counts.out_of_order == 1
+
+
+@pytest.mark.parametrize("number", ["7" * 45, "7" * 5000, "1." + "0" * 60 + "1"])
+def test_long_numbers_are_refused_or_read_as_before(number: str) -> None:
+    """A run of digits that jsontext's scan would catch: the same refusal or the same
+    samples, whether or not the plain parse that skips the scan read it."""
+    for where in ("value", "ts"):
+        item = {"name": LAG, "labels": {"venue": "main"}, "value": 5.0, "ts": T0}
+        text = json.dumps({"samples": [item, dict(item, **{where: "__n__"})]})
+        message = text.replace('"__n__"', number).encode()
+        assert outcome(message) == outcome(message, reference=True)
+    bad = json.dumps({"samples": [item], "x": "__n__"}).replace('"__n__"', "9" * 50).encode()
+    assert outcome(bad) == outcome(bad, reference=True)
+    assert str(outcome(bad)).startswith("refused: malformed JSON: an integer of 50 digits")
