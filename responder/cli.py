@@ -175,8 +175,8 @@ def _dispatch(args: argparse.Namespace) -> int:
 def _run(settings: Settings) -> int:
     from responder.daemon import Daemon
 
-    if port_in_use(settings.host, settings.port):
-        print(one_line(OSError(errno.EADDRINUSE, "in use"), settings.listen), file=sys.stderr)
+    if port_in_use(settings.web.host, settings.web.port):
+        print(one_line(OSError(errno.EADDRINUSE, "in use"), settings.web.listen), file=sys.stderr)
         return 1
     configure_logging(Redactor(settings.secret_values()), settings.log_level)
     daemon = Daemon(settings)
@@ -186,7 +186,7 @@ def _run(settings: Settings) -> int:
     except OSError as e:
         if should_show_traceback():
             raise
-        print(one_line(e, settings.listen), file=sys.stderr)
+        print(one_line(e, settings.web.listen), file=sys.stderr)
         return 1
     return 0
 
@@ -197,8 +197,8 @@ def _check_rules(args: argparse.Namespace) -> int:
     rules_dir, packs = args.rules_dir, _names(args.packs)
     if rules_dir is None or args.packs is None:
         settings = load_settings(args.config)
-        rules_dir = rules_dir or settings.rules_dir
-        packs = settings.rule_packs if args.packs is None else packs
+        rules_dir = rules_dir or settings.rules.dir
+        packs = settings.rules.packs if args.packs is None else packs
     table = load_rules(rules_dir, resolve_secrets=not args.skip_secrets, packs=packs)
     print(f"{rules_dir}: {len(table.rules)} rules, {len(table.controls)} controls,"
           f" {len(table.targets)} targets; bundle {table.bundle_hash}"
@@ -293,7 +293,7 @@ def _token(args: argparse.Namespace) -> str:
 async def _controls(settings: Settings, args: argparse.Namespace) -> int:
     import aiohttp
 
-    base = (args.url or f"http://{settings.listen}").rstrip("/")
+    base = (args.url or f"http://{settings.web.listen}").rstrip("/")
     headers = {"Authorization": f"Bearer {_token(args)}"}
     async with aiohttp.ClientSession(headers=headers) as http:
         if args.command == "controls":

@@ -62,9 +62,9 @@ EXPIRY_CHECK_S = 1.0  # after the drain deadline, how long queued outcome writes
 def principals_from(settings: Settings) -> Principals:
     """Configured principals, plus each plain viewer token as a viewer (the quick start)."""
     entries: list[tuple[str, Role, str]] = [(p.name, p.role, p.token_sha256)
-                                            for p in settings.principals]
+                                            for p in settings.access.principals]
     entries += [(f"viewer-token-{i + 1}", "viewer", token_sha256(t.get_secret_value()))
-                for i, t in enumerate(settings.viewer_tokens)]
+                for i, t in enumerate(settings.access.viewer_tokens)]
     return Principals(entries)
 
 
@@ -78,9 +78,9 @@ async def resolve_dsn(settings: Settings) -> str:
 
 def load_table(s: Settings) -> RuleTable:
     """The rule table in force for these settings; production also refuses demo target tokens."""
-    table = load_rules(s.rules_dir, public_keys=s.rules_keys, packs=s.rule_packs)
+    table = load_rules(s.rules.dir, public_keys=s.rules.verify_keys, packs=s.rules.packs)
     if s.env == "production" and (problem := target_problem(table.targets.values())):
-        raise RuleError([RuleProblem(str(s.rules_dir), 0, problem)])
+        raise RuleError([RuleProblem(str(s.rules.dir), 0, problem)])
     return table
 
 class Daemon:
@@ -147,12 +147,12 @@ class Daemon:
         rules = self._load_rules()
         notary = load_notary(s)  # before the store: production refuses to start without a key
         pool = await self._open_store()
-        identity = Identity(self._dsn, s.data_dir, check_s=s.leader_check_s)
-        self.replica_id = await identity.take(s.replica_id)
+        identity = Identity(self._dsn, s.data_dir, check_s=s.steps.leader_check_s)
+        self.replica_id = await identity.take(s.steps.replica_id)
         # Released last: the name stays held until this process has stopped claiming.
         self._stack.push_async_callback(identity.release)
         self._spawn(identity.keep(), "identity")
-        writer = Writer(pool, self._rules_hash, max_pending=s.intake_queue_max,
+        writer = Writer(pool, self._rules_hash, max_pending=s.intake.queue_max,
                         signed_hash=lambda: self._rules().signed_hash, notary=notary)
         self._spawn(writer.run(), "writer", stop=lambda t: self._stop_writer(writer, t))
         client = AdminClient(self.metrics, self.redactor)
@@ -160,7 +160,7 @@ class Daemon:
         self._stack.push_async_callback(client.close)
         modes = await self._load_modes(pool)
         evidence, outbox = self._evidence(pool, writer)
-        self.checkpointer = Checkpointer(pool, notary, s.sinks, delivered=outbox.wake.set)
+        self.checkpointer = Checkpointer(pool, notary, s.evidence.sinks, delivered=outbox.wake.set)
 
         def changed(incident_ids: set[int]) -> None:
             evidence.touch(incident_ids)
@@ -171,37 +171,37 @@ class Daemon:
         writer.changed = changed
 
         executor = Executor(pool, writer, self._rules, client, self.metrics,
-                            deadline_s=s.step_deadline_s, read_back_s=s.read_back_deadline_s,
+                            deadline_s=s.steps.deadline_s, read_back_s=s.steps.read_back_deadline_s,
                             changed=changed, replica=self.replica_id,
-                            lease_s=s.step_lease_s, may_act=modes.is_enforcing)
+                            lease_s=s.steps.lease_s, may_act=modes.is_enforcing)
         self.reconciler = Reconciler(pool, writer, self._rules, client, executor, self.metrics,
-                                     deadline_s=s.step_deadline_s, policy=modes.policy)
+                                     deadline_s=s.steps.deadline_s, policy=modes.policy)
         self.state = DaemonState(
             settings=s, metrics=self.metrics, redactor=self.redactor,
-            webhook_tokens=TokenSet(s.webhook_tokens), principals=principals_from(s),
+            webhook_tokens=TokenSet(s.access.webhook_tokens), principals=principals_from(s),
             rules=rules, pool=pool, writer=writer, executor=executor, client=client,
             modes=modes, reload=self.reload, evidence=evidence,
         )
         await self._listen()
         await self._start_kafka()
         resumed = await executor.recover()
-        self._spawn(executor.sweep(s.sweep_interval_s), "sweeper")
+        self._spawn(executor.sweep(s.steps.sweep_interval_s), "sweeper")
         self._spawn(Resumer(writer, self._rules, modes, executor, evidence.touch).run(),
                     "resumer")
-        if s.sinks:
+        if s.evidence.sinks:
             self._spawn(outbox.run(), "outbox")
         self._spawn(evidence.run(), "evidence", stop=lambda t: self._stop_evidence(t, evidence))
-        self._spawn(self._watch_expiries(modes, writer, pool, s.event_window_s), "expiries")
-        if s.reconcile_interval_s > 0:
+        self._spawn(self._watch_expiries(modes, writer, pool, s.intake.event_window_s), "expiries")
+        if s.steps.reconcile_interval_s > 0:
             self._spawn(self._leader("reconciler", functools.partial(
-                self.reconciler.run, s.reconcile_interval_s)).run(), "reconciler")
+                self.reconciler.run, s.steps.reconcile_interval_s)).run(), "reconciler")
         self._spawn(self.checkpointer.after_containment(), "checkpoint-sev1")
-        if s.checkpoint_interval_s > 0:
+        if s.audit.checkpoint_interval_s > 0:
             self._spawn(self._leader("checkpointer", functools.partial(
-                self.checkpointer.every, s.checkpoint_interval_s)).run(), "checkpointer")
-        if not s.webhook_tokens:
+                self.checkpointer.every, s.audit.checkpoint_interval_s)).run(), "checkpointer")
+        if not s.access.webhook_tokens:
             log.warning("no webhook tokens configured: every webhook will be refused")
-        log.info("listening", version=__version__, address=f"{s.host}:{self.port}",
+        log.info("listening", version=__version__, address=f"{s.web.host}:{self.port}",
                  replica=self.replica_id,
                  rules=len(rules.rules), rules_hash=rules.bundle_hash,
                  rules_signed_hash=rules.signed_hash, resumed=resumed)
@@ -209,12 +209,12 @@ class Daemon:
     async def _start_kafka(self) -> None:
         s = self.settings
         assert self.state is not None
-        if s.kafka_bootstrap:
+        if s.kafka.bootstrap:
             self.kafka = KafkaIntake(s, self.state)
             await self.kafka.start()
             self._stack.push_async_callback(self.kafka.stop)
             self._spawn(self.kafka.run(), "kafka-intake")
-        if s.kafka_bootstrap and s.kafka_metrics_topic:
+        if s.kafka.bootstrap and s.kafka.metrics_topic:
             self.metrics_intake = MetricsIntake(s, self.state)
             await self.metrics_intake.start()
             self._stack.push_async_callback(self.metrics_intake.stop)
@@ -223,7 +223,7 @@ class Daemon:
     def _leader(self, role: str, work: Callable[[], Coroutine[Any, Any, None]]) -> LeaderLoop:
         """Work that runs on one replica at a time (see store/leader.py)."""
         gauge = self.metrics.leader.labels(role)
-        return LeaderLoop(self._dsn, role, work, check_s=self.settings.leader_check_s,
+        return LeaderLoop(self._dsn, role, work, check_s=self.settings.steps.leader_check_s,
                           on_change=lambda is_leader: gauge.set(int(is_leader)))
 
     def _load_rules(self) -> RuleTable:
@@ -246,8 +246,8 @@ class Daemon:
 
     async def _load_modes(self, pool: asyncpg.Pool) -> Modes:
         s = self.settings
-        modes = Modes(max_alert_age_s=s.max_alert_age_s,
-                      guard=StormGuard(s.storm_window_s, s.storm_max_incidents))
+        modes = Modes(max_alert_age_s=s.intake.max_alert_age_s,
+                      guard=StormGuard(s.storm.window_s, s.storm.max_incidents))
         async with pool.acquire() as conn:
             await modes.load(conn)
         if modes.global_mode != "enforce" or modes.policy().break_glass:
@@ -259,7 +259,8 @@ class Daemon:
         s = self.settings
         session = aiohttp.ClientSession()
         self._stack.push_async_callback(session.close)
-        outbox = OutboxWorker(pool, build_sinks(list(s.sinks), session), s.sinks, self.metrics)
+        outbox = OutboxWorker(pool, build_sinks(list(s.evidence.sinks), session), s.evidence.sinks,
+                              self.metrics)
         self._stack.push_async_callback(outbox.close)
 
         async def snapshotter(incident_id: int, table: RuleTable) -> list[Snapshot]:
@@ -271,11 +272,11 @@ class Daemon:
             rule = table.rule(rule_id) if rule_id else None
             if rule is None or taken or not (rule.queries or rule.snapshots):
                 return []
-            return await take_snapshots(session, rule, s.prometheus_url, self.redactor,
+            return await take_snapshots(session, rule, s.evidence.prometheus_url, self.redactor,
                                         incident_id)
 
-        evidence = EvidenceBuilder(pool, writer, self._rules, sinks=s.sinks,
-                                   link=s.public_url or f"http://{s.listen}",
+        evidence = EvidenceBuilder(pool, writer, self._rules, sinks=s.evidence.sinks,
+                                   link=s.web.public_url or f"http://{s.web.listen}",
                                    sealed=outbox.wake.set, snapshotter=snapshotter)
         return evidence, outbox
 
@@ -284,10 +285,11 @@ class Daemon:
         s = self.settings
         self._runner = web.AppRunner(build_app(self.state), handle_signals=False,
                                      access_log=None, shutdown_timeout=HTTP_CLOSE_S,
-                                     keepalive_timeout=s.http_header_timeout_s)
+                                     keepalive_timeout=s.web.http_header_timeout_s)
         await self._runner.setup()
         self._stack.push_async_callback(self._runner.cleanup)
-        await CappedSite(self._runner, s.host, s.port, max_connections=s.http_max_connections,
+        await CappedSite(self._runner, s.web.host, s.web.port,
+                         max_connections=s.web.http_max_connections,
                          on_refused=self.metrics.connections_refused.inc).start()
         self.port = self._runner.addresses[0][1]
 

@@ -55,7 +55,7 @@ class DaemonState:
         replica = None if self.executor.closing else self.executor.replica
         recorded = await self.writer.submit(
             RecordAlerts(alerts, self.rules, self.metrics, self.redactor, self.modes.policy(),
-                         nonce, correlation_id, replica, self.settings.step_lease_s))
+                         nonce, correlation_id, replica, self.settings.steps.lease_s))
         self.executor.submit(recorded.steps, recorded_from=started)
         if self.evidence is not None:
             self.evidence.touch(recorded.incidents)

@@ -116,7 +116,7 @@ def _check(control: Control, change: ManualChange, current: str,
 @contextlib.asynccontextmanager
 async def _across_replicas(state: DaemonState, control: str, key: str) -> AsyncIterator[None]:
     try:
-        async with hold_key(state.pool, control, key, state.settings.manual_wait_s):
+        async with hold_key(state.pool, control, key, state.settings.steps.manual_wait_s):
             yield
     except KeyBusy as e:
         raise ManualRefused(409, "key_busy", f"{e}; try again shortly") from None
@@ -150,7 +150,7 @@ async def apply_manual(state: DaemonState, change: ManualChange) -> dict[str, An
                                                 control=control.name, key=key, detail=detail)))
         try:
             call = await state.client.apply(control, key, change.to_level, idempotency_key,
-                                            state.settings.step_deadline_s, audit.for_person(
+                                            state.settings.steps.deadline_s, audit.for_person(
                                                 change.reason, change.ticket, incident_id,
                                                 change.principal.name))
         except (CallFailed, ActionPermanentError) as e:
@@ -164,7 +164,7 @@ async def apply_manual(state: DaemonState, change: ManualChange) -> dict[str, An
         outcome: dict[str, object] = {**detail, "call": call.to_json()}
         if control.is_readable:
             verified, observed, reads = await state.client.verify(
-                control, key, change.to_level, state.settings.read_back_deadline_s)
+                control, key, change.to_level, state.settings.steps.read_back_deadline_s)
             outcome["read_back"] = [r.to_json() for r in reads]
             if not verified:
                 message = (f"read-back: the target reports {observed or 'no level'}, not"
