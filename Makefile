@@ -11,8 +11,8 @@ SUM := $(shell cksum pyproject.toml | cut -d' ' -f1)
 RUN_STAMP := $(VENV)/.run-$(SUM)
 DEV_STAMP := $(VENV)/.dev-$(SUM)
 
-.PHONY: setup system-deps run test lint typecheck unit check-rules compose-check k8s-check \
-        bench clean
+.PHONY: setup system-deps run test lint typecheck layers unit check-rules compose-check \
+        k8s-check bench clean
 
 $(PY):
 	@echo "==> [1/2] creating $(VENV) (python: $$($(PYTHON) --version))"
@@ -55,6 +55,10 @@ lint: setup
 typecheck: setup
 	$(VENV)/bin/mypy
 
+# The import rules of the house: the contracts in pyproject.toml ([tool.importlinter]).
+layers: setup
+	$(VENV)/bin/lint-imports --no-cache
+
 check-rules: setup
 	RESPONDER_EXCHANGE_TOKEN=check $(VENV)/bin/responder check-rules rules
 	$(VENV)/bin/responder check-rules rules --packs all --skip-secrets
@@ -72,7 +76,7 @@ k8s-check: setup
 unit: setup system-deps
 	$(VENV)/bin/pytest
 
-test: setup system-deps lint typecheck check-rules compose-check k8s-check unit
+test: setup system-deps lint typecheck layers check-rules compose-check k8s-check unit
 
 bench: setup
 	$(PY) -m pip install -q -e '.[dev,bench]'

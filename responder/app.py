@@ -48,7 +48,7 @@ async def correlate(request: web.Request, handler: actions.Handler) -> web.Strea
 
 
 def build_app(state: DaemonState) -> web.Application:
-    app = web.Application(client_max_size=state.settings.max_body_bytes,
+    app = web.Application(client_max_size=state.settings.web.max_body_bytes,
                           middlewares=[correlate, count_requests])
     app[STATE] = state
     app.router.add_post("/webhooks/alertmanager", alertmanager_webhook)

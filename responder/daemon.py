@@ -133,9 +133,9 @@ class Daemon:
         resumed = await graph.executor.recover()
         for job in self._jobs_to_run(graph):
             self._spawn(job.run(), job.name, job.stop)
-        if not s.webhook_tokens:
+        if not s.access.webhook_tokens:
             log.warning("no webhook tokens configured: every webhook will be refused")
-        log.info("listening", version=__version__, address=f"{s.host}:{self.port}",
+        log.info("listening", version=__version__, address=f"{s.web.host}:{self.port}",
                  replica=self.replica_id,
                  rules=len(rules.rules), rules_hash=rules.bundle_hash,
                  rules_signed_hash=rules.signed_hash, resumed=resumed)
@@ -147,22 +147,22 @@ class Daemon:
             # First: a dead replica's steps are taken over when its session ends.
             Job("liveness", functools.partial(liveness.watch, self._identity, g.executor,
                                               self._dsn)),
-            Job("sweeper", functools.partial(g.executor.sweep, s.sweep_interval_s)),
+            Job("sweeper", functools.partial(g.executor.sweep, s.steps.sweep_interval_s)),
             Job("resumer", Resumer(writer, g.rules, modes, g.executor, g.evidence.touch).run),
-            *([Job("outbox", g.outbox.run)] if s.sinks else []),
+            *([Job("outbox", g.outbox.run)] if s.evidence.sinks else []),
             Job("evidence", g.evidence.run, stop_evidence(g.evidence)),
             periodic("modes-sync", EXPIRY_CHECK_S, functools.partial(sync_modes, modes, pool)),
             periodic("break-glass-expiry", EXPIRY_CHECK_S,
                      functools.partial(end_expired_break_glass, modes, writer)),
             periodic("nonce-prune", EXPIRY_CHECK_S,
-                     functools.partial(forget_old_nonces, writer, s.event_window_s)),
+                     functools.partial(forget_old_nonces, writer, s.intake.event_window_s)),
             periodic("session-prune", EXPIRY_CHECK_S,
                      functools.partial(forget_revoked_sessions, pool)),
             periodic("release-expiry", EXPIRY_CHECK_S,
                      functools.partial(expire_release_requests, writer)),
-            *self._leader("reconciler", s.reconcile_interval_s, g.reconciler.run),
+            *self._leader("reconciler", s.steps.reconcile_interval_s, g.reconciler.run),
             Job("checkpoint-sev1", g.checkpointer.after_containment),
-            *self._leader("checkpointer", s.checkpoint_interval_s, g.checkpointer.every),
+            *self._leader("checkpointer", s.audit.checkpoint_interval_s, g.checkpointer.every),
             Job("reload-on-sighup",
                 functools.partial(g.reloader.on_signal, self._reload_requested)),
         ]
@@ -175,14 +175,14 @@ class Daemon:
             return []
         gauge = self.metrics.leader.labels(role)
         loop = LeaderLoop(self._dsn, role, functools.partial(work, interval_s),
-                          check_s=self.settings.leader_check_s,
+                          check_s=self.settings.steps.leader_check_s,
                           on_change=lambda is_leader: gauge.set(int(is_leader)))
         return [Job(role, loop.run)]
 
     async def _take_name(self) -> Identity:
         s = self.settings
-        identity = Identity(self._dsn, s.data_dir, check_s=s.leader_check_s)
-        self.replica_id = await identity.take(s.replica_id)
+        identity = Identity(self._dsn, s.data_dir, check_s=s.steps.leader_check_s)
+        self.replica_id = await identity.take(s.steps.replica_id)
         # Released last: the name stays held until this process has stopped claiming.
         self._core.push_async_callback(identity.release)
         self._spawn(identity.keep(), "identity", into=self._core)
@@ -193,10 +193,11 @@ class Daemon:
         s = self.settings
         self._runner = web.AppRunner(build_app(state), handle_signals=False,
                                      access_log=None, shutdown_timeout=HTTP_CLOSE_S,
-                                     keepalive_timeout=s.http_header_timeout_s)
+                                     keepalive_timeout=s.web.http_header_timeout_s)
         await self._runner.setup()
         self._http.push_async_callback(self._runner.cleanup)
-        await CappedSite(self._runner, s.host, s.port, max_connections=s.http_max_connections,
+        await CappedSite(self._runner, s.web.host, s.web.port,
+                         max_connections=s.web.http_max_connections,
                          on_refused=self.metrics.connections_refused.inc).start()
         self.port = self._runner.addresses[0][1]
 

@@ -4,46 +4,45 @@ Every secret responder checks or signs with counts: webhook and viewer tokens, e
 secrets, sink HMAC secrets and the web session secret; so do the tokens it sends to targets,
 which the rule table resolves. A demo value is one starting with
 ``demo-`` or ``demo_`` in any case; demo principals are known by their token hashes.
+
+A leaf: the settings hand in their named secrets, and targets are anything with a name and
+a token, so neither config nor the rules are imported here.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
-from typing import TYPE_CHECKING
+from collections.abc import Iterable
+from typing import Protocol
 
 from pydantic import SecretStr
-
-if TYPE_CHECKING:
-    from responder.config import Settings
-    from responder.rules.table import Target
 
 MIN_SECRET_CHARS = 16
 """Shorter tokens and secrets are refused in production (``openssl rand -hex 16`` is 32)."""
 DEMO_PREFIXES = ("demo-", "demo_")
+
+NamedSecrets = Iterable[tuple[str, Iterable[SecretStr]]]
+"""Secrets by the setting they come from, as ``webhook_tokens`` or ``sinks (page) hmac_secret``."""
+
+
+class TokenHolder(Protocol):
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def token(self) -> SecretStr | None: ...
 
 
 def is_demo(value: str) -> bool:
     return value.lower().startswith(DEMO_PREFIXES)
 
 
-def _secrets(settings: Settings) -> Iterator[tuple[str, Iterable[SecretStr]]]:
-    yield "webhook_tokens", settings.webhook_tokens
-    yield "viewer_tokens", settings.viewer_tokens
-    for source in settings.event_sources:
-        yield f"event_sources ({source.name})", source.secrets
-    for sink in settings.sinks:
-        if sink.hmac_secret is not None:
-            yield f"sinks ({sink.name}) hmac_secret", [sink.hmac_secret]
-    if settings.web_session_secret is not None:
-        yield "web_session_secret", [settings.web_session_secret]
-
-
-def production_problem(settings: Settings, demo_hashes: set[str]) -> str | None:
+def production_problem(secrets: NamedSecrets, principal_hashes: Iterable[str],
+                       demo_hashes: set[str]) -> str | None:
     """Why these settings may not run in production, naming the setting; None if they may."""
-    if any(p.token_sha256.lower() in demo_hashes for p in settings.principals):
+    if any(h.lower() in demo_hashes for h in principal_hashes):
         return "RESPONDER_PRINCIPALS: demo principals are refused when RESPONDER_ENV=production"
-    for name, secrets in _secrets(settings):
-        values = [s.get_secret_value() for s in secrets]
+    for name, named in secrets:
+        values = [s.get_secret_value() for s in named]
         setting = f"RESPONDER_{name.upper()}"
         if any(is_demo(v) for v in values):
             return (f"{setting}: demo secrets (demo-*) are refused when"
@@ -54,7 +53,7 @@ def production_problem(settings: Settings, demo_hashes: set[str]) -> str | None:
     return None
 
 
-def target_problem(targets: Iterable[Target]) -> str | None:
+def target_problem(targets: Iterable[TokenHolder]) -> str | None:
     """Why a rule table's target tokens may not be used in production; None if they may."""
     for target in targets:
         if target.token is None:

@@ -54,9 +54,9 @@ Consumer = KafkaIntake | MetricsIntake
 def principals_from(settings: Settings) -> Principals:
     """Configured principals, plus each plain viewer token as a viewer (the quick start)."""
     entries: list[tuple[str, Role, str]] = [(p.name, p.role, p.token_sha256)
-                                            for p in settings.principals]
+                                            for p in settings.access.principals]
     entries += [(f"viewer-token-{i + 1}", "viewer", token_sha256(t.get_secret_value()))
-                for i, t in enumerate(settings.viewer_tokens)]
+                for i, t in enumerate(settings.access.viewer_tokens)]
     return Principals(entries)
 
 
@@ -114,7 +114,7 @@ async def build(settings: Settings, *, metrics: Metrics, redactor: Redactor, rul
         assert state is not None
         return state.rules
 
-    writer = Writer(pool, lambda: in_force().bundle_hash, max_pending=s.intake_queue_max,
+    writer = Writer(pool, lambda: in_force().bundle_hash, max_pending=s.intake.queue_max,
                     signed_hash=lambda: in_force().signed_hash, notary=notary)
     client = AdminClient(metrics, redactor)
     await client.start()
@@ -122,7 +122,7 @@ async def build(settings: Settings, *, metrics: Metrics, redactor: Redactor, rul
     modes = await _load_modes(s, pool)
     evidence, outbox = _evidence(s, metrics, redactor, pool, writer, in_force, stack,
                                  replica_id)
-    checkpointer = Checkpointer(pool, notary, s.sinks, delivered=outbox.wake.set)
+    checkpointer = Checkpointer(pool, notary, s.evidence.sinks, delivered=outbox.wake.set)
 
     def changed(incident_ids: set[int]) -> None:
         evidence.touch(incident_ids)
@@ -131,19 +131,19 @@ async def build(settings: Settings, *, metrics: Metrics, redactor: Redactor, rul
     # After every commit, so a SEV1's outcome record is in the store when it is looked for.
     writer.changed = changed
     executor = Executor(pool, writer, in_force, client, metrics,
-                        deadline_s=s.step_deadline_s, read_back_s=s.read_back_deadline_s,
+                        deadline_s=s.steps.deadline_s, read_back_s=s.steps.read_back_deadline_s,
                         changed=changed, replica=replica_id,
-                        lease_s=s.step_lease_s,
+                        lease_s=s.steps.lease_s,
                         # A replica that lost its name calls nothing (docs/takeover.md).
                         may_act=lambda: modes.is_enforcing() and holds_name())
     reconciler = Reconciler(pool, writer, in_force, client, executor, metrics,
-                            deadline_s=s.step_deadline_s, policy=modes.policy)
+                            deadline_s=s.steps.deadline_s, policy=modes.policy)
     pipeline = AlertPipeline(writer=writer, executor=executor, rules=in_force, modes=modes,
-                             metrics=metrics, redactor=redactor, lease_s=s.step_lease_s,
+                             metrics=metrics, redactor=redactor, lease_s=s.steps.lease_s,
                              evidence=evidence)
     state = DaemonState(
         settings=s, metrics=metrics, redactor=redactor,
-        webhook_tokens=TokenSet(s.webhook_tokens), principals=principals_from(s),
+        webhook_tokens=TokenSet(s.access.webhook_tokens), principals=principals_from(s),
         rules=rules, pool=pool, writer=writer, executor=executor, client=client,
         modes=modes, pipeline=pipeline, evidence=evidence,
     )
@@ -155,16 +155,16 @@ async def build(settings: Settings, *, metrics: Metrics, redactor: Redactor, rul
 def kafka_consumers(settings: Settings, state: DaemonState) -> list[Consumer]:
     """The Kafka intakes these settings ask for (none without brokers)."""
     consumers: list[Consumer] = []
-    if settings.kafka_bootstrap:
+    if settings.kafka.bootstrap:
         consumers.append(KafkaIntake(settings, state))
-        if settings.kafka_metrics_topic:
+        if settings.kafka.metrics_topic:
             consumers.append(MetricsIntake(settings, state))
     return consumers
 
 
 async def _load_modes(s: Settings, pool: Pool) -> Modes:
-    modes = Modes(max_alert_age_s=s.max_alert_age_s,
-                  guard=StormGuard(s.storm_window_s, s.storm_max_incidents))
+    modes = Modes(max_alert_age_s=s.intake.max_alert_age_s,
+                  guard=StormGuard(s.storm.window_s, s.storm.max_incidents))
     async with pool.acquire() as conn:
         await modes.load(conn)
     if modes.global_mode != "enforce" or modes.policy().break_glass:
@@ -177,8 +177,8 @@ def _evidence(s: Settings, metrics: Metrics, redactor: Redactor, pool: Pool, wri
               replica_id: str) -> tuple[EvidenceBuilder, OutboxWorker]:
     session = aiohttp.ClientSession()
     stack.push_async_callback(session.close)
-    outbox = OutboxWorker(pool, build_sinks(list(s.sinks), session), s.sinks, metrics,
-                          replica=replica_id)
+    outbox = OutboxWorker(pool, build_sinks(list(s.evidence.sinks), session),
+                          s.evidence.sinks, metrics, replica=replica_id)
     stack.push_async_callback(outbox.close)
 
     async def snapshotter(incident_id: int, table: RuleTable) -> list[Snapshot]:
@@ -187,9 +187,9 @@ def _evidence(s: Settings, metrics: Metrics, redactor: Redactor, pool: Pool, wri
         rule = table.rule(found.rule_id) if found.rule_id else None
         if rule is None or found.taken or not (rule.queries or rule.snapshots):
             return []
-        return await take_snapshots(session, rule, s.prometheus_url, redactor, incident_id)
+        return await take_snapshots(session, rule, s.evidence.prometheus_url, redactor, incident_id)
 
-    evidence = EvidenceBuilder(pool, writer, in_force, sinks=s.sinks,
-                               link=s.public_url or f"http://{s.listen}",
+    evidence = EvidenceBuilder(pool, writer, in_force, sinks=s.evidence.sinks,
+                               link=s.web.public_url or f"http://{s.web.listen}",
                                sealed=outbox.wake.set, snapshotter=snapshotter)
     return evidence, outbox

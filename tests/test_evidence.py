@@ -193,7 +193,7 @@ async def unsealed_incidents(make_daemon: DaemonFactory, http: aiohttp.ClientSes
         await post_alerts(http, daemon, several_symbols(n))
         await idle(daemon)
         assert daemon.state is not None
-        table, sinks = daemon.state.rules, daemon.settings.sinks
+        table, sinks = daemon.state.rules, daemon.settings.evidence.sinks
         await daemon.shutdown()
     return table, sinks
 

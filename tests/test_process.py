@@ -333,7 +333,7 @@ def test_tokens_from_a_file(tmp_path: Path) -> None:
     token_file.write_text("# rotated monthly\nfile-token-1\n\nfile-token-2\n")
     settings = settings_for("postgresql://x/y", tmp_path, webhook_tokens=["env-token"],
                             webhook_tokens_file=token_file)
-    assert [t.get_secret_value() for t in settings.webhook_tokens] == [
+    assert [t.get_secret_value() for t in settings.access.webhook_tokens] == [
         "env-token", "file-token-1", "file-token-2"]
 
 

@@ -456,4 +456,4 @@ def test_a_short_session_secret_is_refused() -> None:
 
     with pytest.raises(ConfigError, match="RESPONDER_WEB_SESSION_SECRET"):
         load_settings(None, web_session_secret="short")
-    assert load_settings(None, web_session_secret="").web_session_secret is None
+    assert load_settings(None, web_session_secret="").web.session_secret is None

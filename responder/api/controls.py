@@ -51,8 +51,8 @@ def manual(state: DaemonState) -> Manual:
 
     return Manual(rules=lambda: state.rules, pool=state.pool, writer=state.writer,
                   client=state.client, locks=state.executor.locks, metrics=state.metrics,
-                  touch=touch, wait_s=s.manual_wait_s, deadline_s=s.step_deadline_s,
-                  read_back_s=s.read_back_deadline_s, approval_ttl_s=s.release_approval_ttl_s)
+                  touch=touch, wait_s=s.steps.manual_wait_s, deadline_s=s.steps.deadline_s,
+                  read_back_s=s.steps.read_back_deadline_s, approval_ttl_s=s.release_approval_ttl_s)
 
 
 def _refuse(status: int, code: str, message: str) -> web.Response:

@@ -43,8 +43,8 @@ def _read(path: Path) -> Signer:
 
 def load_notary(settings: Settings, *, may_generate: bool = True) -> Notary:
     """The configured key; outside production, the data directory's (made at first start)."""
-    if settings.audit_signing_key_file is not None:
-        return Notary(_read(settings.audit_signing_key_file), settings.audit_origin)
+    if settings.audit.signing_key_file is not None:
+        return Notary(_read(settings.audit.signing_key_file), settings.audit.origin)
     if settings.env == "production":
         raise ConfigError("RESPONDER_AUDIT_SIGNING_KEY_FILE: production needs a configured"
                           " checkpoint signing key (responder audit keygen PREFIX)")
@@ -52,7 +52,7 @@ def load_notary(settings: Settings, *, may_generate: bool = True) -> Notary:
     if not path.is_file():
         if not may_generate:
             raise ConfigError(f"RESPONDER_AUDIT_SIGNING_KEY_FILE: unset and no {path} yet")
-        signer = Signer.generate(settings.audit_origin)
+        signer = Signer.generate(settings.audit.origin)
         try:
             write_key(signer, settings.data_dir / "audit-signing")
         except FileExistsError:
@@ -60,7 +60,7 @@ def load_notary(settings: Settings, *, may_generate: bool = True) -> Notary:
         else:
             log.warning("generated a checkpoint signing key; configure your own for"
                         " production", key_file=str(path), public_key=str(signer.verifier))
-    return Notary(_read(path), settings.audit_origin)
+    return Notary(_read(path), settings.audit.origin)
 
 
 def _write_new(path: Path, text: str, mode: int) -> None:

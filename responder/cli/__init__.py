@@ -195,8 +195,8 @@ def _dispatch(args: argparse.Namespace) -> int:
 def _run(settings: Settings) -> int:
     from responder.daemon import Daemon
 
-    if port_in_use(settings.host, settings.port):
-        print(one_line(OSError(errno.EADDRINUSE, "in use"), settings.listen), file=sys.stderr)
+    if port_in_use(settings.web.host, settings.web.port):
+        print(one_line(OSError(errno.EADDRINUSE, "in use"), settings.web.listen), file=sys.stderr)
         return 1
     configure_logging(Redactor(settings.secret_values()), settings.log_level)
     daemon = Daemon(settings)
@@ -206,7 +206,7 @@ def _run(settings: Settings) -> int:
     except OSError as e:
         if should_show_traceback():
             raise
-        print(one_line(e, settings.listen), file=sys.stderr)
+        print(one_line(e, settings.web.listen), file=sys.stderr)
         return 1
     return 0
 

@@ -33,7 +33,7 @@ async def controls(settings: Settings, args: argparse.Namespace) -> int:
     """``controls`` lists what is held; ``contain`` and ``release`` change one key."""
     import aiohttp
 
-    base = (args.url or f"http://{settings.listen}").rstrip("/")
+    base = (args.url or f"http://{settings.web.listen}").rstrip("/")
     headers = {"Authorization": f"Bearer {_token(args)}"}
     async with aiohttp.ClientSession(headers=headers) as http:
         if args.command == "controls":

@@ -45,7 +45,7 @@ async def _checkpoint(conn: Conn, settings: Settings, args: argparse.Namespace) 
 
     if args.new:
         notary = load_notary(settings, may_generate=False)
-        await checkpoints.sign_latest(conn, notary, "command", settings.sinks)
+        await checkpoints.sign_latest(conn, notary, "command", settings.evidence.sinks)
     row = await checkpoints.latest(conn)
     if row is None:
         print("no checkpoint yet (the log is empty, or none was signed)", file=sys.stderr)
@@ -75,7 +75,7 @@ async def _verify(conn: Conn, settings: Settings, args: argparse.Namespace) -> i
             raise CheckpointInvalid(f"checkpoint {label}: {e}") from e
         opened.append((size, label, note))
     for _, label, note in sorted(opened):
-        held = await check_checkpoint(conn, report, label, note, key, settings.audit_origin)
+        held = await check_checkpoint(conn, report, label, note, key, settings.audit.origin)
         print(f"checkpoint {label}: holds (size {held.checkpoint.size}, consistency proof of"
               f" {len(held.proof)} hashes)")
     return 0

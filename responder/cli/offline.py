@@ -24,8 +24,8 @@ def check_rules(args: argparse.Namespace) -> int:
     rules_dir, packs = args.rules_dir, names(args.packs)
     if rules_dir is None or args.packs is None:
         settings = load_settings(args.config)
-        rules_dir = rules_dir or settings.rules_dir
-        packs = settings.rule_packs if args.packs is None else packs
+        rules_dir = rules_dir or settings.rules.dir
+        packs = settings.rules.packs if args.packs is None else packs
     table = load_rules(rules_dir, resolve_secrets=not args.skip_secrets, packs=packs)
     print(f"{rules_dir}: {len(table.rules)} rules, {len(table.controls)} controls,"
           f" {len(table.targets)} targets; bundle {table.bundle_hash}"

@@ -99,7 +99,7 @@ def signature_problem(secrets: Sequence[SecretStr], timestamp: str, body: bytes,
 
 
 def _sources(state: DaemonState) -> Mapping[str, Sequence[SecretStr]]:
-    return {s.name: s.secrets for s in state.settings.event_sources}
+    return {s.name: s.secrets for s in state.settings.access.event_sources}
 
 
 async def events_webhook(request: web.Request) -> web.Response:
@@ -117,11 +117,11 @@ async def events_webhook(request: web.Request) -> web.Response:
         return refuse(state, "events", 401, "unknown_source", "no such event source",
                       CHALLENGE)
     try:
-        body = await read_within(request, state.settings.max_body_bytes)
+        body = await read_within(request, state.settings.web.max_body_bytes)
     except BodyRefused as e:
         return e.answer(state, "events")
     problem = signature_problem(secrets, timestamp, body, signature,
-                                state.settings.event_window_s, time.time())
+                                state.settings.intake.event_window_s, time.time())
     if problem is not None:
         return refuse(state, "events", 401, problem,
                       "the signature does not verify or is too old", CHALLENGE)

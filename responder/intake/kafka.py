@@ -67,8 +67,8 @@ class KafkaIntake:
         self._consumer: Any = None
         self._producer: Any = None
         self.paused = False
-        self._topic, self._group = settings.kafka_alerts_topic, settings.kafka_group
-        self._dlq_topic, self._lag = settings.kafka_dlq_topic, state.metrics.kafka_lag
+        self._topic, self._group = settings.kafka.alerts_topic, settings.kafka.group
+        self._dlq_topic, self._lag = settings.kafka.dlq_topic, state.metrics.kafka_lag
 
     async def start(self) -> None:
         from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
@@ -76,10 +76,10 @@ class KafkaIntake:
         s = self._settings
         self.stall = Stall(self._state, self._topic)
         self._consumer = AIOKafkaConsumer(
-            self._topic, bootstrap_servers=s.kafka_bootstrap,
+            self._topic, bootstrap_servers=s.kafka.bootstrap,
             group_id=self._group, enable_auto_commit=False, auto_offset_reset="earliest",
-            max_partition_fetch_bytes=max(1_048_576, s.kafka_max_message_bytes + 1024))
-        self._producer = AIOKafkaProducer(bootstrap_servers=s.kafka_bootstrap, acks="all")
+            max_partition_fetch_bytes=max(1_048_576, s.kafka.max_message_bytes + 1024))
+        self._producer = AIOKafkaProducer(bootstrap_servers=s.kafka.bootstrap, acks="all")
         await self._producer.start()
         await self._consumer.start()
 
@@ -143,7 +143,7 @@ class KafkaIntake:
         for tp, messages in batch.items():
             for msg in messages:
                 try:
-                    alerts = parse_message(msg.value, self._settings.kafka_max_message_bytes)
+                    alerts = parse_message(msg.value, self._settings.kafka.max_message_bytes)
                 except Exception as e:  # whatever the parser raised, the message caused it
                     poison.append((tp, msg, poison_reason(e)))
                     continue

@@ -39,20 +39,20 @@ class MetricsIntake(KafkaIntake):
 
     def __init__(self, settings: Settings, state: DaemonState) -> None:
         super().__init__(settings, state)
-        self._topic = settings.kafka_metrics_topic
-        self._group = settings.kafka_metrics_group or f"{settings.kafka_group}-metrics"
-        self._dlq_topic = settings.kafka_metrics_dlq_topic
+        self._topic = settings.kafka.metrics_topic
+        self._group = settings.kafka.metrics_group or f"{settings.kafka.group}-metrics"
+        self._dlq_topic = settings.kafka.metrics_dlq_topic
         self._lag = state.metrics.kafka_metrics_lag
-        self.evaluator = Evaluator(state.rules, max_series=settings.metrics_max_series,
-                                   stale_after_s=settings.metrics_stale_after_s,
-                                   max_future_s=settings.metrics_max_future_s)
+        self.evaluator = Evaluator(state.rules, max_series=settings.metric_rules.max_series,
+                                   stale_after_s=settings.metric_rules.stale_after_s,
+                                   max_future_s=settings.metric_rules.max_future_s)
         self._flushed = Counts()
 
     async def _handle(self, batch: dict[Any, list[Any]]) -> None:
         evaluator = self.evaluator
         if evaluator.table is not self._state.rules:
             evaluator.bind(self._state.rules)  # the table was reloaded
-        max_bytes = self._settings.kafka_max_message_bytes
+        max_bytes = self._settings.kafka.max_message_bytes
         count = 0
         for tp, messages in batch.items():
             for msg in messages:

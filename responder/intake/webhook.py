@@ -28,7 +28,7 @@ async def alertmanager_webhook(request: web.Request) -> web.Response:
         return refuse(state, SOURCE, 401, reason, "a valid bearer token is required",
                       challenge(reason))
     try:
-        body = await read_within(request, state.settings.max_body_bytes)
+        body = await read_within(request, state.settings.web.max_body_bytes)
     except BodyRefused as e:
         return e.answer(state, SOURCE)
     try:

@@ -51,8 +51,8 @@ def from_file(candidate: RuleTable, baseline: RuleTable, path: Path,
               since: datetime | None, settings: Settings | None = None) -> Report:
     """Both tables over the file's alerts and samples; each evaluates the samples itself,
     with the daemon's series limit and staleness."""
-    max_series = settings.metrics_max_series if settings else MAX_SERIES
-    stale_after_s = settings.metrics_stale_after_s if settings else STALE_AFTER_S
+    max_series = settings.metric_rules.max_series if settings else MAX_SERIES
+    stale_after_s = settings.metric_rules.stale_after_s if settings else STALE_AFTER_S
     events = read_file(path, since)
     report = replay(events,
                     Shadow(candidate, max_series=max_series, stale_after_s=stale_after_s),
@@ -102,11 +102,11 @@ async def run(settings: Settings, args: argparse.Namespace,
 async def _report(settings: Settings, args: argparse.Namespace,
                   connect: Callable[[Settings], Awaitable[Any]],
                   names: Callable[[str | None], list[str]]) -> tuple[Report, str]:
-    packs = settings.rule_packs if args.packs is None else names(args.packs)
+    packs = settings.rules.packs if args.packs is None else names(args.packs)
     since = parse_since(args.since)
     candidate = load_table(args.rules, packs)
     if args.from_file is not None:
-        base_dir = args.baseline or settings.rules_dir
+        base_dir = args.baseline or settings.rules.dir
         report = from_file(candidate, load_table(base_dir, packs), args.from_file, since,
                            settings)
         return report, f"replay of {args.from_file}: baseline {base_dir}, candidate {args.rules}"
@@ -114,7 +114,7 @@ async def _report(settings: Settings, args: argparse.Namespace,
         raise ResponderError("--baseline compares with a table over --from FILE; from the"
                              " store the baseline is what was done")
     try:
-        in_force: RuleTable | None = load_table(settings.rules_dir, packs)
+        in_force: RuleTable | None = load_table(settings.rules.dir, packs)
     except RuleError:
         in_force = None
     conn = await connect(settings)
@@ -124,7 +124,7 @@ async def _report(settings: Settings, args: argparse.Namespace,
         await conn.close()
     if in_force is None and candidate.metric_rules:
         report.notes.append(
-            f"the configured rules ({settings.rules_dir}) do not load, so a changed metric"
+            f"the configured rules ({settings.rules.dir}) do not load, so a changed metric"
             " rule is found only through its recorded alerts; set RESPONDER_RULES_DIR to the"
             " rules in force, or replay the samples with --from FILE.")
     window = f" since {since.isoformat()}" if since else ""

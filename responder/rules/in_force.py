@@ -12,7 +12,7 @@ from responder.rules.table import RuleTable
 
 def load_table(s: Settings) -> RuleTable:
     """The rule table in force for these settings; production also refuses demo target tokens."""
-    table = load_rules(s.rules_dir, public_keys=s.rules_keys, packs=s.rule_packs)
+    table = load_rules(s.rules.dir, public_keys=s.rules.verify_keys, packs=s.rules.packs)
     if s.env == "production" and (problem := target_problem(table.targets.values())):
-        raise RuleError([RuleProblem(str(s.rules_dir), 0, problem)])
+        raise RuleError([RuleProblem(str(s.rules.dir), 0, problem)])
     return table

@@ -20,11 +20,11 @@ STATIC = Path(__file__).resolve().parent / "static"
 def install(app: web.Application, state: DaemonState) -> None:
     """Add the page's routes and shared objects to the daemon's application."""
     s = state.settings
-    public = urlsplit(s.public_url) if s.public_url else None
-    secret = s.web_session_secret.get_secret_value().encode() if s.web_session_secret else None
+    public = urlsplit(s.web.public_url) if s.web.public_url else None
+    secret = s.web.session_secret.get_secret_value().encode() if s.web.session_secret else None
     app[WEB] = WebContext(
         env=make_env(),
-        sessions=Sessions(secret, s.web_session_ttl_s),
+        sessions=Sessions(secret, s.web.session_ttl_s),
         logins=Counter("responder_web_logins", "Web page logins by outcome (ok, bad_token,"
                        " missing_token, bad_csrf)", ["outcome"], registry=state.metrics.registry),
         secure_cookies=public is not None and public.scheme == "https",
