@@ -21,7 +21,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from responder.engine import thresholds
+from responder.engine import series as live_series
 from responder.engine.thresholds import Evaluator, Sample
 from responder.intake import samples
 from responder.intake.alertmanager import PayloadError
@@ -42,11 +42,11 @@ def per_sample_only() -> Iterator[None]:
     """The reference: every fast path off, every sample through the per-sample code."""
 
     def never_calm(series: Any) -> None:
-        series.lo, series.hi = thresholds._NEVER_CALM
+        series.lo, series.hi = live_series.NEVER_CALM
 
     with patch.object(samples, "_columns", lambda data: None), \
             patch.object(Evaluator, "_observe_calm", lambda self, rows: False), \
-            patch.object(thresholds._Series, "settle", never_calm):
+            patch.object(live_series.Series, "settle", never_calm):
         yield
 
 

@@ -7,7 +7,8 @@ from collections.abc import Sequence
 
 import pytest
 
-from responder.engine.thresholds import Evaluator, rfc3339
+from responder.engine.series import rfc3339
+from responder.engine.thresholds import Evaluator
 from responder.intake.alertmanager import PayloadError
 from responder.intake.samples import parse_samples
 from responder.model import Alert

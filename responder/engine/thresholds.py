@@ -26,81 +26,31 @@ series, not per sample.
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import json
-import sys
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from itertools import repeat
-from operator import attrgetter, itemgetter, lt
+from operator import attrgetter, lt
 
+from responder.engine.series import (
+    Series,
+    SeriesKey,
+    Watch,
+    calm_range,
+    interned,
+    rfc3339,
+    value_key,
+    values_of,
+)
 from responder.model import Alert, Status
-from responder.rules.table import METRICS_SOURCE, MetricCondition, Rule, RuleTable
+from responder.rules.table import METRICS_SOURCE, Rule, RuleTable
 
 Sample = tuple[str, Mapping[str, str], float, float]
 """(metric name, labels, value, ts in Unix seconds)."""
-SeriesKey = tuple[str, tuple[tuple[str, str], ...]]
-"""(metric name, sorted label pairs)."""
 OUTCOMES = ("evaluated", "ignored", "out_of_order", "series_limit", "future")
-_INF = float("inf")
-_NEVER_CALM = (_INF, -_INF)
 _LAST_TS = attrgetter("last_ts")
-
-
-def rfc3339(ts: float) -> str:
-    """Sample time as the RFC 3339 text alerts carry (microseconds, UTC)."""
-    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
-class _Watch:
-    """One rule's state on one series: pending since a time, or firing."""
-
-    __slots__ = ("compare", "cond", "firing", "rule", "since")
-
-    def __init__(self, rule: Rule, cond: MetricCondition) -> None:
-        self.rule = rule
-        self.cond = cond
-        self.compare = cond.compare
-        self.since: float | None = None
-        self.firing = False
-
-
-class _Series:
-    """A live series. While every watch is idle, a value strictly between ``lo`` and ``hi``
-    crosses no threshold and so changes nothing; otherwise ``lo > hi`` and every value is
-    evaluated."""
-
-    __slots__ = ("calm", "hi", "key", "last_ts", "lo", "watches")
-
-    def __init__(self, key: SeriesKey, watches: tuple[_Watch, ...]) -> None:
-        self.key = key
-        self.last_ts = -_INF
-        self.watch(watches)
-
-    def watch(self, watches: tuple[_Watch, ...]) -> None:
-        self.watches = watches
-        self.calm = _calm_range(tuple(w.cond for w in watches))
-        self.settle()
-
-    def settle(self) -> None:
-        idle = all(w.since is None and not w.firing for w in self.watches)
-        self.lo, self.hi = self.calm if idle else _NEVER_CALM
-
-
-@functools.lru_cache(maxsize=256)
-def _calm_range(conds: tuple[MetricCondition, ...]) -> tuple[float, float]:
-    """(lo, hi): a value strictly between crosses none of the thresholds. Shared by every
-    series of the same conditions, which saves a tuple per series."""
-    lo, hi = -_INF, _INF
-    for cond in conds:
-        if cond.op in (">", ">="):
-            hi = min(hi, cond.threshold)
-        else:
-            lo = max(lo, cond.threshold)
-    return lo, hi
 
 
 @dataclass
@@ -126,12 +76,12 @@ class Evaluator:
         self.max_future_s = max_future_s
         self._clock = clock
         self.counts = Counts()
-        self._series: dict[SeriesKey, _Series] = {}
-        self._layouts: dict[tuple[str, tuple[str, ...]], dict[object, _Series]] = {}
+        self._series: dict[SeriesKey, Series] = {}
+        self._layouts: dict[tuple[str, tuple[str, ...]], dict[object, Series]] = {}
         """(metric, label names in the order samples carry them) -> label values -> series;
         at most 2 x max_series entries, rebuilt on demand."""
         self._indexed = 0
-        self._active: set[_Series] = set()
+        self._active: set[Series] = set()
         """Series with a watch pending or firing."""
         self._calm: dict[str, tuple[float, float]] = {}
         """Per watched metric: the calm range of all its rules' conditions together."""
@@ -155,7 +105,7 @@ class Evaluator:
             assert rule.metric is not None
             by_name.setdefault(rule.metric.name, []).append(rule)
         self._by_name = {name: tuple(rules) for name, rules in by_name.items()}
-        self._calm = {name: _calm_range(tuple(r.metric for r in rules if r.metric))
+        self._calm = {name: calm_range(tuple(r.metric for r in rules if r.metric))
                       for name, rules in self._by_name.items()}
         self._layouts.clear()
         self._indexed = 0
@@ -205,7 +155,7 @@ class Evaluator:
         if index is None or not shape:
             return False
         try:
-            keys = list(map(_values_of(shape), labels))
+            keys = list(map(values_of(shape), labels))
         except KeyError:
             return False
         if max(map(len, labels)) != len(shape):
@@ -235,7 +185,7 @@ class Evaluator:
                 counts.future += 1
                 continue
             index = layouts.get((name, tuple(labels)))
-            series = index.get(_value_key(labels)) if index is not None else None
+            series = index.get(value_key(labels)) if index is not None else None
             if series is None:
                 series = self._series_for(name, labels)
                 if series is None:
@@ -252,7 +202,7 @@ class Evaluator:
                 self._evaluate(series, value, ts)
         self._newest_ts = newest
 
-    def _series_for(self, name: str, labels: Mapping[str, str]) -> _Series | None:
+    def _series_for(self, name: str, labels: Mapping[str, str]) -> Series | None:
         """The series of labels in a layout (names in this order) not seen for it before:
         found, or made within ``max_series``, by its canonical sorted key, then indexed
         under this layout."""
@@ -261,8 +211,8 @@ class Evaluator:
         if series is None:
             if len(self._series) >= self.max_series:
                 return None
-            canonical = _interned(canonical)
-            series = self._series[canonical] = _Series(canonical, self._watches_for(canonical))
+            canonical = interned(canonical)
+            series = self._series[canonical] = Series(canonical, self._watches_for(canonical))
         if self._indexed >= 2 * self.max_series:
             self._layouts.clear()  # many layouts of the same labels: start again
             self._indexed = 0
@@ -276,7 +226,7 @@ class Evaluator:
         self._indexed += 1
         return series
 
-    def _evaluate(self, series: _Series, value: float, ts: float) -> None:
+    def _evaluate(self, series: Series, value: float, ts: float) -> None:
         for w in series.watches:
             if w.firing:
                 if not w.compare(value, w.cond.clear):
@@ -318,16 +268,16 @@ class Evaluator:
         out, self._out = self._out, []
         return out
 
-    def _watches_for(self, key: SeriesKey) -> tuple[_Watch, ...]:
+    def _watches_for(self, key: SeriesKey) -> tuple[Watch, ...]:
         labels = dict(key[1])
         watches = []
         for rule in self._by_name.get(key[0], ()):
             assert rule.metric is not None
             if rule.metric.selects(labels):
-                watches.append(_Watch(rule, rule.metric))
+                watches.append(Watch(rule, rule.metric))
         return tuple(watches)
 
-    def _emit(self, key: SeriesKey, w: _Watch, status: Status, value: float | None,
+    def _emit(self, key: SeriesKey, w: Watch, status: Status, value: float | None,
               ts: float) -> None:
         assert w.since is not None
         labels = dict(key[1])
@@ -342,19 +292,3 @@ class Evaluator:
             source=METRICS_SOURCE, fingerprint=fingerprint.hexdigest()[:16], status=status,
             labels=labels, annotations=annotations, starts_at=rfc3339(w.since),
             ends_at=rfc3339(ts) if status == "resolved" else ""))
-
-
-def _value_key(labels: Mapping[str, str]) -> object:
-    """Label values in the samples' order, as ``_values_of(shape)`` returns them."""
-    values = tuple(labels.values())
-    return values[0] if len(values) == 1 else values
-
-
-@functools.lru_cache(maxsize=256)
-def _values_of(shape: tuple[str, ...]) -> Callable[[Mapping[str, str]], object]:
-    return itemgetter(*shape)
-
-
-def _interned(key: SeriesKey) -> SeriesKey:
-    """The key of a new series with interned label names: series share those strings."""
-    return sys.intern(key[0]), tuple((sys.intern(k), v) for k, v in key[1])
