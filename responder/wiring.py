@@ -39,7 +39,7 @@ from responder.metrics import Metrics
 from responder.redaction import Redactor
 from responder.rules.table import RuleTable
 from responder.state import DaemonState
-from responder.store.db import Pool, create_pool, migrate
+from responder.store.db import Pool, acquire, create_pool, migrate
 from responder.store.embedded import start_embedded
 from responder.store.snapshots import snapshot_state
 from responder.store.writer import Writer
@@ -165,7 +165,7 @@ def kafka_consumers(settings: Settings, state: DaemonState) -> list[Consumer]:
 async def _load_modes(s: Settings, pool: Pool) -> Modes:
     modes = Modes(max_alert_age_s=s.intake.max_alert_age_s,
                   guard=StormGuard(s.storm.window_s, s.storm.max_incidents))
-    async with pool.acquire() as conn:
+    async with acquire(pool) as conn:
         await modes.load(conn)
     if modes.global_mode != "enforce" or modes.policy().break_glass:
         log.warning("automation is not enforcing", **modes.describe())
@@ -182,7 +182,7 @@ def _evidence(s: Settings, metrics: Metrics, redactor: Redactor, pool: Pool, wri
     stack.push_async_callback(outbox.close)
 
     async def snapshotter(incident_id: int, table: RuleTable) -> list[Snapshot]:
-        async with pool.acquire() as conn:
+        async with acquire(pool) as conn:
             found = await snapshot_state(conn, incident_id)
         rule = table.rule(found.rule_id) if found.rule_id else None
         if rule is None or found.taken or not (rule.queries or rule.snapshots):

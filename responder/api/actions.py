@@ -16,7 +16,7 @@ from responder.errors import StoreUnavailable
 from responder.params import plain_int
 from responder.state import STATE
 from responder.store import queries
-from responder.store.db import UNAVAILABLE
+from responder.store.db import acquire
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 PrincipalHandler = Callable[[web.Request, Principal], Awaitable[web.StreamResponse]]
@@ -53,7 +53,7 @@ def require(role: Role) -> Callable[[PrincipalHandler], Handler]:
                                           f" {role}"}, status=403)
             try:
                 return await handler(request, who)
-            except (StoreUnavailable, *UNAVAILABLE):
+            except StoreUnavailable:
                 # An outage, not the request: say so, and let the caller retry.
                 state.metrics.rejected.labels("api", "store_unavailable").inc()
                 return web.json_response({"error": "store_unavailable", "message":
@@ -76,7 +76,7 @@ async def list_actions(request: web.Request, _: Principal) -> web.StreamResponse
         rule_id=q.rule, control=q.control, incident_id=q.incident, kind=q.kind,
         correlation_id=q.correlation_id, since=q.since, until=q.until, after=q.after,
         limit=q.limit)
-    async with request.app[STATE].pool.acquire() as conn:
+    async with acquire(request.app[STATE].pool) as conn:
         records = await queries.list_actions(conn, filters)
     next_after = records[-1]["seq"] if len(records) == filters.limit else None
     return _json({"records": records, "next_after": next_after})
@@ -87,7 +87,7 @@ async def get_incident(request: web.Request, _: Principal) -> web.StreamResponse
     incident_id = plain_int(request.match_info["incident_id"])
     if incident_id is None:
         return refused(request, BodyRefused("invalid_query", "incident id must be an integer"))
-    async with request.app[STATE].pool.acquire() as conn:
+    async with acquire(request.app[STATE].pool) as conn:
         incident = await queries.incident_timeline(conn, incident_id)
     if incident is None:
         return web.json_response({"error": "not_found"}, status=404)
@@ -107,7 +107,7 @@ async def get_evidence(request: web.Request, _: Principal) -> web.StreamResponse
     if incident_id is None or (raw_version is not None and version is None):
         return refused(request, BodyRefused("invalid_query",
                                             "incident id and version are integers"))
-    async with request.app[STATE].pool.acquire() as conn:
+    async with acquire(request.app[STATE].pool) as conn:
         row = await queries.evidence_bundle(conn, incident_id, version)
     if row is None:
         return web.json_response({"error": "not_found"}, status=404)

@@ -21,6 +21,7 @@ from responder.intake.alertmanager import PayloadError, check_text
 from responder.params import plain_int
 from responder.state import STATE, DaemonState
 from responder.store import levels, queries
+from responder.store.db import acquire
 
 # The web page's forms take the same limits.
 MAX_REASON, MAX_TICKET = bodies.MAX_REASON, bodies.MAX_TICKET
@@ -61,7 +62,7 @@ def _refuse(status: int, code: str, message: str) -> web.Response:
 
 @require("viewer")
 async def list_controls(request: web.Request, _: Principal) -> web.StreamResponse:
-    async with request.app[STATE].pool.acquire() as conn:
+    async with acquire(request.app[STATE].pool) as conn:
         rows = await levels.held_controls(conn)
     controls = [{
         "control": r["control"], "key": r["key"] or UNKEYED, "level": r["level"],
@@ -107,7 +108,7 @@ async def _change(request: web.Request, principal: Principal, kind: Kind,
 
 @require("viewer")
 async def list_requests(request: web.Request, _: Principal) -> web.StreamResponse:
-    async with request.app[STATE].pool.acquire() as conn:
+    async with acquire(request.app[STATE].pool) as conn:
         rows = await queries.pending_releases(conn)
     return web.json_response({"requests": [
         {**dict(r), "key": r["key"] or UNKEYED, "requested_at": r["requested_at"].isoformat(),

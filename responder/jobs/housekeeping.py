@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import functools
 
-from responder.store.db import Pool
+from responder.store.db import Pool, acquire
 from responder.store.nonces import prune_nonces
 from responder.store.writer import Writer
 from responder.web.session import prune_revoked
@@ -15,5 +15,5 @@ async def forget_old_nonces(writer: Writer, window_s: float) -> None:
 
 
 async def forget_revoked_sessions(pool: Pool) -> None:
-    async with pool.acquire() as conn:
+    async with acquire(pool) as conn:
         await prune_revoked(conn)

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from responder.engine.modes import Modes
 from responder.store import queries
-from responder.store.db import Pool
+from responder.store.db import Pool, acquire
 
 
 async def sync_modes(modes: Modes, pool: Pool) -> None:
     """Reload the mode, which another replica may have switched, and give the blast-radius
     guard what every replica contained in its window."""
-    async with pool.acquire() as conn:
+    async with acquire(pool) as conn:
         await modes.load(conn)
         if modes.guard is not None:
             modes.guard.absorb(await queries.recent_containments(conn, modes.guard.window_s))

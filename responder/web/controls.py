@@ -23,6 +23,7 @@ from responder.engine.manual import (
 from responder.params import plain_int
 from responder.state import STATE
 from responder.store import levels, queries
+from responder.store.db import acquire
 from responder.web.banner import automation
 from responder.web.context import WEB
 from responder.web.guard import form_for, viewer_page
@@ -40,7 +41,7 @@ NOTICES = {
 async def _render(request: web.Request, session: Session, status: int = 200,
                   error: str = "", notice: str = "") -> web.Response:
     state = request.app[STATE]
-    async with state.pool.acquire() as conn:
+    async with acquire(state.pool) as conn:
         held = await levels.held_controls(conn)
         pending = await queries.pending_releases(conn)
         banner = await automation(conn)

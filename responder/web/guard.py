@@ -11,6 +11,7 @@ from multidict import MultiDictProxy
 
 from responder.auth import Role
 from responder.state import STATE
+from responder.store.db import acquire
 from responder.web.context import WEB
 from responder.web.render import page
 from responder.web.session import COOKIE, Session, revoked_in_store, same_token
@@ -28,7 +29,7 @@ async def current(request: web.Request) -> Session | None:
     session = request.app[WEB].sessions.check(request.cookies.get(COOKIE), state.principals)
     if session is None:
         return None
-    async with state.pool.acquire() as conn:
+    async with acquire(state.pool) as conn:
         if await revoked_in_store(conn, session.sid):
             return None
     return session

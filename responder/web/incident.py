@@ -6,6 +6,7 @@ from aiohttp import web
 
 from responder.state import STATE
 from responder.store import incident_page, queries
+from responder.store.db import acquire
 from responder.web import incident_view
 from responder.web.banner import automation
 from responder.web.charts import charts
@@ -25,7 +26,7 @@ async def incident(request: web.Request, session: Session) -> web.StreamResponse
         return refuse(request, session, 400, str(e), "invalid_query")
     assert incident_id is not None
     state = request.app[STATE]
-    async with state.pool.acquire() as conn:
+    async with acquire(state.pool) as conn:
         found = await queries.incident_timeline(conn, incident_id)
         if found is None:
             return refuse(request, session, 404, f"There is no incident {incident_id}.",

@@ -14,6 +14,7 @@ from aiohttp import web
 
 from responder.auth import token_sha256
 from responder.state import STATE
+from responder.store.db import acquire
 from responder.web.context import WEB, WebContext
 from responder.web.guard import checked_form, current, form_for
 from responder.web.render import page
@@ -74,7 +75,7 @@ async def login(request: web.Request) -> web.StreamResponse:
 @form_for("viewer")
 async def logout(request: web.Request, session: Session, _: object) -> web.StreamResponse:
     ctx = request.app[WEB]
-    async with request.app[STATE].pool.acquire() as conn:
+    async with acquire(request.app[STATE].pool) as conn:
         await revoke_in_store(conn, session)
     ctx.sessions.revoke(session)
     log.info("web logout", principal=session.principal.name)

@@ -11,6 +11,7 @@ from aiohttp import web
 from responder.params import plain_int, utc_time
 from responder.state import STATE
 from responder.store import queries
+from responder.store.db import acquire
 from responder.web.action_groups import group
 from responder.web.banner import automation
 from responder.web.context import WEB
@@ -91,7 +92,7 @@ async def incidents(request: web.Request, session: Session) -> web.StreamRespons
         before = number_param(request.query.get("before"), "before")
     except BadQuery as e:
         return refuse(request, session, 400, str(e), "invalid_query")
-    async with request.app[STATE].pool.acquire() as conn:
+    async with acquire(request.app[STATE].pool) as conn:
         rows = await queries.list_incidents(conn, before, PAGE_SIZE)
         banner = await automation(conn)
     older = rows[-1]["id"] if len(rows) == PAGE_SIZE else None
@@ -124,7 +125,7 @@ async def evidence(request: web.Request, session: Session) -> web.StreamResponse
     except BadQuery as e:
         return refuse(request, session, 400, str(e), "invalid_query")
     assert incident_id is not None
-    async with request.app[STATE].pool.acquire() as conn:
+    async with acquire(request.app[STATE].pool) as conn:
         row = await queries.evidence_bundle(conn, incident_id, version)
     if row is None:
         return refuse(request, session, 404, "No sealed bundle for that incident yet.",
@@ -159,7 +160,7 @@ async def actions(request: web.Request, session: Session) -> web.StreamResponse:
         filters = _filters(request)
     except BadQuery as e:
         return refuse(request, session, 400, str(e), "invalid_query")
-    async with state.pool.acquire() as conn:
+    async with acquire(state.pool) as conn:
         records = await queries.list_actions(conn, filters)
         banner = await automation(conn)
     older = None
