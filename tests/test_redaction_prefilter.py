@@ -1,0 +1,46 @@
+"""Redactor.text skips a pattern when the text lacks what the pattern needs: the result must
+be the same as running every pattern, whatever the text."""
+
+from __future__ import annotations
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from responder.redaction import (
+    BYTES_LITERAL,
+    OVERLONG_LINE,
+    REDACTED,
+    SECRET_HEADER_LINE,
+    TOKEN_SHAPED,
+    URL_CREDENTIALS,
+    Redactor,
+)
+
+SECRETS = ["s3cr3t-value", "hunter22"]
+
+
+def every_pattern(value: str) -> str:
+    for secret in sorted(SECRETS, key=len, reverse=True):
+        value = value.replace(secret, REDACTED)
+    value = URL_CREDENTIALS.sub(f"{REDACTED}@", value)
+    value = OVERLONG_LINE.sub(rf"\1: {REDACTED}", value)
+    value = BYTES_LITERAL.sub(f"b'{REDACTED}'", value)
+    value = SECRET_HEADER_LINE.sub(lambda m: f"{m.group(1)} {REDACTED}", value)
+    return TOKEN_SHAPED.sub(lambda m: f"{m.group(1)} {REDACTED}", value)
+
+
+PIECES = ["Bearer abc.def", "BASIC dXNlcjpw", "baſic xyz", "bearer", "://user:pw@host/",
+          "Got more than 8190 bytes when reading: b'Authorization: x'", "b'raw'", 'b"raw"',
+          "X-Api-Key: k123", "token:", "@", ":", "s3cr3t-value", "hunter22", "sev1",
+          "2026-11-23T05:32:58Z", "İ", "\n", " "]
+
+
+@settings(max_examples=600, deadline=None)
+@given(st.lists(st.sampled_from(PIECES) | st.text(max_size=8), max_size=8))
+def test_same_as_every_pattern(parts: list[str]) -> None:
+    value = "".join(parts)
+    assert Redactor(SECRETS).text(value) == every_pattern(value)
+
+
+def test_long_s_spelling_of_basic_is_still_masked() -> None:
+    assert Redactor().text("Authorisation baſic dXNlcjpw") == f"Authorisation baſic {REDACTED}"
