@@ -7,6 +7,7 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
+import orjson
 import rfc8785
 
 SAFE_INT = 2**53 - 1
@@ -59,4 +60,16 @@ def record_text(record: Mapping[str, Any]) -> str:
     value = walk.safe(record)
     if walk.slow:
         return rfc8785.dumps(value).decode()
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return plain_json(value)
+
+
+def plain_json(value: Any) -> str:
+    """Sorted, compact, non-ASCII-escaping JSON of plain values (dicts with text keys, lists,
+    text, bools, None, ints within 64 bits, floats whose repr has no exponent), in the
+    standard library's exact bytes. orjson spells those the same (tests/test_merkle.py checks
+    it), so it writes them; what it refuses (a lone surrogate, nesting past its limit) goes
+    to the standard library, which has the last word."""
+    try:
+        return orjson.dumps(value, option=orjson.OPT_SORT_KEYS).decode()
+    except orjson.JSONEncodeError:
+        return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
