@@ -8,10 +8,11 @@ import json
 import uuid
 from typing import Any
 
+import rfc8785
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from responder.audit.records import plain_json
+from responder.audit.records import _Walk, plain_json, record_text
 from responder.store.actionlog import canonical
 
 
@@ -37,9 +38,21 @@ def test_values_the_fast_encoder_spells_otherwise_take_the_standard_path() -> No
     values: list[dict[str, Any]] = [
         {"f": 1e-5}, {"f": 1e16}, {"f": float("nan")}, {"i": 2**64},
         {"t": dt.datetime(2026, 12, 1, tzinfo=dt.UTC)}, {"u": uuid.UUID(int=5)},
-        {"s": "\ud800"}, {"d": {1: "int key"}}, {"z": -0.0}]
+        {"s": "\ud800"}, {"d": {1: "int key"}}, {"z": -0.0}, {"f": 1e17}, {"f": 3.0},
+        {"f": float("inf")}, {"\U0001f600": 1, "\uffff": 2}]
     for value in values:
         assert canonical(value) == reference(value), value
+
+
+@settings(max_examples=800, deadline=None)
+@given(st.dictionaries(st.text(max_size=6), values, max_size=6))
+def test_record_text_skips_the_walk_only_where_it_would_change_nothing(
+        value: dict[str, Any]) -> None:
+    walk = _Walk()
+    safe = walk.safe(value)
+    expected = (rfc8785.dumps(safe).decode() if walk.slow
+                else json.dumps(safe, sort_keys=True, separators=(",", ":"), ensure_ascii=False))
+    assert record_text(value) == expected
 
 
 def test_plain_json_keeps_deep_nesting() -> None:

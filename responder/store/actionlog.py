@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 import asyncpg
 
 from responder.audit.merkle import Frontier, NodeKey, leaf_hash
-from responder.audit.records import plain_json, record_text
+from responder.audit.records import plain, plain_json, record_text
 from responder.errors import AuditChainError
 from responder.store import tree
 from responder.store.db import Conn
@@ -29,41 +29,15 @@ GENESIS = "0" * 64
 INDEXED = ("incident_id", "rule_id", "control", "key", "step_id", "correlation_id")
 
 
+_INT64 = 2**63 - 1
+
+
 def canonical(data: Mapping[str, Any]) -> str:
     """The one JSON spelling of a record that its hash covers."""
-    if _plain(data):
+    if plain(data, _INT64):
         return plain_json(data)  # the same bytes, faster
     return json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False,
                       default=str)
-
-
-_INT64 = 2**63
-
-
-def _plain(value: Any) -> bool:
-    """Whether a value holds only what plain_json spells as json.dumps does: no other types
-    (which json.dumps would pass to ``str``), no float spelt with an exponent or NaN."""
-    stack = [value]
-    while stack:
-        item = stack.pop()
-        kind = type(item)
-        if kind is str or kind is bool or item is None:
-            continue
-        if kind is dict:
-            if not all(type(k) is str for k in item):
-                return False
-            stack.extend(item.values())
-        elif kind is list or kind is tuple:
-            stack.extend(item)
-        elif kind is int:
-            if not -_INT64 < item < _INT64:
-                return False
-        elif kind is float:
-            if not (item == 0.0 or 1e-4 <= abs(item) < 1e16):
-                return False
-        else:
-            return False
-    return True
 
 
 def chain_hash(prev_hash: str, body: str) -> str:
