@@ -60,3 +60,16 @@ def test_plain_json_keeps_deep_nesting() -> None:
     for _ in range(300):  # past the faster encoder's own nesting limit
         deep = [deep]
     assert plain_json({"v": deep}) == json.dumps({"v": deep}, separators=(",", ":"))
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.dictionaries(st.text(max_size=8), st.text(max_size=8), max_size=6))
+def test_dedup_keys_digest_the_standard_librarys_label_bytes(labels: dict[str, str]) -> None:
+    import hashlib
+
+    from responder.model import Alert
+
+    text = json.dumps(labels, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+    digest = hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:16]
+    alert = Alert("kafka", "f", "firing", labels, {}, "2026-11-23T05:32:58Z")
+    assert alert.dedup_key == f"kafka|f|2026-11-23T05:32:58Z|firing|{digest}"
