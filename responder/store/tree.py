@@ -39,12 +39,14 @@ class NodeCache:
     goes stale; only nodes known to be committed may be added.
 
     Nodes below HIGH_LEVEL are many and a proof wants the recent ones: the oldest are
-    dropped past MAX_LOW. Those above are few and every proof wants some of them.
+    dropped past MAX_LOW. Those above are few (one per 2**HIGH_LEVEL records) and every
+    proof wants some of them; past MAX_HIGH they are all dropped and learnt again. About
+    300 bytes each, so a few MiB at most.
     """
 
     HIGH_LEVEL = 8
-    MAX_LOW = 65_536
-    MAX_HIGH = 262_144
+    MAX_LOW = 8_192
+    MAX_HIGH = 32_768
 
     def __init__(self) -> None:
         self._low: dict[NodeKey, bytes] = {}
