@@ -49,9 +49,9 @@ class Redactor:
             value = OVERLONG_LINE.sub(rf"\1: {REDACTED}", value)
         if "b'" in value or 'b"' in value:
             value = BYTES_LITERAL.sub(f"b'{REDACTED}'", value)
-        if ":" in value:
+        if ":" in value and _may_hold(value, _HEADER_WORDS):
             value = SECRET_HEADER_LINE.sub(lambda m: f"{m.group(1)} {REDACTED}", value)
-        if _may_hold_scheme(value):
+        if _may_hold(value, _SCHEMES):
             value = TOKEN_SHAPED.sub(lambda m: f"{m.group(1)} {REDACTED}", value)
         return value
 
@@ -75,10 +75,18 @@ def _secret_key(key: str) -> bool:
     return SECRET_KEY_PATTERN.search(key) is not None
 
 
-def _may_hold_scheme(value: str) -> bool:
-    """False only when TOKEN_SHAPED cannot match. Outside ASCII, case-insensitive matching
-    has other spellings of the letters (U+017F matches "s"), so there it always runs."""
+_SCHEMES = ("bearer", "basic")
+"""What TOKEN_SHAPED cannot match without."""
+_HEADER_WORDS = ("authorization", "cookie", "token", "secret", "password", "api",
+                 "signature")
+"""What SECRET_HEADER_LINE cannot match without."""
+
+
+def _may_hold(value: str, words: tuple[str, ...]) -> bool:
+    """False only when no word is in the text, whatever its case. Outside ASCII, case-blind
+    matching has other spellings of some letters (U+017F matches "s", U+212A "k"), so there
+    the answer is always True."""
     if not value.isascii():
         return True
     lowered = value.lower()
-    return "bearer" in lowered or "basic" in lowered
+    return any(word in lowered for word in words)

@@ -32,10 +32,11 @@ def every_pattern(value: str) -> str:
 PIECES = ["Bearer abc.def", "BASIC dXNlcjpw", "ba\u017fic xyz", "bearer", "://user:pw@host/",
           "Got more than 8190 bytes when reading: b'Authorization: x'", "b'raw'", 'b"raw"',
           "X-Api-Key: k123", "token:", "@", ":", "s3cr3t-value", "hunter22", "sev1",
-          "2026-11-23T05:32:58Z", "İ", "\n", " "]
+          "2026-11-23T05:32:58Z", "İ", "\n", " ", "Cookie", "x-Signature", "API_KEY", "apikey",
+          "Secret", "PassWord", "toKen", "to\u212aen", "authorization", "-", "'", '"']
 
 
-@settings(max_examples=600, deadline=None)
+@settings(max_examples=1500, deadline=None)
 @given(st.lists(st.sampled_from(PIECES) | st.text(max_size=8), max_size=8))
 def test_same_as_every_pattern(parts: list[str]) -> None:
     value = "".join(parts)
@@ -46,3 +47,10 @@ def test_long_s_spelling_of_basic_is_still_masked() -> None:
     long_s = "ba\u017fic"  # U+017F, LATIN SMALL LETTER LONG S, matches "s" case-blind
     assert Redactor().text(f"Authorisation {long_s} dXNlcjpw") == (
         f"Authorisation {long_s} {REDACTED}")
+
+
+def test_header_words_in_any_case_or_spelling_are_still_masked() -> None:
+    for line in ["X-Api-Key: k123", "cookie:abc", "X-TOKEN : t", "to\u212aen: abc",
+                 "Got more than 8190 bytes when reading: b'Authorization: x'"]:
+        assert Redactor().text(line) == every_pattern(line)
+        assert every_pattern(line) != line
