@@ -12,6 +12,8 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+import orjson
+
 from responder.engine.planner import Decision, decide
 from responder.engine.policy import Policy
 from responder.engine.record_entries import (
@@ -80,9 +82,11 @@ class RecordAlerts:
         for alert in self.alerts:
             if alert.dedup_key not in prepared:
                 body = alert.to_json()
+                redacted = self.redactor.value(body)
+                # "labels" is no secret-named key, so its redacted value is the labels'.
                 prepared[alert.dedup_key] = _Prepared(
-                    decide(alert, self.table, self.policy), json.dumps(body),
-                    self.redactor.value(body), self.redactor.value(alert.labels))
+                    decide(alert, self.table, self.policy), _json_text(body), redacted,
+                    redacted["labels"])
         object.__setattr__(self, "prepared", prepared)
 
     async def __call__(self, conn: Conn, chain: ChainAppender) -> Recorded:
@@ -136,6 +140,14 @@ class _Prepared:
     alert_json: str
     redacted: object
     redacted_labels: object
+
+
+def _json_text(body: dict[str, object]) -> str:
+    """The alert for its jsonb column (any spelling of the same JSON will do there)."""
+    try:
+        return orjson.dumps(body).decode()
+    except orjson.JSONEncodeError:  # what orjson refuses, such as a lone surrogate
+        return json.dumps(body)
 
 
 async def _claim_nonces(conn: Conn, jobs: Sequence[RecordAlerts]) -> set[int]:
