@@ -37,7 +37,7 @@ def range_keys(start: int, end: int) -> list[NodeKey]:
     return list(_range_keys(start, end))
 
 
-@functools.lru_cache(maxsize=16_384)
+@functools.lru_cache(maxsize=4_096)
 def _range_keys(start: int, end: int) -> tuple[NodeKey, ...]:
     """range_keys, remembered: the proofs of neighbouring leaves in one tree share most of
     their ranges, and bundles sealed together ask for the same ones again."""
