@@ -32,7 +32,7 @@ def loads(data: bytes | str, max_depth: int | None = MAX_DEPTH) -> Any:
         raise JSONTextError(str(e)[:200]) from e
     except RecursionError:
         raise JSONTextError("nested too deeply") from None
-    if max_depth is not None and _depth_over(value, max_depth):
+    if max_depth is not None and _may_nest(data, max_depth) and _depth_over(value, max_depth):
         raise JSONTextError(f"nested deeper than {max_depth} levels")
     return value
 
@@ -47,6 +47,14 @@ def _has_long_digits(data: bytes | str) -> bool:
     if isinstance(data, str):
         return _ZEROS in data.translate(_TO_ZERO)
     return _ZEROS.encode() in data.translate(_TO_ZERO_BYTES)
+
+
+def _may_nest(data: bytes | str, max_depth: int) -> bool:
+    """False when the text opens too few arrays and objects to nest past max_depth (the
+    brackets counted include those inside strings, so this only ever errs towards True)."""
+    if isinstance(data, str):
+        return data.count("[") + data.count("{") > max_depth
+    return data.count(b"[") + data.count(b"{") > max_depth
 
 
 def _bounded_int(text: str) -> int:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -40,11 +41,19 @@ class Redactor:
         for secret in self._secrets:
             if secret in value:
                 value = value.replace(secret, REDACTED)
-        value = URL_CREDENTIALS.sub(f"{REDACTED}@", value)
-        value = OVERLONG_LINE.sub(rf"\1: {REDACTED}", value)
-        value = BYTES_LITERAL.sub(f"b'{REDACTED}'", value)
-        value = SECRET_HEADER_LINE.sub(lambda m: f"{m.group(1)} {REDACTED}", value)
-        return TOKEN_SHAPED.sub(lambda m: f"{m.group(1)} {REDACTED}", value)
+        # Each pattern runs only on text holding what it cannot match without (most label
+        # values hold none of it): the result is the same, at a fraction of the scans.
+        if "@" in value:
+            value = URL_CREDENTIALS.sub(f"{REDACTED}@", value)
+        if "Got more than" in value:
+            value = OVERLONG_LINE.sub(rf"\1: {REDACTED}", value)
+        if "b'" in value or 'b"' in value:
+            value = BYTES_LITERAL.sub(f"b'{REDACTED}'", value)
+        if ":" in value and _may_hold(value, _HEADER_WORDS):
+            value = SECRET_HEADER_LINE.sub(lambda m: f"{m.group(1)} {REDACTED}", value)
+        if _may_hold(value, _SCHEMES):
+            value = TOKEN_SHAPED.sub(lambda m: f"{m.group(1)} {REDACTED}", value)
+        return value
 
     def value(self, value: Any) -> Any:
         if isinstance(value, str):
@@ -56,7 +65,28 @@ class Redactor:
         return value
 
     def mapping(self, data: Mapping[str, Any]) -> dict[str, Any]:
-        return {
-            k: (REDACTED if SECRET_KEY_PATTERN.search(str(k)) else self.value(v))
-            for k, v in data.items()
-        }
+        return {k: (REDACTED if _secret_key(str(k)) else self.value(v))
+                for k, v in data.items()}
+
+
+@functools.lru_cache(maxsize=4096)
+def _secret_key(key: str) -> bool:
+    """Whether a key names a secret; keys repeat (label names, log fields), so remembered."""
+    return SECRET_KEY_PATTERN.search(key) is not None
+
+
+_SCHEMES = ("bearer", "basic")
+"""What TOKEN_SHAPED cannot match without."""
+_HEADER_WORDS = ("authorization", "cookie", "token", "secret", "password", "api",
+                 "signature")
+"""What SECRET_HEADER_LINE cannot match without."""
+
+
+def _may_hold(value: str, words: tuple[str, ...]) -> bool:
+    """False only when no word is in the text, whatever its case. Outside ASCII, case-blind
+    matching has other spellings of some letters (U+017F matches "s", U+212A "k"), so there
+    the answer is always True."""
+    if not value.isascii():
+        return True
+    lowered = value.lower()
+    return any(word in lowered for word in words)

@@ -136,3 +136,11 @@ def test_a_dot_dot_key_is_refused_before_any_call(harness: Harness) -> None:
     assert harness.call(control, "..") is None
     with pytest.raises(OffTemplate):
         harness.loop.run(harness.client.read(control, "..", 2.0))
+
+
+def test_retry_pauses_double_from_a_tenth_of_a_second_to_two() -> None:
+    from responder.actions.admin_http import backoff_s
+
+    for attempt, low in [(1, 0.1), (2, 0.2), (3, 0.4), (4, 0.8), (5, 1.6)]:
+        assert low <= backoff_s(attempt) <= low + 0.1
+    assert backoff_s(6) == backoff_s(1000) == 2.0

@@ -4,19 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import json
+import random
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import aiohttp
-from tenacity import (
-    AsyncRetrying,
-    RetryError,
-    retry_if_exception_type,
-    stop_after_delay,
-    wait_exponential_jitter,
-)
 from yarl import URL
 
 from responder import __version__, jsontext
@@ -28,6 +22,17 @@ from responder.rules.table import Control
 
 MAX_BODY_KEPT = 2048
 READ_BACK_ATTEMPTS = 4
+BACKOFF_FIRST_S = 0.1
+BACKOFF_MAX_S = 2.0
+BACKOFF_JITTER_S = 0.1
+
+
+def backoff_s(attempt: int) -> float:
+    """The pause after failed attempt ``attempt`` (1 first): doubling from BACKOFF_FIRST_S,
+    plus up to BACKOFF_JITTER_S of jitter, at most BACKOFF_MAX_S. A transient failure is
+    retried until the deadline has passed; a permanent one is not."""
+    jitter = random.uniform(0, BACKOFF_JITTER_S)  # noqa: S311 - spreading retries, not crypto
+    return min(BACKOFF_FIRST_S * float(2 ** min(attempt - 1, 32)) + jitter, BACKOFF_MAX_S)
 
 
 @dataclass
@@ -100,22 +105,22 @@ class AdminClient:
             headers["Authorization"] = f"Bearer {target.token.get_secret_value()}"
         payload = json.dumps(body).encode() if body is not None else None
         started = time.monotonic()
+        attempt = 0
         try:
-            async for attempt in AsyncRetrying(
-                stop=stop_after_delay(deadline_s),
-                wait=wait_exponential_jitter(multiplier=0.1, max=2.0, jitter=0.1),
-                retry=retry_if_exception_type(ActionTransientError),
-                reraise=True,
-            ):
-                with attempt:
-                    remaining = deadline_s - (time.monotonic() - started)
-                    timeout = max(0.05, min(target.timeout_s, remaining))
+            while True:
+                attempt += 1
+                remaining = deadline_s - (time.monotonic() - started)
+                timeout = max(0.05, min(target.timeout_s, remaining))
+                try:
                     await self._once(control, url, headers, payload, timeout, record)
+                except ActionTransientError:
+                    if time.monotonic() - started >= deadline_s:
+                        raise
+                else:
+                    return record
+                await asyncio.sleep(backoff_s(attempt))
         except ActionError as e:
             raise CallFailed(e, record) from e
-        except RetryError as e:  # pragma: no cover - reraise=True re-raises the last error
-            raise CallFailed(ActionTransientError(str(e)), record) from e
-        return record
 
     async def read(self, control: Control, key: str, timeout_s: float) -> tuple[str | None,
                                                                                 CallRecord]:

@@ -11,7 +11,7 @@ from responder.audit import checkpoints
 from responder.audit.merkle import inclusion_ranges, keys_for, leaf_hash, proof_from
 from responder.audit.records import record_text
 from responder.config import SinkSpec
-from responder.store import audit, tree
+from responder.store import audit
 from responder.store.actionlog import ChainAppender, HeadStale
 from responder.store.db import Conn
 
@@ -42,7 +42,7 @@ async def attach(conn: Conn, chain: ChainAppender, bundle: dict[str, Any],
         await checkpoints.store(conn, checkpoint, note, "bundle", sinks)
         chain.memo["checkpoint"] = note
     ranges = {s: inclusion_ranges(s - 1, size) for s in seqs}
-    found = await tree.nodes(conn, keys_for([r for rs in ranges.values() for r in rs])
+    found = await chain.nodes(keys_for([r for rs in ranges.values() for r in rs])
                              | {(0, s - 1) for s in seqs})
     proofs = {s: proof_from(r, found.__getitem__) for s, r in ranges.items()}
     texts = {a["seq"]: record_text(_record(a)) for a in bundle["actions"]}

@@ -8,6 +8,7 @@ complete subtree once is enough to answer any proof with O(log n) lookups.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -33,6 +34,13 @@ def _split(n: int) -> int:
 
 def range_keys(start: int, end: int) -> list[NodeKey]:
     """The complete subtrees that make up leaves [start, end), left to right."""
+    return list(_range_keys(start, end))
+
+
+@functools.lru_cache(maxsize=4_096)
+def _range_keys(start: int, end: int) -> tuple[NodeKey, ...]:
+    """range_keys, remembered: the proofs of neighbouring leaves in one tree share most of
+    their ranges, and bundles sealed together ask for the same ones again."""
     keys: list[NodeKey] = []
     while start < end:
         level = (start & -start).bit_length() - 1 if start else (end - start).bit_length() - 1
@@ -40,7 +48,7 @@ def range_keys(start: int, end: int) -> list[NodeKey]:
             level -= 1
         keys.append((level, start >> level))
         start += 1 << level
-    return keys
+    return tuple(keys)
 
 
 def fold(hashes: Sequence[bytes]) -> bytes:
@@ -96,11 +104,11 @@ def consistency_ranges(old: int, new: int) -> list[Range]:
 
 def proof_from(ranges: Sequence[Range], lookup: Callable[[NodeKey], bytes]) -> list[bytes]:
     """Proof hashes for ``ranges``, each folded from stored complete subtrees."""
-    return [fold([lookup(k) for k in range_keys(a, b)]) for a, b in ranges]
+    return [fold([lookup(k) for k in _range_keys(a, b)]) for a, b in ranges]
 
 
 def keys_for(ranges: Sequence[Range]) -> set[NodeKey]:
-    return {k for a, b in ranges for k in range_keys(a, b)}
+    return {k for a, b in ranges for k in _range_keys(a, b)}
 
 
 def root_from_inclusion(index: int, size: int, leaf: bytes, proof: Sequence[bytes]) -> bytes | None:

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
+import re
 from collections.abc import Mapping
 from typing import Any
 
+import orjson
 import rfc8785
 
 SAFE_INT = 2**53 - 1
@@ -55,8 +58,60 @@ def record_text(record: Mapping[str, Any]) -> str:
     bytes (tests/test_merkle.py proves it on generated values), and the
     latter is an order of magnitude faster.
     """
+    if plain(record, SAFE_INT, integral_floats=False):
+        # Nothing for the walk to change: only a key outside the BMP could still make RFC
+        # 8785's order differ, and then the text holds a character outside it.
+        with contextlib.suppress(orjson.JSONEncodeError):
+            text = orjson.dumps(record, option=orjson.OPT_SORT_KEYS).decode()
+            if text.isascii() or not _ASTRAL.search(text):
+                return text
     walk = _Walk()
     value = walk.safe(record)
     if walk.slow:
         return rfc8785.dumps(value).decode()
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return plain_json(value)
+
+
+_ASTRAL = re.compile("[\U00010000-\U0010FFFF]")
+
+
+def plain(value: Any, int_bound: int, *, integral_floats: bool = True) -> bool:
+    """Whether a value holds only dicts, lists, tuples, text, bools, None, ints within
+    ``int_bound`` and floats that Python and orjson spell alike (no exponent, no NaN;
+    integral ones such as 3.0 only if ``integral_floats``), each of exactly those types.
+    Keys are not looked at: orjson refuses any but text."""
+    stack = [value]
+    pop, extend = stack.pop, stack.extend
+    while stack:
+        item = pop()
+        kind = type(item)
+        if kind is str or item is None or kind is bool:
+            continue
+        if kind is dict:
+            extend(item.values())
+        elif kind is list or kind is tuple:
+            extend(item)
+        elif kind is int:
+            if not -int_bound <= item <= int_bound:
+                return False
+        elif kind is float:
+            if item.is_integer():
+                if not integral_floats or not abs(item) < 1e16:  # Python: 1e+16
+                    return False
+            elif not 1e-4 <= abs(item) < 1e16:
+                return False
+        else:
+            return False
+    return True
+
+
+def plain_json(value: Any) -> str:
+    """Sorted, compact, non-ASCII-escaping JSON of plain values (dicts with text keys, lists,
+    text, bools, None, ints within 64 bits, floats whose repr has no exponent), in the
+    standard library's exact bytes. orjson spells those the same (tests/test_merkle.py checks
+    it), so it writes them; what it refuses (a lone surrogate, nesting past its limit) goes
+    to the standard library, which has the last word."""
+    try:
+        return orjson.dumps(value, option=orjson.OPT_SORT_KEYS).decode()
+    except orjson.JSONEncodeError:
+        return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)

@@ -9,15 +9,15 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 import asyncpg
 
-from responder.audit.merkle import Frontier, leaf_hash
-from responder.audit.records import record_text
+from responder.audit.merkle import Frontier, NodeKey, leaf_hash
+from responder.audit.records import plain, plain_json, record_text
 from responder.errors import AuditChainError
 from responder.store import tree
 from responder.store.db import Conn
@@ -29,8 +29,13 @@ GENESIS = "0" * 64
 INDEXED = ("incident_id", "rule_id", "control", "key", "step_id", "correlation_id")
 
 
+_INT64 = 2**63 - 1
+
+
 def canonical(data: Mapping[str, Any]) -> str:
     """The one JSON spelling of a record that its hash covers."""
+    if plain(data, _INT64):
+        return plain_json(data)  # the same bytes, faster
     return json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False,
                       default=str)
 
@@ -56,12 +61,17 @@ class Entry:
 HEAD_SQL = "SELECT seq, hash FROM action_log ORDER BY seq DESC LIMIT 1"
 
 APPEND_SQL = """
-INSERT INTO action_log (seq, at, kind, incident_id, rule_id, control, key, step_id, body,
-                        prev_hash, hash, correlation_id)
-SELECT * FROM unnest($1::bigint[], $2::timestamptz[], $3::text[], $4::bigint[], $5::text[],
-                     $6::text[], $7::text[], $8::bigint[], $9::text[], $10::text[], $11::text[],
-                     $12::text[])
+WITH records AS (
+    INSERT INTO action_log (seq, at, kind, incident_id, rule_id, control, key, step_id, body,
+                            prev_hash, hash, correlation_id)
+    SELECT * FROM unnest($1::bigint[], $2::timestamptz[], $3::text[], $4::bigint[],
+                         $5::text[], $6::text[], $7::text[], $8::bigint[], $9::text[],
+                         $10::text[], $11::text[], $12::text[])
+)
+INSERT INTO merkle_nodes (level, idx, hash)
+SELECT * FROM unnest($13::smallint[], $14::bigint[], $15::bytea[])
 """
+"""The records and the tree nodes they complete, in one statement (one round trip)."""
 
 
 class HeadStale(Exception):
@@ -111,8 +121,11 @@ class ChainAppender:
     """
 
     def __init__(self, conn: Conn, rules_hash: str, head: Head,
-                 notary: Notary | None = None, signed_hash: str = "") -> None:
+                 notary: Notary | None = None, signed_hash: str = "",
+                 cache: tree.NodeCache | None = None) -> None:
         self.conn = conn
+        self.cache = cache
+        """Committed nodes the writer knows; nodes(), not the store, answers from it."""
         self.rules_hash = rules_hash
         # What `rules sign` signed (every file); differs from rules_hash when packs are off.
         self.signed_hash = signed_hash
@@ -123,6 +136,8 @@ class ChainAppender:
         self.head = Head(head.seq, head.hash, head.frontier.copy())
         self._rows: list[tuple[Any, ...]] = []
         self._nodes: list[tuple[tuple[int, int], bytes]] = []
+        self.written: list[tuple[tuple[int, int], bytes]] = []
+        """Nodes flushed in this transaction: committed, and so cacheable, once it is."""
         self.memo: dict[str, Any] = {}
         """What units of this transaction share (the bundles' checkpoint)."""
         self.commit_hooks: list[Callable[[], None]] = []
@@ -141,6 +156,10 @@ class ChainAppender:
             if row["seq"] != frontier.size + 1:
                 raise AuditChainError(f"record {frontier.size + 1} is missing")
             self._nodes += frontier.append(leaf_hash(row["body"].encode()))
+
+    async def nodes(self, keys: Iterable[NodeKey]) -> dict[NodeKey, bytes]:
+        """Hashes of committed tree nodes (of the tree as this transaction began)."""
+        return await tree.nodes(self.conn, keys, self.cache)
 
     def after_commit(self, hook: Callable[[], None]) -> None:
         """Run hook (a metric, a log line) only once the entries are committed, so a batch
@@ -174,12 +193,14 @@ class ChainAppender:
         self.head = Head(seq, prev_hash, frontier)
 
     async def flush(self) -> None:
-        if self._rows:
-            columns = [list(column) for column in zip(*self._rows, strict=True)]
-            self._rows = []
-            await self.conn.execute(APPEND_SQL, *columns)
         made, self._nodes = self._nodes, []
-        await tree.insert(self.conn, made)
+        rows, self._rows = self._rows, []
+        if rows:
+            columns = [list(column) for column in zip(*rows, strict=True)]
+            await self.conn.execute(APPEND_SQL, *columns, *tree.columns(made))
+        else:  # catch_up's nodes alone
+            await tree.insert(self.conn, made)
+        self.written += made
 
 
 @dataclass(frozen=True)

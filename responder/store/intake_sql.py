@@ -7,9 +7,20 @@ as data-modifying CTEs, so the whole plan costs one round trip. Only alerts that
 A step may be claimed here for the recording replica (see ``pre``), which saves its claim
 and held-level reads before the call: the executor still takes the normal path when
 anything on the key moved in between (engine/executor.py).
+
+The statement's arguments are named by ``Recording`` (its rows name their columns);
+``Recording.arguments`` is the one place that lines them up with ``$1..$33``.
 """
 
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import asyncpg
+
 from responder.store import locks
+from responder.store.db import Conn
 
 RECORD_SQL = """
 WITH inb AS (
@@ -154,3 +165,118 @@ SELECT coalesce(jsonb_agg(jsonb_build_array(inc.rule_id, inc.scope, inc.id,
 FROM inc
 """
 
+
+NONCE_SQL = """
+INSERT INTO event_nonces (source, event_id)
+SELECT * FROM unnest($1::text[], $2::text[])
+ON CONFLICT DO NOTHING RETURNING source, event_id
+"""
+
+
+@dataclass(slots=True)
+class InboxRow:
+    """One alert for the inbox (``$1..$8``, ``$28``)."""
+
+    dedup_key: str
+    source: str
+    fingerprint: str
+    status: str
+    starts_at: str
+    alert: str
+    """The alert as JSON text."""
+    group_key: str
+    truncated_alerts: int
+    correlation_id: str | None
+
+
+@dataclass(slots=True)
+class DecisionRow:
+    """One rule's decision on one alert (``$9..$13``, ``$29``)."""
+
+    dedup_key: str
+    rule_id: str
+    scope: str
+    severity: str
+    action: str
+    correlation_id: str | None
+
+
+@dataclass(slots=True)
+class PlannedStepRow:
+    """One planned step (``$14..$26``, ``$30``); its incident comes from the statement."""
+
+    dedup_key: str
+    rule_id: str
+    scope: str
+    kind: str
+    position: int
+    control: str
+    key: str
+    level: str
+    rank: int
+    escalate_control: str | None
+    escalate_key: str | None
+    escalate_level: str | None
+    idempotency_key: str
+    correlation_id: str | None
+
+
+@dataclass(slots=True)
+class Recording:
+    """Everything RECORD_SQL writes for one batch."""
+
+    rules_hash: str
+    inbox: list[InboxRow] = field(default_factory=list)
+    decisions: list[DecisionRow] = field(default_factory=list)
+    steps: list[PlannedStepRow] = field(default_factory=list)
+    locked: list[str] = field(default_factory=list)
+    """The keys (locks.key_name) whose lock this transaction holds (lock_keys)."""
+    replica: str | None = None
+    """Who claims a step while recording it (None: nobody)."""
+    lease_s: float = 10.0
+
+    def arguments(self) -> list[object]:
+        """The statement's positional arguments, ``$1`` first."""
+        i, d, s = self.inbox, self.decisions, self.steps
+        return [
+            [r.dedup_key for r in i], [r.source for r in i], [r.fingerprint for r in i],
+            [r.status for r in i], [r.starts_at for r in i], [r.alert for r in i],
+            [r.group_key for r in i], [r.truncated_alerts for r in i],  # $1..$8
+            [r.dedup_key for r in d], [r.rule_id for r in d], [r.scope for r in d],
+            [r.severity for r in d], [r.action for r in d],  # $9..$13
+            [r.dedup_key for r in s], [r.rule_id for r in s], [r.scope for r in s],
+            [r.kind for r in s], [r.position for r in s], [r.control for r in s],
+            [r.key for r in s], [r.level for r in s], [r.rank for r in s],
+            [r.escalate_control for r in s], [r.escalate_key for r in s],
+            [r.escalate_level for r in s], [r.idempotency_key for r in s],  # $14..$26
+            self.rules_hash,  # $27
+            [r.correlation_id for r in i],  # $28
+            [r.correlation_id for r in d],  # $29
+            [r.correlation_id for r in s],  # $30
+            self.locked, self.replica, self.lease_s,  # $31..$33
+        ]
+
+
+async def lock_keys(conn: Conn, names: Sequence[str]) -> list[str]:
+    """Of the key lock names (locks.key_name), those whose lock this transaction took now:
+    held until the batch commits; a key someone holds (a person, a claim, another batch) is
+    simply not claimed early."""
+    return await locks.try_keys(conn, list(names))
+
+
+async def record(conn: Conn, recording: Recording) -> asyncpg.Record:
+    row = await conn.fetchrow(RECORD_SQL, *recording.arguments())
+    assert row is not None  # the statement's SELECT always yields one row
+    return row
+
+
+async def settle_alerts(conn: Conn, states: Sequence[Sequence[object]]) -> str:
+    """ALERTS_SQL on (rule, scope, fingerprint, firing) columns; its JSON answer."""
+    answer: str = await conn.fetchval(ALERTS_SQL, *states)
+    return answer
+
+
+async def claim_nonces(conn: Conn, nonces: Sequence[tuple[str, str]]) -> set[tuple[str, str]]:
+    """Of the (source, event id) pairs, those seen for the first time now."""
+    rows = await conn.fetch(NONCE_SQL, [n[0] for n in nonces], [n[1] for n in nonces])
+    return {(r["source"], r["event_id"]) for r in rows}

@@ -6,7 +6,7 @@ a root or proof at any size reads O(log n) rows by primary key and never a recor
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Iterable, Sequence
 
 from responder.audit.merkle import (
     Frontier,
@@ -33,28 +33,85 @@ SELECT * FROM unnest($1::smallint[], $2::bigint[], $3::bytea[])
 """
 
 
+class NodeCache:
+    """Committed nodes one writer has written or read, so that a proof need not read them
+    again. A committed node never changes (records are never rewritten), so nothing here
+    goes stale; only nodes known to be committed may be added.
+
+    Nodes below HIGH_LEVEL are many and a proof wants the recent ones: the oldest are
+    dropped past MAX_LOW. Those above are few (one per 2**HIGH_LEVEL records) and every
+    proof wants some of them; past MAX_HIGH they are all dropped and learnt again. About
+    300 bytes each, so a few MiB at most.
+    """
+
+    HIGH_LEVEL = 8
+    MAX_LOW = 8_192
+    MAX_HIGH = 32_768
+
+    def __init__(self) -> None:
+        self._low: dict[NodeKey, bytes] = {}
+        self._high: dict[NodeKey, bytes] = {}
+        self.size = 0
+        """Leaves up to which nodes were added: a log shorter than this was not ours."""
+
+    def add(self, made: Iterable[tuple[NodeKey, bytes]]) -> None:
+        low, high = self._low, self._high
+        for key, digest in made:
+            (high if key[0] >= self.HIGH_LEVEL else low)[key] = digest
+            self.size = max(self.size, (key[1] + 1) << key[0])
+        for _ in range(len(low) - self.MAX_LOW):
+            del low[next(iter(low))]
+        if len(high) > self.MAX_HIGH:
+            high.clear()
+
+    def get(self, key: NodeKey) -> bytes | None:
+        return (self._high if key[0] >= self.HIGH_LEVEL else self._low).get(key)
+
+    def clear(self) -> None:
+        self._low.clear()
+        self._high.clear()
+        self.size = 0
+
+
 async def tree_size(conn: Conn) -> int:
     size: int = await conn.fetchval(SIZE_SQL)
     return size
 
 
-async def nodes(conn: Conn, keys: Iterable[NodeKey]) -> dict[NodeKey, bytes]:
-    """Stored hashes of the named nodes; AuditChainError if any is missing."""
-    wanted = sorted(set(keys))
+async def nodes(conn: Conn, keys: Iterable[NodeKey],
+                cache: NodeCache | None = None) -> dict[NodeKey, bytes]:
+    """Stored hashes of the named nodes; AuditChainError if any is missing. With a cache,
+    only the nodes it lacks are read, and the cache learns them: pass one only where every
+    node read is committed (not a transaction that inserted nodes of its own)."""
+    found: dict[NodeKey, bytes] = {}
+    wanted = []
+    for key in sorted(set(keys)):
+        known = cache.get(key) if cache is not None else None
+        if known is None:
+            wanted.append(key)
+        else:
+            found[key] = known
     if not wanted:
-        return {}
+        return found
     rows = await conn.fetch(NODES_SQL, [k[0] for k in wanted], [k[1] for k in wanted])
-    found = {(r["level"], r["idx"]): bytes(r["hash"]) for r in rows}
-    if len(found) != len(wanted):
-        missing = next(k for k in wanted if k not in found)
+    read = {(r["level"], r["idx"]): bytes(r["hash"]) for r in rows}
+    if len(read) != len(wanted):
+        missing = next(k for k in wanted if k not in read)
         raise AuditChainError(f"tree node {missing} is missing from merkle_nodes")
+    if cache is not None:
+        cache.add(read.items())
+    found.update(read)
     return found
+
+
+def columns(made: Sequence[tuple[NodeKey, bytes]]) -> list[list[int] | list[bytes]]:
+    """INSERT_SQL's arguments: levels, indexes and hashes."""
+    return [[k[0] for k, _ in made], [k[1] for k, _ in made], [h for _, h in made]]
 
 
 async def insert(conn: Conn, made: list[tuple[NodeKey, bytes]]) -> None:
     if made:
-        await conn.execute(INSERT_SQL, [k[0] for k, _ in made], [k[1] for k, _ in made],
-                           [h for _, h in made])
+        await conn.execute(INSERT_SQL, *columns(made))
 
 
 async def frontier(conn: Conn, size: int) -> Frontier:

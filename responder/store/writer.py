@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from responder.audit.keys import Notary
 
 from responder.errors import StoreError, StoreRefused, StoreUnavailable
+from responder.store import tree
 from responder.store.actionlog import ChainAppender, Head, HeadStale, lock_head, read_head
 from responder.store.db import UNAVAILABLE, Conn
 
@@ -75,6 +76,7 @@ class Writer:
         self._queue: asyncio.Queue[_Item | None] = asyncio.Queue(maxsize=max_pending)
         self._max_batch = max_batch
         self._head: Head | None = None
+        self._nodes = tree.NodeCache()
         self._conn: asyncpg.pool.PoolConnectionProxy | None = None
         self.batches = 0
 
@@ -185,8 +187,11 @@ class Writer:
                 seq = await lock_head(conn)
                 if self._head is None or self._head.seq != seq:
                     self._head = await read_head(conn)
+                    if self._head.frontier.size < self._nodes.size:
+                        self._nodes.clear()  # a shorter log than we wrote: not ours any more
+                    self._nodes.add(self._head.frontier.nodes)
                 chain = ChainAppender(conn, self._rules_hash(), self._head, self._notary,
-                                      self._signed_hash())
+                                      self._signed_hash(), self._nodes)
                 await chain.catch_up()
                 for group in _groups(batch):
                     units = [unit for unit, _ in group]
@@ -215,6 +220,7 @@ class Writer:
         except BaseException:
             self._head = None  # the commit may or may not have happened: re-read next time
             raise
+        self._nodes.add(chain.written)
         self.batches += 1
         self._after_commit(chain)
         return results
