@@ -8,8 +8,6 @@ import re
 from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
-
 PACKAGE = Path(__file__).resolve().parent.parent / "responder"
 STORE = PACKAGE / "store"
 
@@ -86,13 +84,11 @@ def test_the_sql_check_sees_statements_and_not_prose() -> None:
         assert not SQL.match(text), text
 
 
-@pytest.mark.xfail(strict=False, reason="engine SQL moves in parallel")
 def test_no_sql_outside_store() -> None:
     offenders = sql_outside_store()
     assert not offenders, "SQL outside responder/store/:\n  " + "\n  ".join(offenders)
 
 
-@pytest.mark.xfail(strict=False, reason="engine SQL moves in parallel")
 def test_only_store_imports_asyncpg() -> None:
     offenders = asyncpg_outside_store()
     assert not offenders, "asyncpg imported outside responder/store/:\n  " + "\n  ".join(

@@ -8,7 +8,6 @@ import json
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-import asyncpg
 import structlog
 
 from responder.engine import audit
@@ -18,6 +17,7 @@ from responder.engine.unmatched import count_unmatched, is_unmatched
 from responder.metrics import Metrics
 from responder.model import Alert
 from responder.store.actionlog import ChainAppender, Entry
+from responder.store.db import Row
 from responder.store.steps import Inserted, StepRow, held_entry, intent_entry
 
 if TYPE_CHECKING:
@@ -44,7 +44,7 @@ class IncidentRace(Exception):
 class Outcome:
     """The statement's answer, and the action-log entries it implies, in alert order."""
 
-    def __init__(self, row: asyncpg.Record, plan: Plan) -> None:
+    def __init__(self, row: Row, plan: Plan) -> None:
         self.plan = plan
         self.inbox = {k: (i, n) for k, i, n in json.loads(row["inbox"])}
         self.incidents = {(r, s): (i, new) for r, s, i, new in json.loads(row["incidents"])}
