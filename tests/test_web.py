@@ -399,7 +399,7 @@ async def test_incident_page_links_the_sealed_bundle_and_its_deliveries(
         conn = await asyncpg.connect(database)
         try:
             return bool(await conn.fetchval(
-                "SELECT count(*) FROM outbox WHERE status = 'delivered'"))
+                "SELECT count(*) FROM outbox WHERE status = 'delivered' AND kind = 'bundle'"))
         finally:
             await conn.close()
 
