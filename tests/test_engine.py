@@ -326,6 +326,12 @@ async def test_an_unclaimed_higher_step_does_not_stand_in_for_a_lower_one(
     assert status == 200
     await wait_for(lambda: exchange.state.symbols.get("BTC-USD") == "CANCEL_ONLY",
                    what="the lower step applied")
+
+    async def lower_outcome() -> bool:  # recorded after the read-back, so a moment later
+        return any(json.loads(b)["detail"]["level"] == "CANCEL_ONLY"
+                   for b in await _bodies(database, "outcome"))
+
+    await wait_for(lower_outcome, what="the lower step's outcome")
     outcomes = [json.loads(b)["detail"] for b in await _bodies(database, "outcome")]
     assert {o["status"] for o in outcomes if o["level"] == "CANCEL_ONLY"} == {"applied"}
 
