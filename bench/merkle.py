@@ -29,9 +29,9 @@ from pathlib import Path
 
 from bench import run as harness
 from bench.levels import Level, percentile
-from responder.audit.merkle import Frontier
 from responder.store import tree
 from responder.store.db import create_pool, migrate
+from responder.tlog.merkle import Frontier
 
 ROOT = harness.ROOT
 

@@ -19,7 +19,7 @@ from responder.metrics import Metrics
 from responder.model import Alert
 from responder.redaction import Redactor
 from responder.rules.table import RuleTable
-from responder.store.db import Pool
+from responder.store.types import Pool
 from responder.store.writer import Writer
 
 

@@ -19,7 +19,6 @@ import structlog
 from responder import failpoints
 from responder.actions.admin_http import AdminClient
 from responder.audit.checkpoints import Checkpointer
-from responder.audit.keys import Notary
 from responder.auth import Principals, Role, TokenSet, token_sha256
 from responder.config import Settings
 from responder.engine.executor import Executor
@@ -39,10 +38,12 @@ from responder.metrics import Metrics
 from responder.redaction import Redactor
 from responder.rules.table import RuleTable
 from responder.state import DaemonState
-from responder.store.db import Pool, acquire, create_pool, migrate
+from responder.store.db import acquire, create_pool, migrate
 from responder.store.embedded import start_embedded
 from responder.store.snapshots import snapshot_state
+from responder.store.types import Pool
 from responder.store.writer import Writer
+from responder.tlog.note import Notary
 
 log = structlog.get_logger("responder")
 

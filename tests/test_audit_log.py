@@ -18,18 +18,18 @@ import aiohttp
 import asyncpg
 import pytest
 
-from responder.audit import merkle
 from responder.audit.checkpoints import sign_latest
 from responder.audit.keys import GENERATED_PUB
-from responder.audit.note import Checkpoint, Signer, open_checkpoint
 from responder.audit.note_files import read_notes
-from responder.audit.records import record_text
 from responder.audit.verify import check_checkpoint, verify_tree
 from responder.cli import main
 from responder.daemon import Daemon
 from responder.errors import AuditChainError, CheckpointInvalid
 from responder.store.actionlog import GENESIS, Entry, chain_hash
 from responder.store.writer import Writer
+from responder.tlog import merkle
+from responder.tlog.note import Checkpoint, Signer, open_checkpoint
+from responder.tlog.records import record_text
 from tests.conftest import ROOT, DaemonFactory, fixture_bytes, idle, post_alerts, query, wait_for
 
 
@@ -285,8 +285,8 @@ async def test_two_writers_appending_at_once_make_one_tree(database: str,
                                                            tmp_path: Path) -> None:
     """Two replicas' writers appending at once, each signing checkpoints as it goes, leave
     one tree that matches its records, and every checkpoint is consistent with it."""
-    from responder.audit.keys import Notary
     from responder.store.db import create_pool, migrate
+    from responder.tlog.note import Notary
 
     notary = Notary(Signer.generate("test/log"), "test/log")
     pools = [await create_pool(database, max_size=3) for _ in range(2)]

@@ -12,8 +12,8 @@ import rfc8785
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from responder.audit.records import _Walk, plain_json, record_text
 from responder.store.actionlog import canonical
+from responder.tlog.records import _Walk, plain_json, record_text
 
 
 def reference(value: Any) -> str:

@@ -9,9 +9,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from examples.exchange import Faults
-from responder.audit.merkle import Frontier
 from responder.daemon import Daemon
 from responder.store.actionlog import ChainAppender, Entry, Head
+from responder.tlog.merkle import Frontier
 from tests.conftest import (
     OPERATOR_TOKEN,
     DaemonFactory,

@@ -10,10 +10,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from responder.audit import merkle
-from responder.audit.note import Checkpoint, Signer, Verifier, open_checkpoint
-from responder.audit.records import record_text
 from responder.errors import CheckpointInvalid
+from responder.tlog import merkle
+from responder.tlog.note import Checkpoint, Signer, Verifier, open_checkpoint
+from responder.tlog.records import record_text
 from tests.conftest import LOCAL_FIXTURES
 
 # Transcribed from transparency-dev/merkle's testdata (Apache-2.0); the file names its commit.
@@ -148,6 +148,6 @@ def test_record_bytes_equal_the_reference_rfc8785_encoder(value: dict[str, Any])
     bytes are what the reference RFC 8785 encoder makes of it, fast path or not."""
     import rfc8785
 
-    from responder.audit.records import _Walk
+    from responder.tlog.records import _Walk
 
     assert record_text(value) == rfc8785.dumps(_Walk().safe(value)).decode()

@@ -9,11 +9,12 @@ from collections.abc import AsyncIterator
 import asyncpg
 import pytest
 
-from responder.audit.merkle import Frontier, keys_for, leaf_hash, range_keys
 from responder.store import tree
 from responder.store.actionlog import ChainAppender, Entry
-from responder.store.db import Conn, create_pool, migrate
+from responder.store.db import create_pool, migrate
+from responder.store.types import Conn
 from responder.store.writer import Writer
+from responder.tlog.merkle import Frontier, keys_for, leaf_hash, range_keys
 
 
 @pytest.fixture

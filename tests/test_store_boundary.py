@@ -9,7 +9,8 @@ import pytest
 
 from responder.errors import StoreError, StoreUnavailable
 from responder.store import health, locks, outbox, sessions
-from responder.store.db import Pool, acquire, create_pool, migrate
+from responder.store.db import acquire, create_pool, migrate
+from responder.store.types import Pool
 
 
 @pytest.fixture

@@ -9,7 +9,8 @@ import asyncpg
 import pytest
 
 from responder.store.actionlog import ChainAppender, Entry, verify_chain
-from responder.store.db import Conn, create_pool, migrate
+from responder.store.db import create_pool, migrate
+from responder.store.types import Conn
 from responder.store.writer import Writer
 
 

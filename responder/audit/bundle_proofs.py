@@ -8,12 +8,12 @@ from collections.abc import Sequence
 from typing import Any
 
 from responder.audit import checkpoints
-from responder.audit.merkle import inclusion_ranges, keys_for, leaf_hash, proof_from
-from responder.audit.records import record_text
 from responder.config import SinkSpec
 from responder.store import audit
 from responder.store.actionlog import ChainAppender, HeadStale
-from responder.store.db import Conn
+from responder.store.types import Conn
+from responder.tlog.merkle import inclusion_ranges, keys_for, leaf_hash, proof_from
+from responder.tlog.records import record_text
 
 
 def _record(action: dict[str, Any]) -> dict[str, Any]:

@@ -17,13 +17,13 @@ from collections.abc import Callable, Iterable, Sequence
 
 import structlog
 
-from responder.audit.keys import Notary
-from responder.audit.note import Checkpoint
 from responder.config import SinkSpec
 from responder.errors import StoreError
 from responder.store import audit
-from responder.store.db import Conn, Pool, Row, acquire
+from responder.store.db import acquire
 from responder.store.outbox import OutboxRow
+from responder.store.types import Conn, Pool, Row
+from responder.tlog.note import Checkpoint, Notary
 
 log = structlog.get_logger("responder.audit")
 

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import os
 import tempfile
-from dataclasses import dataclass
 from pathlib import Path
 
 import structlog
 
-from responder.audit.note import Signer, Verifier
 from responder.config import Settings
 from responder.errors import CheckpointInvalid, ConfigError
+from responder.tlog.note import Notary, Signer
 
 log = structlog.get_logger("responder.audit")
 
@@ -19,16 +18,6 @@ GENERATED_KEY = "audit-signing.key"
 GENERATED_PUB = "audit-signing.pub"
 
 
-@dataclass(frozen=True)
-class Notary:
-    """Who signs checkpoints, and for which log."""
-
-    signer: Signer
-    origin: str
-
-    @property
-    def verifier(self) -> Verifier:
-        return self.signer.verifier
 
 
 def _read(path: Path) -> Signer:

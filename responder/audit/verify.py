@@ -12,11 +12,11 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
-from responder.audit.merkle import EMPTY_ROOT, leaf_hash, node_hash, verify_consistency
-from responder.audit.note import Checkpoint, Verifier, open_checkpoint
 from responder.errors import AuditChainError, CheckpointInvalid
 from responder.store import audit, tree
-from responder.store.db import Conn
+from responder.store.types import Conn
+from responder.tlog.merkle import EMPTY_ROOT, leaf_hash, node_hash, verify_consistency
+from responder.tlog.note import Checkpoint, Verifier, open_checkpoint
 
 
 @dataclass(frozen=True)

@@ -9,18 +9,18 @@ import json
 import sys
 
 from responder.audit.keys import load_notary
-from responder.audit.note import Verifier, open_checkpoint
 from responder.audit.note_files import notes_in, read_notes
 from responder.cli.store import store_connection
 from responder.config import Settings
 from responder.errors import AuditChainError, CheckpointInvalid
 from responder.store import cli_reads
-from responder.store.db import Conn
+from responder.store.types import Conn
+from responder.tlog.note import Verifier, open_checkpoint
 
 
 def verifier(settings: Settings, key: str | None) -> Verifier:
     """The key given (text or file), else the configured signing key's verifier."""
-    from responder.audit.offline import read_verifier
+    from responder.evidence.verify_offline import read_verifier
 
     return read_verifier(key) if key else load_notary(settings, may_generate=False).verifier
 
@@ -82,9 +82,9 @@ async def _verify(conn: Conn, settings: Settings, args: argparse.Namespace) -> i
 
 
 async def _prove(conn: Conn, settings: Settings, args: argparse.Namespace) -> int:
-    from responder.audit.merkle import leaf_hash, verify_inclusion
-    from responder.audit.note import Checkpoint
     from responder.store import tree
+    from responder.tlog.merkle import leaf_hash, verify_inclusion
+    from responder.tlog.note import Checkpoint
 
     if args.checkpoint is not None:
         note = notes_in(args.checkpoint, quiet=False)[0][1]

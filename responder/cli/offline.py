@@ -91,8 +91,8 @@ def verify_evidence(path: Path) -> int:
 def audit(args: argparse.Namespace) -> int:
     """``audit keygen`` and ``audit verify-bundle``."""
     from responder.audit.keys import write_key
-    from responder.audit.note import Signer
-    from responder.audit.offline import read_bundle, read_verifier, verify_bundle
+    from responder.evidence.verify_offline import read_bundle, read_verifier, verify_bundle
+    from responder.tlog.note import Signer
 
     if args.audit_command == "keygen":
         key, pub = write_key(Signer.generate(args.name), args.prefix)

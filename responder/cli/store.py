@@ -12,9 +12,9 @@ from responder.cli.output import print_rows
 from responder.config import Settings
 from responder.errors import StoreUnavailable
 from responder.store import cli_reads, queries
-from responder.store.db import Conn
 from responder.store.direct import Embedded, connect, embedded_status
 from responder.store.embedded import start_embedded
+from responder.store.types import Conn
 
 INCIDENT_COLUMNS = (("ID", "id", 5), ("OPENED (UTC)", "opened", 19), ("SEV", "severity", 8),
                     ("STATUS", "status", 8), ("HELD NOW", "held_now", 8),

@@ -34,8 +34,8 @@ from responder.engine.runner import StepRunner
 from responder.errors import StoreError
 from responder.metrics import Metrics
 from responder.rules.table import RuleTable
-from responder.store.db import Pool
 from responder.store.steps import StepRow, pending_for
+from responder.store.types import Pool
 from responder.store.writer import Writer
 
 log = structlog.get_logger("responder.engine")

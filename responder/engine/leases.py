@@ -19,8 +19,8 @@ import structlog
 from responder.engine.levels import KeyLock
 from responder.errors import StoreError
 from responder.store.claims import give_back_claim, let_go_all, renew
-from responder.store.db import Pool
 from responder.store.steps import StepRow
+from responder.store.types import Pool
 
 log = structlog.get_logger("responder.engine")
 

@@ -32,7 +32,7 @@ from responder.actions.admin_http import AdminClient, CallFailed, CallRecord
 from responder.errors import ActionError
 from responder.rules.table import Control
 from responder.store.claims import hold_key
-from responder.store.db import Pool
+from responder.store.types import Pool
 from responder.store.writer import Unit, Writer
 
 log = structlog.get_logger("responder.engine")

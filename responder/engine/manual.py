@@ -23,9 +23,9 @@ from responder.rules.table import Control, RuleTable
 from responder.store import releases
 from responder.store.actionlog import ChainAppender, Entry
 from responder.store.claims import KeyBusy
-from responder.store.db import Conn, Pool
 from responder.store.kinds import Kind as EntryKind
 from responder.store.levels import held_level, set_level
+from responder.store.types import Conn, Pool
 from responder.store.writer import Unit, Writer
 
 Kind = Literal["release", "contain"]

@@ -17,8 +17,8 @@ from responder.engine.policy import GlobalMode, Policy
 from responder.engine.storm import StormGuard
 from responder.store import modes as automation
 from responder.store.actionlog import ChainAppender, Entry
-from responder.store.db import Conn
 from responder.store.kinds import Kind
+from responder.store.types import Conn
 from responder.store.writer import Unit
 
 log = structlog.get_logger("responder.engine")

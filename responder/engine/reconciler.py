@@ -34,9 +34,9 @@ from responder.metrics import Metrics
 from responder.rules.table import Control, RuleTable
 from responder.store.actionlog import ChainAppender, Entry
 from responder.store.claims import KeyBusy
-from responder.store.db import Conn, Pool
 from responder.store.kinds import Kind
 from responder.store.levels import HeldLevel, held_keys, held_level
+from responder.store.types import Conn, Pool
 from responder.store.writer import Unit, Writer
 
 log = structlog.get_logger("responder.reconciler")

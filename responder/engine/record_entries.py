@@ -6,22 +6,19 @@ from __future__ import annotations
 import functools
 import json
 from collections.abc import Callable
-from typing import TYPE_CHECKING
 
 import structlog
 
 from responder.engine import audit
 from responder.engine.planner import Decision, PlannedStep, preview
+from responder.engine.record_job import AlertBatch, Recorded
 from responder.engine.record_plan import Plan, new_step
 from responder.engine.unmatched import count_unmatched, is_unmatched
 from responder.metrics import Metrics
 from responder.model import Alert
 from responder.store.actionlog import ChainAppender, Entry
-from responder.store.db import Row
 from responder.store.steps import Inserted, StepRow, held_entry, intent_entry
-
-if TYPE_CHECKING:
-    from responder.engine.recorder import RecordAlerts, Recorded
+from responder.store.types import Row
 
 log = structlog.get_logger("responder.engine")
 
@@ -62,7 +59,7 @@ class Outcome:
 
     def entries_for(self, chain: ChainAppender, alert: Alert, inbox_id: int,
                     decisions: list[Decision],
-                    result: Recorded, job: RecordAlerts) -> list[Entry]:
+                    result: Recorded, job: AlertBatch) -> list[Entry]:
         entries = [Entry("alert_received", detail={
             "inbox_id": inbox_id,
             "alert": job.prepared[alert.dedup_key].redacted,
@@ -133,7 +130,7 @@ class Outcome:
         return step_entry(p, Inserted(wanted, row, held))
 
 
-def _warnings(alert: Alert, d: Decision, incident_id: int, job: RecordAlerts,
+def _warnings(alert: Alert, d: Decision, incident_id: int, job: AlertBatch,
               chain: ChainAppender) -> list[Entry]:
     rule, metrics = d.rule, job.metrics
     entries = []
@@ -156,7 +153,7 @@ def _warnings(alert: Alert, d: Decision, incident_id: int, job: RecordAlerts,
     return entries
 
 
-def _storm_entry(d: Decision, incident_id: int, job: RecordAlerts,
+def _storm_entry(d: Decision, incident_id: int, job: AlertBatch,
                  chain: ChainAppender) -> Entry:
     action = (f"{d.steps[0].step.describe()} instead" if d.steps
               else "paused: no storm step, nothing done")
@@ -168,7 +165,7 @@ def _storm_entry(d: Decision, incident_id: int, job: RecordAlerts,
                          "action": action})
 
 
-def _not_acting(d: Decision, incident_id: int, job: RecordAlerts,
+def _not_acting(d: Decision, incident_id: int, job: AlertBatch,
                 chain: ChainAppender) -> list[Entry]:
     """Records for a decision that may not act: what would have been done, and why not."""
     if d.effect == "paused":

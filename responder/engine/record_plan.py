@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
 
 from responder.engine.planner import Decision, PlannedStep
+from responder.engine.record_job import AlertBatch, Prepared
 from responder.model import Alert
 from responder.store.intake_sql import (
     DecisionRow,
@@ -17,18 +17,15 @@ from responder.store.intake_sql import (
 from responder.store.locks import key_name
 from responder.store.steps import NewStep
 
-if TYPE_CHECKING:
-    from responder.engine.recorder import RecordAlerts, _Prepared
-
 
 class Plan:
     """The decisions for every alert of a batch, and the steps they ask for in order."""
 
     def __init__(self, owners: dict[str, tuple[int, Alert]],
-                 jobs: Sequence[RecordAlerts]) -> None:
+                 jobs: Sequence[AlertBatch]) -> None:
         self.owners = owners
         self.alerts = [a for _, a in owners.values()]
-        self.prepared: dict[str, _Prepared] = {key: jobs[j].prepared[key]
+        self.prepared: dict[str, Prepared] = {key: jobs[j].prepared[key]
                                                for key, (j, _) in owners.items()}
         self.decisions = {key: p.decisions for key, p in self.prepared.items()}
         self.cids = {key: jobs[j].correlation_id for key, (j, _) in owners.items()}

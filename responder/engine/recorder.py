@@ -8,14 +8,9 @@ new steps for this replica (the key locks come first, in a statement of their ow
 from __future__ import annotations
 
 import dataclasses
-import json
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
-import orjson
-
-from responder.engine.planner import Decision, decide
-from responder.engine.policy import Policy
 from responder.engine.record_entries import (
     IncidentRace,
     Outcome,
@@ -23,15 +18,12 @@ from responder.engine.record_entries import (
     containment_failed,
     step_entry,
 )
+from responder.engine.record_job import AlertBatch, Recorded
 from responder.engine.record_plan import Plan, new_step
-from responder.metrics import Metrics
 from responder.model import Alert
-from responder.redaction import Redactor
-from responder.rules.table import RuleTable
 from responder.store import intake_sql
 from responder.store.actionlog import ChainAppender, Entry
-from responder.store.db import Conn
-from responder.store.steps import StepRow
+from responder.store.types import Conn
 
 # The engine imports these from here; the entries live in record_entries, the rows the
 # statement writes in record_plan.
@@ -43,51 +35,13 @@ MAX_EARLY_CLAIMS = 32
 lock until commit, and PostgreSQL's lock table is shared and finite; a step past this
 count is claimed the usual way, a round trip later."""
 
-@dataclass
-class Recorded:
-    """What a batch of alerts turned into: counts, and the steps to execute now."""
-
-    new: int = 0
-    redelivered: int = 0
-    incidents: set[int] = field(default_factory=set)
-    steps: list[StepRow] = field(default_factory=list)
-    replayed: bool = False
-
-
 @dataclass(frozen=True)
-class RecordAlerts:
+class RecordAlerts(AlertBatch):
     """A writer unit that durably records alerts and plans their containment.
 
     Units that arrive together are merged by ``run_many`` into one statement, which is
     what lets concurrent webhooks share a round trip and a commit.
     """
-
-    alerts: Sequence[Alert]
-    table: RuleTable
-    metrics: Metrics
-    redactor: Redactor
-    policy: Policy = field(default_factory=Policy)
-    nonce: tuple[str, str] | None = None
-    """(source, event id) of a signed event: recorded with the alerts, refused if seen."""
-    correlation_id: str | None = None
-    replica: str | None = None
-    """Claim a new incident's first step for this replica while recording (None: never)."""
-    lease_s: float = 10.0
-    prepared: dict[str, _Prepared] = field(init=False, repr=False, compare=False)
-    """Per alert (by dedup key), what needs no store: worked out when the unit is made,
-    in the intake's task, so the writer's one transaction at a time does not wait on it."""
-
-    def __post_init__(self) -> None:
-        prepared: dict[str, _Prepared] = {}
-        for alert in self.alerts:
-            if alert.dedup_key not in prepared:
-                body = alert.to_json()
-                redacted = self.redactor.value(body)
-                # "labels" is no secret-named key, so its redacted value is the labels'.
-                prepared[alert.dedup_key] = _Prepared(
-                    decide(alert, self.table, self.policy), _json_text(body), redacted,
-                    redacted["labels"])
-        object.__setattr__(self, "prepared", prepared)
 
     async def __call__(self, conn: Conn, chain: ChainAppender) -> Recorded:
         return (await self.run_many(conn, chain, [self]))[0]
@@ -132,22 +86,6 @@ class RecordAlerts:
             chain.commit_hooks[hooks:] = [bound(h, cid) for h in chain.commit_hooks[hooks:]]
         chain.add(*entries)
         return results
-
-
-@dataclass(frozen=True)
-class _Prepared:
-    decisions: list[Decision]
-    alert_json: str
-    redacted: object
-    redacted_labels: object
-
-
-def _json_text(body: dict[str, object]) -> str:
-    """The alert for its jsonb column (any spelling of the same JSON will do there)."""
-    try:
-        return orjson.dumps(body).decode()
-    except orjson.JSONEncodeError:  # what orjson refuses, such as a lone surrogate
-        return json.dumps(body)
 
 
 async def _claim_nonces(conn: Conn, jobs: Sequence[RecordAlerts]) -> set[int]:

@@ -27,10 +27,10 @@ from responder.errors import StoreError
 from responder.model import Alert
 from responder.rules.table import RuleTable
 from responder.store.actionlog import ChainAppender, Entry
-from responder.store.db import Conn
 from responder.store.kinds import Kind
 from responder.store.queries import firing_incidents
 from responder.store.steps import StepRow, insert_steps
+from responder.store.types import Conn
 from responder.store.writer import Writer
 
 log = structlog.get_logger("responder.engine")

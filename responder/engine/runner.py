@@ -28,10 +28,10 @@ from responder.metrics import Metrics
 from responder.rules.table import Control, RuleTable, Step
 from responder.store.actionlog import ChainAppender, Entry
 from responder.store.claims import Claim, Refusal, claim
-from responder.store.db import Conn, Pool
 from responder.store.kinds import Kind
 from responder.store.levels import StepHeld
 from responder.store.steps import CloseStep, StepRow, insert_steps
+from responder.store.types import Conn, Pool
 from responder.store.writer import Unit, Writer
 
 log = structlog.get_logger("responder.engine")

@@ -13,7 +13,8 @@ from responder.evidence.bundle import Seal, build_many
 from responder.evidence.snapshots import Snapshot
 from responder.rules.table import RuleTable
 from responder.store import evidence
-from responder.store.db import Pool, acquire
+from responder.store.db import acquire
+from responder.store.types import Pool
 from responder.store.writer import Writer
 
 log = structlog.get_logger("responder.evidence")

@@ -24,8 +24,8 @@ from responder.evidence.outbox import outbox_rows
 from responder.rules.table import RuleTable
 from responder.store import evidence as store
 from responder.store.actionlog import ChainAppender, Entry, canonical
-from responder.store.db import Conn, Row
 from responder.store.outbox import OutboxRow, enqueue
+from responder.store.types import Conn, Row
 
 
 def digest_of(text: str) -> str:

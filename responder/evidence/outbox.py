@@ -22,8 +22,8 @@ from responder.evidence.pages import incident_link, next_page
 from responder.evidence.sinks import DeliveryError, Sink
 from responder.metrics import Metrics
 from responder.store import outbox as table
-from responder.store.db import Pool
 from responder.store.outbox import Claimed, OutboxRow
+from responder.store.types import Pool
 
 log = structlog.get_logger("responder.outbox")
 

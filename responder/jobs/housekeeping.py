@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import functools
 
-from responder.store.db import Pool, acquire
+from responder.store.db import acquire
 from responder.store.nonces import prune_nonces
+from responder.store.types import Pool
 from responder.store.writer import Writer
 from responder.web.session import prune_revoked
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from responder.engine.modes import Modes
 from responder.store import queries
-from responder.store.db import Pool, acquire
+from responder.store.db import acquire
+from responder.store.types import Pool
 
 
 async def sync_modes(modes: Modes, pool: Pool) -> None:

@@ -19,7 +19,7 @@ from responder.rules.in_force import load_table
 from responder.rules.table import RuleTable
 from responder.state import DaemonState
 from responder.store.actionlog import ChainAppender, Entry
-from responder.store.db import Conn
+from responder.store.types import Conn
 from responder.store.writer import Unit
 
 log = structlog.get_logger("responder")

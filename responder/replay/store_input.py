@@ -21,7 +21,7 @@ from responder.model import Alert
 from responder.replay.events import Action, AlertEvent, CloseEvent, Event, Observed
 from responder.replay.shadow import IncidentKey
 from responder.store import inbox
-from responder.store.db import Conn
+from responder.store.types import Conn
 
 ASKED = ("intent", "already_contained", "would_act")
 

@@ -16,14 +16,14 @@ from typing import TYPE_CHECKING, Any
 
 import asyncpg
 
-from responder.audit.merkle import Frontier, NodeKey, leaf_hash
-from responder.audit.records import plain, plain_json, record_text
 from responder.errors import AuditChainError
 from responder.store import tree
-from responder.store.db import Conn
+from responder.store.types import Conn
+from responder.tlog.merkle import Frontier, NodeKey, leaf_hash
+from responder.tlog.records import plain, plain_json, record_text
 
 if TYPE_CHECKING:
-    from responder.audit.keys import Notary
+    from responder.tlog.note import Notary
 
 GENESIS = "0" * 64
 INDEXED = ("incident_id", "rule_id", "control", "key", "step_id", "correlation_id")

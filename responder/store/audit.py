@@ -10,7 +10,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from responder.store import outbox, tree
-from responder.store.db import Conn, Row, store_errors
+from responder.store.db import store_errors
+from responder.store.types import Conn, Row
 
 STORE_SQL = """
 INSERT INTO checkpoints (tree_size, root, note, reason) VALUES ($1, $2, $3, $4)

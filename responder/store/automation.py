@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from responder.store.db import Conn, store_errors
+from responder.store.db import store_errors
+from responder.store.types import Conn
 
 SQL = ("SELECT global_mode, break_glass_until, break_glass_by, break_glass_reason"
        " FROM automation WHERE id = 1")

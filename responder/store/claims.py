@@ -18,8 +18,9 @@ from datetime import datetime
 from typing import Literal
 
 from responder.store import locks
-from responder.store.db import Conn, Pool, store_errors
+from responder.store.db import store_errors
 from responder.store.levels import StepHeld, step_held
+from responder.store.types import Conn, Pool
 
 # One statement, no lock held between round trips. It row-locks every pending step of the
 # step's control key, in id order (so two claimers cannot deadlock). Under READ COMMITTED a

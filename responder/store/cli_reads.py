@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from responder.store.db import Conn
+from responder.store.types import Conn
 
 LAST_SEQ_SQL = "SELECT coalesce(max(seq), 0) FROM action_log"
 RECORD_BODY_SQL = "SELECT body FROM action_log WHERE seq = $1"

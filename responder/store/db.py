@@ -10,14 +10,7 @@ import asyncpg
 
 from responder.errors import StoreError, StoreUnavailable
 from responder.store import locks
-
-Conn = asyncpg.Connection | asyncpg.pool.PoolConnectionProxy
-"""A connection, whether held directly or borrowed from the pool."""
-Pool = asyncpg.Pool
-"""The connection pool a process shares."""
-
-Row = asyncpg.Record
-"""A row as a read returns it: columns by name."""
+from responder.store.types import Conn, Pool
 
 UNAVAILABLE = (
     OSError,

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import asyncpg
 
-from responder.store.db import Conn, store_errors
+from responder.store.db import store_errors
+from responder.store.types import Conn
 
 
 class Embedded(Enum):

@@ -14,7 +14,8 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from responder.store import locks
-from responder.store.db import Conn, Row, store_errors
+from responder.store.db import store_errors
+from responder.store.types import Conn, Row
 
 INCIDENTS_SQL = "SELECT * FROM incidents WHERE id = ANY($1::bigint[])"
 

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from responder.store.db import Pool, acquire
+from responder.store.db import acquire
+from responder.store.types import Pool
 
 CONTAINED_SQL = "SELECT control, count(*) AS n FROM control_levels WHERE rank > 0 GROUP BY control"
 

@@ -33,7 +33,8 @@ import structlog
 
 from responder.store import locks
 from responder.store.claims import let_go
-from responder.store.db import UNAVAILABLE, Conn
+from responder.store.db import UNAVAILABLE
+from responder.store.types import Conn
 
 log = structlog.get_logger("responder.identity")
 

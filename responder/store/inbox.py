@@ -6,7 +6,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 
-from responder.store.db import Conn, Row, store_errors
+from responder.store.db import store_errors
+from responder.store.types import Conn, Row
 
 SEQ_BEFORE_SQL = "SELECT coalesce(max(seq), 0) FROM action_log WHERE at < $1"
 

@@ -7,7 +7,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from responder.store.db import Conn, Pool, acquire, store_errors
+from responder.store.db import acquire, store_errors
+from responder.store.types import Conn, Pool
 
 NEWEST_SQL = "SELECT coalesce(max(id), 0) FROM incidents"
 

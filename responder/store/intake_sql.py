@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 import asyncpg
 
 from responder.store import locks
-from responder.store.db import Conn
+from responder.store.types import Conn
 
 RECORD_SQL = """
 WITH inb AS (

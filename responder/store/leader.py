@@ -20,7 +20,8 @@ import asyncpg
 import structlog
 
 from responder.store import locks
-from responder.store.db import UNAVAILABLE, Conn
+from responder.store.db import UNAVAILABLE
+from responder.store.types import Conn
 
 log = structlog.get_logger("responder.leader")
 

@@ -8,7 +8,8 @@ from dataclasses import dataclass
 
 import asyncpg
 
-from responder.store.db import Conn, Pool, store_errors
+from responder.store.db import store_errors
+from responder.store.types import Conn, Pool
 
 
 @dataclass(frozen=True)

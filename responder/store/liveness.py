@@ -18,7 +18,8 @@ import structlog
 from responder.errors import StoreError
 from responder.store import locks
 from responder.store.claims import let_go
-from responder.store.db import Conn, store_errors
+from responder.store.db import store_errors
+from responder.store.types import Conn
 
 OWNERS_SQL = """
 SELECT claimed_by FROM steps

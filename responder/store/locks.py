@@ -14,10 +14,7 @@ database), so they never change. Locks in a namespace take two int4 keys: the na
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    from responder.store.db import Conn
+from responder.store.types import Conn
 
 MIGRATION = 0x7265_7370
 """Taken by migrate(): ``resp``."""

@@ -6,7 +6,8 @@ from datetime import datetime
 
 import asyncpg
 
-from responder.store.db import Conn, store_errors
+from responder.store.db import store_errors
+from responder.store.types import Conn
 
 LOAD_SQL = ("SELECT global_mode, break_glass_until, break_glass_by, break_glass_reason"
             " FROM automation WHERE id = 1")

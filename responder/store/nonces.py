@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from responder.store.actionlog import ChainAppender
-from responder.store.db import Conn
+from responder.store.types import Conn
 
 PRUNE_SQL = "DELETE FROM event_nonces WHERE seen_at < now() - make_interval(secs => $1)"
 

@@ -11,7 +11,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 
-from responder.store.db import Conn, Pool, Row, acquire, store_errors
+from responder.store.db import acquire, store_errors
+from responder.store.types import Conn, Pool, Row
 
 OutboxRow = tuple[int | None, str, str, str, str]
 """incident_id (None: no incident), sink, kind, idempotency_key, payload."""

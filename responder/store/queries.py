@@ -9,7 +9,7 @@ from typing import Any
 
 import asyncpg
 
-from responder.store.db import Conn
+from responder.store.types import Conn
 
 
 @dataclass(frozen=True)

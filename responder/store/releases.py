@@ -9,8 +9,9 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from responder.store.actionlog import ChainAppender, Entry
-from responder.store.db import Conn, Pool, store_errors
+from responder.store.db import store_errors
 from responder.store.kinds import Kind
+from responder.store.types import Conn, Pool
 
 END_PENDING_SQL = """
 UPDATE release_requests SET status = 'superseded', decided_at = now()

@@ -3,7 +3,8 @@ refuses a logged-out session, restarts included."""
 
 from __future__ import annotations
 
-from responder.store.db import Conn, store_errors
+from responder.store.db import store_errors
+from responder.store.types import Conn
 
 REVOKE_SQL = """
 INSERT INTO web_sessions_revoked (sid, expires_at) VALUES ($1, to_timestamp($2))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from responder.store.db import Conn
+from responder.store.types import Conn
 
 RULE_SQL = "SELECT rule_id FROM incidents WHERE id = $1"
 TAKEN_SQL = "SELECT count(*) FROM evidence_snapshots WHERE incident_id = $1"

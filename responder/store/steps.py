@@ -9,9 +9,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from responder.store.actionlog import ChainAppender, Entry
-from responder.store.db import Conn, Pool, store_errors
+from responder.store.db import store_errors
 from responder.store.kinds import Kind
 from responder.store.releases import ended_entry
+from responder.store.types import Conn, Pool
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterable, Sequence
 
-from responder.audit.merkle import (
+from responder.errors import AuditChainError
+from responder.store.types import Conn
+from responder.tlog.merkle import (
     Frontier,
     NodeKey,
     consistency_ranges,
@@ -17,8 +19,6 @@ from responder.audit.merkle import (
     proof_from,
     range_keys,
 )
-from responder.errors import AuditChainError
-from responder.store.db import Conn
 
 SIZE_SQL = "SELECT coalesce(max(idx) + 1, 0) FROM merkle_nodes WHERE level = 0"
 

@@ -20,12 +20,13 @@ import asyncpg
 import structlog
 
 if TYPE_CHECKING:
-    from responder.audit.keys import Notary
+    from responder.tlog.note import Notary
 
 from responder.errors import StoreError, StoreRefused, StoreUnavailable
 from responder.store import tree
 from responder.store.actionlog import ChainAppender, Head, HeadStale, lock_head, read_head
-from responder.store.db import UNAVAILABLE, Conn
+from responder.store.db import UNAVAILABLE
+from responder.store.types import Conn
 
 T = TypeVar("T")
 Unit = Callable[[Conn, ChainAppender], Awaitable[T]]

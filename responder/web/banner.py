@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from responder.store import automation as automation_row
-from responder.store.db import Conn
+from responder.store.types import Conn
 from responder.web.render import age
 
 

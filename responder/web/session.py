@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 from responder.auth import TOKEN_TAG_CHARS, Principal, Principals
 from responder.store import sessions
-from responder.store.db import Conn
+from responder.store.types import Conn
 
 COOKIE = "responder_session"
 LOGIN_COOKIE = "responder_login"

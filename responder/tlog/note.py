@@ -166,3 +166,15 @@ def open_checkpoint(note: str, verifier: Verifier, origin: str | None = None) ->
     if origin is not None and checkpoint.origin != origin:
         raise CheckpointInvalid(f"checkpoint is for log {checkpoint.origin!r}, not {origin!r}")
     return checkpoint
+
+
+@dataclass(frozen=True)
+class Notary:
+    """Who signs checkpoints, and for which log."""
+
+    signer: Signer
+    origin: str
+
+    @property
+    def verifier(self) -> Verifier:
+        return self.signer.verifier

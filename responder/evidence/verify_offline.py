@@ -12,10 +12,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from responder.audit.merkle import leaf_hash, verify_inclusion
-from responder.audit.note import Checkpoint, Verifier, open_checkpoint
-from responder.audit.records import record_text
 from responder.errors import CheckpointInvalid
+from responder.tlog.merkle import leaf_hash, verify_inclusion
+from responder.tlog.note import Checkpoint, Verifier, open_checkpoint
+from responder.tlog.records import record_text
 
 
 @dataclass(frozen=True)
