@@ -93,3 +93,25 @@ def test_only_store_imports_asyncpg() -> None:
     offenders = asyncpg_outside_store()
     assert not offenders, "asyncpg imported outside responder/store/:\n  " + "\n  ".join(
         offenders)
+
+
+def entry_kinds_spelled_out() -> list[str]:
+    """file:line of each action-log entry made with its kind as a string literal rather
+    than from the vocabulary (store/kinds.py)."""
+    found = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        tree = ast.parse(path.read_text(encoding="utf-8"), str(path))
+        calls = [n for n in ast.walk(tree) if isinstance(n, ast.Call)
+                 and isinstance(n.func, ast.Name) and n.func.id == "Entry"]
+        literal = [c for c in calls
+                   if (c.args and isinstance(c.args[0], ast.Constant))
+                   or any(k.arg == "kind" and isinstance(k.value, ast.Constant)
+                          for k in c.keywords)]
+        found += _where(path, list(literal))
+    return found
+
+
+def test_entry_kinds_come_from_the_vocabulary() -> None:
+    offenders = entry_kinds_spelled_out()
+    assert not offenders, "entry kinds spelled out instead of store/kinds.py:\n" + "\n".join(
+        f"    {o}" for o in offenders)

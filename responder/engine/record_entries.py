@@ -17,6 +17,7 @@ from responder.engine.unmatched import count_unmatched, is_unmatched
 from responder.metrics import Metrics
 from responder.model import Alert
 from responder.store.actionlog import ChainAppender, Entry
+from responder.store.kinds import Kind
 from responder.store.steps import Inserted, StepRow, held_entry, intent_entry
 from responder.store.types import Row
 
@@ -60,7 +61,7 @@ class Outcome:
     def entries_for(self, chain: ChainAppender, alert: Alert, inbox_id: int,
                     decisions: list[Decision],
                     result: Recorded, job: AlertBatch) -> list[Entry]:
-        entries = [Entry("alert_received", detail={
+        entries = [Entry(Kind.ALERT_RECEIVED, detail={
             "inbox_id": inbox_id,
             "alert": job.prepared[alert.dedup_key].redacted,
             "matched_rules": [d.rule.id for d in decisions],
@@ -84,19 +85,19 @@ class Outcome:
             incident_id, is_new = self.incidents[(d.rule.id, d.scope)]
             if is_new and incident_id not in self.announced:
                 self.announced.add(incident_id)
-                entries.append(Entry("incident_opened", incident_id=incident_id,
+                entries.append(Entry(Kind.INCIDENT_OPENED, incident_id=incident_id,
                                      rule_id=d.rule.id,
                                      detail={"scope": job.redactor.text(d.scope),
                                              "severity": d.rule.severity,
                                              "description": d.rule.description}))
-            entries.append(Entry("alert_matched", incident_id=incident_id, rule_id=d.rule.id,
+            entries.append(Entry(Kind.ALERT_MATCHED, incident_id=incident_id, rule_id=d.rule.id,
                                  detail={"inbox_id": inbox_id, "fingerprint": alert.fingerprint,
                                          "starts_at": alert.starts_at,
                                          "labels": job.prepared[alert.dedup_key].redacted_labels}))
             # A notify-only incident gets its evidence (and any page) like any other.
             result.incidents.add(incident_id)
             if d.action == "notify":
-                entries.append(Entry("notify_only", incident_id=incident_id, rule_id=d.rule.id,
+                entries.append(Entry(Kind.NOTIFY_ONLY, incident_id=incident_id, rule_id=d.rule.id,
                                      detail={"fingerprint": alert.fingerprint}))
                 continue
             if d.storm is not None:
@@ -139,12 +140,12 @@ def _warnings(alert: Alert, d: Decision, incident_id: int, job: AlertBatch,
         shown = preview(job.redactor.text(rejected.value))
         chain.after_commit(functools.partial(_log_rejected, metrics, rule.id, rejected.control,
                                              rejected.label, shown))
-        entries.append(Entry("key_rejected", incident_id=incident_id, rule_id=rule.id,
+        entries.append(Entry(Kind.KEY_REJECTED, incident_id=incident_id, rule_id=rule.id,
                              control=rejected.control,
                              detail={"label": rejected.label, "value": shown}))
     if d.scope_unknown:
         chain.after_commit(functools.partial(_log_truncated, metrics, rule.id, alert))
-        entries.append(Entry("scope_unknown", incident_id=incident_id, rule_id=rule.id,
+        entries.append(Entry(Kind.SCOPE_UNKNOWN, incident_id=incident_id, rule_id=rule.id,
                              detail={"group_key": alert.group_key,
                                      "truncated_alerts": alert.truncated_alerts}))
     if d.rejected and not any(s.kind == "escalation" for s in d.steps):
@@ -160,7 +161,7 @@ def _storm_entry(d: Decision, incident_id: int, job: AlertBatch,
     chain.after_commit(functools.partial(
         log.error, "blast-radius guard tripped; page a person", rule=d.rule.id, why=d.storm,
         action=action))
-    return Entry("storm_guard_tripped", incident_id=incident_id, rule_id=d.rule.id,
+    return Entry(Kind.STORM_GUARD_TRIPPED, incident_id=incident_id, rule_id=d.rule.id,
                  detail={"why": d.storm, "scope": job.redactor.text(d.storm_scope),
                          "action": action})
 
@@ -177,7 +178,7 @@ def _not_acting(d: Decision, incident_id: int, job: AlertBatch,
         control = p.step.control
         path, body = control.render(p.key, p.step.level,
                                     audit.automatic(d.rule.id, incident_id, p.kind))
-        entries.append(Entry("would_act", incident_id=incident_id, rule_id=d.rule.id,
+        entries.append(Entry(Kind.WOULD_ACT, incident_id=incident_id, rule_id=d.rule.id,
                              control=control.name, key=p.key,
                              detail={"effect": d.effect, "kind": p.kind,
                                      "level": p.step.level,
@@ -224,7 +225,7 @@ def _resolved_entry(alert: Alert, d: Decision, resolved: int | None,
         incident_id, note = still_open, "alert resolved; other alerts of the incident still fire"
     else:
         incident_id, note = None, "no open incident; nothing opened"
-    return Entry("alert_resolved", incident_id=incident_id, rule_id=d.rule.id,
+    return Entry(Kind.ALERT_RESOLVED, incident_id=incident_id, rule_id=d.rule.id,
                  detail={"fingerprint": alert.fingerprint, "note": note})
 
 
@@ -238,5 +239,5 @@ def containment_failed(chain: ChainAppender, incident_id: int, rule_id: str, rea
         log.error("containment failed", rule=rule_id, incident=incident_id, reason=reason)
 
     chain.after_commit(bound(announce, correlation_id))
-    return Entry("containment_failed", incident_id=incident_id, rule_id=rule_id,
+    return Entry(Kind.CONTAINMENT_FAILED, incident_id=incident_id, rule_id=rule_id,
                  detail={"reason": reason}, correlation_id=correlation_id)

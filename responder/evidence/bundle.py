@@ -24,6 +24,7 @@ from responder.evidence.outbox import outbox_rows
 from responder.rules.table import RuleTable
 from responder.store import evidence as store
 from responder.store.actionlog import ChainAppender, Entry, canonical
+from responder.store.kinds import Kind
 from responder.store.outbox import OutboxRow, enqueue
 from responder.store.types import Conn, Row
 
@@ -181,7 +182,7 @@ async def _seal_round(conn: Conn, chain: ChainAppender,
         deliveries += sealed_rows
         rows.append((s.incident_id, version, digest, content_digest, prev, body, actions_seq,
                      s.built_at, paged_seq))
-        chain.add(Entry("evidence_sealed", incident_id=s.incident_id,
+        chain.add(Entry(Kind.EVIDENCE_SEALED, incident_id=s.incident_id,
                         correlation_id=s.content["incident"]["correlation_id"],
                         detail={"version": version, "digest": digest, "prev_digest": prev}))
         if s.sealed is not None:

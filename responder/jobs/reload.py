@@ -19,6 +19,7 @@ from responder.rules.in_force import load_table
 from responder.rules.table import RuleTable
 from responder.state import DaemonState
 from responder.store.actionlog import ChainAppender, Entry
+from responder.store.kinds import Kind
 from responder.store.types import Conn
 from responder.store.writer import Unit
 
@@ -52,7 +53,7 @@ class RuleReloader:
             metrics.rules_reload_ok.set(0)
             log.error("rule reload refused; the last good table stays in force", by=by,
                       problems=problems, rules_hash=old.bundle_hash)
-            await state.writer.submit(_append(Entry("rules_reload_refused", detail={
+            await state.writer.submit(_append(Entry(Kind.RULES_RELOAD_REFUSED, detail={
                 "by": by, "problems": problems, "kept": old.bundle_hash})))
             raise
         _redact_tokens(table, state.redactor)
@@ -62,7 +63,7 @@ class RuleReloader:
         metrics.rules_reload_ok.set(1)
         log.info("rules reloaded", by=by, rules=len(table.rules), rules_hash=table.bundle_hash,
                  previous=old.bundle_hash)
-        await state.writer.submit(_append(Entry("rules_reloaded", detail={
+        await state.writer.submit(_append(Entry(Kind.RULES_RELOADED, detail={
             "by": by, "from": old.bundle_hash, "to": table.bundle_hash,
             "rules": len(table.rules)})))
         return table

@@ -18,6 +18,7 @@ import asyncpg
 
 from responder.errors import AuditChainError
 from responder.store import tree
+from responder.store.kinds import Kind
 from responder.store.types import Conn
 from responder.tlog.merkle import Frontier, NodeKey, leaf_hash
 from responder.tlog.records import plain, plain_json, record_text
@@ -172,7 +173,7 @@ class ChainAppender:
         at = datetime.now(UTC)
         for entry in entries:
             seq += 1
-            if entry.incident_id is not None and entry.kind != "evidence_sealed":
+            if entry.incident_id is not None and entry.kind != Kind.EVIDENCE_SEALED:
                 self.incidents.add(entry.incident_id)
             record = {
                 "seq": seq,
