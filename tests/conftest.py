@@ -28,6 +28,8 @@ from examples.exchange import ExchangeState, make_app
 from responder.auth import token_sha256
 from responder.config import Settings, load_settings
 from responder.daemon import Daemon
+from responder.store.db import create_pool, migrate
+from responder.store.types import Pool
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -101,6 +103,15 @@ async def database() -> AsyncIterator[str]:
         await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
     finally:
         await admin.close()
+
+
+@pytest.fixture
+async def pool(database: str) -> AsyncIterator[Pool]:
+    """A pool on the test's own database, migrated."""
+    p = await create_pool(database)
+    await migrate(p)
+    yield p
+    await p.close()
 
 
 @dataclass

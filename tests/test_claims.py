@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator
 
 import asyncpg
 import pytest
@@ -18,17 +17,8 @@ from responder.store.claims import (
     let_go,
     renew_claim,
 )
-from responder.store.db import create_pool, migrate
 from responder.store.locks import KEY_NS as KEY_LOCK_NS
 from responder.store.steps import pending_steps
-
-
-@pytest.fixture
-async def pool(database: str) -> AsyncIterator[asyncpg.Pool]:
-    p = await create_pool(database)
-    await migrate(p)
-    yield p
-    await p.close()
 
 
 async def new_step(pool: asyncpg.Pool, key: str, level: str = "CANCEL_ONLY",

@@ -4,25 +4,14 @@ committed nodes, and two writers on one log each still answer every node right."
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 
 import asyncpg
-import pytest
 
 from responder.store import tree
 from responder.store.actionlog import ChainAppender, Entry
-from responder.store.db import create_pool, migrate
 from responder.store.types import Conn
 from responder.store.writer import Writer
 from responder.tlog.merkle import Frontier, keys_for, leaf_hash, range_keys
-
-
-@pytest.fixture
-async def pool(database: str) -> AsyncIterator[asyncpg.Pool]:
-    pool = await create_pool(database)
-    await migrate(pool)
-    yield pool
-    await pool.close()
 
 
 def test_the_cache_keeps_high_nodes_and_drops_the_oldest_low_ones() -> None:

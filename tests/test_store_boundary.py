@@ -3,22 +3,12 @@ a control key (a person's hold, a claim's check, a batch's early claim) is the s
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-
 import pytest
 
 from responder.errors import StoreError, StoreUnavailable
 from responder.store import health, locks, outbox, sessions
-from responder.store.db import acquire, create_pool, migrate
+from responder.store.db import acquire, create_pool
 from responder.store.types import Pool
-
-
-@pytest.fixture
-async def pool(database: str) -> AsyncIterator[Pool]:
-    p = await create_pool(database)
-    await migrate(p)
-    yield p
-    await p.close()
 
 
 async def test_a_closed_pool_is_an_unavailable_store(database: str) -> None:

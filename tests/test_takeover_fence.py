@@ -7,25 +7,14 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
-from collections.abc import AsyncIterator
 
 import asyncpg
-import pytest
 
 from responder.store.claims import Claim, claim_step
-from responder.store.db import create_pool, migrate
 from responder.store.liveness import hand_over, owners_without_name
 from responder.store.locks import try_replica_name
 from responder.store.steps import CloseStep, StepRow
 from responder.store.writer import Writer
-
-
-@pytest.fixture
-async def pool(database: str) -> AsyncIterator[asyncpg.Pool]:
-    p = await create_pool(database)
-    await migrate(p)
-    yield p
-    await p.close()
 
 
 async def new_step(pool: asyncpg.Pool, symbol: str = "BTC-USD") -> StepRow:

@@ -3,23 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 
 import asyncpg
-import pytest
 
 from responder.store.actionlog import ChainAppender, Entry, verify_chain
-from responder.store.db import create_pool, migrate
 from responder.store.types import Conn
 from responder.store.writer import Writer
-
-
-@pytest.fixture
-async def pool(database: str) -> AsyncIterator[asyncpg.Pool]:
-    pool = await create_pool(database)
-    await migrate(pool)
-    yield pool
-    await pool.close()
 
 
 def appending(kind: str, hooks: list[str], fail: bool = False):  # type: ignore[no-untyped-def]
