@@ -4,12 +4,15 @@ they read the embedded server's state, and never initialise a server of their ow
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
 from responder.cli import main
 from responder.store.direct import Embedded, embedded_status
+from tests.conftest import ROOT
 
 
 @pytest.mark.parametrize("command", [["actions"], ["incidents"], ["audit", "verify"]])
@@ -54,3 +57,17 @@ def _dead_pid() -> int:
         except PermissionError:
             pass
         pid += 1
+
+
+def test_reading_the_embedded_state_warns_of_nothing(tmp_path: Path) -> None:
+    """Every store command reads the embedded server's state; with XDG_RUNTIME_DIR unset
+    (root, a service, CI) that printed a platformdirs warning each time."""
+    (tmp_path / "pgdata").mkdir()
+    (tmp_path / "pgdata" / "PG_VERSION").write_text("16\n")
+    env = {k: v for k, v in os.environ.items() if k != "XDG_RUNTIME_DIR"}
+    done = subprocess.run(
+        [sys.executable, "-W", "error", "-c", "import sys, pathlib;"
+         " from responder.store.direct import embedded_status;"
+         " print(embedded_status(pathlib.Path(sys.argv[1])).value)", str(tmp_path)],
+        check=False, env=env, capture_output=True, text=True, timeout=60, cwd=ROOT)
+    assert (done.returncode, done.stdout.strip(), done.stderr) == (0, "stopped", "")

