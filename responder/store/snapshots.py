@@ -6,8 +6,10 @@ from dataclasses import dataclass
 
 from responder.store.types import Conn
 
-RULE_SQL = "SELECT rule_id FROM incidents WHERE id = $1"
-TAKEN_SQL = "SELECT count(*) FROM evidence_snapshots WHERE incident_id = $1"
+STATE_SQL = """
+SELECT (SELECT rule_id FROM incidents WHERE id = $1) AS rule_id,
+       (SELECT count(*) FROM evidence_snapshots WHERE incident_id = $1) AS taken
+"""
 
 
 @dataclass(frozen=True)
@@ -19,6 +21,6 @@ class SnapshotState:
 
 
 async def snapshot_state(conn: Conn, incident_id: int) -> SnapshotState:
-    rule_id: str | None = await conn.fetchval(RULE_SQL, incident_id)
-    taken: int = await conn.fetchval(TAKEN_SQL, incident_id)
-    return SnapshotState(rule_id, taken)
+    row = await conn.fetchrow(STATE_SQL, incident_id)  # one round trip per incident
+    assert row is not None  # the statement always yields one row
+    return SnapshotState(row["rule_id"], row["taken"])
