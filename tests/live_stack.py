@@ -4,6 +4,7 @@ from synchronous code (hypothesis state machines and fuzzers) through a loop in 
 from __future__ import annotations
 
 import asyncio
+import shutil
 import threading
 from collections.abc import Coroutine
 from dataclasses import dataclass
@@ -12,12 +13,15 @@ from typing import Any, TypeVar
 
 import aiohttp
 import asyncpg
+import pytest
 from aiohttp import web
+from hypothesis import HealthCheck, settings
+from hypothesis.stateful import RuleBasedStateMachine
 
 from examples.exchange import STATE as EXCHANGE_STATE
 from examples.exchange import ExchangeState, make_app
 from responder.daemon import Daemon
-from tests.conftest import ADMIN_DSN, EXCHANGE_TOKEN, dsn_for, settings_for
+from tests.conftest import ADMIN_DSN, EXCHANGE_TOKEN, ROOT, dsn_for, free_port, settings_for
 
 T = TypeVar("T")
 
@@ -73,3 +77,25 @@ async def start_stack(database: str, rules_dir: Path, exchange_port: int,
     daemon = Daemon(settings_for(dsn_for(database), rules_dir, **overrides))
     await daemon.start()
     return LiveStack(database, app[EXCHANGE_STATE], runner, daemon, aiohttp.ClientSession())
+
+
+def run_machine(machine: type[RuleBasedStateMachine], tmp_path: Path,
+                monkeypatch: pytest.MonkeyPatch, *, max_examples: int, steps: int,
+                rules_dir: Path | None = None) -> None:
+    """Run a stack state machine on the shipped rules (or ``rules_dir``), in a loop of its
+    own, against an exchange on a free port."""
+    loop = Loop()
+    if rules_dir is None:
+        rules_dir = tmp_path / "rules"
+        shutil.copytree(ROOT / "rules", rules_dir)
+    port = free_port()
+    monkeypatch.setenv("RESPONDER_EXCHANGE_URL", f"http://127.0.0.1:{port}")
+    monkeypatch.setenv("RESPONDER_EXCHANGE_TOKEN", EXCHANGE_TOKEN)
+    told: Any = machine
+    told.loop, told.rules_dir, told.exchange_port = loop, rules_dir, port
+    try:
+        configured = settings(max_examples=max_examples, stateful_step_count=steps,
+                              deadline=None, suppress_health_check=list(HealthCheck))(machine)
+        configured.TestCase().runTest()
+    finally:
+        loop.close()

@@ -10,27 +10,22 @@ from __future__ import annotations
 
 import asyncio
 import json
-import shutil
 import uuid
 from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
-from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
 from examples.exchange import Faults
 from tests.conftest import (
     ADMIN_TOKEN,
-    EXCHANGE_TOKEN,
     OPERATOR_TOKEN,
-    ROOT,
     VIEWER_TOKEN,
     WEBHOOK_TOKEN,
-    free_port,
 )
-from tests.live_stack import Loop, start_stack
+from tests.live_stack import Loop, run_machine, start_stack
 
 T = TypeVar("T")
 SYMBOLS = ["BTC-USD", "ETH-USD", "SOL-USD"]
@@ -194,20 +189,6 @@ class Containment(RuleBasedStateMachine):
 @pytest.mark.timeout(600)
 def test_no_automatic_lowering(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Only an authorised release with a reason and a ticket ever lowers a level."""
-    loop = Loop()
-    rules_dir = tmp_path / "rules"
-    shutil.copytree(ROOT / "rules", rules_dir)
-    port = free_port()
-    monkeypatch.setenv("RESPONDER_EXCHANGE_URL", f"http://127.0.0.1:{port}")
-    monkeypatch.setenv("RESPONDER_EXCHANGE_TOKEN", EXCHANGE_TOKEN)
-    Containment.loop = loop
-    Containment.rules_dir = rules_dir
-    Containment.exchange_port = port
-    try:
-        machine = settings(max_examples=12, stateful_step_count=15, deadline=None,
-                           suppress_health_check=list(HealthCheck))(Containment)
-        machine.TestCase().runTest()
-    finally:
-        loop.close()
+    run_machine(Containment, tmp_path, monkeypatch, max_examples=12, steps=15)
 
 

@@ -23,7 +23,6 @@ from typing import Any
 
 import asyncpg
 import pytest
-from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import (
     RuleBasedStateMachine,
@@ -36,14 +35,12 @@ from hypothesis.stateful import (
 from responder.engine.manual import expire_requests
 from tests.conftest import (
     ADMIN_TOKEN,
-    EXCHANGE_TOKEN,
     OPERATOR_TOKEN,
     ROOT,
     SECOND_OPERATOR_TOKEN,
     WEBHOOK_TOKEN,
-    free_port,
 )
-from tests.live_stack import Loop, start_stack
+from tests.live_stack import Loop, run_machine, start_stack
 
 SYMBOLS = ["BTC-USD", "BTC-USD", "ETH-USD"]  # most sequences work on one key
 ALERTS = ["LedgerInvariantViolation", "SplitBrainSuspected"]
@@ -342,22 +339,11 @@ def test_releases_name_their_containment_and_automation_obeys_the_mode(
 ) -> None:
     """Releases release only what was requested; nothing automatic happens outside enforce;
     still-firing SEV1s are contained once enforce resumes."""
-    loop = Loop()
     rules_dir = tmp_path / "rules"
     shutil.copytree(ROOT / "rules", rules_dir)
     controls = rules_dir / "controls.yaml"
     controls.write_text(controls.read_text().replace(
         "    release_stops: [NORMAL, CANCEL_ONLY]\n",
         "    release_stops: [NORMAL, CANCEL_ONLY]\n    two_person_release: true\n", 1))
-    port = free_port()
-    monkeypatch.setenv("RESPONDER_EXCHANGE_URL", f"http://127.0.0.1:{port}")
-    monkeypatch.setenv("RESPONDER_EXCHANGE_TOKEN", EXCHANGE_TOKEN)
-    ReleasesAndModes.loop = loop
-    ReleasesAndModes.rules_dir = rules_dir
-    ReleasesAndModes.exchange_port = port
-    try:
-        machine = settings(max_examples=30, stateful_step_count=16, deadline=None,
-                           suppress_health_check=list(HealthCheck))(ReleasesAndModes)
-        machine.TestCase().runTest()
-    finally:
-        loop.close()
+    run_machine(ReleasesAndModes, tmp_path, monkeypatch, max_examples=30, steps=16,
+                rules_dir=rules_dir)
