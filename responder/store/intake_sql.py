@@ -5,8 +5,8 @@ as data-modifying CTEs, so the whole plan costs one round trip. Only alerts that
 (first delivery) open incidents or add steps. Results come back as three JSON arrays.
 
 A step may be claimed here for the recording replica (see ``pre``), which saves its claim
-and held-level reads before the call: the executor still takes the normal path when
-anything on the key moved in between (engine/executor.py).
+and held-level reads before the call: the step runner still takes the normal path when
+anything on the key moved in between (engine/runner.py).
 
 The statement's arguments are named by ``Recording`` (its rows name their columns);
 ``Recording.arguments`` is the one place that lines them up with ``$1..$33``.
