@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import functools
 
+from responder.store import sessions
 from responder.store.db import acquire
 from responder.store.nonces import prune_nonces
 from responder.store.types import Pool
 from responder.store.writer import Writer
-from responder.web.session import prune_revoked
 
 
 async def forget_old_nonces(writer: Writer, window_s: float) -> None:
@@ -17,4 +17,4 @@ async def forget_old_nonces(writer: Writer, window_s: float) -> None:
 
 async def forget_revoked_sessions(pool: Pool) -> None:
     async with acquire(pool) as conn:
-        await prune_revoked(conn)
+        await sessions.prune(conn)

@@ -230,7 +230,7 @@ class Recording:
     decisions: list[DecisionRow] = field(default_factory=list)
     steps: list[PlannedStepRow] = field(default_factory=list)
     locked: list[str] = field(default_factory=list)
-    """The keys (locks.key_name) whose lock this transaction holds (lock_keys)."""
+    """The keys (locks.key_name) whose lock this transaction holds (locks.try_keys)."""
     replica: str | None = None
     """Who claims a step while recording it (None: nobody)."""
     lease_s: float = 10.0
@@ -255,13 +255,6 @@ class Recording:
             [r.correlation_id for r in s],  # $30
             self.locked, self.replica, self.lease_s,  # $31..$33
         ]
-
-
-async def lock_keys(conn: Conn, names: Sequence[str]) -> list[str]:
-    """Of the key lock names (locks.key_name), those whose lock this transaction took now:
-    held until the batch commits; a key someone holds (a person, a claim, another batch) is
-    simply not claimed early."""
-    return await locks.try_keys(conn, list(names))
 
 
 async def record(conn: Conn, recording: Recording) -> asyncpg.Record:

@@ -11,10 +11,11 @@ from multidict import MultiDictProxy
 
 from responder.auth import Role
 from responder.state import STATE
+from responder.store import sessions
 from responder.store.db import acquire
 from responder.web.context import WEB
 from responder.web.render import page
-from responder.web.session import COOKIE, Session, revoked_in_store, same_token
+from responder.web.session import COOKIE, Session, same_token
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 SessionHandler = Callable[[web.Request, Session], Awaitable[web.StreamResponse]]
@@ -30,7 +31,7 @@ async def current(request: web.Request) -> Session | None:
     if session is None:
         return None
     async with acquire(state.pool) as conn:
-        if await revoked_in_store(conn, session.sid):
+        if await sessions.is_revoked(conn, session.sid):
             return None
     return session
 

@@ -14,11 +14,12 @@ from aiohttp import web
 
 from responder.auth import token_sha256
 from responder.state import STATE
+from responder.store import sessions
 from responder.store.db import acquire
 from responder.web.context import WEB, WebContext
 from responder.web.guard import checked_form, current, form_for
 from responder.web.render import page
-from responder.web.session import COOKIE, LOGIN_COOKIE, Session, revoke_in_store
+from responder.web.session import COOKIE, LOGIN_COOKIE, Session
 
 log = structlog.get_logger("responder.web")
 
@@ -76,7 +77,7 @@ async def login(request: web.Request) -> web.StreamResponse:
 async def logout(request: web.Request, session: Session, _: object) -> web.StreamResponse:
     ctx = request.app[WEB]
     async with acquire(request.app[STATE].pool) as conn:
-        await revoke_in_store(conn, session)
+        await sessions.revoke(conn, session.sid, session.expires_at)
     ctx.sessions.revoke(session)
     log.info("web logout", principal=session.principal.name)
     response = web.HTTPSeeOther("/login")

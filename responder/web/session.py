@@ -19,8 +19,6 @@ import time
 from dataclasses import dataclass
 
 from responder.auth import TOKEN_TAG_CHARS, Principal, Principals
-from responder.store import sessions
-from responder.store.types import Conn
 
 COOKIE = "responder_session"
 LOGIN_COOKIE = "responder_login"
@@ -91,18 +89,6 @@ class Sessions:
         now = time.time() if now is None else now
         self._revoked = {sid: t for sid, t in self._revoked.items() if t > now}
         self._revoked[session.sid] = session.expires_at
-
-
-async def revoke_in_store(conn: Conn, session: Session) -> None:
-    await sessions.revoke(conn, session.sid, session.expires_at)
-
-
-async def revoked_in_store(conn: Conn, sid: str) -> bool:
-    return await sessions.is_revoked(conn, sid)
-
-
-async def prune_revoked(conn: Conn) -> None:
-    await sessions.prune(conn)
 
 
 def same_token(expected: str, given: object) -> bool:
