@@ -168,7 +168,15 @@ async def test_undelivered_rows_survive_a_restart(
     _, runner = await serve(hook, port)
     try:
         await make_daemon(sinks=sinks)
-        await wait_for(lambda: all_delivered(database), timeout_s=30, what="delivery")
+
+        async def settled() -> bool:
+            # The new daemon keeps appending (delivery records, then a checkpoint of them),
+            # so wait for a moment when every row it has queued is also delivered.
+            rows = await outbox(database)
+            return await all_delivered(database) and len(
+                {k for k, _, _ in hook.accepted}) == len(rows)
+
+        await wait_for(settled, timeout_s=30, what="delivery")
     finally:
         await runner.cleanup()
     assert len({k for k, _, _ in hook.accepted}) == len(await outbox(database))
