@@ -14,6 +14,7 @@ import asyncio
 import hmac
 import json
 import time
+from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -65,6 +66,8 @@ class ExchangeState:
     """Levels of the other controls (per-symbol intake, analytics consumers, JIT grants),
     by path."""
     calls: list[Call] = field(default_factory=list)
+    reads: Counter[str] = field(default_factory=Counter)
+    """GETs of the forensic status documents, by path."""
     replies: dict[str, tuple[int, dict[str, Any]]] = field(default_factory=dict)
     faults: Faults = field(default_factory=Faults)
     inflight: dict[str, int] = field(default_factory=dict)
@@ -284,7 +287,8 @@ def make_app(token: str, state_file: Path | None = None) -> web.Application:
         put, get = _by_path("state", allowed)
         app.router.add_put(path, put)
         app.router.add_get(path, get)
-    forensics.add_routes(app, lambda request: _authorised(request, request.app[STATE]))
+    forensics.add_routes(app, lambda request: _authorised(request, request.app[STATE]),
+                         lambda request: request.app[STATE].reads.update([request.path]))
     app.router.add_get("/_sim/state", sim_calls)
     app.router.add_post("/_sim/faults", sim_faults)
     app.router.add_post("/_sim/forget", sim_forget)

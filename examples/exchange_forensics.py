@@ -26,13 +26,16 @@ STATUS: dict[str, dict[str, Any]] = {
 PRESERVE = "/admin/forensics/preserve"
 
 
-def add_routes(app: web.Application, authorised: Callable[[web.Request], bool]) -> None:
-    """GETs of the status documents and the POST that preserves, behind the admin token."""
+def add_routes(app: web.Application, authorised: Callable[[web.Request], bool],
+               read: Callable[[web.Request], None] = lambda request: None) -> None:
+    """GETs of the status documents (each told to ``read``) and the POST that preserves,
+    behind the admin token."""
     preserved: dict[str, dict[str, Any]] = {}
 
     async def status(request: web.Request) -> web.Response:
         if not authorised(request):
             return web.json_response({"error": "unauthorized"}, status=401)
+        read(request)
         return web.json_response(STATUS[request.path])
 
     async def preserve(request: web.Request) -> web.Response:

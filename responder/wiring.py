@@ -28,7 +28,7 @@ from responder.engine.storm import StormGuard
 from responder.evidence.builder import EvidenceBuilder
 from responder.evidence.outbox import OutboxWorker
 from responder.evidence.sinks import build_sinks
-from responder.evidence.snapshots import Snapshot
+from responder.evidence.snapshots import Reads, Snapshot
 from responder.evidence.snapshots import take as take_snapshots
 from responder.intake.kafka import KafkaIntake
 from responder.intake.kafka_metrics import MetricsIntake
@@ -36,11 +36,10 @@ from responder.intake.pipeline import AlertPipeline
 from responder.jobs.reload import RuleReloader
 from responder.metrics import Metrics
 from responder.redaction import Redactor
-from responder.rules.table import RuleTable
+from responder.rules.table import Rule, RuleTable
 from responder.state import DaemonState
 from responder.store.db import acquire, create_pool, migrate
 from responder.store.embedded import start_embedded
-from responder.store.snapshots import snapshot_state
 from responder.store.types import Pool
 from responder.store.writer import Writer
 from responder.tlog.note import Notary
@@ -182,13 +181,9 @@ def _evidence(s: Settings, metrics: Metrics, redactor: Redactor, pool: Pool, wri
                           s.evidence.sinks, metrics, replica=replica_id)
     stack.push_async_callback(outbox.close)
 
-    async def snapshotter(incident_id: int, table: RuleTable) -> list[Snapshot]:
-        async with acquire(pool) as conn:
-            found = await snapshot_state(conn, incident_id)
-        rule = table.rule(found.rule_id) if found.rule_id else None
-        if rule is None or found.taken or not (rule.queries or rule.snapshots):
-            return []
-        return await take_snapshots(session, rule, s.evidence.prometheus_url, redactor, incident_id)
+    async def snapshotter(incident_id: int, rule: Rule, reads: Reads) -> list[Snapshot]:
+        return await take_snapshots(session, rule, s.evidence.prometheus_url, redactor,
+                                    incident_id, reads)
 
     evidence = EvidenceBuilder(pool, writer, in_force, sinks=s.evidence.sinks,
                                link=s.web.public_url or f"http://{s.web.listen}",

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import asyncpg
 import pytest
 
 from examples.admin_sim import SimState
@@ -91,3 +92,42 @@ async def test_a_kafka_outage_that_cannot_degrade_pages_and_keeps_trading(
     assert exchange.state.global_mode == "NORMAL"
     assert not [c for c in exchange.state.calls if c.path == "/admin/global/mode"]
     assert exchange.state.levels == {"/admin/consumers/analytics": "PAUSED"}
+
+
+async def test_incidents_sealed_together_share_each_status_read_and_preserve_each(
+        make_daemon: DaemonFactory, exchange: Exchange, http: aiohttp.ClientSession,
+        database: str) -> None:
+    """Five ledger incidents opened by one webhook are first sealed in one pass: each
+    status document is read once for all five bundles, and each incident has its own
+    preserve call, under its own Idempotency-Key."""
+    daemon = await make_daemon()
+    symbols = [f"S{n}-USD" for n in range(5)]
+    await post_alerts(http, daemon, payload(*(alert("LedgerInvariantViolation", s)
+                                              for s in symbols)))
+    await idle(daemon)
+
+    async def bundles() -> list[dict[str, Any]]:
+        conn = await asyncpg.connect(database)
+        try:
+            rows = await conn.fetch(
+                "SELECT DISTINCT ON (incident_id) body FROM evidence"
+                " ORDER BY incident_id, version DESC")
+        finally:
+            await conn.close()
+        return [json.loads(r["body"]) for r in rows]
+
+    async def all_taken() -> bool:
+        found = await bundles()
+        return len(found) == 5 and all(len(b["snapshots"]) == 4 for b in found)
+
+    await wait_for(all_taken, what="five bundles of four snapshots each")
+    found = await bundles()
+    for path, name in (("/admin/status/ledger-range", "ledger-range"),
+                       ("/admin/config", "config")):
+        assert exchange.state.reads[path] == 1, exchange.state.reads
+        answers = {json.dumps(s["result"], sort_keys=True)
+                   for b in found for s in b["snapshots"] if s["name"] == name}
+        assert len(answers) == 1  # the same answer, its hash and all, in every bundle
+    references = {json.loads(s["result"]["body"])["reference"]
+                  for b in found for s in b["snapshots"] if s["name"] == "preserve-wal"}
+    assert len(references) == 5

@@ -10,16 +10,18 @@ import structlog
 from responder.config import SinkSpec
 from responder.errors import StoreUnavailable
 from responder.evidence.bundle import Seal, build_many
-from responder.evidence.snapshots import Snapshot
-from responder.rules.table import RuleTable
+from responder.evidence.snapshots import Reads, Snapshot
+from responder.rules.table import Rule, RuleTable
 from responder.store import evidence
 from responder.store.db import acquire
+from responder.store.snapshots import snapshot_states
 from responder.store.types import Pool
 from responder.store.writer import Writer
 
 log = structlog.get_logger("responder.evidence")
 
-Snapshotter = Callable[[int, RuleTable], Awaitable[list[Snapshot]]]
+Snapshotter = Callable[[int, Rule, Reads], Awaitable[list[Snapshot]]]
+"""Takes one incident's snapshots for its rule, sharing the pass's reads."""
 
 MAX_BATCH = 500
 """Incidents built and sealed together: a few statements per batch, not per incident."""
@@ -127,20 +129,23 @@ class EvidenceBuilder:
         if snapshotter is None or not todo:
             return [], {}
         async with acquire(self._pool) as conn:
-            rules = await evidence.rule_ids(conn, todo)
-        # Asking only for rules that declare something spares a look-up per new incident.
-        wanted = [i for i, rule_id in rules.items()
-                  if (rule := table.rule(rule_id)) and (rule.queries or rule.snapshots)]
+            states = await snapshot_states(conn, todo)
+        # Only rules that declare something, and only once per incident.
+        wanted = [(i, rule) for i, state in states.items()
+                  if state.taken == 0 and (rule := table.rule(state.rule_id))
+                  and (rule.queries or rule.snapshots)]
         limit = asyncio.Semaphore(SNAPSHOT_CONCURRENCY)
+        reads = Reads()
 
-        async def take(incident_id: int) -> list[Snapshot]:
+        async def take(incident_id: int, rule: Rule) -> list[Snapshot]:
             async with limit:
-                return await snapshotter(incident_id, table)
+                return await snapshotter(incident_id, rule, reads)
 
-        taken = await asyncio.gather(*(take(i) for i in wanted), return_exceptions=True)
+        taken = await asyncio.gather(*(take(i, rule) for i, rule in wanted),
+                                     return_exceptions=True)
         snaps: list[tuple[int, Snapshot]] = []
         failed: dict[int, Exception] = {}
-        for incident_id, result in zip(wanted, taken, strict=True):
+        for (incident_id, _), result in zip(wanted, taken, strict=True):
             if isinstance(result, Exception):
                 failed[incident_id] = result
             elif isinstance(result, BaseException):

@@ -1,13 +1,21 @@
 """Snapshots for evidence: Prometheus instant queries and calls to targets (a GET of a
 status endpoint, a POST asking the target to preserve something), taken once when an
 incident is first sealed. A failed snapshot is kept as failed, never dropped, so the bundle
-says what could not be seen."""
+says what could not be seen.
+
+A query or a GET says nothing of the incident that asks it, so the incidents first sealed
+in one pass share one answer (``Reads``): a burst of a hundred incidents reads a status
+page once, not a hundred times. A POST is made per incident, under its own
+Idempotency-Key: the target preserves something for that incident.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import json
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 import aiohttp
@@ -17,6 +25,27 @@ from responder.redaction import Redactor
 from responder.rules.table import Rule, SnapshotCall
 
 MAX_RESULT = 65_536
+
+ReadKey = tuple[str, ...]
+
+
+class Reads:
+    """The answers of one sealing pass to the reads that do not depend on the incident."""
+
+    def __init__(self) -> None:
+        self._taken: dict[ReadKey, asyncio.Future[Snapshot]] = {}
+
+    async def once(self, key: ReadKey, read: Callable[[], Awaitable[Snapshot]]) -> Snapshot:
+        taken = self._taken.get(key)
+        if taken is None:
+            taken = self._taken[key] = asyncio.ensure_future(read())
+        # One waiter cancelled must not cancel the read the others wait for.
+        return await asyncio.shield(taken)
+
+    @property
+    def made(self) -> int:
+        """Reads actually made in this pass."""
+        return len(self._taken)
 
 
 @dataclass(frozen=True)
@@ -74,8 +103,20 @@ async def _call(session: aiohttp.ClientSession, redactor: Redactor, rule: Rule,
 
 
 async def take(session: aiohttp.ClientSession, rule: Rule, prometheus_url: str | None,
-               redactor: Redactor, incident_id: int | None = None) -> list[Snapshot]:
-    """Every snapshot the rule declares, taken concurrently."""
-    jobs = [_query(session, prometheus_url, n, q, t) for n, q, t in rule.queries]
-    jobs += [_call(session, redactor, rule, call, incident_id) for call in rule.snapshots]
+               redactor: Redactor, incident_id: int | None = None,
+               reads: Reads | None = None) -> list[Snapshot]:
+    """Every snapshot the rule declares, taken concurrently; the queries and GETs through
+    ``reads`` when the pass shares them."""
+    shared = reads or Reads()
+    jobs = [shared.once(("prometheus", n, q, str(t)),
+                        functools.partial(_query, session, prometheus_url, n, q, t))
+            for n, q, t in rule.queries]
+    for call in rule.snapshots:
+        made = functools.partial(_call, session, redactor, rule, call, incident_id)
+        if call.method == "GET":
+            jobs.append(shared.once(("http", call.name, call.target.name,
+                                     call.target.base_url + call.path, str(call.timeout_s)),
+                                    made))
+        else:
+            jobs.append(made())
     return list(await asyncio.gather(*jobs))

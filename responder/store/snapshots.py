@@ -1,26 +1,30 @@
-"""What the evidence snapshotter asks before it takes an incident's snapshots."""
+"""What the evidence builder asks before it takes incidents' snapshots."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
+from responder.store.db import store_errors
 from responder.store.types import Conn
 
-STATE_SQL = """
-SELECT (SELECT rule_id FROM incidents WHERE id = $1) AS rule_id,
-       (SELECT count(*) FROM evidence_snapshots WHERE incident_id = $1) AS taken
+STATES_SQL = """
+SELECT i.id, i.rule_id,
+       (SELECT count(*) FROM evidence_snapshots s WHERE s.incident_id = i.id) AS taken
+FROM incidents i WHERE i.id = ANY($1::bigint[])
 """
 
 
 @dataclass(frozen=True)
 class SnapshotState:
-    rule_id: str | None
-    """The rule that opened the incident (None: no such incident)."""
+    rule_id: str
+    """The rule that opened the incident."""
     taken: int
     """Snapshots already stored for it: they are taken once."""
 
 
-async def snapshot_state(conn: Conn, incident_id: int) -> SnapshotState:
-    row = await conn.fetchrow(STATE_SQL, incident_id)  # one round trip per incident
-    assert row is not None  # the statement always yields one row
-    return SnapshotState(row["rule_id"], row["taken"])
+async def snapshot_states(conn: Conn, incident_ids: Sequence[int]) -> dict[int, SnapshotState]:
+    """Each existing incident's rule and stored snapshot count, in one round trip."""
+    async with store_errors():
+        rows = await conn.fetch(STATES_SQL, list(incident_ids))
+    return {r["id"]: SnapshotState(r["rule_id"], r["taken"]) for r in rows}
