@@ -452,13 +452,13 @@ async def run(args: argparse.Namespace) -> str:
                                                     log=log))
                         first += args.warmup + args.n
             if args.profile:
-                print(f"profile: responder at concurrency {PROFILED_CONCURRENCY} ...",
+                print(f"profile: responder at concurrency {args.profile_concurrency[0]} ...",
                       file=sys.stderr, flush=True)
                 log = Path(logs) / "responder-profiled.log"
                 levels.append(await measure(
-                    "responder", PROFILED_CONCURRENCY, args=args, receiver=receiver,
+                    "responder", args.profile_concurrency[0], args=args, receiver=receiver,
                     exchange_url=exchange_url, first=first, log=log,
-                    profile_to=Path(logs) / "responder.spy.txt"))
+                    profile_to=args.profile_out or Path(logs) / "responder.spy.txt"))
     return report(levels, args, pg_version)
 
 
@@ -501,6 +501,10 @@ def main() -> int:
     p.add_argument("--profile", action="store_true",
                    help="after the rounds, one more responder level at concurrency"
                    f" {PROFILED_CONCURRENCY} sampled with py-spy")
+    p.add_argument("--profile-out", type=Path,
+                   help="keep py-spy's collapsed stacks of the --profile level in this file")
+    p.add_argument("--profile-concurrency", type=_concurrency, default=[PROFILED_CONCURRENCY],
+                   help=f"senders of the --profile level (default {PROFILED_CONCURRENCY})")
     p.add_argument("--no-results-file", action="store_true", help=f"do not write {RESULTS}")
     args = p.parse_args()
     try:
