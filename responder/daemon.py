@@ -15,7 +15,7 @@ import structlog
 from aiohttp import web
 from prometheus_client import CollectorRegistry
 
-from responder import __version__, heap
+from responder import __version__, runtime
 from responder.app import build_app
 from responder.audit.checkpoints import Checkpointer
 from responder.audit.keys import load_notary
@@ -85,7 +85,7 @@ class Daemon:
         self.install_signal_handlers()
         try:
             await self.start()
-            heap.settle()
+            runtime.settle_heap()
             if self.should_exit.is_set():
                 log.info("stop requested during start-up; shutting down")
             else:

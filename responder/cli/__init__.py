@@ -16,7 +16,7 @@ from collections.abc import Callable, Coroutine, Sequence
 from pathlib import Path
 from typing import Any
 
-from responder import __version__
+from responder import __version__, runtime
 from responder.cli import api, audit, offline, store
 from responder.cli.errors import one_line, port_in_use, should_show_traceback
 from responder.cli.output import CONFIG_HELP, add_output, globals_everywhere
@@ -202,7 +202,7 @@ def _run(settings: Settings) -> int:
     daemon = Daemon(settings)
     configure_logging(daemon.redactor, settings.log_level)
     try:
-        asyncio.run(daemon.run())
+        runtime.run(daemon.run())
     except OSError as e:
         if should_show_traceback():
             raise
