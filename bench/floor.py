@@ -105,9 +105,16 @@ def main() -> None:
     p.add_argument("--dsn", required=True, help="PostgreSQL DSN")
     p.add_argument("--exchange-url", required=True)
     p.add_argument("--exchange-token", help="sent as a bearer token, like responder does")
+    p.add_argument("--uvloop", action="store_true",
+                   help="run on uvloop, the event loop responder runs on")
     args = p.parse_args()
     host, _, port = args.listen.rpartition(":")
-    asyncio.run(serve(host, int(port), args.dsn, args.exchange_url, args.exchange_token))
+    served = serve(host, int(port), args.dsn, args.exchange_url, args.exchange_token)
+    if args.uvloop:
+        import uvloop
+        uvloop.run(served)
+    else:
+        asyncio.run(served)
 
 
 if __name__ == "__main__":

@@ -164,12 +164,15 @@ class Server:
     log: Path
 
 
-def _command(system: str, listen: str, dsn: str, exchange_url: str) -> tuple[list[str], str]:
-    """The server's command line and its readiness path."""
+def _command(system: str, listen: str, dsn: str, exchange_url: str,
+             floor_uvloop: bool = False) -> tuple[list[str], str]:
+    """The server's command line and its readiness path. The floor runs on asyncio's own
+    loop, as most aiohttp services do, unless ``floor_uvloop`` (responder's loop)."""
     if system == "responder":
         return [sys.executable, "-m", "responder", "run"], "/readyz"
+    extra = ["--uvloop"] if system == "floor" and floor_uvloop else []
     return [sys.executable, "-m", PEERS[system], "--listen", listen, "--dsn", dsn,
-            "--exchange-url", exchange_url, "--exchange-token", EXCHANGE_TOKEN], "/healthz"
+            "--exchange-url", exchange_url, "--exchange-token", EXCHANGE_TOKEN, *extra], "/healthz"
 
 
 def _environment(listen: str, dsn: str, exchange_url: str) -> dict[str, str]:
@@ -190,10 +193,10 @@ def log_tail(path: Path, lines: int = 15) -> str:
 
 @contextlib.asynccontextmanager
 async def start_server(system: str, dsn: str, exchange_url: str,
-                       log: Path) -> AsyncIterator[Server]:
+                       log: Path, floor_uvloop: bool = False) -> AsyncIterator[Server]:
     """Start the server as a subprocess; it is always stopped, killed if need be."""
     listen = f"127.0.0.1:{free_port()}"
-    cmd, ready_path = _command(system, listen, dsn, exchange_url)
+    cmd, ready_path = _command(system, listen, dsn, exchange_url, floor_uvloop)
     with log.open("wb") as out:
         proc = await asyncio.create_subprocess_exec(
             *cmd, cwd=ROOT, env=_environment(listen, dsn, exchange_url),
@@ -368,7 +371,8 @@ async def measure(system: str, concurrency: int, *, args: argparse.Namespace,
     before = after = None
     spy_command: list[str] = []
     async with fresh_database(args.admin_dsn) as dsn:
-        async with start_server(system, dsn, exchange_url, log) as server:
+        async with start_server(system, dsn, exchange_url, log,
+                                args.floor_uvloop) as server:
             if warmup:
                 done = await send(server, warmup, concurrency, args.level_timeout_s)
                 await receiver.wait_for(done.acked, args.calls_timeout_s)
@@ -505,6 +509,8 @@ def main() -> int:
                    help="keep py-spy's collapsed stacks of the --profile level in this file")
     p.add_argument("--profile-concurrency", type=_concurrency, default=[PROFILED_CONCURRENCY],
                    help=f"senders of the --profile level (default {PROFILED_CONCURRENCY})")
+    p.add_argument("--floor-uvloop", action="store_true",
+                   help="run the floor on uvloop, the event loop responder runs on")
     p.add_argument("--no-results-file", action="store_true", help=f"do not write {RESULTS}")
     args = p.parse_args()
     try:
