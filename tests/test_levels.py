@@ -11,7 +11,13 @@ import aiohttp
 from examples.exchange import Faults
 from responder.api.controls import manual
 from responder.auth import Principal
+from responder.engine import levels
+from responder.engine.levels import Change, Outcome
 from responder.engine.manual import ManualChange, apply_manual
+from responder.store.actionlog import ChainAppender, Entry
+from responder.store.kinds import Kind
+from responder.store.types import Conn
+from responder.store.writer import Unit
 from tests.conftest import (
     DaemonFactory,
     Exchange,
@@ -74,3 +80,39 @@ async def test_a_cancelled_drift_repair_still_records_its_outcome(
         return kinds.count("drift_corrected") == kinds.count("drift_detected") > 0
 
     await wait_for(recorded, what="every repair that was called recorded")
+
+
+async def test_a_change_cancelled_while_its_intent_is_written_still_calls_and_records(
+    make_daemon: DaemonFactory, exchange: Exchange, database: str,
+) -> None:
+    """An intent handed to the writer is committed whatever becomes of its caller, so a
+    caller cancelled while it waits for that commit still makes the call it announced and
+    records the outcome: the log never holds an intent that nothing followed."""
+    daemon = await make_daemon()
+    assert daemon.state is not None
+    state = daemon.state
+    control = state.rules.controls["global-mode"]
+    writing, gate = asyncio.Event(), asyncio.Event()
+
+    async def intent(conn: Conn, chain: ChainAppender) -> None:
+        writing.set()
+        await gate.wait()  # the caller is cancelled while its intent is being written
+        chain.add(Entry(Kind.DRIFT_DETECTED, control=control.name, key="", detail={}))
+
+    def record(outcome: Outcome) -> Unit[None]:
+        async def unit(conn: Conn, chain: ChainAppender) -> None:
+            chain.add(Entry(Kind.DRIFT_CORRECTED, control=control.name, key="",
+                            detail={"verified": outcome.verified}))
+        return unit
+
+    change = Change(control, "", "SOFT_HALT", "test-cancelled-intent", 5.0, {}, 5.0)
+    task = asyncio.create_task(levels.apply(state.client, state.writer, change, record,
+                                            intent=intent))
+    await writing.wait()
+    task.cancel()
+    gate.set()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+    assert exchange.state.global_mode == "SOFT_HALT"
+    kinds = await log_kinds(database)
+    assert kinds.count("drift_detected") == kinds.count("drift_corrected") == 1

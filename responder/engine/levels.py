@@ -10,8 +10,8 @@ the record:
   local lock would only wait out the caller's own timeout: a step claimed while it was
   recorded needs the local lock to finish.
 - No call without its record first (``intent``), and no call that went out without its
-  outcome recorded. The call, read-back and record run in a task of their own that a
-  cancelled caller does not stop (``asyncio.shield``). A step is ``resumable``: its
+  outcome recorded. The intent, call, read-back and record run in a task of their own
+  that a cancelled caller does not stop (``asyncio.shield``). A step is ``resumable``: its
   pending row and Idempotency-Key already are its record, and the next start calls again
   with the same key, so only its outcome record is shielded and a shutdown may cancel the
   call itself.
@@ -136,20 +136,25 @@ async def apply(client: AdminClient, writer: Writer, change: Change,
                 still_ours: Callable[[], bool] = lambda: True) -> tuple[Outcome, T | None]:
     """Record the intent, call, read back, and record the outcome as ``record`` builds it
     (None: nothing to record, as when ``still_ours`` says another holder took over)."""
-    if intent is not None:
-        await writer.submit(intent)
 
     async def finish(outcome: Outcome) -> T | None:
         unit = record(outcome) if still_ours() else None
         return None if unit is None else await writer.submit(unit)
 
     if resumable:
+        if intent is not None:
+            await writer.submit(intent)
         outcome = await call(client, change)
         if not still_ours():
             return outcome, None
         return outcome, await _outliving(finish(outcome))
 
     async def whole() -> tuple[Outcome, T | None]:
+        # An intent handed to the writer is committed even if its caller is cancelled
+        # while it waits, so the call it announces is made and recorded too: the log never
+        # holds an intent that nothing followed.
+        if intent is not None:
+            await writer.submit(intent)
         outcome = await call(client, change)
         return outcome, await finish(outcome)
 
