@@ -171,17 +171,23 @@ class ChainAppender:
         """Chain entries now; they reach the table at flush(), before the commit."""
         seq, prev_hash, frontier = self.head.seq, self.head.hash, self.head.frontier
         at = datetime.now(UTC)
+        at_text = at.isoformat()
+        signed = {"rules_signed_hash": self.signed_hash} if self.signed_hash else {}
         for entry in entries:
             seq += 1
             if entry.incident_id is not None and entry.kind != Kind.EVIDENCE_SEALED:
                 self.incidents.add(entry.incident_id)
             record = {
                 "seq": seq,
-                "at": at.isoformat(),
-                "kind": entry.kind,
+                "at": at_text,
+                # The kind as text, as record_text() would spell it: a Kind (a str subclass)
+                # would send every record down its slow path for the same bytes.
+                "kind": str(entry.kind),
                 "rules_hash": self.rules_hash,
-                **({"rules_signed_hash": self.signed_hash} if self.signed_hash else {}),
-                **{f: getattr(entry, f) for f in INDEXED},
+                **signed,
+                "incident_id": entry.incident_id, "rule_id": entry.rule_id,
+                "control": entry.control, "key": entry.key, "step_id": entry.step_id,
+                "correlation_id": entry.correlation_id,
                 "detail": dict(entry.detail or {}),
             }
             body = record_text(record)
