@@ -6,6 +6,7 @@ a root or proof at any size reads O(log n) rows by primary key and never a recor
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import AsyncIterator, Iterable, Sequence
 
 from responder.errors import AuditChainError
@@ -38,10 +39,10 @@ class NodeCache:
     again. A committed node never changes (records are never rewritten), so nothing here
     goes stale; only nodes known to be committed may be added.
 
-    Nodes below HIGH_LEVEL are many and a proof wants the recent ones: the oldest are
-    dropped past MAX_LOW. Those above are few (one per 2**HIGH_LEVEL records) and every
-    proof wants some of them; past MAX_HIGH they are all dropped and learnt again. About
-    300 bytes each, so a few MiB at most.
+    Nodes below HIGH_LEVEL are many and a proof wants the recent ones: a quarter past
+    MAX_LOW, all but the newest MAX_LOW are dropped. Those above are few (one per
+    2**HIGH_LEVEL records) and every proof wants some of them; past MAX_HIGH they are all
+    dropped and learnt again. About 300 bytes each, so a few MiB at most.
     """
 
     HIGH_LEVEL = 8
@@ -55,12 +56,17 @@ class NodeCache:
         """Leaves up to which nodes were added: a log shorter than this was not ours."""
 
     def add(self, made: Iterable[tuple[NodeKey, bytes]]) -> None:
-        low, high = self._low, self._high
+        low, high, top = self._low, self._high, self.HIGH_LEVEL
+        size = self.size
         for key, digest in made:
-            (high if key[0] >= self.HIGH_LEVEL else low)[key] = digest
-            self.size = max(self.size, (key[1] + 1) << key[0])
-        for _ in range(len(low) - self.MAX_LOW):
-            del low[next(iter(low))]
+            level, index = key
+            (high if level >= top else low)[key] = digest
+            size = max(size, (index + 1) << level)
+        self.size = size
+        if len(low) > self.MAX_LOW + self.MAX_LOW // 4:
+            # At once: deleting the oldest one by one from a dict rescans the holes left at
+            # its front for every key, until the dict happens to be resized.
+            self._low = dict(itertools.islice(low.items(), len(low) - self.MAX_LOW, None))
         if len(high) > self.MAX_HIGH:
             high.clear()
 
