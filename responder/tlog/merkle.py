@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
 NodeKey = tuple[int, int]
@@ -71,7 +71,7 @@ def inclusion_ranges(index: int, size: int) -> list[Range]:
     out: list[Range] = []
     start, end = 0, size
     while end - start > 1:
-        k = _split(end - start)
+        k = 1 << ((end - start - 1).bit_length() - 1)  # _split(end - start), inline
         if index < start + k:
             out.append((start + k, end))
             end = start + k
@@ -102,12 +102,17 @@ def consistency_ranges(old: int, new: int) -> list[Range]:
     return out
 
 
+def range_hash(start: int, end: int, lookup: Callable[[NodeKey], bytes]) -> bytes:
+    """The hash of leaves [start, end), folded from stored complete subtrees."""
+    return fold([lookup(k) for k in _range_keys(start, end)])
+
+
 def proof_from(ranges: Sequence[Range], lookup: Callable[[NodeKey], bytes]) -> list[bytes]:
     """Proof hashes for ``ranges``, each folded from stored complete subtrees."""
-    return [fold([lookup(k) for k in _range_keys(a, b)]) for a, b in ranges]
+    return [range_hash(a, b, lookup) for a, b in ranges]
 
 
-def keys_for(ranges: Sequence[Range]) -> set[NodeKey]:
+def keys_for(ranges: Iterable[Range]) -> set[NodeKey]:
     return {k for a, b in ranges for k in _range_keys(a, b)}
 
 
