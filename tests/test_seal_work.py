@@ -1,18 +1,79 @@
-"""What sealing a bundle costs in the writer, for the bytes and proofs the slower way made."""
+"""What sealing a bundle costs in the writer: its content is walked once for both of its
+texts, and the bytes and proofs are those the slower way made."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 from typing import Any
 
+import aiohttp
+import asyncpg
 import pytest
 
 from responder.audit import bundle_proofs
+from responder.evidence.bundle import Seal, build_many
+from responder.evidence.verify_offline import verify_bundle
+from responder.store import actionlog
 from responder.store.actionlog import Head
+from responder.store.writer import Writer
 from responder.tlog import merkle
+from responder.tlog import records as records_module
 from responder.tlog.merkle import Frontier, NodeKey, leaf_hash
+from responder.tlog.note import Notary, Signer
 from responder.tlog.records import record_text
+from tests.conftest import DaemonFactory
+from tests.test_evidence import incident_ids, unsealed_incidents
+
+
+def _items(value: Any) -> int:
+    """How many values a walk of ``value`` visits."""
+    if isinstance(value, dict):
+        return 1 + sum(_items(v) for v in value.values())
+    if isinstance(value, list | tuple):
+        return 1 + sum(_items(v) for v in value)
+    return 1
+
+
+async def test_a_seal_walks_its_content_once_for_the_same_bytes(
+    make_daemon: DaemonFactory, http: aiohttp.ClientSession, database: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Sealing checks the content for the fast encoder once, not once per text, and the body
+    it stores is the standard library's canonical bytes of the bundle, whose proofs check."""
+    table, sinks = await unsealed_incidents(make_daemon, http, monkeypatch, 2)
+    ids = await incident_ids(database)
+    notary = Notary(Signer.generate("test/log"), "test/log")
+    pool = await asyncpg.create_pool(database, min_size=1, max_size=2)
+    writer = Writer(pool, lambda: table.bundle_hash, notary=notary)
+    walked: list[int] = []
+    real = records_module.plain
+
+    def counting(value: Any, bound: int, **kwargs: Any) -> bool:
+        walked.append(_items(value))
+        return real(value, bound, **kwargs)
+
+    try:
+        async with pool.acquire() as conn:
+            contents = await build_many(conn, ids, table)
+        task = asyncio.create_task(writer.run())
+        with monkeypatch.context() as patch:
+            patch.setattr(actionlog, "plain", counting)
+            sealed = await writer.submit(Seal(ids[0], contents[ids[0]], sinks))
+        writer.stop()
+        await task
+        assert sealed is not None
+        body = await pool.fetchval("SELECT body FROM evidence WHERE incident_id = $1", ids[0])
+    finally:
+        await pool.close()
+    bundle = json.loads(body)
+    content = _items(contents[ids[0]])
+    # The content once, and the few fields the bundle adds (its proofs among them).
+    assert content < sum(walked) < content + _items(bundle["audit"]) + 20
+    assert body == json.dumps(bundle, sort_keys=True, separators=(",", ":"),
+                              ensure_ascii=False)
+    assert verify_bundle(bundle, notary.verifier).records == len(bundle["actions"])
 
 
 class _Chain:

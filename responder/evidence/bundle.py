@@ -23,7 +23,7 @@ from responder.config import SinkSpec
 from responder.evidence.outbox import outbox_rows
 from responder.rules.table import RuleTable
 from responder.store import evidence as store
-from responder.store.actionlog import ChainAppender, Entry, canonical
+from responder.store.actionlog import ChainAppender, Entry, canonical, canonical_plain
 from responder.store.kinds import Kind
 from responder.store.outbox import OutboxRow, enqueue
 from responder.store.types import Conn, Row
@@ -154,7 +154,11 @@ async def _seal_round(conn: Conn, chain: ChainAppender,
     rows: list[store.VersionRow] = []
     deliveries: list[OutboxRow] = []
     for s in seals:
-        content_digest = digest_of(canonical(_news(s.content)))
+        # One walk of the content for both texts: what is news is a part of it, and the
+        # bundle is all of it and a few fields more. (Content that is not plain may still
+        # hold plain news: canonical() looks at that itself.)
+        is_plain = canonical_plain(s.content)
+        content_digest = digest_of(canonical(_news(s.content), is_plain=is_plain or None))
         prior = last.get(s.incident_id)
         actions_seq = max((a["seq"] for a in s.content["actions"]), default=0)
         if prior is not None and prior["content_digest"] == content_digest:
@@ -174,7 +178,8 @@ async def _seal_round(conn: Conn, chain: ChainAppender,
                   "sealed_at": datetime.now(UTC).isoformat(),
                   "responder": {"version": __version__, "host": host}, **s.content}
         await audit_proofs.attach(conn, chain, bundle, s.sinks)
-        body = canonical(bundle)
+        body = canonical(bundle, is_plain=is_plain and canonical_plain(
+            [v for k, v in bundle.items() if k not in s.content]))
         digest = digest_of(body)
         sealed_rows, paged_seq = outbox_rows(s.incident_id, version, digest, bundle, s.sinks,
                                              s.link, None if prior is None

@@ -33,12 +33,18 @@ INDEXED = ("incident_id", "rule_id", "control", "key", "step_id", "correlation_i
 _INT64 = 2**63 - 1
 
 
-def canonical(data: Mapping[str, Any]) -> str:
-    """The one JSON spelling of a record that its hash covers."""
-    if plain(data, _INT64):
+def canonical(data: Mapping[str, Any], *, is_plain: bool | None = None) -> str:
+    """The one JSON spelling of a record that its hash covers. ``is_plain``: what
+    canonical_plain(data) is, when the caller knows it already."""
+    if canonical_plain(data) if is_plain is None else is_plain:
         return plain_json(data)  # the same bytes, faster
     return json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False,
                       default=str)
+
+
+def canonical_plain(data: Any) -> bool:
+    """Whether canonical() may spell data, or any part of it, the faster way."""
+    return plain(data, _INT64)
 
 
 def chain_hash(prev_hash: str, body: str) -> str:
