@@ -39,10 +39,11 @@ class NodeCache:
     again. A committed node never changes (records are never rewritten), so nothing here
     goes stale; only nodes known to be committed may be added.
 
-    Nodes below HIGH_LEVEL are many and a proof wants the recent ones: a quarter past
-    MAX_LOW, all but the newest MAX_LOW are dropped. Those above are few (one per
-    2**HIGH_LEVEL records) and every proof wants some of them; past MAX_HIGH they are all
-    dropped and learnt again. About 300 bytes each, so a few MiB at most.
+    Nodes below HIGH_LEVEL are many and a proof wants the recent ones: they are kept in two
+    generations of MAX_LOW, and when the newer is full the older is dropped, so the newest
+    MAX_LOW are always there. Those above are few (one per 2**HIGH_LEVEL records) and every
+    proof wants some of them; past MAX_HIGH they are all dropped and learnt again. About
+    300 bytes each, so a few MiB at most.
     """
 
     HIGH_LEVEL = 8
@@ -51,6 +52,7 @@ class NodeCache:
 
     def __init__(self) -> None:
         self._low: dict[NodeKey, bytes] = {}
+        self._older: dict[NodeKey, bytes] = {}
         self._high: dict[NodeKey, bytes] = {}
         self.size = 0
         """Leaves up to which nodes were added: a log shorter than this was not ours."""
@@ -63,18 +65,24 @@ class NodeCache:
             (high if level >= top else low)[key] = digest
             size = max(size, (index + 1) << level)
         self.size = size
-        if len(low) > self.MAX_LOW + self.MAX_LOW // 4:
-            # At once: deleting the oldest one by one from a dict rescans the holes left at
-            # its front for every key, until the dict happens to be resized.
-            self._low = dict(itertools.islice(low.items(), len(low) - self.MAX_LOW, None))
+        if len(low) >= self.MAX_LOW:
+            # A generation at a time: deleting the oldest keys one by one would make every
+            # next(iter()) walk the holes they leave at the dict's front.
+            self._older = low if len(low) == self.MAX_LOW else dict(
+                itertools.islice(low.items(), len(low) - self.MAX_LOW, None))
+            self._low = {}
         if len(high) > self.MAX_HIGH:
             high.clear()
 
     def get(self, key: NodeKey) -> bytes | None:
-        return (self._high if key[0] >= self.HIGH_LEVEL else self._low).get(key)
+        if key[0] >= self.HIGH_LEVEL:
+            return self._high.get(key)
+        found = self._low.get(key)
+        return self._older.get(key) if found is None else found
 
     def clear(self) -> None:
         self._low.clear()
+        self._older.clear()
         self._high.clear()
         self.size = 0
 
