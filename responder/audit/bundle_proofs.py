@@ -12,7 +12,7 @@ from responder.config import SinkSpec
 from responder.store import audit
 from responder.store.actionlog import ChainAppender, HeadStale
 from responder.store.types import Conn
-from responder.tlog.merkle import Range, inclusion_ranges, keys_for, leaf_hash, range_hash
+from responder.tlog.merkle import Range, inclusion_paths, keys_for, leaf_hash, range_hash
 from responder.tlog.records import record_text
 
 
@@ -43,7 +43,7 @@ async def attach(conn: Conn, chain: ChainAppender, bundle: dict[str, Any],
         checkpoint, note = checkpoints.signed(notary, size, chain.committed.frontier.root())
         await checkpoints.store(conn, checkpoint, note, "bundle", sinks)
         chain.memo["checkpoint"] = note
-    ranges = {s: inclusion_ranges(s - 1, size) for s in seqs}
+    ranges = {i + 1: r for i, r in inclusion_paths([s - 1 for s in seqs], size).items()}
     # A proof hash is that of a range of leaves, which never changes: each is folded and
     # spelt once per transaction, as the bundles sealed in it share most of their ranges.
     spelt: dict[Range, str] = chain.memo.setdefault("proof_hashes", {})
