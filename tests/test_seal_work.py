@@ -10,10 +10,13 @@ from typing import Any
 
 import aiohttp
 import asyncpg
+import orjson
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from responder.audit import bundle_proofs
-from responder.evidence.bundle import Seal, build_many
+from responder.evidence.bundle import Seal, build_many, record_values
 from responder.evidence.verify_offline import verify_bundle
 from responder.store import actionlog
 from responder.store.actionlog import Head
@@ -140,3 +143,46 @@ async def test_bundles_in_one_transaction_fold_each_proof_hash_once(
                              **({"record": bodies[seq]} if seq == 290 else {})}
             assert merkle.verify_inclusion(seq - 1, 300, leaf_hash(bodies[seq].encode()),
                                            proof, frontier.root())
+
+
+def _same(a: Any, b: Any) -> bool:
+    """Equal and of the same types all the way down (NaN equal to NaN, -0.0 not to 0.0)."""
+    if type(a) is not type(b):
+        return False
+    if isinstance(a, dict):
+        return list(a) == list(b) and all(_same(a[k], b[k]) for k in a)
+    if isinstance(a, list):
+        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b, strict=True))
+    if isinstance(a, float):
+        return repr(a) == repr(b)
+    return bool(a == b)
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.integers(-2**70, 2**70) | st.floats()
+    | st.text(), lambda inner: st.lists(inner, max_size=4)
+    | st.dictionaries(st.text(max_size=5), inner, max_size=4), max_leaves=20)
+
+
+@settings(max_examples=1500, deadline=None)
+@given(json_values, st.sampled_from(["orjson", "compact", "spaced", "ascii"]))
+def test_record_texts_read_as_the_standard_library_reads_them(value: Any, how: str) -> None:
+    """A record's text reads to the very values json.loads() gives, the faster way or not:
+    big integers, floats, NaN, lone surrogates and signed zeros included."""
+    try:
+        text = {"orjson": lambda: orjson.dumps(value, option=orjson.OPT_SORT_KEYS).decode(),
+                "compact": lambda: json.dumps(value, separators=(",", ":"), sort_keys=True,
+                                              ensure_ascii=False),
+                "spaced": lambda: json.dumps(value),
+                "ascii": lambda: json.dumps(value, sort_keys=True)}[how]()
+    except (orjson.JSONEncodeError, UnicodeEncodeError):
+        return  # not a text anything could have stored
+    assert _same(record_values(text), json.loads(text))
+
+
+def test_record_texts_that_orjson_reads_otherwise_take_the_standard_path() -> None:
+    """Texts orjson would read to other values, or refuse, read as json.loads reads them."""
+    for text in ['{"i":123456789012345678901234}', '{"i":-9223372036854775809}',
+                 '{"a":1,"a":2}', '{"f":1e400}', '[NaN]', '["\\ud800"]', '{"f":1E5}',
+                 '{"f":0.10000000000000000555}', '{"b":1,"a":2}', "[" * 300 + "]" * 300]:
+        assert _same(record_values(text), json.loads(text)), text

@@ -9,6 +9,7 @@ of the one before.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import socket
@@ -16,6 +17,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
+
+import orjson
 
 from responder import __version__
 from responder.audit import bundle_proofs as audit_proofs
@@ -31,6 +34,19 @@ from responder.store.types import Conn, Row
 
 def digest_of(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
+
+
+def record_values(body: str) -> Any:
+    """json.loads(body), faster for a record orjson wrote (most are): where orjson spells
+    what it read back as the very text, nothing in it can have read otherwise (an integer
+    past 64 bits would come back as a float, a duplicate key would be gone, and a float's
+    shortest spelling reads to that float whoever reads it). What orjson refuses to read or
+    write (NaN, a lone surrogate, deep nesting) goes to json.loads."""
+    with contextlib.suppress(orjson.JSONDecodeError, orjson.JSONEncodeError):
+        values = orjson.loads(body)
+        if orjson.dumps(values, option=orjson.OPT_SORT_KEYS) == body.encode():
+            return values
+    return json.loads(body)
 
 
 async def build(conn: Conn, incident_id: int, table: RuleTable) -> dict[str, Any] | None:
@@ -78,7 +94,7 @@ def _content(incident: Row, table: RuleTable, alerts: list[Row], records: list[R
         "alerts": [{"inbox_id": a["id"], "received_at": a["received_at"].isoformat(),
                     "deliveries": a["deliveries"], "alert": json.loads(a["alert"])}
                    for a in alerts],
-        "actions": [{**json.loads(r["body"]), "hash": r["hash"]} for r in records],
+        "actions": [{**record_values(r["body"]), "hash": r["hash"]} for r in records],
         "snapshots": [{"name": s["name"], "kind": s["kind"], "ok": s["ok"],
                        "taken_at": s["taken_at"].isoformat(), "result": json.loads(s["result"])}
                       for s in snapshots],
