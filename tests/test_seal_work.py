@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 from responder.audit import bundle_proofs
 from responder.evidence.bundle import Seal, build_many, record_values
 from responder.evidence.verify_offline import verify_bundle
-from responder.store import actionlog
+from responder.store import actionlog, tree
 from responder.store.actionlog import Head
 from responder.store.writer import Writer
 from responder.tlog import merkle
@@ -80,13 +80,15 @@ async def test_a_seal_walks_its_content_once_for_the_same_bytes(
 
 
 class _Chain:
-    """What attach() asks of the writer's appender: the tree as committed, its nodes, and
-    the transaction's memo (its checkpoint already signed)."""
+    """What attach() asks of the writer's appender: the tree as committed, its nodes, the
+    transaction's memo (its checkpoint already signed) and the writer's cache, if any."""
 
-    def __init__(self, frontier: Frontier, nodes: dict[NodeKey, bytes]) -> None:
+    def __init__(self, frontier: Frontier, nodes: dict[NodeKey, bytes],
+                 cache: tree.NodeCache | None) -> None:
         self.notary = object()
         self.committed = Head(frontier.size, "", frontier)
         self.memo: dict[str, Any] = {"checkpoint": "a note"}
+        self.cache = cache
         self._nodes = nodes
 
     async def nodes(self, keys: Any) -> dict[NodeKey, bytes]:
@@ -101,11 +103,13 @@ class _Bodies:
         return [{"seq": s, "body": self.bodies[s]} for s in seqs]
 
 
-async def test_bundles_in_one_transaction_fold_each_proof_hash_once(
-        monkeypatch: pytest.MonkeyPatch) -> None:
-    """Bundles sealed in one transaction get each record's RFC 9162 inclusion proof, and the
-    legacy record its stored bytes, while a range of leaves that several proofs share is
-    folded from its subtrees only once."""
+@pytest.mark.parametrize("with_cache", [False, True])
+async def test_proof_hashes_and_record_checks_are_done_once(
+        monkeypatch: pytest.MonkeyPatch, with_cache: bool) -> None:
+    """Bundles get each record's RFC 9162 inclusion proof, and the legacy record its stored
+    bytes, while a range of leaves that several proofs share is folded from its subtrees
+    once per transaction, and with the writer's cache once in all, as is each record
+    checked against its leaf."""
     frontier = Frontier()
     nodes: dict[NodeKey, bytes] = {}
     records: dict[int, dict[str, Any]] = {}
@@ -116,25 +120,43 @@ async def test_bundles_in_one_transaction_fold_each_proof_hash_once(
         body = json.dumps(record) if seq == 290 else record_text(record)
         records[seq], bodies[seq] = record, body
         nodes.update(frontier.append(leaf_hash(body.encode())))
-    chain = _Chain(frontier, nodes)
-    folds = 0
-    real = merkle.fold
+    folds = texts = 0
+    real_fold, real_text = merkle.fold, records_module.record_text
 
-    def counting(hashes: Any) -> bytes:
+    def folding(hashes: Any) -> bytes:
         nonlocal folds
         folds += 1
-        return real(hashes)
+        return real_fold(hashes)
 
-    monkeypatch.setattr(merkle, "fold", counting)
-    groups = [range(280, 292), range(286, 298), range(1, 4)]
-    bundles: list[dict[str, Any]] = [{"actions": [{**records[s], "hash": "h"} for s in g]}
-                                     for g in groups]
-    for bundle in bundles:
-        await bundle_proofs.attach(_Bodies(bodies), chain, bundle, ())  # type: ignore[arg-type]
+    def writing(record: Any) -> str:
+        nonlocal texts
+        texts += 1
+        return real_text(record)
+
+    monkeypatch.setattr(merkle, "fold", folding)
+    monkeypatch.setattr(bundle_proofs, "record_text", writing)
+    cache = tree.NodeCache() if with_cache else None
+    transactions = [[range(280, 292), range(1, 4)], [range(286, 298), range(280, 292)]]
+    sealed: list[tuple[range, dict[str, Any]]] = []
+    wanted_folds = 0
+    for groups in transactions:
+        chain = _Chain(frontier, nodes, cache)
+        for group in groups:
+            bundle: dict[str, Any] = {"actions": [{**records[s], "hash": f"h{s}"}
+                                                  for s in group]}
+            await bundle_proofs.attach(_Bodies(bodies), chain, bundle, ())  # type: ignore[arg-type]
+            sealed.append((group, bundle))
+        wanted_folds += len({r for g in groups for s in g
+                             for r in merkle.inclusion_ranges(s - 1, 300)})
     monkeypatch.undo()
-    wanted = {r for g in groups for s in g for r in merkle.inclusion_ranges(s - 1, 300)}
-    assert folds == len(wanted)
-    for group, bundle in zip(groups, bundles, strict=True):
+    everything = [s for groups in transactions for g in groups for s in g]
+    if with_cache:
+        assert folds == len({r for s in everything for r in merkle.inclusion_ranges(s - 1, 300)})
+        assert texts == len(set(everything)) + everything.count(290) - 1  # 290 each time
+    else:
+        assert folds == wanted_folds
+        assert texts == len(everything)
+    for group, bundle in sealed:
         assert bundle["audit"]["tree_size"] == 300
         for seq, entry in zip(group, bundle["audit"]["records"], strict=True):
             proof = merkle.proof_from(merkle.inclusion_ranges(seq - 1, 300), nodes.__getitem__)

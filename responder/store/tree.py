@@ -14,6 +14,7 @@ from responder.store.types import Conn
 from responder.tlog.merkle import (
     Frontier,
     NodeKey,
+    Range,
     consistency_ranges,
     inclusion_ranges,
     keys_for,
@@ -42,13 +43,17 @@ class NodeCache:
     Nodes below HIGH_LEVEL are many and a proof wants the recent ones: they are kept in two
     generations of MAX_LOW, and when the newer is full the older is dropped, so the newest
     MAX_LOW are always there. Those above are few (one per 2**HIGH_LEVEL records) and every
-    proof wants some of them; past MAX_HIGH they are all dropped and learnt again. About
-    300 bytes each, so a few MiB at most.
+    proof wants some of them; past MAX_HIGH they are all dropped and learnt again.
+
+    It also keeps what bundle proofs learnt of the committed tree, for the same reason and
+    up to MAX_MEMO of each: a proof hash is that of a range of leaves, and a record checked
+    to be the bytes of its leaf stays so. About 250 bytes an entry: some 20 MiB at most.
     """
 
     HIGH_LEVEL = 8
     MAX_LOW = 8_192
     MAX_HIGH = 32_768
+    MAX_MEMO = 8_192
 
     def __init__(self) -> None:
         self._low: dict[NodeKey, bytes] = {}
@@ -56,6 +61,10 @@ class NodeCache:
         self._high: dict[NodeKey, bytes] = {}
         self.size = 0
         """Leaves up to which nodes were added: a log shorter than this was not ours."""
+        self.proof_hashes: dict[Range, str] = {}
+        """Hashes of leaf ranges, base64 as a bundle's proofs spell them."""
+        self.record_leaves: dict[int, str] = {}
+        """seq -> chain hash of records whose leaf is record_text() of what they hold."""
 
     def add(self, made: Iterable[tuple[NodeKey, bytes]]) -> None:
         low, high, top = self._low, self._high, self.HIGH_LEVEL
@@ -73,6 +82,10 @@ class NodeCache:
             self._low = {}
         if len(high) > self.MAX_HIGH:
             high.clear()
+        if len(self.proof_hashes) > self.MAX_MEMO:
+            self.proof_hashes.clear()
+        if len(self.record_leaves) > self.MAX_MEMO:
+            self.record_leaves.clear()
 
     def get(self, key: NodeKey) -> bytes | None:
         if key[0] >= self.HIGH_LEVEL:
@@ -84,6 +97,8 @@ class NodeCache:
         self._low.clear()
         self._older.clear()
         self._high.clear()
+        self.proof_hashes.clear()
+        self.record_leaves.clear()
         self.size = 0
 
 
