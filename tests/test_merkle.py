@@ -151,3 +151,30 @@ def test_record_bytes_equal_the_reference_rfc8785_encoder(value: dict[str, Any])
     from responder.tlog.records import _Walk
 
     assert record_text(value) == rfc8785.dumps(_Walk().safe(value)).decode()
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.integers(min_value=1, max_value=5000).flatmap(
+    lambda size: st.tuples(st.just(size), st.lists(st.integers(0, size - 1), max_size=20))))
+def test_paths_from_one_descent_are_each_leafs_inclusion_ranges(
+        case: tuple[int, list[int]]) -> None:
+    """inclusion_paths() gives every leaf the ranges inclusion_ranges() gives it alone."""
+    size, indexes = case
+    assert merkle.inclusion_paths(indexes, size) == {
+        i: merkle.inclusion_ranges(i, size) for i in indexes}
+
+
+def test_paths_of_neighbours_and_of_leaves_outside_the_tree() -> None:
+    """Leaves side by side get their own paths, and a leaf past the tree, or before it, is
+    refused as inclusion_ranges() refuses it."""
+    for bad in ([3, 7], [-1, 2]):
+        with pytest.raises(ValueError, match="is not in a tree of 7"):
+            merkle.inclusion_paths(bad, 7)
+
+    for size in range(1, 70):
+        assert merkle.inclusion_paths(range(size), size) == {
+            i: merkle.inclusion_ranges(i, size) for i in range(size)}
+    for size in (1000, 4097, 30001):  # neighbours near the edge, as a bundle's records are
+        near = [*range(size - 20, size), *range(100, 115)]
+        assert merkle.inclusion_paths(near, size) == {
+            i: merkle.inclusion_ranges(i, size) for i in near}

@@ -64,3 +64,18 @@ async def test_nodes_from_the_cache_are_the_stored_ones(pool: asyncpg.Pool) -> N
         assert reads == 0  # all of them learnt by now
         w.stop()
     await asyncio.gather(*tasks)
+
+
+def test_the_cache_stays_bounded_and_keeps_the_newest_as_nodes_arrive_a_few_at_a_time() -> None:
+    """Fed as the writer feeds it, a batch at a time, the cache never holds more than twice
+    MAX_LOW low nodes, and always the newest MAX_LOW of them."""
+    cache = tree.NodeCache()
+    frontier = Frontier()
+    low: list[tuple[int, int]] = []
+    for i in range(3 * cache.MAX_LOW):
+        made = frontier.append(leaf_hash(str(i).encode()))
+        cache.add(made)
+        low += [k for k, _ in made if k[0] < cache.HIGH_LEVEL]
+        assert len(cache._low) + len(cache._older) <= 2 * cache.MAX_LOW
+    assert all(cache.get(k) is not None for k in low[-cache.MAX_LOW:])
+    assert cache.size == 3 * cache.MAX_LOW

@@ -9,6 +9,7 @@ of the one before.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import socket
@@ -17,13 +18,15 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+import orjson
+
 from responder import __version__
 from responder.audit import bundle_proofs as audit_proofs
 from responder.config import SinkSpec
 from responder.evidence.outbox import outbox_rows
 from responder.rules.table import RuleTable
 from responder.store import evidence as store
-from responder.store.actionlog import ChainAppender, Entry, canonical
+from responder.store.actionlog import ChainAppender, Entry, canonical, canonical_plain
 from responder.store.kinds import Kind
 from responder.store.outbox import OutboxRow, enqueue
 from responder.store.types import Conn, Row
@@ -31,6 +34,19 @@ from responder.store.types import Conn, Row
 
 def digest_of(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
+
+
+def record_values(body: str) -> Any:
+    """json.loads(body), faster for a record orjson wrote (most are): where orjson spells
+    what it read back as the very text, nothing in it can have read otherwise (an integer
+    past 64 bits would come back as a float, a duplicate key would be gone, and a float's
+    shortest spelling reads to that float whoever reads it). What orjson refuses to read or
+    write (NaN, a lone surrogate, deep nesting) goes to json.loads."""
+    with contextlib.suppress(orjson.JSONDecodeError, orjson.JSONEncodeError):
+        values = orjson.loads(body)
+        if orjson.dumps(values, option=orjson.OPT_SORT_KEYS) == body.encode():
+            return values
+    return json.loads(body)
 
 
 async def build(conn: Conn, incident_id: int, table: RuleTable) -> dict[str, Any] | None:
@@ -78,7 +94,7 @@ def _content(incident: Row, table: RuleTable, alerts: list[Row], records: list[R
         "alerts": [{"inbox_id": a["id"], "received_at": a["received_at"].isoformat(),
                     "deliveries": a["deliveries"], "alert": json.loads(a["alert"])}
                    for a in alerts],
-        "actions": [{**json.loads(r["body"]), "hash": r["hash"]} for r in records],
+        "actions": [{**record_values(r["body"]), "hash": r["hash"]} for r in records],
         "snapshots": [{"name": s["name"], "kind": s["kind"], "ok": s["ok"],
                        "taken_at": s["taken_at"].isoformat(), "result": json.loads(s["result"])}
                       for s in snapshots],
@@ -154,7 +170,11 @@ async def _seal_round(conn: Conn, chain: ChainAppender,
     rows: list[store.VersionRow] = []
     deliveries: list[OutboxRow] = []
     for s in seals:
-        content_digest = digest_of(canonical(_news(s.content)))
+        # One walk of the content for both texts: what is news is a part of it, and the
+        # bundle is all of it and a few fields more. (Content that is not plain may still
+        # hold plain news: canonical() looks at that itself.)
+        is_plain = canonical_plain(s.content)
+        content_digest = digest_of(canonical(_news(s.content), is_plain=is_plain or None))
         prior = last.get(s.incident_id)
         actions_seq = max((a["seq"] for a in s.content["actions"]), default=0)
         if prior is not None and prior["content_digest"] == content_digest:
@@ -174,7 +194,8 @@ async def _seal_round(conn: Conn, chain: ChainAppender,
                   "sealed_at": datetime.now(UTC).isoformat(),
                   "responder": {"version": __version__, "host": host}, **s.content}
         await audit_proofs.attach(conn, chain, bundle, s.sinks)
-        body = canonical(bundle)
+        body = canonical(bundle, is_plain=is_plain and canonical_plain(
+            [v for k, v in bundle.items() if k not in s.content]))
         digest = digest_of(body)
         sealed_rows, paged_seq = outbox_rows(s.incident_id, version, digest, bundle, s.sinks,
                                              s.link, None if prior is None

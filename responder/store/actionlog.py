@@ -33,12 +33,18 @@ INDEXED = ("incident_id", "rule_id", "control", "key", "step_id", "correlation_i
 _INT64 = 2**63 - 1
 
 
-def canonical(data: Mapping[str, Any]) -> str:
-    """The one JSON spelling of a record that its hash covers."""
-    if plain(data, _INT64):
+def canonical(data: Mapping[str, Any], *, is_plain: bool | None = None) -> str:
+    """The one JSON spelling of a record that its hash covers. ``is_plain``: what
+    canonical_plain(data) is, when the caller knows it already."""
+    if canonical_plain(data) if is_plain is None else is_plain:
         return plain_json(data)  # the same bytes, faster
     return json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False,
                       default=str)
+
+
+def canonical_plain(data: Any) -> bool:
+    """Whether canonical() may spell data, or any part of it, the faster way."""
+    return plain(data, _INT64)
 
 
 def chain_hash(prev_hash: str, body: str) -> str:
@@ -171,17 +177,23 @@ class ChainAppender:
         """Chain entries now; they reach the table at flush(), before the commit."""
         seq, prev_hash, frontier = self.head.seq, self.head.hash, self.head.frontier
         at = datetime.now(UTC)
+        at_text = at.isoformat()
+        signed = {"rules_signed_hash": self.signed_hash} if self.signed_hash else {}
         for entry in entries:
             seq += 1
             if entry.incident_id is not None and entry.kind != Kind.EVIDENCE_SEALED:
                 self.incidents.add(entry.incident_id)
             record = {
                 "seq": seq,
-                "at": at.isoformat(),
-                "kind": entry.kind,
+                "at": at_text,
+                # The kind as text, as record_text() would spell it: a Kind (a str subclass)
+                # would send every record down its slow path for the same bytes.
+                "kind": str(entry.kind),
                 "rules_hash": self.rules_hash,
-                **({"rules_signed_hash": self.signed_hash} if self.signed_hash else {}),
-                **{f: getattr(entry, f) for f in INDEXED},
+                **signed,
+                "incident_id": entry.incident_id, "rule_id": entry.rule_id,
+                "control": entry.control, "key": entry.key, "step_id": entry.step_id,
+                "correlation_id": entry.correlation_id,
                 "detail": dict(entry.detail or {}),
             }
             body = record_text(record)

@@ -6,6 +6,7 @@ a root or proof at any size reads O(log n) rows by primary key and never a recor
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import AsyncIterator, Iterable, Sequence
 
 from responder.errors import AuditChainError
@@ -13,6 +14,7 @@ from responder.store.types import Conn
 from responder.tlog.merkle import (
     Frontier,
     NodeKey,
+    Range,
     consistency_ranges,
     inclusion_ranges,
     keys_for,
@@ -38,38 +40,65 @@ class NodeCache:
     again. A committed node never changes (records are never rewritten), so nothing here
     goes stale; only nodes known to be committed may be added.
 
-    Nodes below HIGH_LEVEL are many and a proof wants the recent ones: the oldest are
-    dropped past MAX_LOW. Those above are few (one per 2**HIGH_LEVEL records) and every
-    proof wants some of them; past MAX_HIGH they are all dropped and learnt again. About
-    300 bytes each, so a few MiB at most.
+    Nodes below HIGH_LEVEL are many and a proof wants the recent ones: they are kept in two
+    generations of MAX_LOW, and when the newer is full the older is dropped, so the newest
+    MAX_LOW are always there. Those above are few (one per 2**HIGH_LEVEL records) and every
+    proof wants some of them; past MAX_HIGH they are all dropped and learnt again.
+
+    It also keeps what bundle proofs learnt of the committed tree, for the same reason and
+    up to MAX_MEMO of each: a proof hash is that of a range of leaves, and a record checked
+    to be the bytes of its leaf stays so. About 250 bytes an entry: some 20 MiB at most.
     """
 
     HIGH_LEVEL = 8
     MAX_LOW = 8_192
     MAX_HIGH = 32_768
+    MAX_MEMO = 8_192
 
     def __init__(self) -> None:
         self._low: dict[NodeKey, bytes] = {}
+        self._older: dict[NodeKey, bytes] = {}
         self._high: dict[NodeKey, bytes] = {}
         self.size = 0
         """Leaves up to which nodes were added: a log shorter than this was not ours."""
+        self.proof_hashes: dict[Range, str] = {}
+        """Hashes of leaf ranges, base64 as a bundle's proofs spell them."""
+        self.record_leaves: dict[int, str] = {}
+        """seq -> chain hash of records whose leaf is record_text() of what they hold."""
 
     def add(self, made: Iterable[tuple[NodeKey, bytes]]) -> None:
-        low, high = self._low, self._high
+        low, high, top = self._low, self._high, self.HIGH_LEVEL
+        size = self.size
         for key, digest in made:
-            (high if key[0] >= self.HIGH_LEVEL else low)[key] = digest
-            self.size = max(self.size, (key[1] + 1) << key[0])
-        for _ in range(len(low) - self.MAX_LOW):
-            del low[next(iter(low))]
+            level, index = key
+            (high if level >= top else low)[key] = digest
+            size = max(size, (index + 1) << level)
+        self.size = size
+        if len(low) >= self.MAX_LOW:
+            # A generation at a time: deleting the oldest keys one by one would make every
+            # next(iter()) walk the holes they leave at the dict's front.
+            self._older = low if len(low) == self.MAX_LOW else dict(
+                itertools.islice(low.items(), len(low) - self.MAX_LOW, None))
+            self._low = {}
         if len(high) > self.MAX_HIGH:
             high.clear()
+        if len(self.proof_hashes) > self.MAX_MEMO:
+            self.proof_hashes.clear()
+        if len(self.record_leaves) > self.MAX_MEMO:
+            self.record_leaves.clear()
 
     def get(self, key: NodeKey) -> bytes | None:
-        return (self._high if key[0] >= self.HIGH_LEVEL else self._low).get(key)
+        if key[0] >= self.HIGH_LEVEL:
+            return self._high.get(key)
+        found = self._low.get(key)
+        return self._older.get(key) if found is None else found
 
     def clear(self) -> None:
         self._low.clear()
+        self._older.clear()
         self._high.clear()
+        self.proof_hashes.clear()
+        self.record_leaves.clear()
         self.size = 0
 
 

@@ -8,9 +8,10 @@ complete subtree once is enough to answer any proof with O(log n) lookups.
 
 from __future__ import annotations
 
+import bisect
 import functools
 import hashlib
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
 NodeKey = tuple[int, int]
@@ -71,7 +72,7 @@ def inclusion_ranges(index: int, size: int) -> list[Range]:
     out: list[Range] = []
     start, end = 0, size
     while end - start > 1:
-        k = _split(end - start)
+        k = 1 << ((end - start - 1).bit_length() - 1)  # _split(end - start), inline
         if index < start + k:
             out.append((start + k, end))
             end = start + k
@@ -79,6 +80,36 @@ def inclusion_ranges(index: int, size: int) -> list[Range]:
             out.append((start, start + k))
             start += k
     out.reverse()
+    return out
+
+
+def inclusion_paths(indexes: Iterable[int], size: int) -> dict[int, list[Range]]:
+    """inclusion_ranges() of each index, from one descent of the tree: the paths of leaves
+    near each other share their top, which is walked once for all of them."""
+    todo = sorted(set(indexes))
+    if todo and (todo[0] < 0 or todo[-1] >= size):
+        bad = todo[0] if todo[0] < 0 else todo[-1]
+        raise ValueError(f"leaf {bad} is not in a tree of {size}")
+    out: dict[int, list[Range]] = {}
+    stack: list[tuple[int, int, list[int], list[Range]]] = [(0, size, todo, [])] if todo else []
+    while stack:
+        start, end, here, path = stack.pop()
+        while end - start > 1:
+            mid = start + (1 << ((end - start - 1).bit_length() - 1))  # _split, inline
+            left = bisect.bisect_left(here, mid)
+            if left == len(here):
+                path.append((mid, end))
+                end = mid
+            elif left == 0:
+                path.append((start, mid))
+                start = mid
+            else:  # the paths part here: the right ones go on from a copy
+                stack.append((mid, end, here[left:], [*path, (start, mid)]))
+                here = here[:left]
+                path.append((mid, end))
+                end = mid
+        path.reverse()
+        out[start] = path
     return out
 
 
@@ -102,12 +133,17 @@ def consistency_ranges(old: int, new: int) -> list[Range]:
     return out
 
 
+def range_hash(start: int, end: int, lookup: Callable[[NodeKey], bytes]) -> bytes:
+    """The hash of leaves [start, end), folded from stored complete subtrees."""
+    return fold([lookup(k) for k in _range_keys(start, end)])
+
+
 def proof_from(ranges: Sequence[Range], lookup: Callable[[NodeKey], bytes]) -> list[bytes]:
     """Proof hashes for ``ranges``, each folded from stored complete subtrees."""
-    return [fold([lookup(k) for k in _range_keys(a, b)]) for a, b in ranges]
+    return [range_hash(a, b, lookup) for a, b in ranges]
 
 
-def keys_for(ranges: Sequence[Range]) -> set[NodeKey]:
+def keys_for(ranges: Iterable[Range]) -> set[NodeKey]:
     return {k for a, b in ranges for k in _range_keys(a, b)}
 
 
