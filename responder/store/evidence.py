@@ -53,8 +53,6 @@ SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[], $4::bool[], $5::text[
 ON CONFLICT DO NOTHING
 """
 
-RULES_SQL = "SELECT id, rule_id FROM incidents WHERE id = ANY($1::bigint[])"
-
 LAST_SQL = """
 SELECT DISTINCT ON (incident_id) incident_id, version, digest, content_digest, actions_seq,
        built_at, paged_seq
@@ -117,13 +115,6 @@ async def clock(conn: Conn) -> datetime:
     async with store_errors():
         at: datetime = await conn.fetchval(CLOCK_SQL)
     return at
-
-
-async def rule_ids(conn: Conn, incident_ids: Sequence[int]) -> dict[int, str]:
-    """Each incident's rule id."""
-    async with store_errors():
-        rows = await conn.fetch(RULES_SQL, list(incident_ids))
-    return {r["id"]: r["rule_id"] for r in rows}
 
 
 async def add_snapshots(conn: Conn, rows: Sequence[SnapshotRow]) -> None:
