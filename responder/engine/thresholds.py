@@ -142,7 +142,7 @@ class Evaluator:
         key = Repeats.key(batch.names, batch.labels)
         if key is None or not self._observe_repeat(key, batch):
             rows = checked()
-            if not self._observe_calm(rows, key):
+            if rows and not self._observe_calm(rows, key):
                 self._observe_each(rows)
         self._sweep_due()
 
