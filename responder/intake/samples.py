@@ -6,8 +6,10 @@ of it is evaluated, so a message is either evaluated or dead-lettered, never hal
 Checks are written out by hand: this runs for every sample, and a model per sample would
 cost more than the evaluation. A message of samples in the usual shape (all four fields,
 float value and ts, names seen before, ASCII label values) is checked column by column in
-C-level passes (``_columns``); any other message, or one that fails there, is checked
-sample by sample, which alone decides what is refused and names the bad field.
+C-level passes (``_columns``, then ``_labels_ok``); any other message, or one that fails
+there, is checked sample by sample, which alone decides what is refused and names the bad
+field. ``observe_message`` leaves the label check to the evaluator's call: a batch whose
+label sets repeat those of one it took before needs none (``Evaluator.observe_columns``).
 """
 
 from __future__ import annotations
@@ -19,7 +21,8 @@ from math import isnan
 from operator import itemgetter
 from typing import Any
 
-from responder.engine.thresholds import Sample
+from responder.engine.series import Columns
+from responder.engine.thresholds import Evaluator, Sample
 from responder.intake.alertmanager import PayloadError
 from responder.intake.message import decode_message
 from responder.jsontext import _has_long_digits
@@ -34,6 +37,7 @@ _LABEL_NAME = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
 _KNOWN_MAX = 10_000
 _EMPTY: dict[str, str] = {}
 _ROW = itemgetter("name", "labels", "value", "ts")
+_UNPARSED = object()
 
 
 _known_metrics: set[str] = set()
@@ -52,21 +56,51 @@ def _name_ok(name: object, pattern: re.Pattern[str], known: set[str]) -> bool:
 
 def parse_samples(value: bytes | None, max_bytes: int) -> list[Sample]:
     """The samples one message carries, or PayloadError naming the first bad field."""
-    if value is not None and len(value) <= max_bytes:
-        # First a plain parse, without jsontext's scan for long runs of digits: a message
-        # _columns takes has no integer in it at all, so the scan could not have refused it.
-        try:
-            plain = json.loads(value)
-        except (ValueError, RecursionError):
-            pass  # malformed: decode_message below says how, as it always has
-        else:
-            rows = _columns(_sample_list(plain))
-            if rows is not None:
-                return rows
-            if not _has_long_digits(value):
-                return _checked(plain)  # what decode_message would have returned
+    plain = _plain(value, max_bytes)
+    usual = _columns(_sample_list(plain))
+    if usual is not None:
+        return _labels_checked(value, max_bytes, plain, *usual)
+    return _parsed(value, max_bytes, plain)
+
+
+def observe_message(evaluator: Evaluator, value: bytes | None, max_bytes: int) -> None:
+    """Give the evaluator the samples one message carries, or raise PayloadError naming the
+    first bad field, having given it none."""
+    plain = _plain(value, max_bytes)
+    usual = _columns(_sample_list(plain))
+    if usual is None:
+        evaluator.observe(_parsed(value, max_bytes, plain))
+    else:
+        rows, columns = usual
+        evaluator.observe_columns(columns, lambda: _labels_checked(
+            value, max_bytes, plain, rows, columns))
+
+
+def _plain(value: bytes | None, max_bytes: int) -> Any:
+    """A plain parse, without jsontext's scan for long runs of digits, or _UNPARSED: a
+    message _columns takes has no integer in it at all, so the scan could not refuse it."""
+    if value is None or len(value) > max_bytes:
+        return _UNPARSED
+    try:
+        return json.loads(value)
+    except (ValueError, RecursionError):
+        return _UNPARSED  # malformed: decode_message says how, as it always has
+
+
+def _parsed(value: bytes | None, max_bytes: int, plain: Any) -> list[Sample]:
+    """The samples, checked one by one, of what decode_message makes of the message."""
+    if plain is not _UNPARSED and not _has_long_digits(value or b""):
+        return _checked(plain)  # what decode_message would have returned
     # The shape checks never recurse: no depth walk on this hot path.
     return _checked(decode_message(value, max_bytes, max_depth=None))
+
+
+def _labels_checked(value: bytes | None, max_bytes: int, plain: Any, rows: list[Sample],
+                    columns: Columns) -> list[Sample]:
+    """The samples _columns found in the usual shape, once their labels pass too."""
+    if _labels_ok(columns.labels):
+        return rows
+    return _parsed(value, max_bytes, plain)
 
 
 def _sample_list(data: Any) -> list[Any]:
@@ -88,8 +122,8 @@ def _checked(data: Any) -> list[Sample]:
     if not isinstance(data, list):
         raise PayloadError("samples", "must be an array")
     fast = _columns(data)
-    if fast is not None:
-        return fast
+    if fast is not None and _labels_ok(fast[1].labels):
+        return fast[0]
     try:
         return [_sample(item) for item in data]
     except _Bad:
@@ -102,28 +136,36 @@ def _checked(data: Any) -> list[Sample]:
     raise AssertionError("unreachable")
 
 
-def _columns(data: list[Any]) -> list[Sample] | None:
-    """The samples, if every one passes the same checks as ``_sample`` in its usual shape;
-    None (not an error) for anything else, which ``_sample`` then checks one by one."""
+def _columns(data: list[Any]) -> tuple[list[Sample], Columns] | None:
+    """The samples and their columns, if every one passes the same checks as ``_sample``
+    in its usual shape, but for its labels (``_labels_ok``); None (not an error) for
+    anything else, which ``_sample`` then checks one by one."""
     try:
         rows: list[Sample] = list(map(_ROW, data))  # TypeError: an item is not an object
         names, labels, values, tss = zip(*rows, strict=True)
-        # TypeError: labels not an object, or a label value not a string.
-        joined = "".join(chain.from_iterable(map(dict.values, labels)))
     except (KeyError, TypeError, ValueError):  # ValueError: no samples to unpack
         return None
     if (max(map(len, data)) != 4 or not _known_metrics.issuperset(names)
-            or max(map(len, labels)) > MAX_LABELS
-            or not _known_labels.issuperset(chain.from_iterable(labels))
-            or not joined.isascii() or "\x00" in joined
-            or (len(joined) > MAX_LABEL_VALUE and max(map(len, chain.from_iterable(
-                map(dict.values, labels)))) > MAX_LABEL_VALUE)):
-        return None
-    if (set(map(type, values)) != {float} or set(map(type, tss)) != {float}
+            or set(map(type, values)) != {float} or set(map(type, tss)) != {float}
             or isnan(sum(values)) or isnan(sum(tss))  # any NaN makes the sum NaN
             or not min(tss) > 0 or not max(tss) < MAX_TS):
         return None
-    return rows
+    return rows, Columns(names, labels, values, tss)
+
+
+def _labels_ok(labels: tuple[Any, ...]) -> bool:
+    """Whether every sample's labels pass ``_check_labels`` in their usual shape: known
+    names, ASCII values; False (not an error) also for any other shape."""
+    try:
+        # TypeError: labels not an object, or a label value not a string.
+        joined = "".join(chain.from_iterable(map(dict.values, labels)))
+    except TypeError:
+        return False
+    return not (max(map(len, labels)) > MAX_LABELS
+                or not _known_labels.issuperset(chain.from_iterable(labels))
+                or not joined.isascii() or "\x00" in joined
+                or (len(joined) > MAX_LABEL_VALUE and max(map(len, chain.from_iterable(
+                    map(dict.values, labels)))) > MAX_LABEL_VALUE))
 
 
 class _Bad(Exception):
