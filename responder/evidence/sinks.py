@@ -6,6 +6,7 @@ answer is taken once by a receiver that honours the key (the file sink names its
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import json
@@ -17,6 +18,8 @@ import aiohttp
 from responder.config import SinkSpec
 
 TIMEOUT_S = 10.0
+DELIVERY_DEADLINE_S = 2 * TIMEOUT_S
+"""A Kafka delivery's whole time, its producer's start included."""
 
 
 class DeliveryError(Exception):
@@ -73,7 +76,14 @@ class WebhookSink:
 
 
 class KafkaSink:
-    """Publishes each delivery to a topic, keyed (and headed) by its idempotency key."""
+    """Publishes each delivery to a topic, keyed (and headed) by its idempotency key.
+
+    The outbox hands over every due row at once, so deliveries share one producer: it is
+    started under a lock and used only once started, a failed delivery stops only the
+    producer it used (not a newer one another delivery started), and every delivery has a
+    deadline. Without these, a delivery during a broker outage could send through a
+    producer whose start had failed and wait for ever, and the outbox with it.
+    """
 
     def __init__(self, spec: SinkSpec) -> None:
         assert spec.bootstrap is not None
@@ -82,31 +92,55 @@ class KafkaSink:
         self.bootstrap = spec.bootstrap
         self.topic = spec.topic
         self._producer: Any = None
+        self._starting = asyncio.Lock()
 
     async def deliver(self, key: str, kind: str, payload: dict[str, Any]) -> None:
-        from aiokafka import AIOKafkaProducer
         from aiokafka.errors import KafkaError
 
+        producer = None
         try:
-            if self._producer is None:
-                # Held before start() so that a failed start is still closed below.
-                self._producer = AIOKafkaProducer(bootstrap_servers=self.bootstrap, acks="all",
-                                                  request_timeout_ms=int(TIMEOUT_S * 1000))
-                await self._producer.start()
-            await self._producer.send_and_wait(
-                self.topic, json.dumps(payload, sort_keys=True).encode(), key=key.encode(),
-                headers=[("idempotency-key", key.encode()), ("kind", kind.encode())])
-        except (KafkaError, OSError) as e:
-            await self.close()
+            async with asyncio.timeout(DELIVERY_DEADLINE_S):
+                producer = await self._started()
+                await producer.send_and_wait(
+                    self.topic, json.dumps(payload, sort_keys=True).encode(),
+                    key=key.encode(),
+                    headers=[("idempotency-key", key.encode()), ("kind", kind.encode())])
+        except (KafkaError, OSError, TimeoutError) as e:
+            await self._drop(producer)
             raise DeliveryError(f"{self.name}: {type(e).__name__}: {e}") from e
+
+    async def _started(self) -> Any:
+        from aiokafka import AIOKafkaProducer
+
+        async with self._starting:
+            if self._producer is None:
+                producer = AIOKafkaProducer(bootstrap_servers=self.bootstrap, acks="all",
+                                            request_timeout_ms=int(TIMEOUT_S * 1000))
+                try:
+                    await producer.start()
+                except BaseException:
+                    await _stop_quietly(producer)
+                    raise
+                self._producer = producer
+            return self._producer
+
+    async def _drop(self, producer: Any) -> None:
+        """Stop the producer a failed delivery used, unless it was replaced meanwhile."""
+        if producer is not None and producer is self._producer:
+            self._producer = None
+            await _stop_quietly(producer)
 
     async def close(self) -> None:
         producer, self._producer = self._producer, None
         if producer is not None:
-            try:
-                await producer.stop()
-            except Exception:  # closing a broken producer must not mask the delivery error
-                return
+            await _stop_quietly(producer)
+
+
+async def _stop_quietly(producer: Any) -> None:
+    try:
+        await producer.stop()
+    except Exception:  # closing a broken producer must not mask the delivery error
+        return
 
 
 def build_sinks(specs: list[SinkSpec], session: aiohttp.ClientSession) -> dict[str, Sink]:
