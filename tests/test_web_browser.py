@@ -100,12 +100,16 @@ class Pages:
     def login(self, token: str) -> None:
         """Open the login page and log in. On a busy machine Chromium can still be swapping
         the page's nodes when the form is reached ("node does not belong to the document"):
-        then the whole page is loaded and filled again, a few times at most."""
+        then the whole page is loaded and filled again, a few times at most. An attempt that
+        failed after its form was sent may have logged in all the same; /login then sends
+        the session home, and that is the login done."""
         for attempt in range(3):
             self.open("/login")
             try:
                 WebDriverWait(self.driver, 30).until(
-                    lambda d: d.find_elements(By.ID, "token"))
+                    lambda d: d.find_elements(By.ID, "token") or self.logged_in())
+                if self.logged_in():
+                    return
                 self.driver.find_element(By.ID, "token").send_keys(token)
                 self.navigate_by(self.driver.find_element(By.ID, "login"))
             except WebDriverException:
@@ -113,6 +117,10 @@ class Pages:
                     raise
             else:
                 return
+
+    def logged_in(self) -> bool:
+        """Whether /login sent this browser on: it holds a session already."""
+        return not self.driver.current_url.split("?")[0].endswith("/login")
 
     def logout(self) -> None:
         self.navigate_by(self.driver.find_element(By.CSS_SELECTOR, ".who button"))
@@ -215,3 +223,14 @@ async def test_viewer_then_operator_in_chromium(
     for name in ("login", "incidents", "incident", "controls-viewer", "controls-released",
                  "actions"):
         assert (artefacts / f"{name}.png").stat().st_size > 0
+
+
+async def test_logging_in_again_is_the_login_already_done(
+        make_daemon: DaemonFactory, chromium: WebDriver, artefacts: Path) -> None:
+    """A login retried after its form went through finds the session, not a login page it
+    would wait on for ever (what a busy machine made of a retried login)."""
+    daemon = await make_daemon()
+    pages = Pages(chromium, f"http://127.0.0.1:{daemon.port}", artefacts)
+    await asyncio.to_thread(pages.login, VIEWER_TOKEN)
+    await asyncio.wait_for(asyncio.to_thread(pages.login, VIEWER_TOKEN), timeout=20)
+    assert pages.logged_in()
