@@ -119,8 +119,8 @@ class Pages:
                 return
 
     def logged_in(self) -> bool:
-        """Whether /login sent this browser on: it holds a session already."""
-        return not self.driver.current_url.split("?")[0].endswith("/login")
+        """Whether this browser holds a session: the page says who is logged in."""
+        return bool(self.driver.find_elements(By.CSS_SELECTOR, "form.who"))
 
     def logout(self) -> None:
         self.navigate_by(self.driver.find_element(By.CSS_SELECTOR, ".who button"))
