@@ -42,11 +42,6 @@ class Reads:
         # One waiter cancelled must not cancel the read the others wait for.
         return await asyncio.shield(taken)
 
-    @property
-    def made(self) -> int:
-        """Reads actually made in this pass."""
-        return len(self._taken)
-
 
 @dataclass(frozen=True)
 class Snapshot:
