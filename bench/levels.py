@@ -11,7 +11,10 @@ from bench import profile as spy
 
 SYSTEMS = ("floor", "dbos", "responder")
 QUIET_S = 1.0
-"""After the last call: the read-back, outcome and evidence are part of each alert's cost."""
+"""A server is quiet once it has used under QUIET_SHARE of a core for this long."""
+QUIET_SHARE = 0.03
+QUIET_CAP_S = 90.0
+"""How long to wait for quiet at most, in case a server never goes quiet."""
 
 
 @dataclass
@@ -42,6 +45,8 @@ class Level:
     footprint: db_footprint.Footprint | None = None
     profile: spy.Profile | None = None
     profile_command: list[str] = field(default_factory=list)
+    quiet_s: float = 0.0
+    """From the last call arriving to the server going quiet."""
 
     @property
     def alerts_per_s(self) -> float:

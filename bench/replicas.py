@@ -46,7 +46,6 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench import footprint as db_footprint  # noqa: E402
-from bench.levels import QUIET_S  # noqa: E402
 from bench.run import (  # noqa: E402
     WEBHOOK_TOKEN,
     BenchError,
@@ -60,6 +59,7 @@ from bench.run import (  # noqa: E402
     payloads,
     serve_receiver,
     stop,
+    until_quiet,
     wait_ready,
 )
 
@@ -214,7 +214,7 @@ async def measure(n: int, args: argparse.Namespace, receiver: Receiver, exchange
             busy_before = machine_busy_s() or 0.0
             sent_ns, acked, failures, started = await send(servers, items, args.concurrency)
             await receiver.wait_for(acked, args.calls_timeout_s)
-            await asyncio.sleep(QUIET_S)
+            quiet_s = await until_quiet(pids)
             cpu_after = [cpu_s(p) or 0.0 for p in pids]
             busy_after = machine_busy_s() or 0.0
             await asyncio.sleep(db_footprint.SETTLE_S)  # n_tup_* flushed by live sessions
@@ -248,7 +248,7 @@ async def measure(n: int, args: argparse.Namespace, receiver: Receiver, exchange
         repeats=receiver.repeats - repeats_before,
         global_calls=receiver.other_calls - others_before,
         missing=len(acked) - len(arrivals),
-        commits_per_alert=commits / alerts, commits_per_s=commits / (span_s + QUIET_S),
+        commits_per_alert=commits / alerts, commits_per_s=commits / (span_s + quiet_s),
         inserted_per_alert=(tup_after[0] - tup_before[0] - ins_bg) / alerts,
         updated_per_alert=(tup_after[1] - tup_before[1] - upd_bg) / alerts,
         kept_per_alert=(sum(rows_after.values()) - sum(rows_before.values())) / alerts,

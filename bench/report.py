@@ -15,7 +15,7 @@ from pathlib import Path
 
 from bench import footprint as db_footprint
 from bench import profile as spy
-from bench.levels import QUIET_S, SYSTEMS, Level, percentile
+from bench.levels import QUIET_S, QUIET_SHARE, SYSTEMS, Level, percentile
 from bench.targets import check, ratio_table
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -41,6 +41,7 @@ class Row:
     calls_per_s: float
     cpu_ms_per_alert: float | None
     machine_ms_per_alert: float | None
+    quiet_s: float
 
 
 def _median(values: list[float | None]) -> float | None:
@@ -63,21 +64,23 @@ def rows(levels: list[Level]) -> list[Row]:
             sum(lv.arrived for lv in group), sum(len(lv.sent.sent_ns) for lv in group),
             statistics.median(lv.calls_per_s for lv in group),
             _median([lv.cpu_ms_per_alert for lv in group]),
-            _median([lv.machine_ms_per_alert for lv in group])))
+            _median([lv.machine_ms_per_alert for lv in group]),
+            statistics.median(lv.quiet_s for lv in group)))
     return out
 
 
 def table(levels: list[Level]) -> str:
     lines = ["| system | concurrency | alerts/s | p50 ms | p99 ms | peak RSS MiB"
              " | calls arrived/sent | admin calls/s | server CPU ms/alert"
-             " | machine CPU ms/alert |",
-             "|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|"]
+             " | machine CPU ms/alert | quiet after s |",
+             "|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|"]
     for r in rows(levels):
         rss = "n/a" if r.peak_rss_mib is None else f"{r.peak_rss_mib:.0f}"
         lines.append(f"| {r.system} | {r.concurrency} | {r.alerts_per_s:.0f}"
                      f" | {_ms(r.p50_ms)} | {_ms(r.p99_ms)} | {rss}"
                      f" | {r.arrived}/{r.sent} | {r.calls_per_s:.0f}"
-                     f" | {_ms(r.cpu_ms_per_alert)} | {_ms(r.machine_ms_per_alert)} |")
+                     f" | {_ms(r.cpu_ms_per_alert)} | {_ms(r.machine_ms_per_alert)}"
+                     f" | {r.quiet_s:.1f} |")
     return "\n".join(lines)
 
 
@@ -142,8 +145,11 @@ def report(levels: list[Level], args: argparse.Namespace, pg_version: str) -> st
         " admin-call arrival. admin calls/s: calls arrived per second from the first send"
         " to the last arrival. Peak RSS: VmHWM of the server process only (for responder,"
         " the daemon, not PostgreSQL). Server CPU ms/alert: the server process's user and"
-        f" system CPU from the first measured send to {QUIET_S:.0f} s after the last call"
-        " arrived, per webhook answered (PostgreSQL's own CPU is not in it). Machine CPU"
+        " system CPU from the first measured send until it has gone quiet after the last"
+        f" call arrived (under {QUIET_SHARE:.0%} of a core for {QUIET_S:.0f} s: its"
+        " read-backs, outcomes and evidence, however late, are part of each alert's cost),"
+        " per webhook answered (PostgreSQL's own CPU is not in it). Quiet after: from the"
+        " last call to that quiet, the last second included. Machine CPU"
         " ms/alert: the same over every process and core (server, PostgreSQL, this driver"
         " and its admin-call receiver, anything else running), so"
         f" {os.cpu_count()} cores / machine CPU per alert bounds what any concurrency can"

@@ -35,7 +35,7 @@ sys.path.insert(0, str(ROOT))
 
 from bench import footprint as db_footprint  # noqa: E402
 from bench import profile as spy  # noqa: E402
-from bench.levels import QUIET_S, SYSTEMS, Level, Sent  # noqa: E402
+from bench.levels import QUIET_CAP_S, QUIET_S, QUIET_SHARE, SYSTEMS, Level, Sent  # noqa: E402
 from bench.report import report  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results.md"
@@ -244,6 +244,22 @@ def cpu_s(pid: int) -> float | None:
     return None
 
 
+async def until_quiet(pids: list[int]) -> float:
+    """Wait until the processes have together used under QUIET_SHARE of a core for QUIET_S
+    (or QUIET_CAP_S has passed); how long that took. The work an alert leaves behind (its
+    read-back, outcome, evidence, deliveries) is part of its cost, however late it runs."""
+    step = 0.25
+    window = round(QUIET_S / step)
+    started = time.monotonic()
+    used: list[float] = [sum(cpu_s(p) or 0.0 for p in pids)]
+    while time.monotonic() - started < QUIET_CAP_S:
+        await asyncio.sleep(step)
+        used.append(sum(cpu_s(p) or 0.0 for p in pids))
+        if len(used) > window and used[-1] - used[-1 - window] < QUIET_SHARE * QUIET_S:
+            break
+    return time.monotonic() - started
+
+
 def machine_busy_s() -> float | None:
     """CPU seconds all processes of the machine have used (every core, idle excluded)."""
     with contextlib.suppress(OSError, ValueError):
@@ -376,6 +392,7 @@ async def measure(system: str, concurrency: int, *, args: argparse.Namespace,
             if warmup:
                 done = await send(server, warmup, concurrency, args.level_timeout_s)
                 await receiver.wait_for(done.acked, args.calls_timeout_s)
+                await until_quiet([server.proc.pid])  # the warm-up's evidence is not measured
             if args.footprint and profile_to is None:
                 await asyncio.sleep(db_footprint.SETTLE_S)
                 before = await snapshot(args, dsn)
@@ -386,9 +403,7 @@ async def measure(system: str, concurrency: int, *, args: argparse.Namespace,
                 cpu_before, busy_before = cpu_s(server.proc.pid), machine_busy_s()
                 sent = await send(server, items, concurrency, args.level_timeout_s)
                 await receiver.wait_for(sent.acked, args.calls_timeout_s)
-                # Work after the call (read-back, outcome, evidence) is part of each alert's
-                # cost.
-                await asyncio.sleep(QUIET_S)
+                quiet_s = await until_quiet([server.proc.pid])
                 cpu_after, busy_after = cpu_s(server.proc.pid), machine_busy_s()
             rss = peak_rss_mib(server.proc.pid)
             if before is not None:
@@ -410,10 +425,10 @@ async def measure(system: str, concurrency: int, *, args: argparse.Namespace,
         machine_ms = (busy_after - busy_before) * 1000 / len(sent.acked)
     level = Level(system, concurrency, sent, latencies, len(arrivals),
                   len(arrivals) / span_s if span_s > 0 else 0.0, rss, notes, cpu_ms,
-                  machine_ms, profile_command=spy_command)
+                  machine_ms, profile_command=spy_command, quiet_s=quiet_s)
     if before is not None and after is not None and sent.acked:
         level.footprint = db_footprint.footprint(
-            before, after, len(sent.acked), span_s + QUIET_S)
+            before, after, len(sent.acked), span_s + quiet_s)
     if profile_to is not None:
         level.profile = spy.load(profile_to)
     return level
