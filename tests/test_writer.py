@@ -60,3 +60,39 @@ async def test_two_writers_share_one_chain(pool: asyncpg.Pool) -> None:
         report = await verify_chain(conn)
     assert report.records == 60
     assert len(hooks) == 60
+
+
+async def test_a_writer_whose_head_moved_starts_over_and_keeps_the_chain(
+        pool: asyncpg.Pool) -> None:
+    """A writer begins in one round trip on the head it kept; when another writer appended
+    in between, it rolls that start back, reads the real head and still appends in order."""
+    first, other = Writer(pool, lambda: "0" * 64), Writer(pool, lambda: "0" * 64)
+    tasks = [asyncio.create_task(w.run()) for w in (first, other)]
+    hooks: list[str] = []
+    for i in range(6):  # each append moves the head the other writer kept
+        assert await (first, other)[i % 2].submit(appending(f"e{i}", hooks)) == f"e{i}"
+    for w in (first, other):
+        w.stop()
+    await asyncio.gather(*tasks)
+    async with pool.acquire() as conn:
+        kinds = [r["kind"] for r in await conn.fetch("SELECT kind FROM action_log ORDER BY seq")]
+        report = await verify_chain(conn)
+    assert kinds == [f"e{i}" for i in range(6)]
+    assert report.records == 6 and hooks == kinds
+
+
+async def test_a_writer_never_carries_on_a_transaction_left_open(pool: asyncpg.Pool) -> None:
+    """Whatever left the writer's connection inside a transaction, the next batch does not
+    commit it: the writer starts on a fresh connection."""
+    writer = Writer(pool, lambda: "0" * 64)
+    task = asyncio.create_task(writer.run())
+    hooks: list[str] = []
+    await writer.submit(appending("a", hooks))
+    conn = await writer._connection()
+    await conn.execute("BEGIN; CREATE TABLE stray_left_open (x int)")
+    assert await writer.submit(appending("b", hooks)) == "b"
+    writer.stop()
+    await task
+    async with pool.acquire() as conn:
+        assert await conn.fetchval("SELECT to_regclass('stray_left_open')") is None
+        assert (await verify_chain(conn)).records == 2

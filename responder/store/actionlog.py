@@ -109,6 +109,24 @@ async def lock_head(conn: Conn) -> int:
     return seq
 
 
+HEAD_MOVED = "RS001"
+"""What action_log_append_at() raises when the head is not the one expected."""
+
+
+async def begin_at(conn: Conn, seq: int) -> bool:
+    """Begin a transaction holding the append lock if the head is still ``seq``, in one
+    round trip; False (and no transaction) if another writer appended since."""
+    try:
+        await conn.execute(f"BEGIN; SELECT action_log_append_at({int(seq)})")
+    except asyncpg.PostgresError as e:
+        if conn.is_in_transaction():
+            await conn.execute("ROLLBACK")
+        if e.sqlstate == HEAD_MOVED:
+            return False
+        raise
+    return True
+
+
 async def _head(conn: Conn) -> Head:
     row = await conn.fetchrow(HEAD_SQL)
     seq, digest = (row["seq"], row["hash"]) if row else (0, GENESIS)

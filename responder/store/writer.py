@@ -24,7 +24,14 @@ if TYPE_CHECKING:
 
 from responder.errors import StoreError, StoreRefused, StoreUnavailable
 from responder.store import tree
-from responder.store.actionlog import ChainAppender, Head, HeadStale, lock_head, read_head
+from responder.store.actionlog import (
+    ChainAppender,
+    Head,
+    HeadStale,
+    begin_at,
+    lock_head,
+    read_head,
+)
 from responder.store.db import UNAVAILABLE
 from responder.store.types import Conn
 
@@ -34,6 +41,9 @@ _Item = tuple[Unit[Any], "asyncio.Future[Any]"]
 _Outcome = tuple["asyncio.Future[Any]", Any, BaseException | None]
 
 CHAIN_CONFLICT_RETRIES = 5
+SLOW_AFTER_MOVE = 16
+"""Batches that begin the long way after another writer moved the head: with replicas
+appending in turn, the one-round-trip start would mostly fail and cost a rollback."""
 
 log = structlog.get_logger("responder.store")
 
@@ -79,6 +89,7 @@ class Writer:
         self._head: Head | None = None
         self._nodes = tree.NodeCache()
         self._conn: asyncpg.pool.PoolConnectionProxy | None = None
+        self._slow = 0
         self.batches = 0
 
     async def submit(self, unit: Unit[T]) -> T:
@@ -181,35 +192,29 @@ class Writer:
 
     async def _commit(self, batch: list[_Item]) -> list[_Outcome]:
         results: list[_Outcome] = []
+        conn: Conn | None = None
         try:
-            conn = await self._connection()
-            async with conn.transaction():
-                # Replicas append one at a time; the head we kept holds unless one did.
-                seq = await lock_head(conn)
-                if self._head is None or self._head.seq != seq:
-                    self._head = await read_head(conn)
-                    if self._head.frontier.size < self._nodes.size:
-                        self._nodes.clear()  # a shorter log than we wrote: not ours any more
-                    self._nodes.add(self._head.frontier.nodes)
-                chain = ChainAppender(conn, self._rules_hash(), self._head, self._notary,
-                                      self._signed_hash(), self._nodes)
-                await chain.catch_up()
-                for group in _groups(batch):
-                    units = [unit for unit, _ in group]
-                    run_many = getattr(type(units[0]), "run_many", None)
-                    if run_many is not None and len(units) > 1:
-                        values = await run_many(conn, chain, units)
-                    else:
-                        values = [await unit(conn, chain) for unit in units]
-                    results.extend((fut, v, None) for (_, fut), v in zip(group, values,
-                                                                          strict=True))
-                await chain.flush()
+            conn = await self._begin()
+            chain = ChainAppender(conn, self._rules_hash(), self._head_now(), self._notary,
+                                  self._signed_hash(), self._nodes)
+            await chain.catch_up()
+            for group in _groups(batch):
+                units = [unit for unit, _ in group]
+                run_many = getattr(type(units[0]), "run_many", None)
+                if run_many is not None and len(units) > 1:
+                    values = await run_many(conn, chain, units)
+                else:
+                    values = [await unit(conn, chain) for unit in units]
+                results.extend((fut, v, None) for (_, fut), v in zip(group, values,
+                                                                      strict=True))
+            await chain.flush()
+            await conn.execute("COMMIT")
             self._head = chain.head
         except HeadStale as e:
-            self._head = None
+            await self._abandon(conn)
             raise _ChainMoved from e
         except asyncpg.UniqueViolationError as e:
-            self._head = None
+            await self._abandon(conn)
             if e.constraint_name in ("action_log_pkey", "action_log_hash_key",
                                      "merkle_nodes_pkey"):
                 raise _ChainMoved from e
@@ -219,12 +224,51 @@ class Writer:
             await self._drop_connection()
             raise StoreUnavailable(f"store unavailable: {type(e).__name__}: {e}") from e
         except BaseException:
-            self._head = None  # the commit may or may not have happened: re-read next time
+            # The commit may or may not have happened: re-read the head next time.
+            await self._abandon(conn)
             raise
         self._nodes.add(chain.written)
         self.batches += 1
         self._after_commit(chain)
         return results
+
+    async def _begin(self) -> Conn:
+        """The connection, in a new transaction holding the append lock, ``_head`` current.
+
+        While no other writer appends, this is one round trip (``begin_at``); after one has,
+        the long way (begin, lock, read the head) for the next few batches."""
+        conn = await self._connection()
+        if conn.is_in_transaction():  # never carry on with a transaction left open
+            await self._drop_connection()
+            conn = await self._connection()
+        if self._head is not None and self._slow == 0:
+            if await begin_at(conn, self._head.seq):
+                return conn
+            self._slow = SLOW_AFTER_MOVE
+        self._slow = max(0, self._slow - 1)
+        await conn.execute("BEGIN")
+        seq = await lock_head(conn)
+        if self._head is None or self._head.seq != seq:
+            self._head = await read_head(conn)
+            if self._head.frontier.size < self._nodes.size:
+                self._nodes.clear()  # a shorter log than we wrote: not ours any more
+            self._nodes.add(self._head.frontier.nodes)
+        return conn
+
+    def _head_now(self) -> Head:
+        assert self._head is not None  # _begin() read it
+        return self._head
+
+    async def _abandon(self, conn: Conn | None) -> None:
+        """Roll back what the batch began; drop the connection if that cannot be done."""
+        self._head = None
+        if conn is None or not conn.is_in_transaction():
+            return
+        try:
+            await conn.execute("ROLLBACK")
+        except Exception:
+            log.warning("the writer could not roll back; dropping its connection")
+            await self._drop_connection()
 
     def _after_commit(self, chain: ChainAppender) -> None:
         for hook in chain.commit_hooks:
