@@ -96,3 +96,43 @@ async def test_a_writer_never_carries_on_a_transaction_left_open(pool: asyncpg.P
     async with pool.acquire() as conn:
         assert await conn.fetchval("SELECT to_regclass('stray_left_open')") is None
         assert (await verify_chain(conn)).records == 2
+
+
+class Patient:
+    """A unit that may wait for company, as a step's close does."""
+
+    linger_s = 0.2
+
+    def __init__(self, kind: str) -> None:
+        self.kind = kind
+
+    async def __call__(self, conn: Conn, chain: ChainAppender) -> str:
+        chain.add(Entry(self.kind))
+        return self.kind
+
+
+class VeryPatient(Patient):
+    linger_s = 600.0
+
+
+async def test_a_unit_that_may_wait_shares_the_next_commit(pool: asyncpg.Pool) -> None:
+    """A lingering unit is held back until other work arrives and both commit together; one
+    alone still commits, and stop() does not wait out its time."""
+    writer = Writer(pool, lambda: "0" * 64)
+    task = asyncio.create_task(writer.run())
+    patient = asyncio.create_task(writer.submit(VeryPatient("close")))
+    await asyncio.sleep(0.05)
+    assert not patient.done()
+    assert await writer.submit(appending("record", [])) == "record"
+    assert await patient == "close"
+    assert writer.batches == 1
+    alone = asyncio.create_task(writer.submit(Patient("alone")))
+    assert await alone == "alone"
+    assert writer.batches == 2
+    last = asyncio.create_task(writer.submit(VeryPatient("last")))
+    await asyncio.sleep(0.05)
+    writer.stop()
+    await asyncio.wait_for(task, 60)  # far within the linger: stop() cut it short
+    assert await last == "last"
+    async with pool.acquire() as conn:
+        assert (await verify_chain(conn)).records == 4

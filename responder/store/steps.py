@@ -6,7 +6,7 @@ import json
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 from responder.store.actionlog import ChainAppender, Entry
 from responder.store.db import store_errors
@@ -219,6 +219,11 @@ class CloseStep:
     detail: Mapping[str, object]
     verified: bool | None = None
     replica: str | None = None
+
+    linger_s: ClassVar[float] = 0.002
+    """How long a close may wait for other work to share its commit (Writer): the step is
+    claimed meanwhile, so nothing else runs it, and on one replica the next alert's
+    recording usually arrives within that time (one commit for both instead of two)."""
 
     async def __call__(self, conn: Conn, chain: ChainAppender) -> bool:
         return (await self.run_many(conn, chain, [self]))[0]

@@ -3,7 +3,9 @@
 Callers submit a unit (an async function of a connection and the chain appender) and wait
 for its result, which is only delivered after the transaction holding it has committed.
 Batching turns many small durable writes into one commit; units of a type that offers
-``run_many`` are merged so that a batch costs a few statements, not a few per unit. The
+``run_many`` are merged so that a batch costs a few statements, not a few per unit. A unit
+whose type has ``linger_s`` can wait that long for company: a batch of only such units is
+held back until another unit arrives or the time is up. The
 writer keeps one connection and the action log's chain head. A batch that fails for any
 reason other than the store being unreachable is retried unit by unit, so one poisonous
 unit fails alone.
@@ -12,6 +14,7 @@ unit fails alone.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -85,6 +88,8 @@ class Writer:
         """Told, after each commit, which incidents its records changed: every change to
         an incident reaches its evidence, whichever path wrote it."""
         self._queue: asyncio.Queue[_Item | None] = asyncio.Queue(maxsize=max_pending)
+        self._company = asyncio.Event()
+        """Set when a unit that does not linger is queued."""
         self._max_batch = max_batch
         self._head: Head | None = None
         self._nodes = tree.NodeCache()
@@ -99,6 +104,8 @@ class Writer:
             self._queue.put_nowait((unit, fut))
         except asyncio.QueueFull:
             raise StoreUnavailable("write backlog is full") from None
+        if not getattr(type(unit), "linger_s", 0.0):
+            self._company.set()
         return await fut
 
     @property
@@ -118,15 +125,25 @@ class Writer:
         if first is None:
             return False
         batch = [first]
-        more = True
+        more = self._drain(batch)
+        linger = min(getattr(type(unit), "linger_s", 0.0) for unit, _ in batch)
+        if more and linger > 0:
+            # Only units that can wait: give other work a moment to share the commit.
+            self._company.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._company.wait(), linger)
+            more = self._drain(batch)
+        await self._write(batch)
+        return more
+
+    def _drain(self, batch: list[_Item]) -> bool:
+        """Add what is queued to the batch, up to its size; False once stop() was seen."""
         while len(batch) < self._max_batch and not self._queue.empty():
             item = self._queue.get_nowait()
             if item is None:
-                more = False
-                break
+                return False
             batch.append(item)
-        await self._write(batch)
-        return more
+        return True
 
     def stop(self) -> None:
         """Ask run() to finish once what is already queued has been written."""
@@ -139,6 +156,7 @@ class Writer:
                 if dropped is not None and not dropped[1].done():
                     dropped[1].set_exception(StoreUnavailable("shutting down"))
             else:
+                self._company.set()  # a lingering batch need not wait for company now
                 return
 
     async def _write(self, batch: list[_Item]) -> None:
