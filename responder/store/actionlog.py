@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -109,15 +110,21 @@ async def lock_head(conn: Conn) -> int:
     return seq
 
 
+_HEX = re.compile(r"[0-9a-f]{64}")
 HEAD_MOVED = "RS001"
 """What action_log_append_at() raises when the head is not the one expected."""
 
 
-async def begin_at(conn: Conn, seq: int) -> bool:
-    """Begin a transaction holding the append lock if the head is still ``seq``, in one
-    round trip; False (and no transaction) if another writer appended since."""
+async def begin_at(conn: Conn, head: Head) -> bool:
+    """Begin a transaction holding the append lock if the log still ends at ``head``, in
+    one round trip; False (and no transaction) if another writer appended since."""
+    if not _HEX.fullmatch(head.hash):
+        raise AuditChainError(f"a chain hash that is not hex: {head.hash!r}")
     try:
-        await conn.execute(f"BEGIN; SELECT action_log_append_at({int(seq)})")
+        # Literals, not parameters: a query of two statements takes none. Both are checked
+        # above to be an integer and hex digits.
+        await conn.execute(f"BEGIN; SELECT action_log_append_at({int(head.seq)},"
+                           f" '{head.hash}')")
     except asyncpg.PostgresError as e:
         if conn.is_in_transaction():
             await conn.execute("ROLLBACK")

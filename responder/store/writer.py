@@ -260,7 +260,7 @@ class Writer:
             await self._drop_connection()
             conn = await self._connection()
         if self._head is not None and self._slow == 0:
-            if await begin_at(conn, self._head.seq):
+            if await begin_at(conn, self._head):
                 return conn
             self._slow = SLOW_AFTER_MOVE
         self._slow = max(0, self._slow - 1)
