@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from responder.errors import StoreError, StoreUnavailable
-from responder.store import health, locks, outbox, sessions
+from responder.store import health, intake_sql, locks, outbox, sessions
 from responder.store.db import acquire, create_pool
 from responder.store.types import Pool
 
@@ -34,13 +34,14 @@ async def test_a_statement_the_server_refuses_is_a_store_error(database: str) ->
 async def test_one_lock_per_key_whoever_takes_it(pool: Pool) -> None:
     """A person's hold (session level) is the lock a batch's early claim tries, and the one
     a claim's check asks about, under the same name."""
+    early = (f"SELECT {intake_sql.TRY_KEY}"  # noqa: S608 - constants only
+             " FROM (VALUES ('symbol_mode', 'BTC/USD'), ('symbol_mode', 'ETH/USD'))"
+             " AS g(control, key)")
     async with pool.acquire() as person, pool.acquire() as batch:
         assert await locks.hold_key(person, "symbol_mode", "BTC/USD")
         try:
             async with batch.transaction():
-                names = [locks.key_name("symbol_mode", "BTC/USD"),
-                         locks.key_name("symbol_mode", "ETH/USD")]
-                assert await locks.try_keys(batch, names) == names[1:]
+                assert [r[0] for r in await batch.fetch(early)] == [False, True]
                 free = await batch.fetchval(
                     f"SELECT {locks.KEY_FREE_IN_XACT_SQL}"  # noqa: S608 - constants only
                     " FROM (VALUES ('symbol_mode', 'BTC/USD')) AS k(control, key)")
@@ -48,7 +49,7 @@ async def test_one_lock_per_key_whoever_takes_it(pool: Pool) -> None:
         finally:
             await locks.free_key(person, "symbol_mode", "BTC/USD")
         async with batch.transaction():
-            assert await locks.try_keys(batch, names[:1]) == names[:1]
+            assert [r[0] for r in await batch.fetch(early)] == [True, True]
 
 
 async def test_a_replica_name_is_held_once(pool: Pool) -> None:

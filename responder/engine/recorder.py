@@ -1,8 +1,8 @@
 """Record alerts and the engine's decisions in one transaction: inbox, incidents, intents.
 
 However many alerts and webhooks a batch carries, recording it costs two statements: the
-plan (inbox, incidents, steps) and the action-log append; three when the batch may claim
-new steps for this replica (the key locks come first, in a statement of their own).
+plan (inbox, incidents, steps, and the key locks of the steps it claims early) and the
+action-log append.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from responder.engine.record_entries import (
 from responder.engine.record_job import AlertBatch, Recorded
 from responder.engine.record_plan import Plan, new_step
 from responder.model import Alert
-from responder.store import intake_sql, locks
+from responder.store import intake_sql
 from responder.store.actionlog import ChainAppender, Entry
 from responder.store.types import Conn
 
@@ -65,9 +65,9 @@ class RecordAlerts(AlertBatch):
         recording = plan.recording(chain.rules_hash)
         recording.replica, recording.lease_s = jobs[0].replica, jobs[0].lease_s
         if recording.replica is not None and plan.steps:
-            # Held until the batch commits; a key someone holds (a person, a claim, another
-            # batch) is simply not claimed early.
-            recording.locked = await locks.try_keys(conn, plan.lock_names()[:MAX_EARLY_CLAIMS])
+            # The statement takes their locks, held until the batch commits; a key someone
+            # holds (a person, a claim) is simply not claimed early.
+            recording.early = plan.lock_names()[:MAX_EARLY_CLAIMS]
         outcome = Outcome(await intake_sql.record(conn, recording), plan)
         states = plan.alert_states([key for key in owners if outcome.inbox[key][1] == 1])
         if not all(states[3]):  # firing alerts alone were tracked by RECORD_SQL

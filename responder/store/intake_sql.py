@@ -83,17 +83,22 @@ WITH inb AS (
 ), pre AS (
     -- Claimed for this replica in this transaction, so its call can follow the commit at
     -- once: only the first new step of a new incident, alone on its key here and in the
-    -- store, whose key lock this transaction took in an earlier statement (so no other
-    -- transaction can be adding a step on the key unseen by this snapshot).
+    -- store, on a key the batch may claim early ($31) whose lock no one holds (a person, a
+    -- claim). The lock is taken here, last (CASE keeps that order), and held to commit.
+    -- This snapshot may predate the lock, and misses nothing by it: every transaction that
+    -- adds steps or moves a level appends to the action log, and so waits for the append
+    -- lock this transaction took in its first statement.
     SELECT g.ord FROM go g
-    WHERE $32::text IS NOT NULL
-      AND {key_name} = ANY($31::text[])
-      AND g.ord = (SELECT min(o.ord) FROM go o WHERE o.incident_id = g.incident_id)
-      AND NOT EXISTS (SELECT 1 FROM go o WHERE o.control = g.control AND o.key = g.key
-                      AND o.ord <> g.ord)
-      AND NOT EXISTS (SELECT 1 FROM steps p WHERE p.status = 'pending'
-                      AND (p.incident_id = g.incident_id
-                           OR (p.control = g.control AND p.key = g.key)))
+    WHERE CASE WHEN $32::text IS NOT NULL
+                    AND {key_name} = ANY($31::text[])
+                    AND g.ord = (SELECT min(o.ord) FROM go o WHERE o.incident_id = g.incident_id)
+                    AND NOT EXISTS (SELECT 1 FROM go o WHERE o.control = g.control
+                                    AND o.key = g.key AND o.ord <> g.ord)
+                    AND NOT EXISTS (SELECT 1 FROM steps p WHERE p.status = 'pending'
+                                    AND (p.incident_id = g.incident_id
+                                         OR (p.control = g.control AND p.key = g.key)))
+               THEN {try_key}
+               ELSE false END
 ), ins AS (
     INSERT INTO steps (incident_id, kind, position, control, key, level, rank,
                        escalate_control, escalate_key, escalate_level, idempotency_key,
@@ -121,7 +126,11 @@ SELECT
      FROM st LEFT JOIN held h ON h.ord = st.ord
      LEFT JOIN ins ON ins.idempotency_key = st.idempotency_key) AS steps
 """
-RECORD_SQL = RECORD_SQL.replace("{key_name}", locks.key_name_sql("g.control", "g.key"))
+TRY_KEY = f"pg_try_advisory_xact_lock({locks.key_lock_sql('g.control', 'g.key')})"
+"""An early claim's key lock, over a step's ``g.control`` and ``g.key``: the lock a person
+holds (locks.hold_key), taken until commit."""
+RECORD_SQL = (RECORD_SQL.replace("{key_name}", locks.key_name_sql("g.control", "g.key"))
+              .replace("{try_key}", TRY_KEY))
 
 
 ALERTS_SQL = """
@@ -229,8 +238,9 @@ class Recording:
     inbox: list[InboxRow] = field(default_factory=list)
     decisions: list[DecisionRow] = field(default_factory=list)
     steps: list[PlannedStepRow] = field(default_factory=list)
-    locked: list[str] = field(default_factory=list)
-    """The keys (locks.key_name) whose lock this transaction holds (locks.try_keys)."""
+    early: list[str] = field(default_factory=list)
+    """The keys (locks.key_name) whose first step may be claimed while recording, if their
+    lock is free; each costs a lock held to commit."""
     replica: str | None = None
     """Who claims a step while recording it (None: nobody)."""
     lease_s: float = 10.0
@@ -253,7 +263,7 @@ class Recording:
             [r.correlation_id for r in i],  # $28
             [r.correlation_id for r in d],  # $29
             [r.correlation_id for r in s],  # $30
-            self.locked, self.replica, self.lease_s,  # $31..$33
+            self.early, self.replica, self.lease_s,  # $31..$33
         ]
 
 

@@ -57,12 +57,6 @@ KEY_FREE_IN_XACT_SQL = f"pg_try_advisory_xact_lock({key_lock_sql('control', 'key
 """An expression over a row's ``control`` and ``key`` columns: the key's lock, taken and
 released with the transaction (a claim asks it only to learn whether a person holds it)."""
 
-TRY_KEYS_SQL = """
-SELECT coalesce(array_agg(k), '{}') FROM unnest($1::text[]) AS k
-WHERE pg_try_advisory_xact_lock({ns}, hashtext(k))
-""".replace("{ns}", str(KEY_NS))
-"""Of the key names given (key_name()), those whose locks this transaction now holds."""
-
 TRY_REPLICA_SQL = f"SELECT pg_try_advisory_lock({REPLICA_NS}, hashtext($1))"
 FREE_REPLICA_SQL = f"SELECT pg_advisory_unlock({REPLICA_NS}, hashtext($1))"
 
@@ -80,12 +74,6 @@ async def hold_key(conn: Conn, control: str, key: str) -> bool:
 
 async def free_key(conn: Conn, control: str, key: str) -> None:
     await conn.fetchval(FREE_KEY_SQL, control, key)
-
-
-async def try_keys(conn: Conn, names: list[str]) -> list[str]:
-    """The key locks of ``names`` this transaction could take (held until it ends)."""
-    taken: list[str] = await conn.fetchval(TRY_KEYS_SQL, names)
-    return taken
 
 
 async def try_replica_name(conn: Conn, name: str, timeout_s: float | None = None) -> bool:
