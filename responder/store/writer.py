@@ -14,7 +14,6 @@ unit fails alone.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import random
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -88,8 +87,9 @@ class Writer:
         """Told, after each commit, which incidents its records changed: every change to
         an incident reaches its evidence, whichever path wrote it."""
         self._queue: asyncio.Queue[_Item | None] = asyncio.Queue(maxsize=max_pending)
-        self._company = asyncio.Event()
-        """Set when a unit that does not linger is queued."""
+        self._company: asyncio.Future[None] | None = None
+        """While a batch lingers: settled when a unit that does not linger is queued (a
+        future, not an Event, so that the writer wakes in one step of the loop)."""
         self._max_batch = max_batch
         self._head: Head | None = None
         self._nodes = tree.NodeCache()
@@ -104,8 +104,8 @@ class Writer:
             self._queue.put_nowait((unit, fut))
         except asyncio.QueueFull:
             raise StoreUnavailable("write backlog is full") from None
-        if not getattr(type(unit), "linger_s", 0.0):
-            self._company.set()
+        if not getattr(type(unit), "linger_s", 0.0) and self._company is not None:
+            _settle(self._company)
         return await fut
 
     @property
@@ -129,9 +129,14 @@ class Writer:
         linger = min(getattr(type(unit), "linger_s", 0.0) for unit, _ in batch)
         if more and linger > 0:
             # Only units that can wait: give other work a moment to share the commit.
-            self._company.clear()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._company.wait(), linger)
+            loop = asyncio.get_running_loop()
+            self._company = company = loop.create_future()
+            timer = loop.call_later(linger, _settle, company)
+            try:
+                await company
+            finally:
+                timer.cancel()
+                self._company = None
             more = self._drain(batch)
         await self._write(batch)
         return more
@@ -156,7 +161,8 @@ class Writer:
                 if dropped is not None and not dropped[1].done():
                     dropped[1].set_exception(StoreUnavailable("shutting down"))
             else:
-                self._company.set()  # a lingering batch need not wait for company now
+                if self._company is not None:  # a lingering batch need not wait now
+                    _settle(self._company)
                 return
 
     async def _write(self, batch: list[_Item]) -> None:
@@ -310,3 +316,8 @@ def _groups(batch: list[_Item]) -> list[list[_Item]]:
         else:
             groups.append([item])
     return groups
+
+
+def _settle(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)
