@@ -44,7 +44,7 @@ async def test_nodes_from_the_cache_are_the_stored_ones(pool: asyncpg.Pool) -> N
     async with pool.acquire() as conn:
         stored = await tree.nodes(conn, keys)
     for w in writers:
-        cache = w._nodes  # the writer's own cache is what is under test
+        cache = w._tx.nodes  # the writer's own cache is what is under test
         async with pool.acquire() as conn:
             assert await tree.nodes(conn, keys, cache) == stored
         reads = 0

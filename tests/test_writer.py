@@ -88,7 +88,7 @@ async def test_a_writer_never_carries_on_a_transaction_left_open(pool: asyncpg.P
     task = asyncio.create_task(writer.run())
     hooks: list[str] = []
     await writer.submit(appending("a", hooks))
-    conn = await writer._connection()
+    conn = await writer._tx.connection()
     await conn.execute("BEGIN; CREATE TABLE stray_left_open (x int)")
     assert await writer.submit(appending("b", hooks)) == "b"
     writer.stop()

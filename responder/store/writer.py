@@ -5,10 +5,10 @@ for its result, which is only delivered after the transaction holding it has com
 Batching turns many small durable writes into one commit; units of a type that offers
 ``run_many`` are merged so that a batch costs a few statements, not a few per unit. A unit
 whose type has ``linger_s`` can wait that long for company: a batch of only such units is
-held back until another unit arrives or the time is up. The
-writer keeps one connection and the action log's chain head. A batch that fails for any
-reason other than the store being unreachable is retried unit by unit, so one poisonous
-unit fails alone.
+held back until another unit arrives or the time is up. The writer's transactions run on
+one connection, which keeps the action log's head between them (store/append_tx.py). A
+batch that fails for any reason other than the store being unreachable is retried unit by
+unit, so one poisonous unit fails alone.
 """
 
 from __future__ import annotations
@@ -25,15 +25,8 @@ if TYPE_CHECKING:
     from responder.tlog.note import Notary
 
 from responder.errors import StoreError, StoreRefused, StoreUnavailable
-from responder.store import tree
-from responder.store.actionlog import (
-    ChainAppender,
-    Head,
-    HeadStale,
-    begin_at,
-    lock_head,
-    read_head,
-)
+from responder.store.actionlog import ChainAppender, HeadStale
+from responder.store.append_tx import AppendTransactions
 from responder.store.db import UNAVAILABLE
 from responder.store.types import Conn
 
@@ -43,9 +36,6 @@ _Item = tuple[Unit[Any], "asyncio.Future[Any]"]
 _Outcome = tuple["asyncio.Future[Any]", Any, BaseException | None]
 
 CHAIN_CONFLICT_RETRIES = 5
-SLOW_AFTER_MOVE = 16
-"""Batches that begin the long way after another writer moved the head: with replicas
-appending in turn, the one-round-trip start would mostly fail and cost a rollback."""
 
 log = structlog.get_logger("responder.store")
 
@@ -91,10 +81,7 @@ class Writer:
         """While a batch lingers: settled when a unit that does not linger is queued (a
         future, not an Event, so that the writer wakes in one step of the loop)."""
         self._max_batch = max_batch
-        self._head: Head | None = None
-        self._nodes = tree.NodeCache()
-        self._conn: asyncpg.pool.PoolConnectionProxy | None = None
-        self._slow = 0
+        self._tx = AppendTransactions(pool)
         self.batches = 0
 
     async def submit(self, unit: Unit[T]) -> T:
@@ -118,7 +105,7 @@ class Writer:
             while await self._next_batch():
                 pass
         finally:
-            await self._drop_connection()
+            await self._tx.drop()
 
     async def _next_batch(self) -> bool:
         first = await self._queue.get()
@@ -198,29 +185,13 @@ class Writer:
                 continue
         raise StoreUnavailable("action log head kept moving; retry later")
 
-    async def _connection(self) -> Conn:
-        if self._conn is None:
-            self._conn = await self._pool.acquire()
-            # The writer runs a few statements over and over: plan them once.
-            await self._conn.execute("SET plan_cache_mode = force_generic_plan")
-            self._head = None
-        return self._conn
-
-    async def _drop_connection(self) -> None:
-        conn, self._conn = self._conn, None
-        if conn is not None:
-            try:
-                await self._pool.release(conn, timeout=5)
-            except (*UNAVAILABLE, asyncpg.PostgresError):
-                log.warning("writer connection could not be released cleanly")
-
     async def _commit(self, batch: list[_Item]) -> list[_Outcome]:
         results: list[_Outcome] = []
-        conn: Conn | None = None
+        tx = self._tx
         try:
-            conn = await self._begin()
-            chain = ChainAppender(conn, self._rules_hash(), self._head_now(), self._notary,
-                                  self._signed_hash(), self._nodes)
+            conn = await tx.begin()
+            chain = ChainAppender(conn, self._rules_hash(), tx.head, self._notary,
+                                  self._signed_hash(), tx.nodes)
             await chain.catch_up()
             for group in _groups(batch):
                 units = [unit for unit, _ in group]
@@ -232,67 +203,26 @@ class Writer:
                 results.extend((fut, v, None) for (_, fut), v in zip(group, values,
                                                                       strict=True))
             await chain.flush()
-            await conn.execute("COMMIT")
-            self._head = chain.head
+            await tx.commit(chain.head, chain.written)
         except HeadStale as e:
-            await self._abandon(conn)
+            await tx.abandon()
             raise _ChainMoved from e
         except asyncpg.UniqueViolationError as e:
-            await self._abandon(conn)
+            await tx.abandon()
             if e.constraint_name in ("action_log_pkey", "action_log_hash_key",
                                      "merkle_nodes_pkey"):
                 raise _ChainMoved from e
             raise
         except UNAVAILABLE as e:
-            self._head = None
-            await self._drop_connection()
+            await tx.drop()
             raise StoreUnavailable(f"store unavailable: {type(e).__name__}: {e}") from e
         except BaseException:
             # The commit may or may not have happened: re-read the head next time.
-            await self._abandon(conn)
+            await tx.abandon()
             raise
-        self._nodes.add(chain.written)
         self.batches += 1
         self._after_commit(chain)
         return results
-
-    async def _begin(self) -> Conn:
-        """The connection, in a new transaction holding the append lock, ``_head`` current.
-
-        While no other writer appends, this is one round trip (``begin_at``); after one has,
-        the long way (begin, lock, read the head) for the next few batches."""
-        conn = await self._connection()
-        if conn.is_in_transaction():  # never carry on with a transaction left open
-            await self._drop_connection()
-            conn = await self._connection()
-        if self._head is not None and self._slow == 0:
-            if await begin_at(conn, self._head):
-                return conn
-            self._slow = SLOW_AFTER_MOVE
-        self._slow = max(0, self._slow - 1)
-        await conn.execute("BEGIN")
-        seq = await lock_head(conn)
-        if self._head is None or self._head.seq != seq:
-            self._head = await read_head(conn)
-            if self._head.frontier.size < self._nodes.size:
-                self._nodes.clear()  # a shorter log than we wrote: not ours any more
-            self._nodes.add(self._head.frontier.nodes)
-        return conn
-
-    def _head_now(self) -> Head:
-        assert self._head is not None  # _begin() read it
-        return self._head
-
-    async def _abandon(self, conn: Conn | None) -> None:
-        """Roll back what the batch began; drop the connection if that cannot be done."""
-        self._head = None
-        if conn is None or not conn.is_in_transaction():
-            return
-        try:
-            await conn.execute("ROLLBACK")
-        except Exception:
-            log.warning("the writer could not roll back; dropping its connection")
-            await self._drop_connection()
 
     def _after_commit(self, chain: ChainAppender) -> None:
         for hook in chain.commit_hooks:
