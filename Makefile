@@ -82,6 +82,7 @@ bench: setup
 	$(PY) -m pip install -q -e '.[dev,bench]'
 	$(PY) bench/run.py --rounds 3 --footprint --profile
 	$(PY) bench/metrics.py
+	$(PY) bench/kafka_latency.py
 	$(PY) bench/takeover.py --rounds 5 --restart
 	@if [ -z "$(BENCH_QUICK)" ]; then $(PY) bench/replicas.py; else echo "bench: replicas skipped (BENCH_QUICK)"; fi
 

@@ -150,3 +150,19 @@ async def test_a_rewind_skips_partitions_taken_away_and_rewinds_the_rest(
         assert await consumer.position(kept) == 1
     finally:
         await consumer.stop()
+
+
+async def test_both_consumers_ask_the_broker_to_hold_a_fetch_briefly(
+    kafka: Broker, make_daemon: DaemonFactory,
+) -> None:
+    """The client keeps one fetch in flight per broker and leaves out the partitions whose
+    records it still holds, so a message there waits for that fetch: the broker may hold it
+    kafka_fetch_max_wait_ms (20 by default), not aiokafka's 500. (What that does to an
+    alert's latency is measured by bench/kafka_latency.py, not timed here.)"""
+    daemon = await make_daemon(**kafka_settings(kafka))
+    configured = await make_daemon(**kafka_settings(kafka), kafka_fetch_max_wait_ms=7)
+    for d, wait_ms in ((daemon, 20), (configured, 7)):
+        consumers = [d.kafka, d.metrics_intake]
+        assert all(c is not None and c._consumer is not None for c in consumers)
+        assert [c._consumer._fetch_max_wait_ms for c in consumers  # type: ignore[union-attr]
+                ] == [wait_ms, wait_ms]

@@ -78,7 +78,8 @@ class KafkaIntake:
         self._consumer = AIOKafkaConsumer(
             self._topic, bootstrap_servers=s.kafka.bootstrap,
             group_id=self._group, enable_auto_commit=False, auto_offset_reset="earliest",
-            max_partition_fetch_bytes=max(1_048_576, s.kafka.max_message_bytes + 1024))
+            max_partition_fetch_bytes=max(1_048_576, s.kafka.max_message_bytes + 1024),
+            fetch_max_wait_ms=s.kafka.fetch_max_wait_ms)
         self._producer = AIOKafkaProducer(bootstrap_servers=s.kafka.bootstrap, acks="all")
         await self._producer.start()
         await self._consumer.start()
