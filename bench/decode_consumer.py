@@ -20,6 +20,7 @@ import sys
 import time
 
 MAX_MESSAGE_BYTES = 1_048_576  # responder's default kafka_max_message_bytes
+FETCH_MAX_WAIT_MS = 20  # responder's default kafka_fetch_max_wait_ms
 
 
 def cpu_s() -> float:
@@ -34,7 +35,8 @@ async def consume(args: argparse.Namespace) -> list[tuple[float, int, float]]:
     consumer = AIOKafkaConsumer(
         args.topic, bootstrap_servers=args.bootstrap, group_id=args.group,
         enable_auto_commit=False, auto_offset_reset="earliest",
-        max_partition_fetch_bytes=MAX_MESSAGE_BYTES + 1024)
+        max_partition_fetch_bytes=MAX_MESSAGE_BYTES + 1024,
+        fetch_max_wait_ms=FETCH_MAX_WAIT_MS)
     await consumer.start()
     points: list[tuple[float, int, float]] = []
     count = 0
