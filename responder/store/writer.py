@@ -69,7 +69,6 @@ class Writer:
                  max_pending: int = 10_000, max_batch: int = 256,
                  signed_hash: Callable[[], str] | None = None,
                  notary: Notary | None = None) -> None:
-        self._pool = pool
         self._notary = notary
         self._rules_hash = rules_hash
         self._signed_hash = signed_hash or (lambda: "")
