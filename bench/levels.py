@@ -42,6 +42,8 @@ class Level:
     notes: list[str]
     cpu_ms_per_alert: float | None = None
     machine_ms_per_alert: float | None = None
+    postgres_ms_per_alert: float | None = None
+    driver_ms_per_alert: float | None = None
     footprint: db_footprint.Footprint | None = None
     profile: spy.Profile | None = None
     profile_command: list[str] = field(default_factory=list)

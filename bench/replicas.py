@@ -46,16 +46,15 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench import footprint as db_footprint  # noqa: E402
+from bench.cpu import cpu_s, machine_busy_s  # noqa: E402
 from bench.run import (  # noqa: E402
     WEBHOOK_TOKEN,
     BenchError,
     Receiver,
     Server,
     _environment,
-    cpu_s,
     free_port,
     fresh_database,
-    machine_busy_s,
     payloads,
     serve_receiver,
     stop,

@@ -41,6 +41,8 @@ class Row:
     calls_per_s: float
     cpu_ms_per_alert: float | None
     machine_ms_per_alert: float | None
+    postgres_ms_per_alert: float | None
+    driver_ms_per_alert: float | None
     quiet_s: float
 
 
@@ -65,6 +67,8 @@ def rows(levels: list[Level]) -> list[Row]:
             statistics.median(lv.calls_per_s for lv in group),
             _median([lv.cpu_ms_per_alert for lv in group]),
             _median([lv.machine_ms_per_alert for lv in group]),
+            _median([lv.postgres_ms_per_alert for lv in group]),
+            _median([lv.driver_ms_per_alert for lv in group]),
             statistics.median(lv.quiet_s for lv in group)))
     return out
 
@@ -72,14 +76,16 @@ def rows(levels: list[Level]) -> list[Row]:
 def table(levels: list[Level]) -> str:
     lines = ["| system | concurrency | alerts/s | p50 ms | p99 ms | peak RSS MiB"
              " | calls arrived/sent | admin calls/s | server CPU ms/alert"
-             " | machine CPU ms/alert | quiet after s |",
-             "|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|"]
+             " | PostgreSQL CPU ms/alert | driver CPU ms/alert | machine CPU ms/alert"
+             " | quiet after s |",
+             "|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|"]
     for r in rows(levels):
         rss = "n/a" if r.peak_rss_mib is None else f"{r.peak_rss_mib:.0f}"
         lines.append(f"| {r.system} | {r.concurrency} | {r.alerts_per_s:.0f}"
                      f" | {_ms(r.p50_ms)} | {_ms(r.p99_ms)} | {rss}"
                      f" | {r.arrived}/{r.sent} | {r.calls_per_s:.0f}"
-                     f" | {_ms(r.cpu_ms_per_alert)} | {_ms(r.machine_ms_per_alert)}"
+                     f" | {_ms(r.cpu_ms_per_alert)} | {_ms(r.postgres_ms_per_alert)}"
+                     f" | {_ms(r.driver_ms_per_alert)} | {_ms(r.machine_ms_per_alert)}"
                      f" | {r.quiet_s:.1f} |")
     return "\n".join(lines)
 
@@ -148,10 +154,13 @@ def report(levels: list[Level], args: argparse.Namespace, pg_version: str) -> st
         " system CPU from the first measured send until it has gone quiet after the last"
         f" call arrived (under {QUIET_SHARE:.0%} of a core for {QUIET_S:.0f} s: its"
         " read-backs, outcomes and evidence, however late, are part of each alert's cost),"
-        " per webhook answered (PostgreSQL's own CPU is not in it). Quiet after: from the"
-        " last call to that quiet, the last second included. Machine CPU"
+        " per webhook answered (PostgreSQL's own CPU is not in it). PostgreSQL CPU"
+        " ms/alert: the same span for every local process named postgres (the cluster's"
+        " backends, ended ones included, and its background processes). Driver CPU"
+        " ms/alert: this bench process (the senders and the admin-call receiver). Quiet"
+        " after: from the last call to that quiet, the last second included. Machine CPU"
         " ms/alert: the same over every process and core (server, PostgreSQL, this driver"
-        " and its admin-call receiver, anything else running), so"
+        " and its admin-call receiver, the kernel's network work, anything else running), so"
         f" {os.cpu_count()} cores / machine CPU per alert bounds what any concurrency can"
         " reach.",
     ]

@@ -35,6 +35,7 @@ sys.path.insert(0, str(ROOT))
 
 from bench import footprint as db_footprint  # noqa: E402
 from bench import profile as spy  # noqa: E402
+from bench.cpu import cpu_s, driver_cpu_s, machine_busy_s, postgres_cpu_s  # noqa: E402
 from bench.levels import QUIET_CAP_S, QUIET_S, QUIET_SHARE, SYSTEMS, Level, Sent  # noqa: E402
 from bench.report import report  # noqa: E402
 
@@ -236,14 +237,6 @@ async def stop(proc: asyncio.subprocess.Process) -> None:
             await proc.wait()
 
 
-def cpu_s(pid: int) -> float | None:
-    """User plus system CPU seconds one process has used so far."""
-    with contextlib.suppress(OSError, ValueError, IndexError):
-        fields = Path(f"/proc/{pid}/stat").read_text(encoding="utf-8").rpartition(")")[2].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-    return None
-
-
 async def until_quiet(pids: list[int]) -> float:
     """Wait until the processes have together used under QUIET_SHARE of a core for QUIET_S
     (or QUIET_CAP_S has passed); how long that took. The work an alert leaves behind (its
@@ -260,14 +253,15 @@ async def until_quiet(pids: list[int]) -> float:
     return time.monotonic() - started
 
 
-def machine_busy_s() -> float | None:
-    """CPU seconds all processes of the machine have used (every core, idle excluded)."""
-    with contextlib.suppress(OSError, ValueError):
-        fields = [int(v) for v in Path("/proc/stat").read_text(encoding="utf-8")
-                  .splitlines()[0].split()[1:]]
-        idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle + iowait
-        return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")
-    return None
+def _cpu(pid: int) -> tuple[float | None, ...]:
+    """CPU seconds so far of the server, the machine, PostgreSQL and this driver."""
+    return cpu_s(pid), machine_busy_s(), postgres_cpu_s(), driver_cpu_s()
+
+
+def _per_alert(before: float | None, after: float | None, alerts: int) -> float | None:
+    if before is None or after is None or not alerts:
+        return None
+    return (after - before) * 1000 / alerts
 
 
 def peak_rss_mib(pid: int) -> float | None:
@@ -400,11 +394,11 @@ async def measure(system: str, concurrency: int, *, args: argparse.Namespace,
                 if profile_to is not None:
                     spy_command = await stack.enter_async_context(
                         spy.recording(server.proc.pid, profile_to, log.with_suffix(".spy")))
-                cpu_before, busy_before = cpu_s(server.proc.pid), machine_busy_s()
+                before_cpu = _cpu(server.proc.pid)
                 sent = await send(server, items, concurrency, args.level_timeout_s)
                 await receiver.wait_for(sent.acked, args.calls_timeout_s)
                 quiet_s = await until_quiet([server.proc.pid])
-                cpu_after, busy_after = cpu_s(server.proc.pid), machine_busy_s()
+                after_cpu = _cpu(server.proc.pid)
             rss = peak_rss_mib(server.proc.pid)
             if before is not None:
                 after = await snapshot(args, dsn)
@@ -418,14 +412,12 @@ async def measure(system: str, concurrency: int, *, args: argparse.Namespace,
     span_s = (last_ns - sent.started_ns) / 1e9
     notes = level_notes(system, sent, others=receiver.other_calls - others_before,
                         repeats=receiver.repeats - repeats_before, args=args, log=log)
-    cpu_ms = machine_ms = None
-    if cpu_before is not None and cpu_after is not None and sent.acked:
-        cpu_ms = (cpu_after - cpu_before) * 1000 / len(sent.acked)
-    if busy_before is not None and busy_after is not None and sent.acked:
-        machine_ms = (busy_after - busy_before) * 1000 / len(sent.acked)
+    server_ms, machine_ms, postgres_ms, driver_ms = (
+        _per_alert(b, a, len(sent.acked)) for b, a in zip(before_cpu, after_cpu, strict=True))
     level = Level(system, concurrency, sent, latencies, len(arrivals),
-                  len(arrivals) / span_s if span_s > 0 else 0.0, rss, notes, cpu_ms,
-                  machine_ms, profile_command=spy_command, quiet_s=quiet_s)
+                  len(arrivals) / span_s if span_s > 0 else 0.0, rss, notes, server_ms,
+                  machine_ms, postgres_ms_per_alert=postgres_ms, driver_ms_per_alert=driver_ms,
+                  profile_command=spy_command, quiet_s=quiet_s)
     if before is not None and after is not None and sent.acked:
         level.footprint = db_footprint.footprint(
             before, after, len(sent.acked), span_s + quiet_s)

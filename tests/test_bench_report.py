@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from hypothesis import given
 from hypothesis import strategies as st
 
-from bench import profile, targets
+from bench import cpu, profile, targets
 
 FRAMES = st.sampled_from(["run (a.py:1)", "run (a.py:2)", "step (responder/b.py:7)",
                           "write (asyncio/c.py:9)"])
@@ -66,3 +66,27 @@ def test_targets_mark_each_ratio_against_its_own_peer() -> None:
     assert not any("concurrency 32" in line for line in lines)
     table = targets.ratio_table(rows)
     assert "| 1 | 500/s, 1.5 | 100/s, 12.0 | 300/s, 2.9 | 0.60x | 1.93x | 3.00x" in table[2]
+
+
+def test_postgresql_cpu_counts_the_backends_that_have_ended() -> None:
+    """A backend's CPU stays in the figure after it exits: the postmaster reaps it, so the
+    figure does not drop when a level's connections close. (The suite runs beside a local
+    PostgreSQL, so there is always one to find.)"""
+    import asyncio
+
+    import asyncpg
+
+    from tests.conftest import ADMIN_DSN
+
+    async def busy_backend() -> None:
+        conn = await asyncpg.connect(ADMIN_DSN)
+        try:
+            await conn.fetchval("SELECT count(*) FROM generate_series(1, 3000000)")
+        finally:
+            await conn.close()
+
+    before = cpu.postgres_cpu_s()
+    assert before is not None
+    asyncio.run(busy_backend())
+    after = cpu.postgres_cpu_s()
+    assert after is not None and after > before
