@@ -208,3 +208,28 @@ def test_record_texts_that_orjson_reads_otherwise_take_the_standard_path() -> No
                  '{"a":1,"a":2}', '{"f":1e400}', '[NaN]', '["\\ud800"]', '{"f":1E5}',
                  '{"f":0.10000000000000000555}', '{"b":1,"a":2}', "[" * 300 + "]" * 300]:
         assert _same(record_values(text), json.loads(text)), text
+
+
+async def test_bundles_are_stored_with_lz4_where_the_server_has_it(pool: asyncpg.Pool) -> None:
+    # Compressing a bundle is part of every seal's transaction: lz4 does it in under half
+    # pglz's time. A server built without lz4 keeps pglz, and its migration still applies.
+    async with pool.acquire() as conn:
+        try:
+            await conn.execute("CREATE TEMP TABLE lz4_probe (b text COMPRESSION lz4)")
+        except asyncpg.FeatureNotSupportedError:
+            expected = ""
+        else:
+            expected = "l"
+        methods = await conn.fetch(
+            "SELECT c.relname, a.attcompression::text AS method FROM pg_attribute a"
+            " JOIN pg_class c ON c.oid = a.attrelid"
+            " WHERE (c.relname, a.attname) IN (('evidence', 'body'), ('outbox', 'payload'))")
+        assert {r["relname"]: r["method"] for r in methods} == {"evidence": expected,
+                                                               "outbox": expected}
+        body = json.dumps({"actions": [{"hash": "ab" * 32, "seq": n} for n in range(400)]})
+        stored = await conn.fetchval(
+            "WITH i AS (INSERT INTO incidents (rule_id, scope, severity, status, rules_hash)"
+            " VALUES ('r', 's', 'sev1', 'open', 'h') RETURNING id)"
+            " INSERT INTO evidence (incident_id, version, digest, content_digest, body)"
+            " SELECT id, 1, 'd', 'c', $1 FROM i RETURNING body", body)
+        assert stored == body
