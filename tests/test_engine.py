@@ -8,9 +8,12 @@ from typing import Any
 
 import aiohttp
 import asyncpg
+import pytest
 from structlog.testing import capture_logs
 
 from examples.exchange import Faults
+from responder.engine import reconciler as reconciler_module
+from responder.store import levels as store_levels
 from responder.store.locks import KEY_NS as KEY_LOCK_NS
 from responder.store.locks import try_replica_name
 from tests.conftest import (
@@ -243,6 +246,37 @@ async def test_drift_is_repaired(make_daemon: DaemonFactory, exchange: Exchange,
     assert sum(e["log_level"] == "error" and "drift corrected" in e["event"] for e in logs) == 3
     again = await daemon.reconciler.pass_once()
     assert (again.checked, again.corrected) == (3, 0)
+
+
+async def test_a_reconcile_pass_reads_the_held_levels_once_not_once_a_key(
+    make_daemon: DaemonFactory, exchange: Exchange, http: aiohttp.ClientSession,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A pass over keys the targets still hold asks the store for their levels in the one
+    statement that lists them: after a storm, thousands of contained keys would otherwise
+    cost a statement (and a commit) each on every pass. Only a key found below its level is
+    read again, under its lock, before the repair."""
+    daemon = await make_daemon()
+    await post_alerts(http, daemon, fixture_bytes("firing-single.json"))
+    await post_alerts(http, daemon, payload(alert("SplitBrainSuspected", "ETH-USD")))
+    await idle(daemon)
+    assert daemon.reconciler is not None
+    reads: list[tuple[str, str]] = []
+    one_key = store_levels.held_level
+
+    async def counted(pool: Any, control: str, key: str) -> Any:
+        reads.append((control, key))
+        return await one_key(pool, control, key)
+
+    monkeypatch.setattr(reconciler_module, "held_level", counted)
+    report = await daemon.reconciler.pass_once()
+    assert (report.checked, report.corrected) == (3, 0)
+    assert reads == []
+    exchange.state.forget()
+    report = await daemon.reconciler.pass_once()
+    assert (report.checked, report.corrected) == (3, 3)
+    assert sorted(reads) == [("symbol-mode", "BTC-USD"), ("symbol-mode", "ETH-USD"),
+                             ("withdrawals", "")]
 
 
 async def test_drift_repair_waits_for_a_key_being_changed_elsewhere(

@@ -35,7 +35,7 @@ from responder.rules.table import Control, RuleTable
 from responder.store.actionlog import ChainAppender, Entry
 from responder.store.claims import KeyBusy
 from responder.store.kinds import Kind
-from responder.store.levels import HeldLevel, held_keys, held_level
+from responder.store.levels import HeldKey, HeldLevel, held_keys, held_level
 from responder.store.types import Conn, Pool
 from responder.store.writer import Unit, Writer
 
@@ -100,7 +100,7 @@ class Reconciler:
             return report
         rows = await held_keys(self._pool)
         table = self._rules()
-        checks = [self._check(table.controls[r.control], r.key, report)
+        checks = [self._check(table.controls[r.control], r, report)
                   for r in rows
                   if r.control in table.controls and table.controls[r.control].is_readable]
         await asyncio.gather(*checks)
@@ -109,12 +109,17 @@ class Reconciler:
         self._metrics.reconcile_keys.set(report.checked)
         return report
 
-    async def _check(self, control: Control, key: str, report: PassReport) -> None:
+    async def _check(self, control: Control, row: HeldKey, report: PassReport) -> None:
+        key = row.key
         async with self._slots:
-            # A first look needs only this process's lock; a repair takes the key as every
-            # change does (engine/levels.py: across replicas first, then here).
+            # A first look needs only this process's lock, and the level the pass read with
+            # every other key's (one statement a pass, not one a key): a key released or
+            # raised since costs at most a read, as the repair looks again. A repair takes
+            # the key as every change does (engine/levels.py: across replicas first, then
+            # here).
             async with self._executor.key_lock(control.name, key):
-                if await self._below(control, key, report) is None:
+                first = HeldLevel(row.level, row.rank, row.incident_id, None)
+                if await self._below(control, key, report, known=first) is None:
                     return
             try:
                 # Across replicas too: a step in flight on the key elsewhere may be raising
@@ -133,10 +138,12 @@ class Reconciler:
                          control=control.name, key=key, why=str(e))
 
     async def _below(self, control: Control, key: str, report: PassReport, *,
-                     again: bool = False) -> tuple[HeldLevel, str | None] | None:
-        """The held level and what the target reports, if the target is below it; ``again``
-        for the second look, which does not count as another key checked."""
-        held = await held_level(self._pool, control.name, key)
+                     again: bool = False, known: HeldLevel | None = None,
+                     ) -> tuple[HeldLevel, str | None] | None:
+        """The held level (``known``, or read now) and what the target reports, if the
+        target is below it; ``again`` for the second look, which does not count as another
+        key checked."""
+        held = known if known is not None else await held_level(self._pool, control.name, key)
         if held is None or held.rank == 0:
             return None  # released meanwhile
         if not again:
