@@ -19,6 +19,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
 from examples.exchange import Faults
+from tests import append_lock
 from tests.conftest import (
     ADMIN_TOKEN,
     OPERATOR_TOKEN,
@@ -57,6 +58,10 @@ class Containment(RuleBasedStateMachine):
             step_deadline_s=0.5, reconcile_interval_s=0)
         self.exchange, self.daemon, self.http = (self.stack.exchange, self.stack.daemon,
                                                  self.stack.http)
+        state = self.daemon.state
+        assert state is not None
+        async with state.pool.acquire() as conn:
+            await append_lock.watch(conn)
 
     async def _stop(self) -> None:
         await self.stack.stop()
@@ -146,6 +151,17 @@ class Containment(RuleBasedStateMachine):
                                      json=body,
                                      headers={"Authorization": f"Bearer {token}"}) as r:
             return r.status
+
+    @invariant()
+    def steps_and_levels_are_written_under_the_append_lock(self) -> None:
+        """What early claims rely on (tests/append_lock.py), whatever the sequence."""
+        async def unlocked() -> list[str]:
+            state = self.daemon.state
+            assert state is not None
+            async with state.pool.acquire() as conn:
+                return await append_lock.unlocked_writes(conn)
+
+        assert self.run(unlocked()) == []
 
     @invariant()
     def only_authorised_releases_lower(self) -> None:

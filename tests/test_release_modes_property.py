@@ -33,6 +33,7 @@ from hypothesis.stateful import (
 )
 
 from responder.engine.manual import expire_requests
+from tests import append_lock
 from tests.conftest import (
     ADMIN_TOKEN,
     OPERATOR_TOKEN,
@@ -80,6 +81,10 @@ class ReleasesAndModes(RuleBasedStateMachine):
             step_deadline_s=1.0, reconcile_interval_s=0, sweep_interval_s=0.2)
         self.exchange, self.daemon, self.http = (self.stack.exchange, self.stack.daemon,
                                                  self.stack.http)
+        state = self.daemon.state
+        assert state is not None
+        async with state.pool.acquire() as conn:
+            await append_lock.watch(conn)
 
     async def _stop(self) -> None:
         await self.stack.stop()
@@ -316,6 +321,17 @@ class ReleasesAndModes(RuleBasedStateMachine):
         self.run(self.daemon.reconciler.pass_once())
 
     # -- invariants ---------------------------------------------------------------------
+
+    @invariant()
+    def steps_and_levels_are_written_under_the_append_lock(self) -> None:
+        """What early claims rely on (tests/append_lock.py), whatever the sequence."""
+        async def unlocked() -> list[str]:
+            state = self.daemon.state
+            assert state is not None
+            async with state.pool.acquire() as conn:
+                return await append_lock.unlocked_writes(conn)
+
+        assert self.run(unlocked()) == []
 
     @invariant()
     def nothing_automatic_while_stopped(self) -> None:

@@ -9,6 +9,7 @@ import asyncpg
 from responder.store.actionlog import ChainAppender, Entry, verify_chain
 from responder.store.types import Conn
 from responder.store.writer import Writer
+from tests import append_lock
 
 
 def appending(kind: str, hooks: list[str], fail: bool = False):  # type: ignore[no-untyped-def]
@@ -136,3 +137,28 @@ async def test_a_unit_that_may_wait_shares_the_next_commit(pool: asyncpg.Pool) -
     assert await last == "last"
     async with pool.acquire() as conn:
         assert (await verify_chain(conn)).records == 4
+
+
+async def test_the_append_lock_watch_notes_a_level_moved_outside_the_writer(
+    pool: asyncpg.Pool,
+) -> None:
+    """The watch the state-machine tests keep on early claims' invariant (tests/append_lock.py)
+    sees a level set on a bare connection, and not one set by a writer unit."""
+    async with pool.acquire() as conn:
+        await append_lock.watch(conn)
+
+    async def moved(conn: Conn, chain: ChainAppender) -> None:
+        await conn.execute("INSERT INTO control_levels (control, key, level, rank)"
+                           " VALUES ('symbol-mode', 'BTC-USD', 'CANCEL_ONLY', 1)")
+        chain.add(Entry("moved"))
+
+    writer = Writer(pool, lambda: "0" * 64)
+    task = asyncio.create_task(writer.run())
+    await writer.submit(moved)
+    writer.stop()
+    await task
+    async with pool.acquire() as conn:
+        assert await append_lock.unlocked_writes(conn) == []
+        await conn.execute("UPDATE control_levels SET level = 'NORMAL', rank = 0")
+        assert await append_lock.unlocked_writes(conn) == [
+            "UPDATE on control_levels: UPDATE control_levels SET level = 'NORMAL', rank = 0"]
