@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import os
 import resource
+import time
 from pathlib import Path
 
 
@@ -74,3 +75,21 @@ def machine_busy_s() -> float | None:
         idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle + iowait
         return (sum(fields[:8]) - idle) / _ticks()
     return None
+
+
+PROBE_LOOPS = 1_000_000
+
+
+def host_probe_ms() -> float:
+    """CPU milliseconds this process needs for a fixed pure-Python loop (the median of
+    three). The machine is shared: when its cores run slower for everyone, this figure and
+    every CPU figure measured beside it rise together, so a level can be read against the
+    probes taken around it."""
+    taken = []
+    for _ in range(3):
+        started = time.process_time()
+        total = 0
+        for i in range(PROBE_LOOPS):
+            total += i * i
+        taken.append((time.process_time() - started) * 1000)
+    return sorted(taken)[1]

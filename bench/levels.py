@@ -49,6 +49,8 @@ class Level:
     profile_command: list[str] = field(default_factory=list)
     quiet_s: float = 0.0
     """From the last call arriving to the server going quiet."""
+    host_probe_ms: tuple[float, float] | None = None
+    """bench/cpu.py's probe just before the measured webhooks and just after the quiet."""
 
     @property
     def alerts_per_s(self) -> float:

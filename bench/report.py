@@ -44,11 +44,18 @@ class Row:
     postgres_ms_per_alert: float | None
     driver_ms_per_alert: float | None
     quiet_s: float
+    host_probe: str
 
 
 def _median(values: list[float | None]) -> float | None:
     known = [v for v in values if v is not None]
     return statistics.median(known) if known else None
+
+
+def _probes(group: list[Level]) -> str:
+    """Each round's host probes, before/after, in ms: a slow host shows in them."""
+    return ", ".join(f"{lv.host_probe_ms[0]:.0f}/{lv.host_probe_ms[1]:.0f}" for lv in group
+                     if lv.host_probe_ms is not None) or "n/a"
 
 
 def rows(levels: list[Level]) -> list[Row]:
@@ -69,7 +76,7 @@ def rows(levels: list[Level]) -> list[Row]:
             _median([lv.machine_ms_per_alert for lv in group]),
             _median([lv.postgres_ms_per_alert for lv in group]),
             _median([lv.driver_ms_per_alert for lv in group]),
-            statistics.median(lv.quiet_s for lv in group)))
+            statistics.median(lv.quiet_s for lv in group), _probes(group)))
     return out
 
 
@@ -77,8 +84,8 @@ def table(levels: list[Level]) -> str:
     lines = ["| system | concurrency | alerts/s | p50 ms | p99 ms | peak RSS MiB"
              " | calls arrived/sent | admin calls/s | server CPU ms/alert"
              " | PostgreSQL CPU ms/alert | driver CPU ms/alert | machine CPU ms/alert"
-             " | quiet after s |",
-             "|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|"]
+             " | quiet after s | host probe ms |",
+             "|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|"]
     for r in rows(levels):
         rss = "n/a" if r.peak_rss_mib is None else f"{r.peak_rss_mib:.0f}"
         lines.append(f"| {r.system} | {r.concurrency} | {r.alerts_per_s:.0f}"
@@ -86,7 +93,7 @@ def table(levels: list[Level]) -> str:
                      f" | {r.arrived}/{r.sent} | {r.calls_per_s:.0f}"
                      f" | {_ms(r.cpu_ms_per_alert)} | {_ms(r.postgres_ms_per_alert)}"
                      f" | {_ms(r.driver_ms_per_alert)} | {_ms(r.machine_ms_per_alert)}"
-                     f" | {r.quiet_s:.1f} |")
+                     f" | {r.quiet_s:.1f} | {r.host_probe} |")
     return "\n".join(lines)
 
 
@@ -162,7 +169,12 @@ def report(levels: list[Level], args: argparse.Namespace, pg_version: str) -> st
         " ms/alert: the same over every process and core (server, PostgreSQL, this driver"
         " and its admin-call receiver, the kernel's network work, anything else running), so"
         f" {os.cpu_count()} cores / machine CPU per alert bounds what any concurrency can"
-        " reach.",
+        " reach. Host probe ms: the CPU time of a fixed pure-Python loop in this process"
+        " (bench/cpu.py), just before the level's measured webhooks and just after its"
+        " quiet, one pair per round. The machine is shared and its cores slow down for"
+        " everyone at times (the same loop has taken from 200 to 420 ms of a 3-million"
+        " count within minutes): every CPU figure of a level run beside a high probe rises"
+        " with it, so compare levels whose probes agree.",
     ]
     measured = rows([lv for lv in levels if lv.profile is None])
     parts += ["", "## Side by side", "",

@@ -35,7 +35,13 @@ sys.path.insert(0, str(ROOT))
 
 from bench import footprint as db_footprint  # noqa: E402
 from bench import profile as spy  # noqa: E402
-from bench.cpu import cpu_s, driver_cpu_s, machine_busy_s, postgres_cpu_s  # noqa: E402
+from bench.cpu import (  # noqa: E402
+    cpu_s,
+    driver_cpu_s,
+    host_probe_ms,
+    machine_busy_s,
+    postgres_cpu_s,
+)
 from bench.levels import QUIET_CAP_S, QUIET_S, QUIET_SHARE, SYSTEMS, Level, Sent  # noqa: E402
 from bench.report import report  # noqa: E402
 
@@ -394,11 +400,13 @@ async def measure(system: str, concurrency: int, *, args: argparse.Namespace,
                 if profile_to is not None:
                     spy_command = await stack.enter_async_context(
                         spy.recording(server.proc.pid, profile_to, log.with_suffix(".spy")))
+                probe_before = host_probe_ms()
                 before_cpu = _cpu(server.proc.pid)
                 sent = await send(server, items, concurrency, args.level_timeout_s)
                 await receiver.wait_for(sent.acked, args.calls_timeout_s)
                 quiet_s = await until_quiet([server.proc.pid])
                 after_cpu = _cpu(server.proc.pid)
+                probe_after = host_probe_ms()
             rss = peak_rss_mib(server.proc.pid)
             if before is not None:
                 after = await snapshot(args, dsn)
@@ -417,7 +425,8 @@ async def measure(system: str, concurrency: int, *, args: argparse.Namespace,
     level = Level(system, concurrency, sent, latencies, len(arrivals),
                   len(arrivals) / span_s if span_s > 0 else 0.0, rss, notes, server_ms,
                   machine_ms, postgres_ms_per_alert=postgres_ms, driver_ms_per_alert=driver_ms,
-                  profile_command=spy_command, quiet_s=quiet_s)
+                  profile_command=spy_command, quiet_s=quiet_s,
+                  host_probe_ms=(probe_before, probe_after))
     if before is not None and after is not None and sent.acked:
         level.footprint = db_footprint.footprint(
             before, after, len(sent.acked), span_s + quiet_s)
