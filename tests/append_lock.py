@@ -10,7 +10,8 @@ without the lock; a test asserts that none was.
 
 from __future__ import annotations
 
-from typing import Any
+from responder.daemon import Daemon
+from responder.store.types import Conn
 
 APPEND_LOCK = 8243121617845092355
 """The key of pg_advisory_xact_lock in action_log_append_head() (migration 020)."""
@@ -42,12 +43,26 @@ CREATE TRIGGER test_levels_moved AFTER INSERT OR UPDATE OF level, rank ON contro
 """
 
 
-async def watch(conn: Any) -> None:
+async def watch(conn: Conn) -> None:
     """Start noting unlocked step inserts and level changes in this (migrated) database."""
     await conn.execute(WATCH_SQL)
 
 
-async def unlocked_writes(conn: Any) -> list[str]:
+async def unlocked_writes(conn: Conn) -> list[str]:
     """What was written without the append lock: table, operation and statement."""
     rows = await conn.fetch("SELECT tbl, op, query FROM test_unlocked_writes ORDER BY at")
     return [f"{r['op']} on {r['tbl']}: {r['query']}" for r in rows]
+
+
+async def watch_daemon(daemon: Daemon) -> None:
+    """watch() on a running daemon's database."""
+    assert daemon.state is not None
+    async with daemon.state.pool.acquire() as conn:
+        await watch(conn)
+
+
+async def unlocked_in(daemon: Daemon) -> list[str]:
+    """unlocked_writes() of a running daemon's database."""
+    assert daemon.state is not None
+    async with daemon.state.pool.acquire() as conn:
+        return await unlocked_writes(conn)

@@ -58,10 +58,7 @@ class Containment(RuleBasedStateMachine):
             step_deadline_s=0.5, reconcile_interval_s=0)
         self.exchange, self.daemon, self.http = (self.stack.exchange, self.stack.daemon,
                                                  self.stack.http)
-        state = self.daemon.state
-        assert state is not None
-        async with state.pool.acquire() as conn:
-            await append_lock.watch(conn)
+        await append_lock.watch_daemon(self.daemon)
 
     async def _stop(self) -> None:
         await self.stack.stop()
@@ -155,13 +152,7 @@ class Containment(RuleBasedStateMachine):
     @invariant()
     def steps_and_levels_are_written_under_the_append_lock(self) -> None:
         """What early claims rely on (tests/append_lock.py), whatever the sequence."""
-        async def unlocked() -> list[str]:
-            state = self.daemon.state
-            assert state is not None
-            async with state.pool.acquire() as conn:
-                return await append_lock.unlocked_writes(conn)
-
-        assert self.run(unlocked()) == []
+        assert self.run(append_lock.unlocked_in(self.daemon)) == []
 
     @invariant()
     def only_authorised_releases_lower(self) -> None:
